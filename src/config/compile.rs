@@ -1,0 +1,163 @@
+//! Compiles a topology file: phase one reads every section (see [`super::section`]), phase two
+//! checks the stages against each other. All problems of both phases are returned together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use super::defaults as d;
+use super::errors::{ConfigErrors, Errors};
+use super::model::{KafkaSettings, ProviderSpec, RegistrySettings, SimulatedSpec, TopicSpec, Topology};
+use super::section::Section;
+use super::values::{duration, fraction, is_valid_name, is_valid_topic, limit};
+use super::stage;
+
+/// Reads and compiles a topology file.
+pub fn load(path: &Path) -> Result<Topology, ConfigErrors> {
+    let mut errors = Errors::new(path.to_path_buf());
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(None, "", format!("cannot read file: {e}"));
+            return Err(errors.into_errors());
+        }
+    };
+    compile(path, &text)
+}
+
+/// Compiles topology text; `path` locates errors and resolves relative file names.
+pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
+    let mut errors = Errors::new(path.to_path_buf());
+    let value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(None, "", format!("not valid YAML: {e}"));
+            return Err(errors.into_errors());
+        }
+    };
+    let base_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut root = Section::new(value, None, "", &mut errors);
+    let pipeline: String = root.req("pipeline").unwrap_or_else(|| "pipeline".to_owned());
+    if !is_valid_name(&pipeline) {
+        root.error("pipeline", "may use only letters, digits, '-' and '_'");
+    }
+    let kafka = root.nested("kafka", kafka);
+    let schema_registry = root.nested("schema_registry", |s| RegistrySettings {
+        url: s.or("url", d::SCHEMA_REGISTRY_URL.to_owned()),
+    });
+    let providers: BTreeMap<String, ProviderSpec> = root.entries("providers", provider).into_iter().collect();
+    let inputs: Vec<TopicSpec> = root.entries("inputs", |name, s| {
+        if !is_valid_topic(name) {
+            s.error("", format!("'{name}' is not a legal Kafka topic name"));
+        }
+        let partitions = limit(s, "partitions", kafka.partitions as usize, 1, 100_000) as i32;
+        Some(TopicSpec { name: name.to_owned(), partitions })
+    })
+    .into_iter()
+    .map(|(_, t)| t)
+    .collect();
+    let metering_topic = root.or("metering_topic", d::metering_topic(&pipeline));
+    let process_max_in_flight =
+        root.nested("runtime", |s| limit(s, "max_in_flight", d::PROCESS_MAX_IN_FLIGHT, 1, 10_000_000));
+    let stages: Vec<_> = root
+        .stages("stages", |name, s| stage::parse(name, &pipeline, &base_dir, s))
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    root.finish();
+
+    let topology = Topology {
+        file: path.to_path_buf(),
+        pipeline,
+        kafka,
+        schema_registry,
+        providers,
+        inputs,
+        stages,
+        metering_topic,
+        process_max_in_flight,
+    };
+    cross_check(&topology, &mut errors);
+    errors.into_result(topology)
+}
+
+fn kafka(s: &mut Section<'_>) -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: s.or("bootstrap_servers", d::BOOTSTRAP_SERVERS.to_owned()),
+        properties: s.or("properties", BTreeMap::new()),
+        consumer: s.or("consumer", BTreeMap::new()),
+        producer: s.or("producer", BTreeMap::new()),
+        partitions: limit(s, "partitions", d::PARTITIONS as usize, 1, 100_000) as i32,
+        replication_factor: limit(s, "replication_factor", d::REPLICATION_FACTOR as usize, 1, 100) as i32,
+    }
+}
+
+fn provider(name: &str, s: &mut Section<'_>) -> Option<ProviderSpec> {
+    if !is_valid_name(name) {
+        s.error("", "provider names may use only letters, digits, '-' and '_'");
+    }
+    let kind: String = s.req("kind")?;
+    match kind.as_str() {
+        "simulated" => Some(ProviderSpec::Simulated(SimulatedSpec {
+            latency: duration(s, "latency", d::SIM_LATENCY),
+            jitter: duration(s, "jitter", std::time::Duration::ZERO),
+            failure_rate: fraction(s, "failure_rate"),
+            rate_limit_rate: fraction(s, "rate_limit_rate"),
+            retry_after: duration(s, "retry_after", d::SIM_RETRY_AFTER),
+            embedding_dim: limit(s, "embedding_dim", d::SIM_EMBEDDING_DIM, 1, 16384),
+        })),
+        other => {
+            s.error("kind", format!("unknown provider kind '{other}' (expected one of: simulated)"));
+            None
+        }
+    }
+}
+
+/// Phase two: checks that need the whole file.
+fn cross_check(t: &Topology, errors: &mut Errors) {
+    // Who writes each topic: external inputs and stage outputs.
+    let mut writers: HashMap<&str, Vec<String>> = HashMap::new();
+    for input in &t.inputs {
+        writers.entry(&input.name).or_default().push("an external input".to_owned());
+    }
+    for s in &t.stages {
+        for topic in s.output_topics() {
+            writers.entry(topic).or_default().push(format!("stage '{}' ({})", s.name, s.kind.name()));
+        }
+    }
+    for (topic, w) in &writers {
+        if w.len() > 1 {
+            errors.push(None, "stages", format!("topic '{topic}' is written by more than one source: {}", w.join(", ")));
+        }
+    }
+    let mut groups: HashMap<&str, &str> = HashMap::new();
+    for s in &t.stages {
+        let stage = Some(s.name.as_str());
+        if !writers.contains_key(s.input.as_str()) {
+            errors.push(stage, "input", format!(
+                "topic '{}' is written by no stage and is not declared under 'inputs'", s.input));
+        }
+        if s.output_topics().contains(&s.input.as_str()) {
+            errors.push(stage, "output", "a stage must not write to its own input topic");
+        }
+        if let Some(other) = groups.insert(&s.group, &s.name) {
+            errors.push(stage, "group", format!("consumer group '{}' is also used by stage '{other}'", s.group));
+        }
+        match t.providers.get(&s.model.provider) {
+            None => errors.push(stage, "model.provider", format!(
+                "unknown provider '{}' (declared: {})", s.model.provider,
+                t.providers.keys().cloned().collect::<Vec<_>>().join(", "))),
+            Some(ProviderSpec::Simulated(sim)) => {
+                if let super::model::StageKindSpec::Embed { dimensions, .. } = &s.kind {
+                    if *dimensions != sim.embedding_dim {
+                        errors.push(stage, "embed.dimensions", format!(
+                            "provider '{}' returns {}-dimensional vectors", s.model.provider, sim.embedding_dim));
+                    }
+                }
+            }
+        }
+        if s.concurrency.max_in_flight > t.process_max_in_flight {
+            errors.push(stage, "concurrency.max_in_flight", format!(
+                "exceeds runtime.max_in_flight ({})", t.process_max_in_flight));
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Every default of the topology format, in one place.
+
+use std::time::Duration;
+
+pub const PARTITIONS: i32 = 6;
+pub const REPLICATION_FACTOR: i32 = 1;
+pub const BOOTSTRAP_SERVERS: &str = "localhost:9092";
+pub const SCHEMA_REGISTRY_URL: &str = "http://localhost:8081";
+pub const PROCESS_MAX_IN_FLIGHT: usize = 4096;
+
+pub const MAX_IN_FLIGHT: usize = 256;
+pub const PER_PARTITION: usize = 64;
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub const RETRY_ATTEMPTS: u32 = 3;
+pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub const SIM_LATENCY: Duration = Duration::from_millis(10);
+pub const SIM_RETRY_AFTER: Duration = Duration::from_millis(500);
+pub const SIM_EMBEDDING_DIM: usize = 64;
+
+pub const CHUNK_WORDS: usize = 200;
+pub const CHUNK_OVERLAP: usize = 20;
+pub const EMBED_BATCH_SIZE: usize = 16;
+pub const TOP_K: usize = 3;
+pub const MAX_OUTPUT_TOKENS: u32 = 512;
+
+pub fn group(pipeline: &str, stage: &str) -> String {
+    format!("sluice.{pipeline}.{stage}")
+}
+
+pub fn dead_letter_topic(pipeline: &str, stage: &str) -> String {
+    format!("{pipeline}.{stage}.dlq")
+}
+
+pub fn retry_topic_prefix(pipeline: &str, stage: &str) -> String {
+    format!("{pipeline}.{stage}.retry")
+}
+
+pub fn metering_topic(pipeline: &str) -> String {
+    format!("{pipeline}.metering")
+}

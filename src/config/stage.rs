@@ -1,0 +1,149 @@
+//! Compiles one stage entry of a topology.
+
+use std::path::Path;
+
+use super::defaults as d;
+use super::model::{Concurrency, ModelRef, RetryPolicy, StageKindSpec, StageSpec};
+use super::section::Section;
+use super::values::{duration, is_valid_name, is_valid_topic, limit, parse_duration};
+
+pub const KINDS: &str = "classify, embed, retrieve, generate, review";
+
+/// Reads a stage; `None` when it is too broken to take part in cross-checks.
+pub fn parse(name: &str, pipeline: &str, base_dir: &Path, sec: &mut Section<'_>) -> Option<StageSpec> {
+    if !is_valid_name(name) {
+        sec.error("name", "stage names may use only letters, digits, '-' and '_'");
+    }
+    let kind_name: Option<String> = sec.req("kind");
+    let input = topic(sec, "input", true);
+    let output = topic(sec, "output", true);
+    let group = sec.or("group", d::group(pipeline, name));
+    let model = sec.nested("model", |m| {
+        let provider: Option<String> = m.req("provider");
+        let model: Option<String> = m.req("name");
+        Some(ModelRef { provider: provider?, model: model? })
+    });
+    let concurrency = sec.nested("concurrency", concurrency);
+    let retry = sec.nested("retry", |r| retry(r, pipeline, name));
+    let dead_letter_topic = topic(sec, "dead_letter_topic", false).unwrap_or_else(|| d::dead_letter_topic(pipeline, name));
+    let shutdown_grace = duration(sec, "shutdown_grace", d::SHUTDOWN_GRACE);
+    let needs_human = topic(sec, "needs_human_output", false);
+    let rejected = topic(sec, "rejected_output", false);
+
+    let kind = match kind_name.as_deref() {
+        Some("classify") => sec.nested("classify", |s| {
+            let labels: Vec<String> = s.req("labels").unwrap_or_default();
+            if labels.is_empty() {
+                s.error("labels", "at least one label is required");
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for l in &labels {
+                if !seen.insert(l) {
+                    s.error("labels", format!("label '{l}' is listed twice"));
+                }
+            }
+            Some(StageKindSpec::Classify { labels })
+        }),
+        Some("embed") => sec.nested("embed", |s| {
+            let chunk_words = limit(s, "chunk_words", d::CHUNK_WORDS, 8, 8192);
+            let chunk_overlap = limit(s, "chunk_overlap", d::CHUNK_OVERLAP, 0, 4096);
+            if chunk_overlap >= chunk_words {
+                s.error("chunk_overlap", format!("must be smaller than chunk_words ({chunk_words})"));
+            }
+            let batch_size = limit(s, "batch_size", d::EMBED_BATCH_SIZE, 1, 2048);
+            let dimensions = limit(s, "dimensions", d::SIM_EMBEDDING_DIM, 1, 16384);
+            Some(StageKindSpec::Embed { chunk_words, chunk_overlap, batch_size, dimensions })
+        }),
+        Some("retrieve") => sec.nested("retrieve", |s| {
+            let kb: Option<String> = s.req("knowledge_base");
+            let top_k = limit(s, "top_k", d::TOP_K, 1, 1000);
+            let kb = base_dir.join(kb?);
+            if !kb.is_file() {
+                s.error("knowledge_base", format!("file '{}' does not exist", kb.display()));
+            }
+            Some(StageKindSpec::Retrieve { knowledge_base: kb, top_k })
+        }),
+        Some("generate") => sec.nested("generate", |s| {
+            let prompt_version: String = s.or("prompt_version", "answer@1".to_owned());
+            if !prompt_version.contains('@') {
+                s.error("prompt_version", "write the template and its version as name@version, e.g. answer@3");
+            }
+            let max_output_tokens = limit(s, "max_output_tokens", d::MAX_OUTPUT_TOKENS as usize, 1, 1 << 20) as u32;
+            Some(StageKindSpec::Generate { prompt_version, max_output_tokens })
+        }),
+        Some("review") => {
+            let blocked_terms = sec.nested("review", |s| s.or("blocked_terms", Vec::<String>::new()));
+            if needs_human.is_none() {
+                sec.error("needs_human_output", "review stages need a topic for answers that need a human");
+            }
+            if rejected.is_none() {
+                sec.error("rejected_output", "review stages need a topic for rejected answers");
+            }
+            Some(StageKindSpec::Review {
+                blocked_terms,
+                needs_human_output: needs_human.clone().unwrap_or_default(),
+                rejected_output: rejected.clone().unwrap_or_default(),
+            })
+        }
+        Some(other) => {
+            sec.error("kind", format!("unknown stage kind '{other}' (expected one of: {KINDS})"));
+            None
+        }
+        None => None,
+    };
+    if kind_name.as_deref() != Some("review") {
+        for (key, v) in [("needs_human_output", &needs_human), ("rejected_output", &rejected)] {
+            if v.is_some() {
+                sec.error(key, "only review stages have this output");
+            }
+        }
+    }
+    Some(StageSpec {
+        name: name.to_owned(),
+        kind: kind?,
+        input: input?,
+        output: output?,
+        group,
+        model: model?,
+        concurrency,
+        retry,
+        dead_letter_topic,
+        shutdown_grace,
+    })
+}
+
+fn topic(sec: &mut Section<'_>, key: &str, required: bool) -> Option<String> {
+    let name: String = if required { sec.req(key)? } else { sec.opt(key)? };
+    if !is_valid_topic(&name) {
+        sec.error(key, format!("'{name}' is not a legal Kafka topic name ([a-zA-Z0-9._-], at most 249)"));
+    }
+    Some(name)
+}
+
+fn concurrency(sec: &mut Section<'_>) -> Concurrency {
+    let max_in_flight = limit(sec, "max_in_flight", d::MAX_IN_FLIGHT, 1, 1_000_000);
+    let per_partition = limit(sec, "per_partition", d::PER_PARTITION.min(max_in_flight), 1, 1_000_000);
+    if per_partition > max_in_flight {
+        sec.error("per_partition", format!("must not exceed max_in_flight ({max_in_flight})"));
+    }
+    let key_ordering = sec.or("key_ordering", false);
+    Concurrency { max_in_flight, per_partition, key_ordering }
+}
+
+fn retry(sec: &mut Section<'_>, pipeline: &str, stage: &str) -> RetryPolicy {
+    let attempts = limit(sec, "attempts", d::RETRY_ATTEMPTS as usize, 1, 100) as u32;
+    let initial_backoff = duration(sec, "initial_backoff", d::RETRY_INITIAL_BACKOFF);
+    let max_backoff = duration(sec, "max_backoff", d::RETRY_MAX_BACKOFF);
+    if max_backoff < initial_backoff {
+        sec.error("max_backoff", "must not be shorter than initial_backoff");
+    }
+    let mut ladder = Vec::new();
+    for (i, text) in sec.or("ladder", Vec::<String>::new()).iter().enumerate() {
+        match parse_duration(text) {
+            Ok(delay) => ladder.push(delay),
+            Err(msg) => sec.error(&format!("ladder[{i}]"), msg),
+        }
+    }
+    let topic_prefix = sec.or("topic_prefix", d::retry_topic_prefix(pipeline, stage));
+    RetryPolicy { attempts, initial_backoff, max_backoff, ladder, topic_prefix }
+}

@@ -1,0 +1,103 @@
+//! The topics a topology uses, each with its role and the schema of its records.
+
+use std::time::Duration;
+
+use super::model::{StageKindSpec, Topology};
+use crate::avro::SchemaKind;
+
+/// Why a topic exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicRole {
+    /// Written by applications; documents enter here.
+    Input,
+    /// Written by a stage on success.
+    StageOutput { stage: String },
+    /// Rung of a stage's retry ladder: records wait here until `delay` after they failed.
+    Retry { stage: String, delay: Duration },
+    /// Records a stage gave up on, in a dead-letter envelope.
+    DeadLetter { stage: String },
+    /// One cost event per model call.
+    Metering,
+}
+
+impl TopicRole {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Input => "input".to_owned(),
+            Self::StageOutput { stage } => format!("output of stage '{stage}'"),
+            Self::Retry { stage, delay } => {
+                format!("retry of stage '{stage}' (delay {})", humantime::format_duration(*delay))
+            }
+            Self::DeadLetter { stage } => format!("dead-letter of stage '{stage}'"),
+            Self::Metering => "metering".to_owned(),
+        }
+    }
+}
+
+/// One topic of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedTopic {
+    pub name: String,
+    pub role: TopicRole,
+    pub partitions: i32,
+    pub schema: SchemaKind,
+}
+
+/// The schema of records a stage of this kind writes to its outputs.
+pub fn output_schema(kind: &StageKindSpec) -> SchemaKind {
+    match kind {
+        StageKindSpec::Classify { .. } => SchemaKind::Classified,
+        StageKindSpec::Embed { .. } => SchemaKind::Embedded,
+        StageKindSpec::Retrieve { .. } => SchemaKind::Retrieved,
+        StageKindSpec::Generate { .. } => SchemaKind::Generated,
+        StageKindSpec::Review { .. } => SchemaKind::Reviewed,
+    }
+}
+
+impl Topology {
+    /// The schema of records on `topic`, if the topology knows the topic.
+    pub fn schema_of(&self, topic: &str) -> Option<SchemaKind> {
+        self.topics().into_iter().find(|t| t.name == topic).map(|t| t.schema)
+    }
+
+    /// Every topic of the topology, inputs first, then per stage its outputs, retries and
+    /// dead letters, then metering. Retry topics carry the stage's input records unchanged.
+    pub fn topics(&self) -> Vec<PlannedTopic> {
+        let parts = self.kafka.partitions;
+        let mut out: Vec<PlannedTopic> = self
+            .inputs
+            .iter()
+            .map(|i| PlannedTopic { name: i.name.clone(), role: TopicRole::Input, partitions: i.partitions, schema: SchemaKind::Document })
+            .collect();
+        for s in &self.stages {
+            for topic in s.output_topics() {
+                out.push(PlannedTopic {
+                    name: topic.to_owned(),
+                    role: TopicRole::StageOutput { stage: s.name.clone() },
+                    partitions: parts,
+                    schema: output_schema(&s.kind),
+                });
+            }
+        }
+        for s in &self.stages {
+            let input_schema = out.iter().find(|t| t.name == s.input).map_or(SchemaKind::Document, |t| t.schema);
+            for (name, delay) in s.retry.retry_topics() {
+                let role = TopicRole::Retry { stage: s.name.clone(), delay };
+                out.push(PlannedTopic { name, role, partitions: parts, schema: input_schema });
+            }
+            out.push(PlannedTopic {
+                name: s.dead_letter_topic.clone(),
+                role: TopicRole::DeadLetter { stage: s.name.clone() },
+                partitions: parts,
+                schema: SchemaKind::DeadLetter,
+            });
+        }
+        out.push(PlannedTopic {
+            name: self.metering_topic.clone(),
+            role: TopicRole::Metering,
+            partitions: parts,
+            schema: SchemaKind::CostEvent,
+        });
+        out
+    }
+}

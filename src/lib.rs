@@ -1,0 +1,29 @@
+//! sluice: a streaming AI-inference pipeline on Kafka.
+//!
+//! Documents arrive on input topics; stateless stages (classify, embed, retrieve, generate,
+//! review) each run as their own consumer group, joined by topics carrying Avro records in the
+//! Confluent wire format. A stage's input offset is stored only after every output it owes is
+//! acknowledged.
+//!
+//! # Layout
+//! - [`config`]: topology files, compiled in two phases with every error reported.
+//! - [`avro`]: the shipped schemas, record types, wire-format codec and registry calls.
+//! - [`stage`]: the `Stage` trait and the five stage kinds, one file each; no Kafka in sight.
+//! - [`provider`]: model providers behind a closed enum (`simulated` for offline runs).
+//! - [`runner`]: the generic at-least-once runner that owns consuming, producing and offsets.
+//! - [`retry`]: every backoff and retry timing.
+//! - [`kafka`]: client configuration and topic administration.
+//! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
+//! - [`telemetry`]: typed events, logs and Prometheus metrics.
+//! - [`shutdown`]: the two-phase shutdown signal.
+
+pub mod avro;
+pub mod config;
+pub mod devstack;
+pub mod kafka;
+pub mod provider;
+pub mod retry;
+pub mod runner;
+pub mod shutdown;
+pub mod stage;
+pub mod telemetry;

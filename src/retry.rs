@@ -1,0 +1,80 @@
+//! All retry and backoff timing in one place: exponential backoff with jitter (backon) for a
+//! record's in-process attempts, honouring a provider's "not before" instant, and the capped
+//! backoff used while infrastructure (broker, registry) is unavailable.
+
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::config::RetryPolicy;
+
+/// Delays between a record's in-process attempts.
+pub struct AttemptBackoff {
+    delays: backon::ExponentialBackoff,
+}
+
+impl AttemptBackoff {
+    pub fn new(policy: &RetryPolicy) -> Self {
+        let delays = ExponentialBuilder::default()
+            .with_min_delay(policy.initial_backoff)
+            .with_max_delay(policy.max_backoff)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        Self { delays }
+    }
+
+    /// The wait before the next attempt: the backoff, or longer if the error said "not before".
+    pub fn next_delay(&mut self, not_before: Option<SystemTime>) -> Duration {
+        let backoff = self.delays.next().unwrap_or(Duration::from_secs(1));
+        backoff.max(until(not_before))
+    }
+}
+
+/// Time from now until `instant` (zero if it has passed or is absent).
+pub fn until(instant: Option<SystemTime>) -> Duration {
+    instant.and_then(|t| t.duration_since(SystemTime::now()).ok()).unwrap_or(Duration::ZERO)
+}
+
+/// Backoff while a dependency is down: 100 ms doubling to 5 s, with jitter, forever.
+pub fn infrastructure_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(400),
+            ladder: vec![],
+            topic_prefix: "p".into(),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let mut b = AttemptBackoff::new(&policy());
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay(None)).collect();
+        assert!(delays[0] >= Duration::from_millis(100));
+        // Jitter adds up to one more min_delay on top of the capped value.
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)), "{delays:?}");
+        assert!(delays[5] >= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn not_before_wins_over_a_shorter_backoff() {
+        let mut b = AttemptBackoff::new(&policy());
+        let d = b.next_delay(Some(SystemTime::now() + Duration::from_secs(3)));
+        assert!(d > Duration::from_millis(2900) && d <= Duration::from_secs(3), "{d:?}");
+    }
+}

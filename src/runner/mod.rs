@@ -1,0 +1,129 @@
+//! The generic at-least-once runner: the only code that touches offsets.
+//!
+//! consume → decode → process → produce every output → await acknowledgements → mark done.
+//! Offsets are stored only for the contiguous prefix of done records of each partition
+//! ([`window`]); many records per partition are in flight at once, bounded per partition (a full
+//! partition is paused, never blocking the poll loop), per stage and per process (semaphores).
+//! Records with the same key can be kept in order. Offsets are committed in the background, on
+//! revoke and on shutdown.
+
+mod consumer;
+mod output;
+mod partitions;
+mod window;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::Semaphore;
+
+pub use consumer::RunnerContext;
+pub use output::OutRecord;
+pub use window::Window;
+
+use crate::avro::Codec;
+use crate::config::{StageKindSpec, StageSpec, Topology};
+use crate::kafka::{consumer_config, producer_config};
+use crate::shutdown::{Phase, Shutdown};
+use crate::stage::{Port, Stage};
+use partitions::Partitions;
+use worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("stage '{stage}' stopped on a fatal error: {reason}")]
+    Fatal { stage: String, reason: String },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Records still in flight when the grace period ended; their offsets were not stored.
+    pub abandoned: usize,
+}
+
+/// The topics a stage writes on each of its ports.
+pub fn ports(spec: &StageSpec) -> HashMap<Port, String> {
+    let mut ports = HashMap::from([(Port::Main, spec.output.clone())]);
+    if let StageKindSpec::Review { needs_human_output, rejected_output, .. } = &spec.kind {
+        ports.insert(Port::NeedsHuman, needs_human_output.clone());
+        ports.insert(Port::Rejected, rejected_output.clone());
+    }
+    ports
+}
+
+/// Runs `stage` as a member of its consumer group until `shutdown`, then drains and commits.
+/// `process_permits` bounds records in flight across every stage of this process.
+pub async fn run<S: Stage>(
+    stage: S,
+    spec: &StageSpec,
+    topology: &Topology,
+    codec: Arc<Codec>,
+    process_permits: Arc<Semaphore>,
+    shutdown: Shutdown,
+) -> Result<RunReport, RunError> {
+    let producer: FutureProducer = producer_config(&topology.kafka).create()?;
+    let (jobs_tx, mut jobs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let partitions = Arc::new(Partitions::new(spec.concurrency.per_partition, spec.concurrency.key_ordering, jobs_tx));
+    let context = RunnerContext { stage: spec.name.clone(), partitions: partitions.clone(), grace: spec.shutdown_grace };
+    let consumer: Arc<BaseConsumer<RunnerContext>> =
+        Arc::new(consumer_config(&topology.kafka, &spec.group).create_with_context(context)?);
+    consumer.subscribe(&[spec.input.as_str()])?;
+
+    let worker = Arc::new(Worker {
+        stage,
+        spec: spec.clone(),
+        pipeline: topology.pipeline.clone(),
+        codec,
+        producer: producer.clone(),
+        partitions: partitions.clone(),
+        consumer: consumer.clone(),
+        ports: ports(spec),
+        shutdown: shutdown.clone(),
+        fatal: Mutex::new(None),
+    });
+
+    let stage_permits = Arc::new(Semaphore::new(spec.concurrency.max_in_flight));
+    let dispatcher = {
+        let worker = worker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let job = tokio::select! {
+                    job = jobs_rx.recv() => match job { Some(j) => j, None => break },
+                    _ = shutdown.reached(Phase::Stopped) => break,
+                };
+                let (Ok(a), Ok(b)) = (stage_permits.clone().acquire_owned().await, process_permits.clone().acquire_owned().await) else {
+                    break;
+                };
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    worker.handle(job).await;
+                    drop((a, b));
+                });
+            }
+        })
+    };
+
+    tracing::info!(stage = %spec.name, group = %spec.group, input = %spec.input, "stage running");
+    let abandoned = {
+        let (consumer, partitions, shutdown, grace, name) =
+            (consumer.clone(), partitions.clone(), shutdown.clone(), spec.shutdown_grace, spec.name.clone());
+        tokio::task::spawn_blocking(move || consumer::poll_loop(&consumer, &partitions, &shutdown, grace, &name))
+            .await
+            .expect("poll loop does not panic")
+    };
+    shutdown.stop();
+    let _ = dispatcher.await;
+    let _ = producer.flush(std::time::Duration::from_secs(10));
+    tracing::info!(stage = %spec.name, abandoned, "stage stopped; offsets committed");
+    if let Some(reason) = worker.fatal.lock().expect("fatal lock").take() {
+        return Err(RunError::Fatal { stage: spec.name.clone(), reason });
+    }
+    Ok(RunReport { abandoned })
+}

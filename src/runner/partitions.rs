@@ -1,0 +1,208 @@
+//! The runner's view of its assigned partitions: each one's offset window, pause state and
+//! per-key queues, behind one mutex so that storing offsets, pausing and resuming happen in a
+//! single order. Completions arrive from worker tasks; admissions from the poll thread; revocation
+//! from the rebalance callback, which waits here (bounded) for in-flight records to finish.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::window::Window;
+
+pub type Tp = (String, i32);
+
+/// A record admitted to a window, on its way to a worker.
+#[derive(Debug)]
+pub struct Job {
+    pub message: OwnedMessage,
+    /// Assignment generation of its partition: a job from a revoked assignment is dropped.
+    pub epoch: u64,
+}
+
+impl Job {
+    pub fn tp(&self) -> Tp {
+        (self.message.topic().to_owned(), self.message.partition())
+    }
+}
+
+struct PartState {
+    epoch: u64,
+    window: Window,
+    paused: bool,
+    /// Key → records waiting behind the one of that key in flight (key ordering only).
+    keys: HashMap<Vec<u8>, VecDeque<Job>>,
+}
+
+struct Inner {
+    parts: HashMap<Tp, PartState>,
+    next_epoch: u64,
+    /// Shutting down: no new admissions.
+    closing: bool,
+}
+
+pub struct Partitions {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    per_partition: usize,
+    key_ordering: bool,
+    jobs: UnboundedSender<Job>,
+}
+
+fn tpl_of(tp: &Tp, offset: Option<i64>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    match offset {
+        Some(o) => {
+            tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(o)).expect("valid offset");
+        }
+        None => {
+            tpl.add_partition(&tp.0, tp.1);
+        }
+    }
+    tpl
+}
+
+impl Partitions {
+    pub fn new(per_partition: usize, key_ordering: bool, jobs: UnboundedSender<Job>) -> Self {
+        let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
+        Self { inner: Mutex::new(inner), changed: Condvar::new(), per_partition, key_ordering, jobs }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("partition state lock")
+    }
+
+    pub fn assign(&self, tps: impl IntoIterator<Item = Tp>) {
+        let mut inner = self.lock();
+        for tp in tps {
+            let epoch = inner.next_epoch;
+            inner.next_epoch += 1;
+            inner.parts.insert(tp, PartState { epoch, window: Window::default(), paused: false, keys: HashMap::new() });
+        }
+    }
+
+    /// Takes a polled record into its partition's window and hands it to a worker (or queues it
+    /// behind its key). Pauses the partition when its window is full. Returns false if the record
+    /// was not admitted (shutting down, or its partition is not assigned here).
+    pub fn admit<C: ConsumerContext>(&self, message: OwnedMessage, consumer: &BaseConsumer<C>) -> bool {
+        let tp = (message.topic().to_owned(), message.partition());
+        let mut inner = self.lock();
+        if inner.closing {
+            return false;
+        }
+        let Some(state) = inner.parts.get_mut(&tp) else { return false };
+        state.window.open(message.offset());
+        if state.window.len() >= self.per_partition && !state.paused {
+            state.paused = true;
+            if let Err(e) = consumer.pause(&tpl_of(&tp, None)) {
+                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot pause partition");
+            }
+            crate::telemetry::PartitionPaused { topic: &tp.0, partition: tp.1 }.emit();
+        }
+        let job = Job { epoch: state.epoch, message };
+        if self.key_ordering {
+            if let Some(key) = job.message.key().map(<[u8]>::to_vec) {
+                if let Some(waiting) = state.keys.get_mut(&key) {
+                    waiting.push_back(job);
+                    return true;
+                }
+                state.keys.insert(key, VecDeque::new());
+            }
+        }
+        let _ = self.jobs.send(job);
+        true
+    }
+
+    /// Whether a job still belongs to the current assignment of its partition.
+    pub fn is_current(&self, tp: &Tp, epoch: u64) -> bool {
+        self.lock().parts.get(tp).is_some_and(|s| s.epoch == epoch)
+    }
+
+    /// A record is done (every output acknowledged): store the new position if it advanced,
+    /// resume a paused partition with room again, release the next record of the same key.
+    pub fn complete<C: ConsumerContext>(&self, tp: &Tp, epoch: u64, offset: i64, key: Option<&[u8]>, consumer: &BaseConsumer<C>) {
+        let mut inner = self.lock();
+        let closing = inner.closing;
+        let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
+        if let Some(position) = state.window.complete(offset) {
+            if let Err(e) = consumer.store_offsets(&tpl_of(tp, Some(position))) {
+                tracing::warn!(topic = %tp.0, partition = tp.1, position, error = %e, "cannot store offset");
+            }
+        }
+        if state.paused && !closing && state.window.len() < self.per_partition {
+            state.paused = false;
+            if let Err(e) = consumer.resume(&tpl_of(tp, None)) {
+                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot resume partition");
+            }
+        }
+        if let Some(key) = key.filter(|_| self.key_ordering) {
+            if let Some(waiting) = state.keys.get_mut(key) {
+                match waiting.pop_front() {
+                    Some(next) => {
+                        let _ = self.jobs.send(next);
+                    }
+                    None => {
+                        state.keys.remove(key);
+                    }
+                }
+            }
+        }
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `grace` for the windows of `tps` to empty, then forgets them.
+    /// Returns how many records were still in flight when it gave up.
+    pub fn revoke(&self, tps: &[Tp], grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        let mut inner = self.lock();
+        loop {
+            let open: usize = tps.iter().filter_map(|tp| inner.parts.get(tp)).map(|s| s.window.len()).sum();
+            let now = Instant::now();
+            if open == 0 || now >= deadline {
+                for tp in tps {
+                    inner.parts.remove(tp);
+                }
+                return open;
+            }
+            inner = self.changed.wait_timeout(inner, deadline - now).expect("partition state lock").0;
+        }
+    }
+
+    /// Stops admissions and pauses every assigned partition (shutdown step one).
+    pub fn close<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        let mut inner = self.lock();
+        inner.closing = true;
+        let mut tpl = TopicPartitionList::new();
+        for (tp, state) in inner.parts.iter_mut() {
+            state.paused = true;
+            tpl.add_partition(&tp.0, tp.1);
+        }
+        if tpl.count() > 0 {
+            let _ = consumer.pause(&tpl);
+        }
+    }
+
+    /// Records in flight across all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.lock().parts.values().map(|s| s.window.len()).sum()
+    }
+
+    /// Waits until nothing is in flight or `deadline` passes; returns what is still in flight.
+    pub fn wait_drained(&self, deadline: Instant) -> usize {
+        let mut inner = self.lock();
+        loop {
+            let open: usize = inner.parts.values().map(|s| s.window.len()).sum();
+            let now = Instant::now();
+            if open == 0 || now >= deadline {
+                return open;
+            }
+            let step = (deadline - now).min(Duration::from_millis(100));
+            inner = self.changed.wait_timeout(inner, step).expect("partition state lock").0;
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! One record's life in the runner: decode → process (with in-process retries) → encode every
+//! output → produce and await acknowledgements → mark done. Undecodable records and permanent
+//! failures become dead letters, which are outputs like any other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+
+use super::consumer::RunnerContext;
+use super::output::{carried_headers, dead_letter, now_ms, produce_all, OutRecord};
+use super::partitions::{Job, Partitions};
+use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
+use crate::config::StageSpec;
+use crate::retry::{infrastructure_backoff, AttemptBackoff};
+use crate::shutdown::{Phase, Shutdown};
+use crate::stage::{Emit, Port, Stage, StageContext, StageError};
+use crate::telemetry::{self, AttemptFailed, DeadLettered, Outcome, RecordDone};
+
+pub struct Worker<S> {
+    pub stage: S,
+    pub spec: StageSpec,
+    pub pipeline: String,
+    pub codec: Arc<Codec>,
+    pub producer: FutureProducer,
+    pub partitions: Arc<Partitions>,
+    pub consumer: Arc<BaseConsumer<RunnerContext>>,
+    /// Topic of each port this stage emits on.
+    pub ports: HashMap<Port, String>,
+    pub shutdown: Shutdown,
+    /// Set by the first fatal error; the runner stops and reports it.
+    pub fatal: Mutex<Option<String>>,
+}
+
+/// What processing decided for a record.
+enum Disposition {
+    Outputs(Vec<OutRecord>),
+    /// Stop the worker; the record stays unfinished.
+    Fatal(String),
+    /// The worker stopped before the record could finish.
+    Abandoned,
+}
+
+impl<S: Stage> Worker<S> {
+    pub async fn handle(self: Arc<Self>, job: Job) {
+        let tp = job.tp();
+        let stage = self.spec.name.as_str();
+        if !self.partitions.is_current(&tp, job.epoch) {
+            RecordDone { stage, outcome: Outcome::Skipped, elapsed: Duration::ZERO }.emit();
+            return;
+        }
+        telemetry::in_flight(stage, 1);
+        let started = Instant::now();
+        let (outputs, outcome) = match self.dispose(&job.message).await {
+            Disposition::Outputs(o) => {
+                let dead = o.iter().any(|r| r.topic == self.spec.dead_letter_topic);
+                (o, if dead { Outcome::DeadLettered } else { Outcome::Ok })
+            }
+            Disposition::Fatal(reason) => {
+                tracing::error!(stage, error = %reason, "fatal error: stopping the worker");
+                self.fatal.lock().expect("fatal lock").get_or_insert(reason);
+                self.shutdown.request();
+                telemetry::in_flight(stage, -1);
+                return;
+            }
+            Disposition::Abandoned => {
+                telemetry::in_flight(stage, -1);
+                return;
+            }
+        };
+        if produce_all(&self.producer, &outputs, &self.shutdown).await {
+            let m = &job.message;
+            self.partitions.complete(&tp, job.epoch, m.offset(), m.key(), &self.consumer);
+            RecordDone { stage, outcome, elapsed: started.elapsed() }.emit();
+        }
+        telemetry::in_flight(stage, -1);
+    }
+
+    async fn dispose(&self, message: &OwnedMessage) -> Disposition {
+        let input = match self.decode(message).await {
+            Ok(Some(input)) => input,
+            Ok(None) => return Disposition::Abandoned,
+            Err(reason) => return self.dead_letter(message, DeadLetterClass::Decode, &reason, Vec::new()),
+        };
+        let mut backoff = AttemptBackoff::new(&self.spec.retry);
+        let mut history = Vec::new();
+        for attempt in 1..=self.spec.retry.attempts {
+            let cx = StageContext { stage: &self.spec.name, attempt };
+            let error = match self.stage.process(input.clone(), cx).await {
+                Ok(emits) => return self.encode(message, emits),
+                Err(e) => e,
+            };
+            let text = error.to_string();
+            AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }.emit();
+            history.push(AttemptRecord { attempt, at_ms: now_ms(), error_class: error.class().into(), message: text.clone() });
+            match error {
+                StageError::Fatal { reason } => return Disposition::Fatal(reason),
+                StageError::Permanent { reason } => {
+                    return self.dead_letter(message, DeadLetterClass::Permanent, &reason, history)
+                }
+                StageError::Retryable { not_before, .. } if attempt < self.spec.retry.attempts => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay(not_before)) => {}
+                        _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
+                    }
+                }
+                StageError::Retryable { reason, .. } => {
+                    let reason = format!("gave up after {attempt} attempt(s): {reason}");
+                    return self.dead_letter(message, DeadLetterClass::RetriesExhausted, &reason, history);
+                }
+            }
+        }
+        unreachable!("the last attempt always returns")
+    }
+
+    /// The record as an envelope; `Err` for a record that can never decode, `Ok(None)` if the
+    /// worker stopped while the registry was unreachable (never a reason to dead-letter).
+    async fn decode(&self, message: &OwnedMessage) -> Result<Option<Envelope>, String> {
+        let mut backoff = infrastructure_backoff();
+        loop {
+            match self.codec.decode(message.payload()).await {
+                Ok(d) => return Envelope::from_value(d.kind, d.value).map(Some).map_err(|e| e.to_string()),
+                Err(e @ CodecError::RegistryUnavailable(_)) => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(stage = %self.spec.name, error = %e, "schema registry unavailable; record waits");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.reached(Phase::Stopped) => return Ok(None),
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn encode(&self, message: &OwnedMessage, emits: Vec<Emit>) -> Disposition {
+        let headers = carried_headers(message);
+        let mut out = Vec::with_capacity(emits.len());
+        for emit in emits {
+            let Some(topic) = self.ports.get(&emit.port) else {
+                return Disposition::Fatal(format!("stage '{}' emitted on {:?}, which it has no topic for", self.spec.name, emit.port));
+            };
+            let kind = self.codec.writer_kind(topic).unwrap_or(SchemaKind::Document);
+            let encoded = emit.record.to_value(kind).map_err(|e| e.to_string()).and_then(|v| self.codec.encode(topic, &v).map_err(|e| e.to_string()));
+            match encoded {
+                Ok(payload) => {
+                    let key = message.key().map(<[u8]>::to_vec).or_else(|| Some(emit.record.document.id.clone().into_bytes()));
+                    out.push(OutRecord { topic: topic.clone(), key, payload, headers: headers.clone() });
+                }
+                Err(e) => {
+                    let reason = format!("stage output does not fit the schema of '{topic}': {e}");
+                    return self.dead_letter(message, DeadLetterClass::Permanent, &reason, Vec::new());
+                }
+            }
+        }
+        Disposition::Outputs(out)
+    }
+
+    fn dead_letter(&self, message: &OwnedMessage, class: DeadLetterClass, reason: &str, attempts: Vec<AttemptRecord>) -> Disposition {
+        let (envelope, headers) = dead_letter(&self.spec, &self.pipeline, message, class, reason, attempts);
+        DeadLettered {
+            stage: &self.spec.name,
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            class: class.symbol(),
+            reason,
+        }
+        .emit();
+        let topic = &self.spec.dead_letter_topic;
+        match self.codec.encode(topic, &envelope.to_value()) {
+            Ok(payload) => Disposition::Outputs(vec![OutRecord {
+                topic: topic.clone(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload,
+                headers,
+            }]),
+            Err(e) => Disposition::Fatal(format!("cannot encode a dead letter: {e}")),
+        }
+    }
+}

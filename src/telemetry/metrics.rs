@@ -1,0 +1,58 @@
+//! The one Prometheus registry, every metric family and its label names. Label values come from
+//! closed sets (stage and topic names from the topology, outcomes, error classes): never tenant
+//! ids, keys or raw error text.
+
+use std::sync::OnceLock;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Records finished, by stage and outcome (ok, dead_lettered, skipped).
+    pub records: IntCounterVec,
+    /// Time from a record's dispatch to its offset being storable.
+    pub record_seconds: HistogramVec,
+    /// Stage attempts that failed, by stage and error class.
+    pub attempt_failures: IntCounterVec,
+    /// Records in flight per stage.
+    pub in_flight: IntGaugeVec,
+    /// Partitions paused because their window was full, by topic.
+    pub pauses: IntCounterVec,
+    /// Produce attempts that failed and were retried, by topic.
+    pub produce_retries: IntCounterVec,
+}
+
+fn build() -> Metrics {
+    let registry = Registry::new_custom(Some("sluice".into()), None).expect("valid prefix");
+    let records = IntCounterVec::new(Opts::new("records_total", "Records finished by a stage."), &["stage", "outcome"]).expect("valid");
+    let record_seconds = HistogramVec::new(
+        HistogramOpts::new("record_duration_seconds", "Time from dispatch to every output acknowledged.")
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        &["stage"],
+    )
+    .expect("valid");
+    let attempt_failures =
+        IntCounterVec::new(Opts::new("attempt_failures_total", "Failed stage attempts."), &["stage", "class"]).expect("valid");
+    let in_flight = IntGaugeVec::new(Opts::new("in_flight_records", "Records received and not yet done."), &["stage"]).expect("valid");
+    let pauses = IntCounterVec::new(Opts::new("partition_pauses_total", "Partitions paused with a full window."), &["topic"]).expect("valid");
+    let produce_retries =
+        IntCounterVec::new(Opts::new("produce_retries_total", "Output produces that failed and were retried."), &["topic"]).expect("valid");
+    for c in [&records, &attempt_failures, &pauses, &produce_retries] {
+        registry.register(Box::new(c.clone())).expect("unique metric");
+    }
+    registry.register(Box::new(record_seconds.clone())).expect("unique metric");
+    registry.register(Box::new(in_flight.clone())).expect("unique metric");
+    Metrics { registry, records, record_seconds, attempt_failures, in_flight, pauses, produce_retries }
+}
+
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(build)
+}
+
+/// The registry in Prometheus text format.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&metrics().registry.gather(), &mut out).expect("text encoding");
+    String::from_utf8(out).expect("prometheus text is UTF-8")
+}

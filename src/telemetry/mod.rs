@@ -1,0 +1,107 @@
+//! Telemetry: each observable occurrence is a typed event whose `emit()` writes the log line and
+//! updates the metric together. Nothing per record is logged at INFO.
+
+mod metrics;
+
+use std::time::Duration;
+
+pub use metrics::{metrics, render};
+
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`); `json` selects JSON lines.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// Outcome label of a finished record.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Ok,
+    DeadLettered,
+    /// Its partition was revoked before it started; the new owner processes it.
+    Skipped,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::DeadLettered => "dead_lettered",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+pub struct RecordDone<'a> {
+    pub stage: &'a str,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+impl RecordDone<'_> {
+    pub fn emit(self) {
+        let m = metrics();
+        m.records.with_label_values(&[self.stage, self.outcome.label()]).inc();
+        m.record_seconds.with_label_values(&[self.stage]).observe(self.elapsed.as_secs_f64());
+        tracing::debug!(stage = self.stage, outcome = self.outcome.label(), elapsed_ms = self.elapsed.as_millis() as u64, "record done");
+    }
+}
+
+pub struct AttemptFailed<'a> {
+    pub stage: &'a str,
+    pub class: &'static str,
+    pub attempt: u32,
+    pub error: &'a str,
+}
+
+impl AttemptFailed<'_> {
+    pub fn emit(self) {
+        metrics().attempt_failures.with_label_values(&[self.stage, self.class]).inc();
+        tracing::debug!(stage = self.stage, class = self.class, attempt = self.attempt, error = self.error, "attempt failed");
+    }
+}
+
+pub struct DeadLettered<'a> {
+    pub stage: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub class: &'static str,
+    pub reason: &'a str,
+}
+
+impl DeadLettered<'_> {
+    pub fn emit(self) {
+        tracing::warn!(stage = self.stage, topic = self.topic, partition = self.partition, offset = self.offset, class = self.class, reason = self.reason, "record dead-lettered");
+    }
+}
+
+pub struct PartitionPaused<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+}
+
+impl PartitionPaused<'_> {
+    pub fn emit(self) {
+        metrics().pauses.with_label_values(&[self.topic]).inc();
+        tracing::debug!(topic = self.topic, partition = self.partition, "partition paused: window full");
+    }
+}
+
+pub struct ProduceRetry<'a> {
+    pub topic: &'a str,
+    pub error: &'a str,
+    pub delay: Duration,
+}
+
+impl ProduceRetry<'_> {
+    pub fn emit(self) {
+        metrics().produce_retries.with_label_values(&[self.topic]).inc();
+        tracing::warn!(topic = self.topic, error = self.error, retry_in_ms = self.delay.as_millis() as u64, "produce failed; input offset held, retrying");
+    }
+}
+
+pub fn in_flight(stage: &str, delta: i64) {
+    metrics().in_flight.with_label_values(&[stage]).add(delta);
+}
