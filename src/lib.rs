@@ -13,7 +13,9 @@
 //! - [`runner`]: the generic at-least-once runner that owns consuming, producing and offsets.
 //! - [`retry`]: every backoff and retry timing.
 //! - [`kafka`]: client configuration and topic administration.
+//! - [`pipeline`]: runs a topology's stages in one process.
 //! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
+//! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
 //! - [`telemetry`]: typed events, logs and Prometheus metrics.
 //! - [`shutdown`]: the two-phase shutdown signal.
 
@@ -21,7 +23,9 @@ pub mod avro;
 pub mod config;
 pub mod devstack;
 pub mod kafka;
+pub mod pipeline;
 pub mod provider;
+pub mod records_io;
 pub mod retry;
 pub mod runner;
 pub mod shutdown;

@@ -56,7 +56,6 @@ pub fn reader_config(settings: &KafkaSettings) -> ClientConfig {
     }
     config.set("group.id", "sluice-reader");
     config.set("enable.auto.commit", "false");
-    config.set("enable.partition.eof", "true");
     config
 }
 

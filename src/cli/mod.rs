@@ -1,0 +1,78 @@
+//! Subcommands. Every command that talks to Kafka takes `--topology FILE`;
+//! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` override its connection settings.
+
+mod consume;
+mod demo;
+mod dev;
+mod produce;
+mod run;
+mod schemas;
+mod topics;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use sluice::config::{self, Topology};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A streaming AI-inference pipeline on Kafka")]
+pub struct Cli {
+    /// Log JSON lines instead of text (filter with RUST_LOG).
+    #[arg(long, global = true, env = "SLUICE_LOG_JSON")]
+    pub log_json: bool,
+    /// Async worker threads (default: one per core, at least 2).
+    #[arg(long, global = true, env = "SLUICE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Compile topology files and report every problem (exit code 2 on any).
+    Validate { files: Vec<PathBuf> },
+    /// Register or check the Avro schemas of every topic (subject `<topic>-value`).
+    Schemas(schemas::Args),
+    /// Create or list the topology's topics.
+    Topics(topics::Args),
+    /// Produce JSON lines as Avro records.
+    Produce(produce::Args),
+    /// Print records as JSON lines with partition, offset, key and headers.
+    Consume(consume::Args),
+    /// Run one stage (scale by starting more processes) or all of them.
+    Run(run::Args),
+    /// Run an embedded broker and schema registry with every stage, until Ctrl-C.
+    Dev(dev::Args),
+    /// Run the example documents through the pipeline offline and print where each ended up.
+    Demo(demo::Args),
+}
+
+pub async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Validate { files } => Ok(validate::run(&files)),
+        Command::Schemas(a) => schemas::run(a).await,
+        Command::Topics(a) => topics::run(a).await,
+        Command::Produce(a) => produce::run(a).await,
+        Command::Consume(a) => consume::run(a).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Dev(a) => dev::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
+    }
+}
+
+/// Loads a topology and applies the environment overrides; exits 2 with every problem listed.
+pub fn load_topology(path: &Path) -> Result<Topology> {
+    match config::load(path) {
+        Ok(mut t) => {
+            t.apply_env_overrides();
+            Ok(t)
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use sluice::pipeline::run_stages;
+use sluice::shutdown::Shutdown;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    topology: PathBuf,
+    /// Stage to run (repeatable). Start more processes to scale its consumer group.
+    #[arg(long)]
+    stage: Vec<String>,
+    /// Run every stage of the topology in this process.
+    #[arg(long, conflicts_with = "stage")]
+    all: bool,
+    /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9464).
+    #[arg(long, env = "SLUICE_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    if args.stage.is_empty() && !args.all {
+        bail!("name a stage with --stage NAME, or run every stage with --all");
+    }
+    let t = super::load_topology(&args.topology)?;
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr).await?;
+    }
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let reports = run_stages(&t, &args.stage, shutdown).await?;
+    let abandoned: usize = reports.iter().map(|r| r.abandoned).sum();
+    if abandoned > 0 {
+        tracing::warn!(abandoned, "grace period ended with records in flight; they will be redelivered");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /metrics` in Prometheus text format.
+pub async fn serve_metrics(addr: SocketAddr) -> Result<()> {
+    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { sluice::telemetry::render() }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}

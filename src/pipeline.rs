@@ -1,0 +1,86 @@
+//! Running a topology's stages in one process: schema checks at startup, one runner per stage,
+//! one process-wide bound on records in flight.
+
+use std::sync::Arc;
+
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use tokio::sync::Semaphore;
+
+use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
+use crate::config::{StageSpec, Topology};
+use crate::runner::{self, RunError, RunReport};
+use crate::shutdown::Shutdown;
+use crate::stage::{AnyStage, BuildError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("unknown stage '{0}'")]
+    UnknownStage(String),
+    #[error("schemas missing from the registry:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Schemas(Vec<RegistryError>),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Every (topic, schema) pair of the topology, for registration.
+pub fn schema_pairs(topology: &Topology) -> Vec<(String, SchemaKind)> {
+    topology.topics().into_iter().map(|t| (t.name, t.schema)).collect()
+}
+
+/// The (topic, schema) pairs a stage reads or writes.
+pub fn stage_schema_pairs(topology: &Topology, spec: &StageSpec) -> Vec<(String, SchemaKind)> {
+    let mut topics: Vec<&str> = spec.output_topics();
+    topics.push(&spec.dead_letter_topic);
+    topics.push(&spec.input);
+    topics.into_iter().filter_map(|t| topology.schema_of(t).map(|k| (t.to_owned(), k))).collect()
+}
+
+pub fn registry_settings(topology: &Topology) -> SrSettings {
+    SrSettings::new(topology.schema_registry.url.clone())
+}
+
+/// Runs the named stages (all of them when `names` is empty) until `shutdown`.
+pub async fn run_stages(topology: &Topology, names: &[String], shutdown: Shutdown) -> Result<Vec<RunReport>, PipelineError> {
+    let specs: Vec<&StageSpec> = if names.is_empty() {
+        topology.stages.iter().collect()
+    } else {
+        names.iter().map(|n| topology.stage(n).ok_or_else(|| PipelineError::UnknownStage(n.clone()))).collect::<Result<_, _>>()?
+    };
+    let settings = registry_settings(topology);
+    let pairs: Vec<(String, SchemaKind)> = specs.iter().flat_map(|s| stage_schema_pairs(topology, s)).collect();
+    check_registered(&settings, &pairs).await.map_err(PipelineError::Schemas)?;
+    let codec = Arc::new(Codec::connect(&settings, &pairs).await?);
+    let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
+    let mut tasks = Vec::new();
+    for spec in specs {
+        let stage = AnyStage::build(spec, topology).await?;
+        let (spec, topology, codec, permits, shutdown) =
+            (spec.clone(), topology.clone(), codec.clone(), permits.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let result = runner::run(stage, &spec, &topology, codec, permits, shutdown.clone()).await;
+            if result.is_err() {
+                // One stage failing stops the process: its siblings drain and commit too.
+                shutdown.request();
+            }
+            result
+        }));
+    }
+    let mut reports = Vec::new();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await.expect("stage task does not panic") {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(reports),
+    }
+}
