@@ -9,11 +9,14 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     sluice::telemetry::init_logging(args.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)))
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.worker_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+            }))
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
     match runtime.block_on(cli::dispatch(args.command)) {
         Ok(code) => code,
         Err(e) => {

@@ -44,14 +44,22 @@ pub fn registry_settings(topology: &Topology) -> SrSettings {
 }
 
 /// Runs the named stages (all of them when `names` is empty) until `shutdown`.
-pub async fn run_stages(topology: &Topology, names: &[String], shutdown: Shutdown) -> Result<Vec<RunReport>, PipelineError> {
+pub async fn run_stages(
+    topology: &Topology,
+    names: &[String],
+    shutdown: Shutdown,
+) -> Result<Vec<RunReport>, PipelineError> {
     let specs: Vec<&StageSpec> = if names.is_empty() {
         topology.stages.iter().collect()
     } else {
-        names.iter().map(|n| topology.stage(n).ok_or_else(|| PipelineError::UnknownStage(n.clone()))).collect::<Result<_, _>>()?
+        names
+            .iter()
+            .map(|n| topology.stage(n).ok_or_else(|| PipelineError::UnknownStage(n.clone())))
+            .collect::<Result<_, _>>()?
     };
     let settings = registry_settings(topology);
-    let pairs: Vec<(String, SchemaKind)> = specs.iter().flat_map(|s| stage_schema_pairs(topology, s)).collect();
+    let pairs: Vec<(String, SchemaKind)> =
+        specs.iter().flat_map(|s| stage_schema_pairs(topology, s)).collect();
     check_registered(&settings, &pairs).await.map_err(PipelineError::Schemas)?;
     let codec = Arc::new(Codec::connect(&settings, &pairs).await?);
     let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
@@ -61,7 +69,8 @@ pub async fn run_stages(topology: &Topology, names: &[String], shutdown: Shutdow
         let (spec, topology, codec, permits, shutdown) =
             (spec.clone(), topology.clone(), codec.clone(), permits.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            let result = runner::run(stage, &spec, &topology, codec, permits, shutdown.clone()).await;
+            let result =
+                runner::run(stage, &spec, &topology, codec, permits, shutdown.clone()).await;
             if result.is_err() {
                 // One stage failing stops the process: its siblings drain and commit too.
                 shutdown.request();

@@ -51,7 +51,9 @@ pub async fn produce_json_lines(
             .and_then(|j| json_to_avro(&j, kind.schema()).map(|v| (j, v)))
             .and_then(|(j, v)| codec.encode(topic, &v).map(|b| (j, b)).map_err(|e| e.to_string()));
         match converted {
-            Ok((json, bytes)) => ready.push((json.get("id").and_then(Json::as_str).map(str::to_owned), bytes)),
+            Ok((json, bytes)) => {
+                ready.push((json.get("id").and_then(Json::as_str).map(str::to_owned), bytes))
+            }
             Err(error) => report.bad.push(BadLine { line: n + 1, error }),
         }
     }
@@ -79,11 +81,17 @@ pub async fn produce_json_lines(
 pub async fn record_json(codec: &Codec, m: &impl Message) -> Json {
     let headers: serde_json::Map<String, Json> = m
         .headers()
-        .map(|h| h.iter().map(|Header { key, value }| (key.to_owned(), value.map_or(Json::Null, bytes_json))).collect())
+        .map(|h| {
+            h.iter()
+                .map(|Header { key, value }| (key.to_owned(), value.map_or(Json::Null, bytes_json)))
+                .collect()
+        })
         .unwrap_or_default();
     let (schema_id, value) = match codec.decode_any(m.payload()).await {
         Ok((id, v)) => (Json::from(id), decoded_json(codec, v).await),
-        Err(e) => (Json::Null, json!({ "undecodable": e.to_string(), "base64": m.payload().map(b64) })),
+        Err(e) => {
+            (Json::Null, json!({ "undecodable": e.to_string(), "base64": m.payload().map(b64) }))
+        }
     };
     json!({
         "topic": m.topic(),
@@ -102,7 +110,9 @@ async fn decoded_json(codec: &Codec, value: Value) -> Json {
     let mut json = avro_to_json(&value);
     if let Value::Record(fields) = &value {
         let original = fields.iter().find(|(k, _)| k == "original_value").map(|(_, v)| v);
-        if let (Some(Value::Union(_, inner)), true) = (original, fields.iter().any(|(k, _)| k == "error_class")) {
+        if let (Some(Value::Union(_, inner)), true) =
+            (original, fields.iter().any(|(k, _)| k == "error_class"))
+        {
             if let Value::Bytes(bytes) = inner.as_ref() {
                 json["original_value"] = match codec.decode_any(Some(bytes)).await {
                     Ok((id, v)) => json!({ "schema_id": id, "decoded": avro_to_json(&v) }),
@@ -134,7 +144,11 @@ pub struct Reader {
 }
 
 /// A reader assigned to every partition of `topics`, from the beginning or the end.
-pub fn reader(kafka: &KafkaSettings, topics: &[&str], from_beginning: bool) -> Result<Reader, KafkaError> {
+pub fn reader(
+    kafka: &KafkaSettings,
+    topics: &[&str],
+    from_beginning: bool,
+) -> Result<Reader, KafkaError> {
     let consumer: BaseConsumer = reader_config(kafka).create()?;
     let mut tpl = TopicPartitionList::new();
     let mut ends = HashMap::new();

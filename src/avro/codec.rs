@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use apache_avro::types::Value;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
@@ -54,7 +54,10 @@ pub struct Codec {
 impl Codec {
     /// Looks up the id of every schema this process writes; fails if one is not registered
     /// under `<topic>-value` (run `sluice schemas register` first).
-    pub async fn connect(settings: &SrSettings, writes: &[(String, SchemaKind)]) -> Result<Self, RegistryError> {
+    pub async fn connect(
+        settings: &SrSettings,
+        writes: &[(String, SchemaKind)],
+    ) -> Result<Self, RegistryError> {
         let mut writers = HashMap::new();
         for (topic, kind) in writes {
             if writers.contains_key(topic) {
@@ -74,12 +77,17 @@ impl Codec {
     /// Frames `value` (already valid for the topic's schema) for `topic`.
     pub fn encode(&self, topic: &str, value: &Value) -> Result<Vec<u8>, CodecError> {
         let encode_err = |message: String| CodecError::Encode { topic: topic.to_owned(), message };
-        let (kind, id) = self.writers.get(topic).ok_or_else(|| encode_err("no schema prepared for this topic".into()))?;
+        let (kind, id) = self
+            .writers
+            .get(topic)
+            .ok_or_else(|| encode_err("no schema prepared for this topic".into()))?;
         let mut out = Vec::with_capacity(256);
         out.push(0);
         out.extend_from_slice(&id.to_be_bytes());
-        let writer = GenericDatumWriter::builder(kind.schema()).build().map_err(|e| encode_err(e.to_string()))?;
-        writer.write_value_ref(&mut out, &value).map_err(|e| encode_err(e.to_string()))?;
+        let writer = GenericDatumWriter::builder(kind.schema())
+            .build()
+            .map_err(|e| encode_err(e.to_string()))?;
+        writer.write_value_ref(&mut out, value).map_err(|e| encode_err(e.to_string()))?;
         Ok(out)
     }
 
@@ -89,42 +97,62 @@ impl Codec {
         let (schema_id, writer, body) = self.writer_schema(payload).await?;
         let name = match &writer.parsed {
             Schema::Record(r) => r.name.fullname(None),
-            other => return Err(CodecError::Malformed(format!("schema {schema_id} is not a record but {other:?}"))),
+            other => {
+                return Err(CodecError::Malformed(format!(
+                    "schema {schema_id} is not a record but {other:?}"
+                )))
+            }
         };
-        let kind = SchemaKind::from_full_name(&name)
-            .ok_or_else(|| CodecError::Malformed(format!("schema {schema_id} is '{name}', not a sluice record")))?;
-        let value = read(&writer.parsed, Some(kind.schema()), body)
-            .map_err(|e| CodecError::Malformed(format!("Avro body does not match schema {schema_id} ({name}): {e}")))?;
+        let kind = SchemaKind::from_full_name(&name).ok_or_else(|| {
+            CodecError::Malformed(format!("schema {schema_id} is '{name}', not a sluice record"))
+        })?;
+        let value = read(&writer.parsed, Some(kind.schema()), body).map_err(|e| {
+            CodecError::Malformed(format!(
+                "Avro body does not match schema {schema_id} ({name}): {e}"
+            ))
+        })?;
         Ok(Decoded { kind, schema_id, value })
     }
 
     /// Decodes a record in its writer's schema, whatever it is (for `sluice consume`).
     pub async fn decode_any(&self, payload: Option<&[u8]>) -> Result<(u32, Value), CodecError> {
         let (schema_id, writer, body) = self.writer_schema(payload).await?;
-        let value = read(&writer.parsed, None, body)
-            .map_err(|e| CodecError::Malformed(format!("Avro body does not match schema {schema_id}: {e}")))?;
+        let value = read(&writer.parsed, None, body).map_err(|e| {
+            CodecError::Malformed(format!("Avro body does not match schema {schema_id}: {e}"))
+        })?;
         Ok((schema_id, value))
     }
 
     async fn writer_schema<'b>(
         &self,
         payload: Option<&'b [u8]>,
-    ) -> Result<(u32, Arc<schema_registry_converter::avro_common::AvroSchema>, &'b [u8]), CodecError> {
-        let bytes = payload.ok_or_else(|| CodecError::Malformed("the record has no value (tombstone)".into()))?;
+    ) -> Result<(u32, Arc<schema_registry_converter::avro_common::AvroSchema>, &'b [u8]), CodecError>
+    {
+        let bytes = payload
+            .ok_or_else(|| CodecError::Malformed("the record has no value (tombstone)".into()))?;
         if bytes.is_empty() {
             return Err(CodecError::Malformed("the value is empty".into()));
         }
         if bytes[0] != 0 {
-            return Err(CodecError::Malformed(format!("wrong magic byte {:#04x} (expected 0x00)", bytes[0])));
+            return Err(CodecError::Malformed(format!(
+                "wrong magic byte {:#04x} (expected 0x00)",
+                bytes[0]
+            )));
         }
         if bytes.len() < 5 {
-            return Err(CodecError::Malformed(format!("value of {} bytes is too short for a schema id", bytes.len())));
+            return Err(CodecError::Malformed(format!(
+                "value of {} bytes is too short for a schema id",
+                bytes.len()
+            )));
         }
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         match self.decoder.get_schema(id).await {
             Ok(schema) => Ok((id, schema, &bytes[5..])),
             Err(e) if e.retriable => Err(CodecError::RegistryUnavailable(e.to_string())),
-            Err(e) => Err(CodecError::Malformed(format!("schema id {id} is unknown to the registry: {}", e.error))),
+            Err(e) => Err(CodecError::Malformed(format!(
+                "schema id {id} is unknown to the registry: {}",
+                e.error
+            ))),
         }
     }
 }

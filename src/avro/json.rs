@@ -13,10 +13,15 @@ pub fn avro_to_json(value: &Value) -> Json {
         Value::Null => Json::Null,
         Value::Boolean(b) => Json::Bool(*b),
         Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => Json::from(*i),
-        Value::Long(l) | Value::TimeMicros(l) | Value::TimestampMillis(l) | Value::TimestampMicros(l) => Json::from(*l),
+        Value::Long(l)
+        | Value::TimeMicros(l)
+        | Value::TimestampMillis(l)
+        | Value::TimestampMicros(l) => Json::from(*l),
         Value::Float(f) => Json::from(*f as f64),
         Value::Double(d) => Json::from(*d),
-        Value::Bytes(b) | Value::Fixed(_, b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Bytes(b) | Value::Fixed(_, b) => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
         Value::String(s) | Value::Enum(_, s) => Json::String(s.clone()),
         Value::Uuid(u) => Json::String(u.to_string()),
         Value::Union(_, v) => avro_to_json(v),
@@ -26,7 +31,9 @@ pub fn avro_to_json(value: &Value) -> Json {
             keys.sort();
             Json::Object(keys.into_iter().map(|k| (k.clone(), avro_to_json(&m[k]))).collect())
         }
-        Value::Record(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
+        Value::Record(fields) => {
+            Json::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect())
+        }
         other => Json::String(format!("{other:?}")),
     }
 }
@@ -41,7 +48,9 @@ fn convert(json: &Json, schema: &Schema, path: &str) -> Result<Value, String> {
     match schema {
         Schema::Null => json.is_null().then_some(Value::Null).ok_or_else(mismatch),
         Schema::Boolean => json.as_bool().map(Value::Boolean).ok_or_else(mismatch),
-        Schema::Int => json.as_i64().and_then(|i| i32::try_from(i).ok()).map(Value::Int).ok_or_else(mismatch),
+        Schema::Int => {
+            json.as_i64().and_then(|i| i32::try_from(i).ok()).map(Value::Int).ok_or_else(mismatch)
+        }
         Schema::Long => json.as_i64().map(Value::Long).ok_or_else(mismatch),
         Schema::Float => json.as_f64().map(|f| Value::Float(f as f32)).ok_or_else(mismatch),
         Schema::Double => json.as_f64().map(Value::Double).ok_or_else(mismatch),
@@ -53,22 +62,34 @@ fn convert(json: &Json, schema: &Schema, path: &str) -> Result<Value, String> {
             .ok_or_else(|| format!("{path}: expected base64-encoded bytes")),
         Schema::Enum(e) => {
             let s = json.as_str().ok_or_else(mismatch)?;
-            let i = e.symbols.iter().position(|x| x == s).ok_or_else(|| format!("{path}: '{s}' is not one of {:?}", e.symbols))?;
+            let i = e
+                .symbols
+                .iter()
+                .position(|x| x == s)
+                .ok_or_else(|| format!("{path}: '{s}' is not one of {:?}", e.symbols))?;
             Ok(Value::Enum(i as u32, s.to_owned()))
         }
         Schema::Array(a) => {
             let items = json.as_array().ok_or_else(mismatch)?;
-            let out = items.iter().enumerate().map(|(i, j)| convert(j, &a.items, &format!("{path}[{i}]")));
+            let out = items
+                .iter()
+                .enumerate()
+                .map(|(i, j)| convert(j, &a.items, &format!("{path}[{i}]")));
             Ok(Value::Array(out.collect::<Result<_, _>>()?))
         }
         Schema::Map(m) => {
             let obj = json.as_object().ok_or_else(mismatch)?;
-            let out = obj.iter().map(|(k, v)| Ok((k.clone(), convert(v, &m.types, &format!("{path}.{k}"))?)));
+            let out = obj
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), convert(v, &m.types, &format!("{path}.{k}"))?)));
             Ok(Value::Map(out.collect::<Result<_, String>>()?))
         }
         Schema::Union(u) => union(json, u, path),
         Schema::Record(r) => record(json, r, path),
-        _ => Err(format!("{path}: schema type {} is not supported by the JSON reader", describe(schema))),
+        _ => Err(format!(
+            "{path}: schema type {} is not supported by the JSON reader",
+            describe(schema)
+        )),
     }
 }
 
@@ -84,7 +105,9 @@ fn union(json: &Json, u: &UnionSchema, path: &str) -> Result<Value, String> {
 }
 
 fn record(json: &Json, r: &RecordSchema, path: &str) -> Result<Value, String> {
-    let obj = json.as_object().ok_or_else(|| format!("{path}: expected an object, found {}", json_kind(json)))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| format!("{path}: expected an object, found {}", json_kind(json)))?;
     if let Some(unknown) = obj.keys().find(|k| !r.lookup.contains_key(*k)) {
         return Err(format!("{path}.{unknown}: not a field of {}", r.name.fullname(None)));
     }
@@ -93,12 +116,14 @@ fn record(json: &Json, r: &RecordSchema, path: &str) -> Result<Value, String> {
         let fpath = format!("{path}.{}", f.name);
         let value = match (obj.get(&f.name), &f.default) {
             (Some(j), _) => convert(j, &f.schema, &fpath)?,
-            (None, Some(default)) => convert(default, &f.schema, &fpath)
-                .or_else(|_| match &f.schema {
+            (None, Some(default)) => {
+                convert(default, &f.schema, &fpath).or_else(|_| match &f.schema {
                     // A union's default belongs to its first branch.
-                    Schema::Union(u) => convert(default, &u.variants()[0], &fpath).map(|v| Value::Union(0, Box::new(v))),
+                    Schema::Union(u) => convert(default, &u.variants()[0], &fpath)
+                        .map(|v| Value::Union(0, Box::new(v))),
                     _ => Err(format!("{fpath}: bad default")),
-                })?,
+                })?
+            }
             (None, None) => return Err(format!("{fpath}: missing required field")),
         };
         fields.push((f.name.clone(), value));
@@ -148,13 +173,22 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let schema = SchemaKind::Document.schema();
-        let e = json_to_avro(&serde_json::json!({"id": 1, "tenant": "t", "content": "c"}), schema).unwrap_err();
+        let e = json_to_avro(&serde_json::json!({"id": 1, "tenant": "t", "content": "c"}), schema)
+            .unwrap_err();
         assert!(e.contains("$.id") && e.contains("string"), "{e}");
         let e = json_to_avro(&serde_json::json!({"id": "1", "tenant": "t"}), schema).unwrap_err();
         assert!(e.contains("$.content: missing"), "{e}");
-        let e = json_to_avro(&serde_json::json!({"id": "1", "tenant": "t", "content": "c", "extra": 1}), schema).unwrap_err();
+        let e = json_to_avro(
+            &serde_json::json!({"id": "1", "tenant": "t", "content": "c", "extra": 1}),
+            schema,
+        )
+        .unwrap_err();
         assert!(e.contains("$.extra"), "{e}");
-        let e = json_to_avro(&serde_json::json!({"id": "1", "tenant": "t", "content": "c", "metadata": {"a": 1}}), schema).unwrap_err();
+        let e = json_to_avro(
+            &serde_json::json!({"id": "1", "tenant": "t", "content": "c", "metadata": {"a": 1}}),
+            schema,
+        )
+        .unwrap_err();
         assert!(e.contains("$.metadata.a"), "{e}");
     }
 }

@@ -79,7 +79,9 @@ impl SchemaKind {
         let all = PARSED.get_or_init(|| {
             Self::ALL
                 .iter()
-                .map(|k| Schema::parse_str(k.text()).expect("shipped schemas parse (checked by tests)"))
+                .map(|k| {
+                    Schema::parse_str(k.text()).expect("shipped schemas parse (checked by tests)")
+                })
                 .collect()
         });
         &all[Self::ALL.iter().position(|k| *k == self).expect("every kind is in ALL")]
@@ -108,7 +110,13 @@ mod tests {
     #[test]
     fn nested_document_is_identical_in_every_stage_schema() {
         let doc = SchemaKind::Document.schema().canonical_form();
-        for kind in [SchemaKind::Classified, SchemaKind::Embedded, SchemaKind::Retrieved, SchemaKind::Generated, SchemaKind::Reviewed] {
+        for kind in [
+            SchemaKind::Classified,
+            SchemaKind::Embedded,
+            SchemaKind::Retrieved,
+            SchemaKind::Generated,
+            SchemaKind::Reviewed,
+        ] {
             let Schema::Record(r) = kind.schema() else { unreachable!() };
             let field = r.fields.iter().find(|f| f.name == "document").expect("document field");
             assert_eq!(field.schema.canonical_form(), doc, "{kind:?} embeds a different Document");

@@ -190,7 +190,12 @@ impl DeadLetter {
         let headers = self
             .original_headers
             .iter()
-            .map(|(k, v)| Value::Record(vec![("key".into(), Value::String(k.clone())), ("value".into(), opt_bytes(v))]))
+            .map(|(k, v)| {
+                Value::Record(vec![
+                    ("key".into(), Value::String(k.clone())),
+                    ("value".into(), opt_bytes(v)),
+                ])
+            })
             .collect();
         let attempts = self
             .attempts
@@ -205,10 +210,14 @@ impl DeadLetter {
             })
             .collect();
         let class = self.error_class;
-        let class_index = [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted]
-            .iter()
-            .position(|c| *c == class)
-            .expect("closed set") as u32;
+        let class_index = [
+            DeadLetterClass::Decode,
+            DeadLetterClass::Permanent,
+            DeadLetterClass::RetriesExhausted,
+        ]
+        .iter()
+        .position(|c| *c == class)
+        .expect("closed set") as u32;
         Value::Record(vec![
             ("pipeline".into(), Value::String(self.pipeline.clone())),
             ("stage".into(), Value::String(self.stage.clone())),
@@ -239,13 +248,19 @@ mod tests {
     use super::*;
 
     fn doc() -> Document {
-        Document { id: "d1".into(), tenant: "acme".into(), content: "hello".into(), metadata: BTreeMap::from([("k".into(), "v".into())]) }
+        Document {
+            id: "d1".into(),
+            tenant: "acme".into(),
+            content: "hello".into(),
+            metadata: BTreeMap::from([("k".into(), "v".into())]),
+        }
     }
 
     #[test]
     fn envelope_round_trips_through_every_stage_schema() {
         let mut env = Envelope::new(doc());
-        env.classification = Some(Classification { label: "billing".into(), confidence: 0.9, model: "m".into() });
+        env.classification =
+            Some(Classification { label: "billing".into(), confidence: 0.9, model: "m".into() });
         let v = env.to_value(SchemaKind::Classified).expect("classified");
         assert_eq!(Envelope::from_value(SchemaKind::Classified, v).expect("back"), env);
 
@@ -255,7 +270,8 @@ mod tests {
         assert_eq!(Envelope::from_value(SchemaKind::Embedded, v).expect("back"), env);
 
         // Retrieved drops the chunks: they are not in its schema.
-        env.passages = vec![Passage { id: "p".into(), text: "t".into(), score: 0.7, source: "kb".into() }];
+        env.passages =
+            vec![Passage { id: "p".into(), text: "t".into(), score: 0.7, source: "kb".into() }];
         let v = env.to_value(SchemaKind::Retrieved).expect("retrieved");
         let back = Envelope::from_value(SchemaKind::Retrieved, v).expect("back");
         assert!(back.chunks.is_empty());
@@ -276,11 +292,24 @@ mod tests {
     #[test]
     fn dead_letter_value_validates_against_its_schema() {
         let dl = DeadLetter {
-            pipeline: "p".into(), stage: "s".into(), consumer_group: "g".into(), original_topic: "t".into(),
-            original_partition: 1, original_offset: 7, original_timestamp_ms: Some(5), original_key: None,
-            original_value: Some(vec![1, 2, 3]), original_headers: vec![("h".into(), Some(b"v".to_vec()))],
-            error_class: DeadLetterClass::Decode, error_message: "bad".into(),
-            attempts: vec![AttemptRecord { attempt: 1, at_ms: 5, error_class: "decode".into(), message: "bad".into() }],
+            pipeline: "p".into(),
+            stage: "s".into(),
+            consumer_group: "g".into(),
+            original_topic: "t".into(),
+            original_partition: 1,
+            original_offset: 7,
+            original_timestamp_ms: Some(5),
+            original_key: None,
+            original_value: Some(vec![1, 2, 3]),
+            original_headers: vec![("h".into(), Some(b"v".to_vec()))],
+            error_class: DeadLetterClass::Decode,
+            error_message: "bad".into(),
+            attempts: vec![AttemptRecord {
+                attempt: 1,
+                at_ms: 5,
+                error_class: "decode".into(),
+                message: "bad".into(),
+            }],
             failed_at_ms: 9,
         };
         assert!(dl.to_value().validate(SchemaKind::DeadLetter.schema()));

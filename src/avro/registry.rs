@@ -1,7 +1,9 @@
 //! Registering sluice's schemas under the topic-name strategy (`<topic>-value`) and checking
 //! at worker startup that the registry has them.
 
-use schema_registry_converter::async_impl::schema_registry::{perform_sr_call, post_schema, SrSettings};
+use schema_registry_converter::async_impl::schema_registry::{
+    perform_sr_call, post_schema, SrSettings,
+};
 use schema_registry_converter::schema_registry_common::{SchemaType, SrCall, SuppliedSchema};
 
 use super::{subject_for, SchemaKind};
@@ -18,7 +20,11 @@ pub enum RegistryError {
 
 /// Registers `kind`'s schema under `topic`'s subject (idempotent: an identical schema keeps
 /// its id). Returns the schema id.
-pub async fn register(settings: &SrSettings, topic: &str, kind: SchemaKind) -> Result<u32, RegistryError> {
+pub async fn register(
+    settings: &SrSettings,
+    topic: &str,
+    kind: SchemaKind,
+) -> Result<u32, RegistryError> {
     let subject = subject_for(topic);
     let supplied = SuppliedSchema::new(None, SchemaType::Avro, kind.text().to_owned());
     match post_schema(settings, subject.clone(), supplied).await {
@@ -41,7 +47,11 @@ pub async fn register_all(
 }
 
 /// The id under which `topic`'s subject holds exactly `kind`'s schema, without registering it.
-pub async fn lookup_id(settings: &SrSettings, topic: &str, kind: SchemaKind) -> Result<u32, RegistryError> {
+pub async fn lookup_id(
+    settings: &SrSettings,
+    topic: &str,
+    kind: SchemaKind,
+) -> Result<u32, RegistryError> {
     let subject = subject_for(topic);
     let body = serde_json::json!({ "schema": kind.text(), "schemaType": "AVRO" }).to_string();
     match perform_sr_call(settings, SrCall::PostForVersion(&subject, &body)).await {
@@ -56,7 +66,10 @@ pub async fn lookup_id(settings: &SrSettings, topic: &str, kind: SchemaKind) -> 
 }
 
 /// Checks every pair is registered; returns every missing subject, not just the first.
-pub async fn check_registered(settings: &SrSettings, pairs: &[(String, SchemaKind)]) -> Result<(), Vec<RegistryError>> {
+pub async fn check_registered(
+    settings: &SrSettings,
+    pairs: &[(String, SchemaKind)],
+) -> Result<(), Vec<RegistryError>> {
     let mut missing = Vec::new();
     for (topic, kind) in pairs {
         match lookup_id(settings, topic, *kind).await {

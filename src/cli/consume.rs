@@ -32,7 +32,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let reading = tokio::task::spawn_blocking(move || -> Result<usize> {
         let reader = reader(&kafka, &[args.topic.as_str()], args.from_beginning)?;
         let idle = if args.exit_at_end { Duration::from_secs(10) } else { Duration::MAX };
-        Ok(reader.drain(args.max, args.exit_at_end, idle, || tx.is_closed(), |m| tx.blocking_send(m.detach()).is_ok())?)
+        Ok(reader.drain(
+            args.max,
+            args.exit_at_end,
+            idle,
+            || tx.is_closed(),
+            |m| tx.blocking_send(m.detach()).is_ok(),
+        )?)
     });
     while let Some(message) = rx.recv().await {
         println!("{}", record_json(&codec, &message).await);

@@ -50,10 +50,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None => builtin_topology()?,
     };
     let documents = match &args.documents {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => DOCUMENTS.to_owned(),
     };
-    let Some(input) = t.inputs.first().map(|i| i.name.clone()) else { bail!("the topology declares no input topic") };
+    let Some(input) = t.inputs.first().map(|i| i.name.clone()) else {
+        bail!("the topology declares no input topic")
+    };
     let stack = DevStack::start(&mut t, "127.0.0.1:0".parse()?).await?;
     println!("{}", stack.env_lines());
 
@@ -64,8 +68,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         async move { run_stages(&t, &[], shutdown).await }
     });
 
-    let codec = Codec::connect(&registry_settings(&t), &[(input.clone(), sluice::avro::SchemaKind::Document)]).await?;
-    let report = produce_json_lines(&t.kafka, &codec, &input, sluice::avro::SchemaKind::Document, &documents, |_, _| {}).await?;
+    let codec = Codec::connect(
+        &registry_settings(&t),
+        &[(input.clone(), sluice::avro::SchemaKind::Document)],
+    )
+    .await?;
+    let report = produce_json_lines(
+        &t.kafka,
+        &codec,
+        &input,
+        sluice::avro::SchemaKind::Document,
+        &documents,
+        |_, _| {},
+    )
+    .await?;
     for bad in &report.bad {
         eprintln!("documents:{}: skipped: {}", bad.line, bad.error);
     }
@@ -94,14 +110,24 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 /// Topics where a document's journey ends: outputs no stage reads, and dead-letter topics.
 fn final_topics(t: &Topology) -> Vec<String> {
     let read: HashSet<&str> = t.stages.iter().map(|s| s.input.as_str()).collect();
-    let mut out: Vec<String> =
-        t.stages.iter().flat_map(|s| s.output_topics()).filter(|o| !read.contains(o)).map(str::to_owned).collect();
+    let mut out: Vec<String> = t
+        .stages
+        .iter()
+        .flat_map(|s| s.output_topics())
+        .filter(|o| !read.contains(o))
+        .map(str::to_owned)
+        .collect();
     out.extend(t.stages.iter().map(|s| s.dead_letter_topic.clone()));
     out
 }
 
 /// Reads the final topics until every expected id has a record (keyed by document id).
-async fn collect_results(t: &Topology, codec: &Codec, expected: &HashSet<String>, timeout: Duration) -> Result<BTreeMap<String, Json>> {
+async fn collect_results(
+    t: &Topology,
+    codec: &Codec,
+    expected: &HashSet<String>,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Json>> {
     let topics = final_topics(t);
     let kafka = t.kafka.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -109,14 +135,20 @@ async fn collect_results(t: &Topology, codec: &Codec, expected: &HashSet<String>
     let reading = tokio::task::spawn_blocking(move || -> Result<()> {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         let reader = reader(&kafka, &names, true)?;
-        reader.drain(None, false, deadline.saturating_duration_since(Instant::now()), || tx.is_closed(), |m| {
-            tx.blocking_send(m.detach()).is_ok()
-        })?;
+        reader.drain(
+            None,
+            false,
+            deadline.saturating_duration_since(Instant::now()),
+            || tx.is_closed(),
+            |m| tx.blocking_send(m.detach()).is_ok(),
+        )?;
         Ok(())
     });
     let mut results = BTreeMap::new();
     while results.len() < expected.len() {
-        let Ok(Some(message)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else { break };
+        let Ok(Some(message)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else {
+            break;
+        };
         let json = record_json(codec, &message).await;
         if let Some(id) = json["key"].as_str().filter(|id| expected.contains(*id)) {
             results.insert(id.to_owned(), json);
@@ -128,16 +160,25 @@ async fn collect_results(t: &Topology, codec: &Codec, expected: &HashSet<String>
 }
 
 fn print_table(results: &BTreeMap<String, Json>) {
-    println!("\n{:<9} {:<9} {:<24} {:<10} {:<10} {}", "DOCUMENT", "TENANT", "RESULT", "LABEL", "MODEL", "ANSWER / REASON");
+    println!(
+        "\n{:<9} {:<9} {:<24} {:<10} {:<10} ANSWER / REASON",
+        "DOCUMENT", "TENANT", "RESULT", "LABEL", "MODEL"
+    );
     for (id, r) in results {
         let v = &r["value"];
         let (result, detail) = if v.get("error_class").is_some() {
-            (format!("dead letter ({})", v["stage"].as_str().unwrap_or("?")), v["error_message"].as_str().unwrap_or("").to_owned())
+            (
+                format!("dead letter ({})", v["stage"].as_str().unwrap_or("?")),
+                v["error_message"].as_str().unwrap_or("").to_owned(),
+            )
         } else {
             let verdict = v["review"]["verdict"].as_str().unwrap_or("OUTPUT").to_lowercase();
             (verdict, v["answer"]["text"].as_str().unwrap_or("").to_owned())
         };
-        let tenant = v["document"]["tenant"].as_str().or_else(|| v["original_value"]["decoded"]["tenant"].as_str()).unwrap_or("-");
+        let tenant = v["document"]["tenant"]
+            .as_str()
+            .or_else(|| v["original_value"]["decoded"]["tenant"].as_str())
+            .unwrap_or("-");
         let label = v["classification"]["label"].as_str().unwrap_or("-");
         let model = v["answer"]["model"].as_str().unwrap_or("-");
         let detail: String = detail.chars().take(60).collect();

@@ -27,8 +27,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     // Shell-sourceable: `eval "$(sluice dev ... | head -2)"` or copy them into another shell.
     println!("{}", stack.env_lines());
-    eprintln!("sluice dev: {} stages running; produce to {} (Ctrl-C to stop)", t.stages.len(),
-        t.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "));
+    eprintln!(
+        "sluice dev: {} stages running; produce to {} (Ctrl-C to stop)",
+        t.stages.len(),
+        t.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     run_stages(&t, &[], shutdown).await?;

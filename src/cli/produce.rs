@@ -22,12 +22,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let t = super::load_topology(&args.topology)?;
     let topic = match args.topic {
         Some(topic) => topic,
-        None => t.inputs.first().map(|i| i.name.clone()).context("the topology declares no input topic; pass --topic")?,
+        None => t
+            .inputs
+            .first()
+            .map(|i| i.name.clone())
+            .context("the topology declares no input topic; pass --topic")?,
     };
-    let Some(kind) = t.schema_of(&topic) else { bail!("topic '{topic}' is not part of the topology") };
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let Some(kind) = t.schema_of(&topic) else {
+        bail!("topic '{topic}' is not part of the topology")
+    };
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let codec = Codec::connect(&registry_settings(&t), &[(topic.clone(), kind)]).await?;
-    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec}").expect("template"));
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec}").expect("template"),
+    );
     let report = produce_json_lines(&t.kafka, &codec, &topic, kind, &text, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

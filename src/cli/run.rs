@@ -34,14 +34,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let reports = run_stages(&t, &args.stage, shutdown).await?;
     let abandoned: usize = reports.iter().map(|r| r.abandoned).sum();
     if abandoned > 0 {
-        tracing::warn!(abandoned, "grace period ended with records in flight; they will be redelivered");
+        tracing::warn!(
+            abandoned,
+            "grace period ended with records in flight; they will be redelivered"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `GET /metrics` in Prometheus text format.
 pub async fn serve_metrics(addr: SocketAddr) -> Result<()> {
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { sluice::telemetry::render() }));
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(|| async { sluice::telemetry::render() }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving metrics");
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -28,7 +28,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match args.action {
         Action::Create { topology } => {
             let t = super::load_topology(&topology)?;
-            let wanted: Vec<(String, i32)> = t.topics().into_iter().map(|p| (p.name, p.partitions)).collect();
+            let wanted: Vec<(String, i32)> =
+                t.topics().into_iter().map(|p| (p.name, p.partitions)).collect();
             let created = create_topics(&t.kafka, &wanted).await?;
             println!("created {} of {} topics", created.len(), wanted.len());
             for name in created {
@@ -43,10 +44,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 move || existing_topics(&kafka)
             })
             .await??;
-            println!("{:<40} {:<44} {:>10}  {}", "TOPIC", "ROLE", "PARTITIONS", "SCHEMA");
+            println!("{:<40} {:<44} {:>10}  SCHEMA", "TOPIC", "ROLE", "PARTITIONS");
             for p in t.topics() {
-                let parts = existing.iter().find(|(n, _)| *n == p.name).map_or("missing".to_owned(), |(_, n)| n.to_string());
-                println!("{:<40} {:<44} {:>10}  {}", p.name, p.role.describe(), parts, p.schema.full_name());
+                let parts = existing
+                    .iter()
+                    .find(|(n, _)| *n == p.name)
+                    .map_or("missing".to_owned(), |(_, n)| n.to_string());
+                println!(
+                    "{:<40} {:<44} {:>10}  {}",
+                    p.name,
+                    p.role.describe(),
+                    parts,
+                    p.schema.full_name()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

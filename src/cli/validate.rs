@@ -10,12 +10,21 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
         match sluice::config::load(file) {
-            Ok(t) => println!("{}: ok ({} stages, {} topics)", file.display(), t.stages.len(), t.topics().len()),
+            Ok(t) => println!(
+                "{}: ok ({} stages, {} topics)",
+                file.display(),
+                t.stages.len(),
+                t.topics().len()
+            ),
             Err(errors) => {
                 failed = true;
                 eprint!("{errors}");
             }
         }
     }
-    if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

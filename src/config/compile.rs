@@ -6,10 +6,12 @@ use std::path::Path;
 
 use super::defaults as d;
 use super::errors::{ConfigErrors, Errors};
-use super::model::{KafkaSettings, ProviderSpec, RegistrySettings, SimulatedSpec, TopicSpec, Topology};
+use super::model::{
+    KafkaSettings, ProviderSpec, RegistrySettings, SimulatedSpec, TopicSpec, Topology,
+};
 use super::section::Section;
-use super::values::{duration, fraction, is_valid_name, is_valid_topic, limit};
 use super::stage;
+use super::values::{duration, fraction, is_valid_name, is_valid_topic, limit};
 
 /// Reads and compiles a topology file.
 pub fn load(path: &Path) -> Result<Topology, ConfigErrors> {
@@ -44,20 +46,22 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
     let schema_registry = root.nested("schema_registry", |s| RegistrySettings {
         url: s.or("url", d::SCHEMA_REGISTRY_URL.to_owned()),
     });
-    let providers: BTreeMap<String, ProviderSpec> = root.entries("providers", provider).into_iter().collect();
-    let inputs: Vec<TopicSpec> = root.entries("inputs", |name, s| {
-        if !is_valid_topic(name) {
-            s.error("", format!("'{name}' is not a legal Kafka topic name"));
-        }
-        let partitions = limit(s, "partitions", kafka.partitions as usize, 1, 100_000) as i32;
-        Some(TopicSpec { name: name.to_owned(), partitions })
-    })
-    .into_iter()
-    .map(|(_, t)| t)
-    .collect();
+    let providers: BTreeMap<String, ProviderSpec> =
+        root.entries("providers", provider).into_iter().collect();
+    let inputs: Vec<TopicSpec> = root
+        .entries("inputs", |name, s| {
+            if !is_valid_topic(name) {
+                s.error("", format!("'{name}' is not a legal Kafka topic name"));
+            }
+            let partitions = limit(s, "partitions", kafka.partitions as usize, 1, 100_000) as i32;
+            Some(TopicSpec { name: name.to_owned(), partitions })
+        })
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     let metering_topic = root.or("metering_topic", d::metering_topic(&pipeline));
-    let process_max_in_flight =
-        root.nested("runtime", |s| limit(s, "max_in_flight", d::PROCESS_MAX_IN_FLIGHT, 1, 10_000_000));
+    let process_max_in_flight = root
+        .nested("runtime", |s| limit(s, "max_in_flight", d::PROCESS_MAX_IN_FLIGHT, 1, 10_000_000));
     let stages: Vec<_> = root
         .stages("stages", |name, s| stage::parse(name, &pipeline, &base_dir, s))
         .into_iter()
@@ -87,7 +91,8 @@ fn kafka(s: &mut Section<'_>) -> KafkaSettings {
         consumer: s.or("consumer", BTreeMap::new()),
         producer: s.or("producer", BTreeMap::new()),
         partitions: limit(s, "partitions", d::PARTITIONS as usize, 1, 100_000) as i32,
-        replication_factor: limit(s, "replication_factor", d::REPLICATION_FACTOR as usize, 1, 100) as i32,
+        replication_factor: limit(s, "replication_factor", d::REPLICATION_FACTOR as usize, 1, 100)
+            as i32,
     }
 }
 
@@ -106,7 +111,10 @@ fn provider(name: &str, s: &mut Section<'_>) -> Option<ProviderSpec> {
             embedding_dim: limit(s, "embedding_dim", d::SIM_EMBEDDING_DIM, 1, 16384),
         })),
         other => {
-            s.error("kind", format!("unknown provider kind '{other}' (expected one of: simulated)"));
+            s.error(
+                "kind",
+                format!("unknown provider kind '{other}' (expected one of: simulated)"),
+            );
             None
         }
     }
@@ -121,43 +129,76 @@ fn cross_check(t: &Topology, errors: &mut Errors) {
     }
     for s in &t.stages {
         for topic in s.output_topics() {
-            writers.entry(topic).or_default().push(format!("stage '{}' ({})", s.name, s.kind.name()));
+            writers.entry(topic).or_default().push(format!(
+                "stage '{}' ({})",
+                s.name,
+                s.kind.name()
+            ));
         }
     }
     for (topic, w) in &writers {
         if w.len() > 1 {
-            errors.push(None, "stages", format!("topic '{topic}' is written by more than one source: {}", w.join(", ")));
+            errors.push(
+                None,
+                "stages",
+                format!("topic '{topic}' is written by more than one source: {}", w.join(", ")),
+            );
         }
     }
     let mut groups: HashMap<&str, &str> = HashMap::new();
     for s in &t.stages {
         let stage = Some(s.name.as_str());
         if !writers.contains_key(s.input.as_str()) {
-            errors.push(stage, "input", format!(
-                "topic '{}' is written by no stage and is not declared under 'inputs'", s.input));
+            errors.push(
+                stage,
+                "input",
+                format!(
+                    "topic '{}' is written by no stage and is not declared under 'inputs'",
+                    s.input
+                ),
+            );
         }
         if s.output_topics().contains(&s.input.as_str()) {
             errors.push(stage, "output", "a stage must not write to its own input topic");
         }
         if let Some(other) = groups.insert(&s.group, &s.name) {
-            errors.push(stage, "group", format!("consumer group '{}' is also used by stage '{other}'", s.group));
+            errors.push(
+                stage,
+                "group",
+                format!("consumer group '{}' is also used by stage '{other}'", s.group),
+            );
         }
         match t.providers.get(&s.model.provider) {
-            None => errors.push(stage, "model.provider", format!(
-                "unknown provider '{}' (declared: {})", s.model.provider,
-                t.providers.keys().cloned().collect::<Vec<_>>().join(", "))),
+            None => errors.push(
+                stage,
+                "model.provider",
+                format!(
+                    "unknown provider '{}' (declared: {})",
+                    s.model.provider,
+                    t.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
             Some(ProviderSpec::Simulated(sim)) => {
                 if let super::model::StageKindSpec::Embed { dimensions, .. } = &s.kind {
                     if *dimensions != sim.embedding_dim {
-                        errors.push(stage, "embed.dimensions", format!(
-                            "provider '{}' returns {}-dimensional vectors", s.model.provider, sim.embedding_dim));
+                        errors.push(
+                            stage,
+                            "embed.dimensions",
+                            format!(
+                                "provider '{}' returns {}-dimensional vectors",
+                                s.model.provider, sim.embedding_dim
+                            ),
+                        );
                     }
                 }
             }
         }
         if s.concurrency.max_in_flight > t.process_max_in_flight {
-            errors.push(stage, "concurrency.max_in_flight", format!(
-                "exceeds runtime.max_in_flight ({})", t.process_max_in_flight));
+            errors.push(
+                stage,
+                "concurrency.max_in_flight",
+                format!("exceeds runtime.max_in_flight ({})", t.process_max_in_flight),
+            );
         }
     }
 }

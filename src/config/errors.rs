@@ -53,7 +53,12 @@ impl Errors {
         Self { file, list: Vec::new() }
     }
 
-    pub fn push(&mut self, stage: Option<&str>, field: impl Into<String>, message: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        stage: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.list.push(ConfigError {
             file: self.file.clone(),
             stage: stage.map(str::to_owned),

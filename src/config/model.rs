@@ -158,6 +158,10 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn retry_topics(&self) -> Vec<(String, Duration)> {
-        self.ladder.iter().enumerate().map(|(i, d)| (format!("{}.{}", self.topic_prefix, i + 1), *d)).collect()
+        self.ladder
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("{}.{}", self.topic_prefix, i + 1), *d))
+            .collect()
     }
 }

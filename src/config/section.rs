@@ -96,7 +96,11 @@ impl<'e> Section<'e> {
             Value::Mapping(m) => m,
             Value::Null => return out,
             other => {
-                self.errors.push(stage.as_deref(), prefix, format!("expected a mapping, found {}", kind(&other)));
+                self.errors.push(
+                    stage.as_deref(),
+                    prefix,
+                    format!("expected a mapping, found {}", kind(&other)),
+                );
                 return out;
             }
         };
@@ -105,7 +109,8 @@ impl<'e> Section<'e> {
                 self.errors.push(stage.as_deref(), prefix.clone(), "keys must be strings");
                 continue;
             };
-            let mut sub = Section::new(v, stage.as_deref(), &format!("{prefix}.{name}"), self.errors);
+            let mut sub =
+                Section::new(v, stage.as_deref(), &format!("{prefix}.{name}"), self.errors);
             if let Some(t) = f(&name, &mut sub) {
                 out.push((name, t));
             }
@@ -129,7 +134,10 @@ impl<'e> Section<'e> {
                 return out;
             }
             Some(other) => {
-                self.error(key, format!("expected a mapping of stage names, found {}", kind(&other)));
+                self.error(
+                    key,
+                    format!("expected a mapping of stage names, found {}", kind(&other)),
+                );
                 return out;
             }
         };
@@ -151,7 +159,8 @@ impl<'e> Section<'e> {
     pub fn finish(self) {
         for key in self.map.keys() {
             let name = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
-            let path = if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) };
+            let path =
+                if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) };
             self.errors.push(self.stage.as_deref(), path, "unknown key");
         }
     }

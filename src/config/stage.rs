@@ -10,7 +10,12 @@ use super::values::{duration, is_valid_name, is_valid_topic, limit, parse_durati
 pub const KINDS: &str = "classify, embed, retrieve, generate, review";
 
 /// Reads a stage; `None` when it is too broken to take part in cross-checks.
-pub fn parse(name: &str, pipeline: &str, base_dir: &Path, sec: &mut Section<'_>) -> Option<StageSpec> {
+pub fn parse(
+    name: &str,
+    pipeline: &str,
+    base_dir: &Path,
+    sec: &mut Section<'_>,
+) -> Option<StageSpec> {
     if !is_valid_name(name) {
         sec.error("name", "stage names may use only letters, digits, '-' and '_'");
     }
@@ -25,7 +30,8 @@ pub fn parse(name: &str, pipeline: &str, base_dir: &Path, sec: &mut Section<'_>)
     });
     let concurrency = sec.nested("concurrency", concurrency);
     let retry = sec.nested("retry", |r| retry(r, pipeline, name));
-    let dead_letter_topic = topic(sec, "dead_letter_topic", false).unwrap_or_else(|| d::dead_letter_topic(pipeline, name));
+    let dead_letter_topic = topic(sec, "dead_letter_topic", false)
+        .unwrap_or_else(|| d::dead_letter_topic(pipeline, name));
     let shutdown_grace = duration(sec, "shutdown_grace", d::SHUTDOWN_GRACE);
     let needs_human = topic(sec, "needs_human_output", false);
     let rejected = topic(sec, "rejected_output", false);
@@ -48,7 +54,10 @@ pub fn parse(name: &str, pipeline: &str, base_dir: &Path, sec: &mut Section<'_>)
             let chunk_words = limit(s, "chunk_words", d::CHUNK_WORDS, 8, 8192);
             let chunk_overlap = limit(s, "chunk_overlap", d::CHUNK_OVERLAP, 0, 4096);
             if chunk_overlap >= chunk_words {
-                s.error("chunk_overlap", format!("must be smaller than chunk_words ({chunk_words})"));
+                s.error(
+                    "chunk_overlap",
+                    format!("must be smaller than chunk_words ({chunk_words})"),
+                );
             }
             let batch_size = limit(s, "batch_size", d::EMBED_BATCH_SIZE, 1, 2048);
             let dimensions = limit(s, "dimensions", d::SIM_EMBEDDING_DIM, 1, 16384);
@@ -66,15 +75,23 @@ pub fn parse(name: &str, pipeline: &str, base_dir: &Path, sec: &mut Section<'_>)
         Some("generate") => sec.nested("generate", |s| {
             let prompt_version: String = s.or("prompt_version", "answer@1".to_owned());
             if !prompt_version.contains('@') {
-                s.error("prompt_version", "write the template and its version as name@version, e.g. answer@3");
+                s.error(
+                    "prompt_version",
+                    "write the template and its version as name@version, e.g. answer@3",
+                );
             }
-            let max_output_tokens = limit(s, "max_output_tokens", d::MAX_OUTPUT_TOKENS as usize, 1, 1 << 20) as u32;
+            let max_output_tokens =
+                limit(s, "max_output_tokens", d::MAX_OUTPUT_TOKENS as usize, 1, 1 << 20) as u32;
             Some(StageKindSpec::Generate { prompt_version, max_output_tokens })
         }),
         Some("review") => {
-            let blocked_terms = sec.nested("review", |s| s.or("blocked_terms", Vec::<String>::new()));
+            let blocked_terms =
+                sec.nested("review", |s| s.or("blocked_terms", Vec::<String>::new()));
             if needs_human.is_none() {
-                sec.error("needs_human_output", "review stages need a topic for answers that need a human");
+                sec.error(
+                    "needs_human_output",
+                    "review stages need a topic for answers that need a human",
+                );
             }
             if rejected.is_none() {
                 sec.error("rejected_output", "review stages need a topic for rejected answers");
@@ -115,14 +132,18 @@ pub fn parse(name: &str, pipeline: &str, base_dir: &Path, sec: &mut Section<'_>)
 fn topic(sec: &mut Section<'_>, key: &str, required: bool) -> Option<String> {
     let name: String = if required { sec.req(key)? } else { sec.opt(key)? };
     if !is_valid_topic(&name) {
-        sec.error(key, format!("'{name}' is not a legal Kafka topic name ([a-zA-Z0-9._-], at most 249)"));
+        sec.error(
+            key,
+            format!("'{name}' is not a legal Kafka topic name ([a-zA-Z0-9._-], at most 249)"),
+        );
     }
     Some(name)
 }
 
 fn concurrency(sec: &mut Section<'_>) -> Concurrency {
     let max_in_flight = limit(sec, "max_in_flight", d::MAX_IN_FLIGHT, 1, 1_000_000);
-    let per_partition = limit(sec, "per_partition", d::PER_PARTITION.min(max_in_flight), 1, 1_000_000);
+    let per_partition =
+        limit(sec, "per_partition", d::PER_PARTITION.min(max_in_flight), 1, 1_000_000);
     if per_partition > max_in_flight {
         sec.error("per_partition", format!("must not exceed max_in_flight ({max_in_flight})"));
     }

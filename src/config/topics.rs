@@ -67,7 +67,12 @@ impl Topology {
         let mut out: Vec<PlannedTopic> = self
             .inputs
             .iter()
-            .map(|i| PlannedTopic { name: i.name.clone(), role: TopicRole::Input, partitions: i.partitions, schema: SchemaKind::Document })
+            .map(|i| PlannedTopic {
+                name: i.name.clone(),
+                role: TopicRole::Input,
+                partitions: i.partitions,
+                schema: SchemaKind::Document,
+            })
             .collect();
         for s in &self.stages {
             for topic in s.output_topics() {
@@ -80,7 +85,8 @@ impl Topology {
             }
         }
         for s in &self.stages {
-            let input_schema = out.iter().find(|t| t.name == s.input).map_or(SchemaKind::Document, |t| t.schema);
+            let input_schema =
+                out.iter().find(|t| t.name == s.input).map_or(SchemaKind::Document, |t| t.schema);
             for (name, delay) in s.retry.retry_topics() {
                 let role = TopicRole::Retry { stage: s.name.clone(), delay };
                 out.push(PlannedTopic { name, role, partitions: parts, schema: input_schema });

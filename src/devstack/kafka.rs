@@ -22,7 +22,11 @@ impl MockKafka {
     }
 
     /// Creates a topic (replication is capped at the broker count).
-    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), rdkafka::error::KafkaError> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+    ) -> Result<(), rdkafka::error::KafkaError> {
         self.cluster.create_topic(name, partitions, 1)
     }
 

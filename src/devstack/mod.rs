@@ -32,7 +32,10 @@ pub enum DevStackError {
 impl DevStack {
     /// Starts the broker and registry, points `topology` at them, creates every topic and
     /// registers every schema.
-    pub async fn start(topology: &mut Topology, registry_addr: SocketAddr) -> Result<Self, DevStackError> {
+    pub async fn start(
+        topology: &mut Topology,
+        registry_addr: SocketAddr,
+    ) -> Result<Self, DevStackError> {
         let kafka = MockKafka::start(1)?;
         let registry = registry::serve(registry_addr).await?;
         topology.kafka.bootstrap_servers = kafka.bootstrap_servers().to_owned();

@@ -58,7 +58,8 @@ impl DevRegistry {
 
 /// Serves the registry on `addr` (port 0 picks a free one) on the current tokio runtime.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
-    let store: Shared = Arc::new(Mutex::new(Store { level: "BACKWARD".into(), ..Store::default() }));
+    let store: Shared =
+        Arc::new(Mutex::new(Store { level: "BACKWARD".into(), ..Store::default() }));
     let app = Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -87,11 +88,12 @@ fn error(status: StatusCode, code: u32, message: impl Into<String>) -> Response 
     reply(status, json!({ "error_code": code, "message": message.into() }))
 }
 
-fn parse(body: &SchemaBody) -> Result<Schema, Response> {
+/// The schema in a request body, or the 422 answer Confluent gives for a bad one.
+fn parse(body: &SchemaBody) -> Result<Schema, String> {
     if let Some(t) = body.schema_type.as_deref().filter(|t| *t != "AVRO") {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("schema type {t} is not supported by the dev registry")));
+        return Err(format!("schema type {t} is not supported by the dev registry"));
     }
-    Schema::parse_str(&body.schema).map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("invalid Avro schema: {e}")))
+    Schema::parse_str(&body.schema).map_err(|e| format!("invalid Avro schema: {e}"))
 }
 
 impl Store {
@@ -146,7 +148,10 @@ async fn list_versions(State(s): State<Shared>, Path(subject): Path<String>) -> 
     }
 }
 
-async fn get_version(State(s): State<Shared>, Path((subject, version)): Path<(String, String)>) -> Response {
+async fn get_version(
+    State(s): State<Shared>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
     let store = s.lock().expect("registry lock");
     let Some(ids) = store.subjects.get(&subject) else {
         return error(StatusCode::NOT_FOUND, 40401, format!("Subject '{subject}' not found."));
@@ -160,13 +165,20 @@ async fn get_version(State(s): State<Shared>, Path((subject, version)): Path<(St
     };
     let id = ids[index - 1];
     let schema = &store.schema(id).expect("registered ids exist").0;
-    reply(StatusCode::OK, json!({ "subject": subject, "version": index, "id": id, "schema": schema }))
+    reply(
+        StatusCode::OK,
+        json!({ "subject": subject, "version": index, "id": id, "schema": schema }),
+    )
 }
 
-async fn register(State(s): State<Shared>, Path(subject): Path<String>, Json(body): Json<SchemaBody>) -> Response {
+async fn register(
+    State(s): State<Shared>,
+    Path(subject): Path<String>,
+    Json(body): Json<SchemaBody>,
+) -> Response {
     let parsed = match parse(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, message),
     };
     let canonical = parsed.canonical_form();
     let mut store = s.lock().expect("registry lock");
@@ -191,18 +203,27 @@ async fn register(State(s): State<Shared>, Path(subject): Path<String>, Json(bod
     reply(StatusCode::OK, json!({ "id": id }))
 }
 
-async fn lookup(State(s): State<Shared>, Path(subject): Path<String>, Json(body): Json<SchemaBody>) -> Response {
+async fn lookup(
+    State(s): State<Shared>,
+    Path(subject): Path<String>,
+    Json(body): Json<SchemaBody>,
+) -> Response {
     let parsed = match parse(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, message),
     };
     let store = s.lock().expect("registry lock");
     let Some(ids) = store.subjects.get(&subject) else {
         return error(StatusCode::NOT_FOUND, 40401, format!("Subject '{subject}' not found."));
     };
-    let found = store.id_of(&parsed.canonical_form()).and_then(|id| ids.iter().position(|i| *i == id).map(|v| (id, v + 1)));
+    let found = store
+        .id_of(&parsed.canonical_form())
+        .and_then(|id| ids.iter().position(|i| *i == id).map(|v| (id, v + 1)));
     match found {
-        Some((id, version)) => reply(StatusCode::OK, json!({ "subject": subject, "id": id, "version": version, "schema": store.schema(id).expect("exists").0 })),
+        Some((id, version)) => reply(
+            StatusCode::OK,
+            json!({ "subject": subject, "id": id, "version": version, "schema": store.schema(id).expect("exists").0 }),
+        ),
         None => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
     }
 }
@@ -215,10 +236,14 @@ async fn get_by_id(State(s): State<Shared>, Path(id): Path<u32>) -> Response {
     }
 }
 
-async fn check_compatibility(State(s): State<Shared>, Path((subject, version)): Path<(String, String)>, Json(body): Json<SchemaBody>) -> Response {
+async fn check_compatibility(
+    State(s): State<Shared>,
+    Path((subject, version)): Path<(String, String)>,
+    Json(body): Json<SchemaBody>,
+) -> Response {
     let parsed = match parse(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, message),
     };
     let store = s.lock().expect("registry lock");
     let problems = store.incompatibilities(&subject, &parsed, version == "latest");
@@ -240,10 +265,17 @@ async fn put_level(State(s): State<Shared>, Json(body): Json<LevelBody>) -> Resp
 }
 
 async fn get_subject_level(State(s): State<Shared>, Path(subject): Path<String>) -> Response {
-    reply(StatusCode::OK, json!({ "compatibilityLevel": s.lock().expect("registry lock").level_of(&subject) }))
+    reply(
+        StatusCode::OK,
+        json!({ "compatibilityLevel": s.lock().expect("registry lock").level_of(&subject) }),
+    )
 }
 
-async fn put_subject_level(State(s): State<Shared>, Path(subject): Path<String>, Json(body): Json<LevelBody>) -> Response {
+async fn put_subject_level(
+    State(s): State<Shared>,
+    Path(subject): Path<String>,
+    Json(body): Json<LevelBody>,
+) -> Response {
     match valid_level(&body.compatibility) {
         Some(level) => {
             s.lock().expect("registry lock").subject_levels.insert(subject, level.clone());
@@ -255,6 +287,14 @@ async fn put_subject_level(State(s): State<Shared>, Path(subject): Path<String>,
 
 fn valid_level(level: &str) -> Option<String> {
     let level = level.to_ascii_uppercase();
-    const LEVELS: [&str; 7] = ["NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"];
+    const LEVELS: [&str; 7] = [
+        "NONE",
+        "BACKWARD",
+        "BACKWARD_TRANSITIVE",
+        "FORWARD",
+        "FORWARD_TRANSITIVE",
+        "FULL",
+        "FULL_TRANSITIVE",
+    ];
     LEVELS.contains(&level.as_str()).then_some(level)
 }

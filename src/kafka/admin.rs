@@ -19,11 +19,16 @@ pub enum TopicAdminError {
 }
 
 /// Creates the topics that do not exist yet; returns the names it created.
-pub async fn create_topics(settings: &KafkaSettings, topics: &[(String, i32)]) -> Result<Vec<String>, TopicAdminError> {
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[(String, i32)],
+) -> Result<Vec<String>, TopicAdminError> {
     let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(settings.replication_factor)))
+        .map(|(name, partitions)| {
+            NewTopic::new(name, *partitions, TopicReplication::Fixed(settings.replication_factor))
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();
@@ -31,7 +36,9 @@ pub async fn create_topics(settings: &KafkaSettings, topics: &[(String, i32)]) -
         match result {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(TopicAdminError::Topic { topic, error: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(TopicAdminError::Topic { topic, error: code.to_string() })
+            }
         }
     }
     Ok(created)

@@ -92,13 +92,21 @@ impl Provider {
         }
     }
 
-    pub async fn chat(&self, req: &ChatRequest, key: CallKey<'_>) -> Result<ChatResponse, ProviderError> {
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        key: CallKey<'_>,
+    ) -> Result<ChatResponse, ProviderError> {
         match self {
             Self::Simulated(p) => p.chat(req, key).await,
         }
     }
 
-    pub async fn embed(&self, req: &EmbedRequest, key: CallKey<'_>) -> Result<EmbedResponse, ProviderError> {
+    pub async fn embed(
+        &self,
+        req: &EmbedRequest,
+        key: CallKey<'_>,
+    ) -> Result<EmbedResponse, ProviderError> {
         match self {
             Self::Simulated(p) => p.embed(req, key).await,
         }

@@ -48,7 +48,8 @@ impl Simulated {
     /// Sleeps the call's latency, then fails it if the hash says so.
     async fn call(&self, op: &str, key: CallKey<'_>) -> Result<Duration, ProviderError> {
         let attempt = key.attempt.to_le_bytes();
-        let parts: [&[u8]; 4] = [op.as_bytes(), key.document_id.as_bytes(), key.stage.as_bytes(), &attempt];
+        let parts: [&[u8]; 4] =
+            [op.as_bytes(), key.document_id.as_bytes(), key.stage.as_bytes(), &attempt];
         let jitter = self.spec.jitter.mul_f64(unit(&[&parts[..], &[b"jitter"]].concat()));
         let latency = self.spec.latency + jitter;
         tokio::time::sleep(latency).await;
@@ -56,16 +57,25 @@ impl Simulated {
             return Err(ProviderError::RateLimited { retry_after: self.spec.retry_after });
         }
         if unit(&[&parts[..], &[b"fail"]].concat()) < self.spec.failure_rate {
-            return Err(ProviderError::Unavailable(format!("{}: simulated 503 Service Unavailable", self.name)));
+            return Err(ProviderError::Unavailable(format!(
+                "{}: simulated 503 Service Unavailable",
+                self.name
+            )));
         }
         Ok(latency)
     }
 
-    pub async fn chat(&self, req: &ChatRequest, key: CallKey<'_>) -> Result<ChatResponse, ProviderError> {
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        key: CallKey<'_>,
+    ) -> Result<ChatResponse, ProviderError> {
         let latency = self.call("chat", key).await?;
         let text = match &req.json_schema {
             Some(schema) => self.structured_answer(schema, &req.user),
-            None => format!("[{}] {}", req.model, summarize(&req.user, req.max_tokens as usize * 3)),
+            None => {
+                format!("[{}] {}", req.model, summarize(&req.user, req.max_tokens as usize * 3))
+            }
         };
         Ok(ChatResponse {
             input_tokens: estimate_tokens(&req.system) + estimate_tokens(&req.user),
@@ -77,7 +87,11 @@ impl Simulated {
         })
     }
 
-    pub async fn embed(&self, req: &EmbedRequest, key: CallKey<'_>) -> Result<EmbedResponse, ProviderError> {
+    pub async fn embed(
+        &self,
+        req: &EmbedRequest,
+        key: CallKey<'_>,
+    ) -> Result<EmbedResponse, ProviderError> {
         self.call("embed", key).await?;
         Ok(EmbedResponse {
             vectors: req.inputs.iter().map(|t| embed_text(t, self.spec.embedding_dim)).collect(),

@@ -44,7 +44,9 @@ impl ConsumerContext for RunnerContext {
                 commit_stored(consumer, &self.stage);
                 tracing::info!(stage = %self.stage, partitions = revoked.len(), abandoned, "partitions revoked; offsets committed");
             }
-            Rebalance::Error(e) => tracing::warn!(stage = %self.stage, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(stage = %self.stage, error = %e, "rebalance error")
+            }
             Rebalance::Assign(_) => {}
         }
     }
@@ -60,7 +62,9 @@ impl ConsumerContext for RunnerContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(stage = %self.stage, error = %e, "background offset commit failed"),
+            Err(e) => {
+                tracing::warn!(stage = %self.stage, error = %e, "background offset commit failed")
+            }
         }
     }
 }
@@ -68,14 +72,29 @@ impl ConsumerContext for RunnerContext {
 /// Polls until shutdown is requested, then runs the shutdown sequence: stop admitting and pause
 /// every partition, keep polling while in-flight records drain (up to `grace`), commit the stored
 /// offsets. Returns how many records were still in flight at the end (they will be redelivered).
-pub fn poll_loop(consumer: &BaseConsumer<RunnerContext>, partitions: &Partitions, shutdown: &Shutdown, grace: Duration, stage: &str) -> usize {
+pub fn poll_loop(
+    consumer: &BaseConsumer<RunnerContext>,
+    partitions: &Partitions,
+    shutdown: &Shutdown,
+    grace: Duration,
+    stage: &str,
+) -> usize {
     while shutdown.phase() == Phase::Running {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(message)) => {
-                let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
-                if !partitions.admit(message.detach(), consumer) && shutdown.phase() == Phase::Running {
-                    tracing::error!(stage, topic, partition, offset, "record of an unassigned partition was not admitted");
+                let (topic, partition, offset) =
+                    (message.topic().to_owned(), message.partition(), message.offset());
+                if !partitions.admit(message.detach(), consumer)
+                    && shutdown.phase() == Phase::Running
+                {
+                    tracing::error!(
+                        stage,
+                        topic,
+                        partition,
+                        offset,
+                        "record of an unassigned partition was not admitted"
+                    );
                 }
             }
             Some(Err(e)) => tracing::warn!(stage, error = %e, "consumer error"),
@@ -87,7 +106,9 @@ pub fn poll_loop(consumer: &BaseConsumer<RunnerContext>, partitions: &Partitions
     while left > 0 && Instant::now() < deadline && shutdown.phase() != Phase::Stopped {
         // Keep serving callbacks; records polled now are not admitted and stay uncommitted.
         let _ = consumer.poll(Duration::from_millis(20));
-        left = partitions.wait_drained(Instant::now() + Duration::from_millis(50).min(deadline - Instant::now()));
+        left = partitions.wait_drained(
+            Instant::now() + Duration::from_millis(50).min(deadline - Instant::now()),
+        );
     }
     commit_stored(consumer, stage);
     left

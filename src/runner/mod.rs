@@ -69,8 +69,16 @@ pub async fn run<S: Stage>(
 ) -> Result<RunReport, RunError> {
     let producer: FutureProducer = producer_config(&topology.kafka).create()?;
     let (jobs_tx, mut jobs_rx) = tokio::sync::mpsc::unbounded_channel();
-    let partitions = Arc::new(Partitions::new(spec.concurrency.per_partition, spec.concurrency.key_ordering, jobs_tx));
-    let context = RunnerContext { stage: spec.name.clone(), partitions: partitions.clone(), grace: spec.shutdown_grace };
+    let partitions = Arc::new(Partitions::new(
+        spec.concurrency.per_partition,
+        spec.concurrency.key_ordering,
+        jobs_tx,
+    ));
+    let context = RunnerContext {
+        stage: spec.name.clone(),
+        partitions: partitions.clone(),
+        grace: spec.shutdown_grace,
+    };
     let consumer: Arc<BaseConsumer<RunnerContext>> =
         Arc::new(consumer_config(&topology.kafka, &spec.group).create_with_context(context)?);
     consumer.subscribe(&[spec.input.as_str()])?;
@@ -98,7 +106,10 @@ pub async fn run<S: Stage>(
                     job = jobs_rx.recv() => match job { Some(j) => j, None => break },
                     _ = shutdown.reached(Phase::Stopped) => break,
                 };
-                let (Ok(a), Ok(b)) = (stage_permits.clone().acquire_owned().await, process_permits.clone().acquire_owned().await) else {
+                let (Ok(a), Ok(b)) = (
+                    stage_permits.clone().acquire_owned().await,
+                    process_permits.clone().acquire_owned().await,
+                ) else {
                     break;
                 };
                 let worker = worker.clone();
@@ -112,11 +123,18 @@ pub async fn run<S: Stage>(
 
     tracing::info!(stage = %spec.name, group = %spec.group, input = %spec.input, "stage running");
     let abandoned = {
-        let (consumer, partitions, shutdown, grace, name) =
-            (consumer.clone(), partitions.clone(), shutdown.clone(), spec.shutdown_grace, spec.name.clone());
-        tokio::task::spawn_blocking(move || consumer::poll_loop(&consumer, &partitions, &shutdown, grace, &name))
-            .await
-            .expect("poll loop does not panic")
+        let (consumer, partitions, shutdown, grace, name) = (
+            consumer.clone(),
+            partitions.clone(),
+            shutdown.clone(),
+            spec.shutdown_grace,
+            spec.name.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            consumer::poll_loop(&consumer, &partitions, &shutdown, grace, &name)
+        })
+        .await
+        .expect("poll loop does not panic")
     };
     shutdown.stop();
     let _ = dispatcher.await;

@@ -33,7 +33,11 @@ pub fn now_ms() -> i64 {
 pub fn carried_headers(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
     message
         .headers()
-        .map(|h| h.iter().filter_map(|Header { key, value }| value.map(|v| (key.to_owned(), v.to_vec()))).collect())
+        .map(|h| {
+            h.iter()
+                .filter_map(|Header { key, value }| value.map(|v| (key.to_owned(), v.to_vec())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -49,7 +53,11 @@ pub fn dead_letter(
 ) -> (DeadLetter, Vec<(String, Vec<u8>)>) {
     let original_headers: Vec<(String, Option<Vec<u8>>)> = message
         .headers()
-        .map(|h| h.iter().map(|Header { key, value }| (key.to_owned(), value.map(<[u8]>::to_vec))).collect())
+        .map(|h| {
+            h.iter()
+                .map(|Header { key, value }| (key.to_owned(), value.map(<[u8]>::to_vec)))
+                .collect()
+        })
         .unwrap_or_default();
     let envelope = DeadLetter {
         pipeline: pipeline.to_owned(),
@@ -94,12 +102,20 @@ async fn send(producer: &FutureProducer, r: &OutRecord) -> Result<(), String> {
     if let Some(k) = &r.key {
         record = record.key(k);
     }
-    producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e.to_string())
+    producer
+        .send(record, Timeout::After(Duration::from_secs(30)))
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e.to_string())
 }
 
 /// Produces every record and waits for all acknowledgements; retries failures with backoff.
 /// Returns false if the worker stopped before every record was acknowledged.
-pub async fn produce_all(producer: &FutureProducer, records: &[OutRecord], shutdown: &Shutdown) -> bool {
+pub async fn produce_all(
+    producer: &FutureProducer,
+    records: &[OutRecord],
+    shutdown: &Shutdown,
+) -> bool {
     let mut pending: Vec<&OutRecord> = records.iter().collect();
     let mut backoff = infrastructure_backoff();
     loop {

@@ -69,7 +69,13 @@ fn tpl_of(tp: &Tp, offset: Option<i64>) -> TopicPartitionList {
 impl Partitions {
     pub fn new(per_partition: usize, key_ordering: bool, jobs: UnboundedSender<Job>) -> Self {
         let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
-        Self { inner: Mutex::new(inner), changed: Condvar::new(), per_partition, key_ordering, jobs }
+        Self {
+            inner: Mutex::new(inner),
+            changed: Condvar::new(),
+            per_partition,
+            key_ordering,
+            jobs,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -81,14 +87,21 @@ impl Partitions {
         for tp in tps {
             let epoch = inner.next_epoch;
             inner.next_epoch += 1;
-            inner.parts.insert(tp, PartState { epoch, window: Window::default(), paused: false, keys: HashMap::new() });
+            inner.parts.insert(
+                tp,
+                PartState { epoch, window: Window::default(), paused: false, keys: HashMap::new() },
+            );
         }
     }
 
     /// Takes a polled record into its partition's window and hands it to a worker (or queues it
     /// behind its key). Pauses the partition when its window is full. Returns false if the record
     /// was not admitted (shutting down, or its partition is not assigned here).
-    pub fn admit<C: ConsumerContext>(&self, message: OwnedMessage, consumer: &BaseConsumer<C>) -> bool {
+    pub fn admit<C: ConsumerContext>(
+        &self,
+        message: OwnedMessage,
+        consumer: &BaseConsumer<C>,
+    ) -> bool {
         let tp = (message.topic().to_owned(), message.partition());
         let mut inner = self.lock();
         if inner.closing {
@@ -124,7 +137,14 @@ impl Partitions {
 
     /// A record is done (every output acknowledged): store the new position if it advanced,
     /// resume a paused partition with room again, release the next record of the same key.
-    pub fn complete<C: ConsumerContext>(&self, tp: &Tp, epoch: u64, offset: i64, key: Option<&[u8]>, consumer: &BaseConsumer<C>) {
+    pub fn complete<C: ConsumerContext>(
+        &self,
+        tp: &Tp,
+        epoch: u64,
+        offset: i64,
+        key: Option<&[u8]>,
+        consumer: &BaseConsumer<C>,
+    ) {
         let mut inner = self.lock();
         let closing = inner.closing;
         let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
@@ -161,7 +181,8 @@ impl Partitions {
         let deadline = Instant::now() + grace;
         let mut inner = self.lock();
         loop {
-            let open: usize = tps.iter().filter_map(|tp| inner.parts.get(tp)).map(|s| s.window.len()).sum();
+            let open: usize =
+                tps.iter().filter_map(|tp| inner.parts.get(tp)).map(|s| s.window.len()).sum();
             let now = Instant::now();
             if open == 0 || now >= deadline {
                 for tp in tps {
@@ -169,7 +190,8 @@ impl Partitions {
                 }
                 return open;
             }
-            inner = self.changed.wait_timeout(inner, deadline - now).expect("partition state lock").0;
+            inner =
+                self.changed.wait_timeout(inner, deadline - now).expect("partition state lock").0;
         }
     }
 

@@ -104,7 +104,8 @@ mod tests {
             for o in order {
                 done.insert(*o);
                 if let Some(p) = w.complete(*o) {
-                    let lowest_open = offsets.iter().find(|x| !done.contains(x)).copied().unwrap_or(5);
+                    let lowest_open =
+                        offsets.iter().find(|x| !done.contains(x)).copied().unwrap_or(5);
                     assert!(p <= lowest_open, "stored {p} with {lowest_open} open ({order:?})");
                 }
             }

@@ -83,7 +83,9 @@ impl<S: Stage> Worker<S> {
         let input = match self.decode(message).await {
             Ok(Some(input)) => input,
             Ok(None) => return Disposition::Abandoned,
-            Err(reason) => return self.dead_letter(message, DeadLetterClass::Decode, &reason, Vec::new()),
+            Err(reason) => {
+                return self.dead_letter(message, DeadLetterClass::Decode, &reason, Vec::new())
+            }
         };
         let mut backoff = AttemptBackoff::new(&self.spec.retry);
         let mut history = Vec::new();
@@ -94,8 +96,14 @@ impl<S: Stage> Worker<S> {
                 Err(e) => e,
             };
             let text = error.to_string();
-            AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }.emit();
-            history.push(AttemptRecord { attempt, at_ms: now_ms(), error_class: error.class().into(), message: text.clone() });
+            AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }
+                .emit();
+            history.push(AttemptRecord {
+                attempt,
+                at_ms: now_ms(),
+                error_class: error.class().into(),
+                message: text.clone(),
+            });
             match error {
                 StageError::Fatal { reason } => return Disposition::Fatal(reason),
                 StageError::Permanent { reason } => {
@@ -109,7 +117,12 @@ impl<S: Stage> Worker<S> {
                 }
                 StageError::Retryable { reason, .. } => {
                     let reason = format!("gave up after {attempt} attempt(s): {reason}");
-                    return self.dead_letter(message, DeadLetterClass::RetriesExhausted, &reason, history);
+                    return self.dead_letter(
+                        message,
+                        DeadLetterClass::RetriesExhausted,
+                        &reason,
+                        history,
+                    );
                 }
             }
         }
@@ -122,7 +135,11 @@ impl<S: Stage> Worker<S> {
         let mut backoff = infrastructure_backoff();
         loop {
             match self.codec.decode(message.payload()).await {
-                Ok(d) => return Envelope::from_value(d.kind, d.value).map(Some).map_err(|e| e.to_string()),
+                Ok(d) => {
+                    return Envelope::from_value(d.kind, d.value)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
                 Err(e @ CodecError::RegistryUnavailable(_)) => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(stage = %self.spec.name, error = %e, "schema registry unavailable; record waits");
@@ -141,26 +158,53 @@ impl<S: Stage> Worker<S> {
         let mut out = Vec::with_capacity(emits.len());
         for emit in emits {
             let Some(topic) = self.ports.get(&emit.port) else {
-                return Disposition::Fatal(format!("stage '{}' emitted on {:?}, which it has no topic for", self.spec.name, emit.port));
+                return Disposition::Fatal(format!(
+                    "stage '{}' emitted on {:?}, which it has no topic for",
+                    self.spec.name, emit.port
+                ));
             };
             let kind = self.codec.writer_kind(topic).unwrap_or(SchemaKind::Document);
-            let encoded = emit.record.to_value(kind).map_err(|e| e.to_string()).and_then(|v| self.codec.encode(topic, &v).map_err(|e| e.to_string()));
+            let encoded = emit
+                .record
+                .to_value(kind)
+                .map_err(|e| e.to_string())
+                .and_then(|v| self.codec.encode(topic, &v).map_err(|e| e.to_string()));
             match encoded {
                 Ok(payload) => {
-                    let key = message.key().map(<[u8]>::to_vec).or_else(|| Some(emit.record.document.id.clone().into_bytes()));
-                    out.push(OutRecord { topic: topic.clone(), key, payload, headers: headers.clone() });
+                    let key = message
+                        .key()
+                        .map(<[u8]>::to_vec)
+                        .or_else(|| Some(emit.record.document.id.clone().into_bytes()));
+                    out.push(OutRecord {
+                        topic: topic.clone(),
+                        key,
+                        payload,
+                        headers: headers.clone(),
+                    });
                 }
                 Err(e) => {
                     let reason = format!("stage output does not fit the schema of '{topic}': {e}");
-                    return self.dead_letter(message, DeadLetterClass::Permanent, &reason, Vec::new());
+                    return self.dead_letter(
+                        message,
+                        DeadLetterClass::Permanent,
+                        &reason,
+                        Vec::new(),
+                    );
                 }
             }
         }
         Disposition::Outputs(out)
     }
 
-    fn dead_letter(&self, message: &OwnedMessage, class: DeadLetterClass, reason: &str, attempts: Vec<AttemptRecord>) -> Disposition {
-        let (envelope, headers) = dead_letter(&self.spec, &self.pipeline, message, class, reason, attempts);
+    fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        class: DeadLetterClass,
+        reason: &str,
+        attempts: Vec<AttemptRecord>,
+    ) -> Disposition {
+        let (envelope, headers) =
+            dead_letter(&self.spec, &self.pipeline, message, class, reason, attempts);
         DeadLettered {
             stage: &self.spec.name,
             topic: message.topic(),

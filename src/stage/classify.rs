@@ -27,13 +27,20 @@ impl Classify {
         Self { provider, model, labels, schema }
     }
 
-    pub async fn process(&self, mut input: Envelope, cx: StageContext<'_>) -> Result<Vec<Emit>, StageError> {
+    pub async fn process(
+        &self,
+        mut input: Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
         if input.document.content.trim().is_empty() {
             return Err(StageError::permanent("document content is empty: nothing to classify"));
         }
         let request = ChatRequest {
             model: self.model.clone(),
-            system: format!("Classify the user's document into exactly one of: {}. Answer in JSON.", self.labels.join(", ")),
+            system: format!(
+                "Classify the user's document into exactly one of: {}. Answer in JSON.",
+                self.labels.join(", ")
+            ),
             user: input.document.content.clone(),
             json_schema: Some(self.schema.clone()),
             max_tokens: 50,
@@ -43,13 +50,16 @@ impl Classify {
             let response = self.provider.chat(&request, cx.call_key(&input.document.id)).await?;
             match self.parse(&response.text) {
                 Ok((label, confidence)) => {
-                    input.classification = Some(Classification { label, confidence, model: response.model });
+                    input.classification =
+                        Some(Classification { label, confidence, model: response.model });
                     return Ok(vec![Emit::main(input)]);
                 }
                 Err(e) => last_error = e,
             }
         }
-        Err(StageError::permanent(format!("model gave no valid classification twice: {last_error}")))
+        Err(StageError::permanent(format!(
+            "model gave no valid classification twice: {last_error}"
+        )))
     }
 
     fn parse(&self, text: &str) -> Result<(String, f64), String> {
@@ -58,7 +68,8 @@ impl Classify {
             label: String,
             confidence: f64,
         }
-        let a: Answer = serde_json::from_str(text).map_err(|e| format!("not the requested JSON: {e}"))?;
+        let a: Answer =
+            serde_json::from_str(text).map_err(|e| format!("not the requested JSON: {e}"))?;
         if !self.labels.contains(&a.label) {
             return Err(format!("label '{}' is not one of the configured labels", a.label));
         }

@@ -16,11 +16,22 @@ pub struct Embed {
 }
 
 impl Embed {
-    pub fn new(provider: Provider, model: String, chunk_words: usize, chunk_overlap: usize, batch_size: usize, dimensions: usize) -> Self {
+    pub fn new(
+        provider: Provider,
+        model: String,
+        chunk_words: usize,
+        chunk_overlap: usize,
+        batch_size: usize,
+        dimensions: usize,
+    ) -> Self {
         Self { provider, model, chunk_words, chunk_overlap, batch_size, dimensions }
     }
 
-    pub async fn process(&self, mut input: Envelope, cx: StageContext<'_>) -> Result<Vec<Emit>, StageError> {
+    pub async fn process(
+        &self,
+        mut input: Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
         let texts = chunk(&input.document.content, self.chunk_words, self.chunk_overlap);
         if texts.is_empty() {
             return Err(StageError::permanent("document content is empty: nothing to embed"));
@@ -30,12 +41,21 @@ impl Embed {
             let request = EmbedRequest { model: self.model.clone(), inputs: batch.to_vec() };
             let response = self.provider.embed(&request, cx.call_key(&input.document.id)).await?;
             if response.vectors.len() != batch.len() {
-                return Err(StageError::retryable(format!("provider returned {} vectors for {} inputs", response.vectors.len(), batch.len())));
+                return Err(StageError::retryable(format!(
+                    "provider returned {} vectors for {} inputs",
+                    response.vectors.len(),
+                    batch.len()
+                )));
             }
             for (text, vector) in batch.iter().zip(response.vectors) {
                 if vector.len() != self.dimensions {
                     return Err(StageError::Fatal {
-                        reason: format!("model '{}' returned {} dimensions, the topology says {}", self.model, vector.len(), self.dimensions),
+                        reason: format!(
+                            "model '{}' returned {} dimensions, the topology says {}",
+                            self.model,
+                            vector.len(),
+                            self.dimensions
+                        ),
                     });
                 }
                 chunks.push(Chunk { index: chunks.len() as i32, text: text.clone(), vector });

@@ -14,7 +14,12 @@ pub struct Generate {
 }
 
 impl Generate {
-    pub fn new(provider: Provider, model: String, prompt_version: String, max_output_tokens: u32) -> Self {
+    pub fn new(
+        provider: Provider,
+        model: String,
+        prompt_version: String,
+        max_output_tokens: u32,
+    ) -> Self {
         Self { provider, model, prompt_version, max_output_tokens }
     }
 
@@ -30,7 +35,11 @@ impl Generate {
         p
     }
 
-    pub async fn process(&self, mut input: Envelope, cx: StageContext<'_>) -> Result<Vec<Emit>, StageError> {
+    pub async fn process(
+        &self,
+        mut input: Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
         let request = ChatRequest {
             model: self.model.clone(),
             system: "Answer the question using only the context passages; cite them by id.".into(),

@@ -126,32 +126,48 @@ pub enum BuildError {
 impl AnyStage {
     /// Builds the stage `spec` describes, with its provider.
     pub async fn build(spec: &StageSpec, topology: &Topology) -> Result<Self, BuildError> {
-        let provider_spec = topology.providers.get(&spec.model.provider).ok_or_else(|| BuildError::Invalid {
-            stage: spec.name.clone(),
-            message: format!("unknown provider '{}'", spec.model.provider),
-        })?;
+        let provider_spec =
+            topology.providers.get(&spec.model.provider).ok_or_else(|| BuildError::Invalid {
+                stage: spec.name.clone(),
+                message: format!("unknown provider '{}'", spec.model.provider),
+            })?;
         let provider = Provider::from_spec(&spec.model.provider, provider_spec);
         let model = spec.model.model.clone();
         Ok(match &spec.kind {
-            StageKindSpec::Classify { labels } => Self::Classify(Classify::new(provider, model, labels.clone())),
+            StageKindSpec::Classify { labels } => {
+                Self::Classify(Classify::new(provider, model, labels.clone()))
+            }
             StageKindSpec::Embed { chunk_words, chunk_overlap, batch_size, dimensions } => {
-                Self::Embed(Embed::new(provider, model, *chunk_words, *chunk_overlap, *batch_size, *dimensions))
+                Self::Embed(Embed::new(
+                    provider,
+                    model,
+                    *chunk_words,
+                    *chunk_overlap,
+                    *batch_size,
+                    *dimensions,
+                ))
             }
             StageKindSpec::Retrieve { knowledge_base, top_k } => Self::Retrieve(
                 Retrieve::load(provider, model, knowledge_base, *top_k)
                     .await
                     .map_err(|message| BuildError::Invalid { stage: spec.name.clone(), message })?,
             ),
-            StageKindSpec::Generate { prompt_version, max_output_tokens } => {
-                Self::Generate(Generate::new(provider, model, prompt_version.clone(), *max_output_tokens))
+            StageKindSpec::Generate { prompt_version, max_output_tokens } => Self::Generate(
+                Generate::new(provider, model, prompt_version.clone(), *max_output_tokens),
+            ),
+            StageKindSpec::Review { blocked_terms, .. } => {
+                Self::Review(Review::new(blocked_terms.clone()))
             }
-            StageKindSpec::Review { blocked_terms, .. } => Self::Review(Review::new(blocked_terms.clone())),
         })
     }
 }
 
 impl Stage for AnyStage {
-    async fn process(&self, input: Envelope, cx: StageContext<'_>) -> Result<Vec<Emit>, StageError> {
+    async fn process(
+        &self,
+        input: Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
         match self {
             Self::Classify(s) => s.process(input, cx).await,
             Self::Embed(s) => s.process(input, cx).await,

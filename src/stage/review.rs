@@ -14,7 +14,11 @@ impl Review {
         Self { blocked_terms: blocked_terms.into_iter().map(|t| t.to_lowercase()).collect() }
     }
 
-    pub async fn process(&self, mut input: Envelope, _cx: StageContext<'_>) -> Result<Vec<Emit>, StageError> {
+    pub async fn process(
+        &self,
+        mut input: Envelope,
+        _cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
         let Some(answer) = input.answer.as_mut() else {
             return Err(StageError::permanent("record has no answer to review"));
         };
@@ -22,7 +26,8 @@ impl Review {
         answer.text = redacted;
         let lower = answer.text.to_lowercase();
         let mut reasons = Vec::new();
-        let blocked: Vec<&String> = self.blocked_terms.iter().filter(|t| lower.contains(t.as_str())).collect();
+        let blocked: Vec<&String> =
+            self.blocked_terms.iter().filter(|t| lower.contains(t.as_str())).collect();
         let verdict = if !blocked.is_empty() {
             reasons.extend(blocked.iter().map(|t| format!("blocked term: {t}")));
             Verdict::Rejected
@@ -33,7 +38,11 @@ impl Review {
             if input.classification.as_ref().is_some_and(|c| c.confidence < 0.5) {
                 reasons.push("low classification confidence".into());
             }
-            if reasons.is_empty() { Verdict::Approved } else { Verdict::NeedsHuman }
+            if reasons.is_empty() {
+                Verdict::Approved
+            } else {
+                Verdict::NeedsHuman
+            }
         };
         if redactions > 0 {
             reasons.push(format!("redacted {redactions} PII value(s)"));
@@ -56,8 +65,10 @@ pub fn redact(text: &str) -> (String, usize) {
         .map(|w| {
             let core = w.trim_matches(|c: char| ",.;:()[]<>\"'".contains(c));
             let digits = core.chars().filter(char::is_ascii_digit).count();
-            let phone_like = digits >= 7 && core.chars().all(|c| c.is_ascii_digit() || "+-(). ".contains(c));
-            let email_like = core.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.'));
+            let phone_like =
+                digits >= 7 && core.chars().all(|c| c.is_ascii_digit() || "+-(). ".contains(c));
+            let email_like =
+                core.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.'));
             if email_like {
                 count += 1;
                 w.replace(core, "[EMAIL]")

@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -24,25 +26,54 @@ pub struct Metrics {
 
 fn build() -> Metrics {
     let registry = Registry::new_custom(Some("sluice".into()), None).expect("valid prefix");
-    let records = IntCounterVec::new(Opts::new("records_total", "Records finished by a stage."), &["stage", "outcome"]).expect("valid");
+    let records = IntCounterVec::new(
+        Opts::new("records_total", "Records finished by a stage."),
+        &["stage", "outcome"],
+    )
+    .expect("valid");
     let record_seconds = HistogramVec::new(
-        HistogramOpts::new("record_duration_seconds", "Time from dispatch to every output acknowledged.")
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        HistogramOpts::new(
+            "record_duration_seconds",
+            "Time from dispatch to every output acknowledged.",
+        )
+        .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
         &["stage"],
     )
     .expect("valid");
-    let attempt_failures =
-        IntCounterVec::new(Opts::new("attempt_failures_total", "Failed stage attempts."), &["stage", "class"]).expect("valid");
-    let in_flight = IntGaugeVec::new(Opts::new("in_flight_records", "Records received and not yet done."), &["stage"]).expect("valid");
-    let pauses = IntCounterVec::new(Opts::new("partition_pauses_total", "Partitions paused with a full window."), &["topic"]).expect("valid");
-    let produce_retries =
-        IntCounterVec::new(Opts::new("produce_retries_total", "Output produces that failed and were retried."), &["topic"]).expect("valid");
+    let attempt_failures = IntCounterVec::new(
+        Opts::new("attempt_failures_total", "Failed stage attempts."),
+        &["stage", "class"],
+    )
+    .expect("valid");
+    let in_flight = IntGaugeVec::new(
+        Opts::new("in_flight_records", "Records received and not yet done."),
+        &["stage"],
+    )
+    .expect("valid");
+    let pauses = IntCounterVec::new(
+        Opts::new("partition_pauses_total", "Partitions paused with a full window."),
+        &["topic"],
+    )
+    .expect("valid");
+    let produce_retries = IntCounterVec::new(
+        Opts::new("produce_retries_total", "Output produces that failed and were retried."),
+        &["topic"],
+    )
+    .expect("valid");
     for c in [&records, &attempt_failures, &pauses, &produce_retries] {
         registry.register(Box::new(c.clone())).expect("unique metric");
     }
     registry.register(Box::new(record_seconds.clone())).expect("unique metric");
     registry.register(Box::new(in_flight.clone())).expect("unique metric");
-    Metrics { registry, records, record_seconds, attempt_failures, in_flight, pauses, produce_retries }
+    Metrics {
+        registry,
+        records,
+        record_seconds,
+        attempt_failures,
+        in_flight,
+        pauses,
+        produce_retries,
+    }
 }
 
 pub fn metrics() -> &'static Metrics {

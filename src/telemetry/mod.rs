@@ -9,7 +9,8 @@ pub use metrics::{metrics, render};
 
 /// Installs the log subscriber: `RUST_LOG` filters (default `info`); `json` selects JSON lines.
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
@@ -44,7 +45,12 @@ impl RecordDone<'_> {
         let m = metrics();
         m.records.with_label_values(&[self.stage, self.outcome.label()]).inc();
         m.record_seconds.with_label_values(&[self.stage]).observe(self.elapsed.as_secs_f64());
-        tracing::debug!(stage = self.stage, outcome = self.outcome.label(), elapsed_ms = self.elapsed.as_millis() as u64, "record done");
+        tracing::debug!(
+            stage = self.stage,
+            outcome = self.outcome.label(),
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "record done"
+        );
     }
 }
 
@@ -58,7 +64,13 @@ pub struct AttemptFailed<'a> {
 impl AttemptFailed<'_> {
     pub fn emit(self) {
         metrics().attempt_failures.with_label_values(&[self.stage, self.class]).inc();
-        tracing::debug!(stage = self.stage, class = self.class, attempt = self.attempt, error = self.error, "attempt failed");
+        tracing::debug!(
+            stage = self.stage,
+            class = self.class,
+            attempt = self.attempt,
+            error = self.error,
+            "attempt failed"
+        );
     }
 }
 
@@ -73,7 +85,15 @@ pub struct DeadLettered<'a> {
 
 impl DeadLettered<'_> {
     pub fn emit(self) {
-        tracing::warn!(stage = self.stage, topic = self.topic, partition = self.partition, offset = self.offset, class = self.class, reason = self.reason, "record dead-lettered");
+        tracing::warn!(
+            stage = self.stage,
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            class = self.class,
+            reason = self.reason,
+            "record dead-lettered"
+        );
     }
 }
 
@@ -85,7 +105,11 @@ pub struct PartitionPaused<'a> {
 impl PartitionPaused<'_> {
     pub fn emit(self) {
         metrics().pauses.with_label_values(&[self.topic]).inc();
-        tracing::debug!(topic = self.topic, partition = self.partition, "partition paused: window full");
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            "partition paused: window full"
+        );
     }
 }
 
@@ -98,7 +122,12 @@ pub struct ProduceRetry<'a> {
 impl ProduceRetry<'_> {
     pub fn emit(self) {
         metrics().produce_retries.with_label_values(&[self.topic]).inc();
-        tracing::warn!(topic = self.topic, error = self.error, retry_in_ms = self.delay.as_millis() as u64, "produce failed; input offset held, retrying");
+        tracing::warn!(
+            topic = self.topic,
+            error = self.error,
+            retry_in_ms = self.delay.as_millis() as u64,
+            "produce failed; input offset held, retrying"
+        );
     }
 }
 

@@ -1,0 +1,158 @@
+//! The `sluice` binary as users run it: validate, demo, and dev with external produce/consume.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn sluice(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).env("RUST_LOG", "warn");
+    c
+}
+
+#[test]
+fn validate_exits_zero_for_good_files_and_two_with_every_problem() {
+    let ok = sluice(&["validate", "topologies/support-rag.yaml", "topologies/backfill-embed.yaml"])
+        .output()
+        .expect("run");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = sluice(&["validate", "tests/fixtures/bad-topology.yaml"]).output().expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.starts_with("12 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains("bad-topology.yaml: stage 'embed': field 'colour': unknown key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_runs_every_example_document_to_a_final_topic() {
+    let out = sluice(&["demo"]).output().expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout
+        .lines()
+        .next()
+        .is_some_and(|l| l.starts_with("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")));
+    for i in 1..=8 {
+        assert!(stdout.contains(&format!("doc-00{i}")), "doc-00{i} missing:\n{stdout}");
+    }
+    let line = stdout.lines().find(|l| l.starts_with("doc-008")).expect("doc-008 row");
+    assert!(line.contains("dead letter (classify)") && line.contains("empty"), "{line}");
+    let approved =
+        stdout.lines().filter(|l| l.starts_with("doc-") && l.contains("approved")).count();
+    assert!(approved >= 3, "most answers are approved:\n{stdout}");
+    let review = stdout.lines().find(|l| l.starts_with("review ")).expect("stage counts");
+    assert!(review.split_whitespace().nth(1) == Some("7"), "7 documents passed review: {review}");
+}
+
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+#[test]
+fn dev_stack_serves_external_producers_and_consumers_and_stops_on_sigterm() {
+    let mut child = sluice(&["dev", "--topology", "topologies/support-rag.yaml"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start dev");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let dev = Dev(child);
+    let env: Vec<(String, String)> = (0..2)
+        .map(|_| lines.next().expect("env line").expect("utf-8"))
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).expect("KEY=VALUE"))
+        .collect();
+    assert_eq!(env[0].0, "KAFKA_BOOTSTRAP_SERVERS");
+    assert_eq!(env[1].0, "SCHEMA_REGISTRY_URL");
+    let with_env = |args: &[&str]| {
+        let mut c = sluice(args);
+        c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c.output().expect("run")
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docs.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\":\"x1\",\"tenant\":\"t\",\"content\":\"I was billed twice, refund please\"}\n\
+         {\"id\":\"x2\",\"tenant\":\"t\"}\n\
+         not json\n\
+         {\"id\":\"x3\",\"tenant\":\"t\",\"content\":\"reset my password\",\"metadata\":{\"lang\":\"en\"}}\n",
+    )
+    .expect("write");
+    let produced = with_env(&[
+        "produce",
+        "--topology",
+        "topologies/support-rag.yaml",
+        file.to_str().expect("path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&produced.stderr);
+    assert_eq!(produced.status.code(), Some(1), "bad lines make the exit code 1: {stderr}");
+    assert!(
+        stderr.contains("docs.jsonl:2: skipped: $.content: missing required field"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("docs.jsonl:3: skipped: not JSON"), "{stderr}");
+    assert!(String::from_utf8_lossy(&produced.stdout).contains("produced 2 record(s)"));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && seen.len() < 2 {
+        seen.clear();
+        for topic in ["support.answers", "support.needs-human", "support.rejected"] {
+            let out = with_env(&[
+                "consume",
+                "--topology",
+                "topologies/support-rag.yaml",
+                "--topic",
+                topic,
+                "--from-beginning",
+                "--exit-at-end",
+            ]);
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).expect("one JSON object per line");
+                assert!(
+                    v["partition"].is_i64() && v["offset"].is_i64() && v["headers"].is_object()
+                );
+                seen.push(v["key"].as_str().expect("key").to_owned());
+                assert_eq!(v["value"]["answer"]["prompt_version"], "answer@1");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    seen.sort();
+    assert_eq!(seen, ["x1", "x3"]);
+
+    let listed = with_env(&["topics", "list", "--topology", "topologies/support-rag.yaml"]);
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listing.lines().any(|l| l.starts_with("support-rag.review.dlq")
+            && l.contains("dead-letter of stage 'review'")),
+        "{listing}"
+    );
+
+    let pid = dev.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let mut dev = dev;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = dev.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "dev did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "clean exit after draining: {status:?}");
+}

@@ -1,0 +1,298 @@
+//! Shared helpers for tests against the embedded broker (librdkafka's mock cluster) and the dev
+//! schema registry: unique names per test, record builders, a controllable test stage, readers
+//! of output topics and committed offsets, and waiting with a deadline.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice::avro::{Classification, Codec, Document, Envelope, SchemaKind};
+use sluice::config::{compile, Topology};
+use sluice::devstack::DevStack;
+use sluice::pipeline::{registry_settings, schema_pairs};
+use sluice::records_io::reader;
+use sluice::stage::{Emit, Stage, StageContext, StageError};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique to this process and call.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A one-stage topology: `docs` → stage `work` (a classify stage) → `out`, with dead letters.
+pub fn one_stage_topology(partitions: i32, concurrency: &str, producer_props: &str) -> String {
+    let p = unique("t");
+    format!(
+        r#"
+pipeline: {p}
+kafka:
+  partitions: {partitions}
+  consumer:
+    auto.commit.interval.ms: "200"
+    session.timeout.ms: "6000"
+    heartbeat.interval.ms: "500"
+    partition.assignment.strategy: cooperative-sticky
+  producer:
+    linger.ms: "1"
+    {producer_props}
+providers:
+  sim: {{ kind: simulated, latency: 1ms }}
+inputs:
+  {p}.docs: {{ partitions: {partitions} }}
+stages:
+  work:
+    kind: classify
+    input: {p}.docs
+    output: {p}.out
+    model: {{ provider: sim, name: m }}
+    classify: {{ labels: [a] }}
+    concurrency: {concurrency}
+    retry: {{ attempts: 3, initial_backoff: 10ms, max_backoff: 50ms }}
+    shutdown_grace: 10s
+"#
+    )
+}
+
+/// The embedded stack with a compiled topology pointed at it.
+pub struct Harness {
+    pub stack: DevStack,
+    pub topology: Topology,
+}
+
+impl Harness {
+    pub async fn start(yaml: &str) -> Self {
+        let mut topology = compile(Path::new("test.yaml"), yaml).expect("test topology compiles");
+        let stack = DevStack::start(&mut topology, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("dev stack");
+        Self { stack, topology }
+    }
+
+    pub fn input(&self) -> String {
+        self.topology.inputs[0].name.clone()
+    }
+
+    pub fn output(&self) -> String {
+        self.topology.stages[0].output.clone()
+    }
+
+    pub fn dlq(&self) -> String {
+        self.topology.stages[0].dead_letter_topic.clone()
+    }
+
+    pub fn group(&self) -> String {
+        self.topology.stages[0].group.clone()
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.stack.kafka.bootstrap_servers())
+            .set("linger.ms", "1")
+            .create()
+            .expect("producer")
+    }
+
+    pub async fn codec(&self) -> Codec {
+        Codec::connect(&registry_settings(&self.topology), &schema_pairs(&self.topology))
+            .await
+            .expect("codec")
+    }
+
+    /// Produces documents `id-0..id-n` as Avro to the input topic; key = `key_of(i)`, or the id.
+    pub async fn produce_docs(
+        &self,
+        range: std::ops::Range<usize>,
+        partition: Option<i32>,
+        key_of: impl Fn(usize) -> Option<String>,
+    ) {
+        let codec = self.codec().await;
+        let producer = self.producer();
+        let topic = self.input();
+        for i in range {
+            let doc = Document {
+                id: format!("id-{i}"),
+                tenant: "t".into(),
+                content: format!("document {i}"),
+                metadata: Default::default(),
+            };
+            let value = Envelope::new(doc).to_value(SchemaKind::Document).expect("document value");
+            let bytes = codec.encode(&topic, &value).expect("encode");
+            let key = key_of(i).unwrap_or_else(|| format!("id-{i}"));
+            self.send_raw(&producer, &topic, Some(key.as_bytes()), &bytes, partition).await;
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    pub async fn send_raw(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        partition: Option<i32>,
+    ) {
+        let mut record = FutureRecord::to(topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        producer
+            .send(record, Timeout::After(Duration::from_secs(10)))
+            .await
+            .expect("produce input");
+    }
+
+    /// Every record of `topic` so far, decoded: (partition, offset, key, decoded value or None).
+    pub async fn read_all(
+        &self,
+        topic: &str,
+    ) -> Vec<(i32, i64, Option<String>, Option<apache_avro::types::Value>)> {
+        let codec = self.codec().await;
+        let kafka = self.topology.kafka.clone();
+        let topic = topic.to_owned();
+        let raw = tokio::task::spawn_blocking(move || {
+            let r = reader(&kafka, &[topic.as_str()], true).expect("reader");
+            let mut out = Vec::new();
+            r.drain(
+                None,
+                true,
+                Duration::from_secs(5),
+                || false,
+                |m| {
+                    out.push((
+                        m.partition(),
+                        m.offset(),
+                        m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        m.payload().map(<[u8]>::to_vec),
+                    ));
+                    true
+                },
+            )
+            .expect("drain");
+            out
+        })
+        .await
+        .expect("reader thread");
+        let mut decoded = Vec::new();
+        for (p, o, k, payload) in raw {
+            let value = codec.decode_any(payload.as_deref()).await.ok().map(|(_, v)| v);
+            decoded.push((p, o, k, value));
+        }
+        decoded
+    }
+
+    /// Document ids of the records on `topic`, with how often each occurs.
+    pub async fn ids_on(&self, topic: &str) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for (_, _, key, _) in self.read_all(topic).await {
+            *counts.entry(key.unwrap_or_default()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The group's committed offset for each partition of the input topic (-1: none).
+    pub fn committed(&self, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.stack.kafka.bootstrap_servers())
+            .set("group.id", self.group())
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&self.input(), p);
+        }
+        let committed =
+            consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            })
+            .collect()
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// What the test stage should do with a document, by id.
+#[derive(Clone, Default)]
+pub struct Script {
+    /// Sleep this long before answering.
+    pub delay: HashMap<String, Duration>,
+    /// Wait for this gate to open before answering.
+    pub gate: HashMap<String, Arc<tokio::sync::Semaphore>>,
+    /// Fail with this error (every attempt).
+    pub fail: HashMap<String, StageError>,
+    /// Default delay for every document.
+    pub default_delay: Duration,
+}
+
+/// A stage driven by a [`Script`]; records every call (document id, attempt) in order.
+#[derive(Clone)]
+pub struct TestStage {
+    pub script: Arc<Script>,
+    pub calls: Arc<Mutex<Vec<(String, u32)>>>,
+}
+
+impl TestStage {
+    pub fn new(script: Script) -> Self {
+        Self { script: Arc::new(script), calls: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    pub fn calls_for(&self, id: &str) -> usize {
+        self.calls.lock().expect("calls").iter().filter(|(i, _)| i == id).count()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().expect("calls").len()
+    }
+}
+
+impl Stage for TestStage {
+    async fn process(
+        &self,
+        mut input: Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
+        let id = input.document.id.clone();
+        self.calls.lock().expect("calls").push((id.clone(), cx.attempt));
+        if let Some(gate) = self.script.gate.get(&id) {
+            let _permit = gate.acquire().await.expect("gate");
+        }
+        let delay = self.script.delay.get(&id).copied().unwrap_or(self.script.default_delay);
+        tokio::time::sleep(delay).await;
+        if let Some(e) = self.script.fail.get(&id) {
+            return Err(e.clone());
+        }
+        input.classification =
+            Some(Classification { label: "a".into(), confidence: 1.0, model: "test".into() });
+        Ok(vec![Emit::main(input)])
+    }
+}
