@@ -35,6 +35,7 @@ async fn run_until<F: std::future::Future<Output = bool>>(
 ) -> Result<(), runner::RunError> {
     let codec = Arc::new(h.codec().await);
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let (spec, topology, s2) = (h.topology.stages[0].clone(), h.topology.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
         runner::run(stage, &spec, &topology, codec, Arc::new(Semaphore::new(100)), s2).await

@@ -42,6 +42,7 @@ async fn out_of_order_completion_never_stores_past_an_unfinished_record() {
         Script { gate: HashMap::from([("id-3".to_owned(), gate.clone())]), ..Script::default() };
     let stage = TestStage::new(script);
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let task = spawn_runner(&h, stage.clone(), shutdown.clone()).await;
 
     let out = h.output();
@@ -84,6 +85,7 @@ async fn a_failing_output_produce_holds_the_input_offset_until_acknowledged() {
     );
     let stage = TestStage::new(Script::default());
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let task = spawn_runner(&h, stage.clone(), shutdown.clone()).await;
 
     let retries = || {
@@ -125,6 +127,7 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
     let script = Script { default_delay: Duration::from_millis(15), ..Script::default() };
     let (a, b) = (TestStage::new(script.clone()), TestStage::new(script));
     let (sa, sb) = (Shutdown::new(), Shutdown::new());
+    let _stop = (common::StopOnDrop(sa.clone()), common::StopOnDrop(sb.clone()));
     let ta = spawn_runner(&h, a.clone(), sa.clone()).await;
     assert!(
         wait_until(Duration::from_secs(30), || async { a.call_count() >= 60 }).await,
@@ -164,6 +167,7 @@ async fn graceful_shutdown_mid_stream_produces_no_duplicates() {
     let script = Script { default_delay: Duration::from_millis(20), ..Script::default() };
     let first = TestStage::new(script.clone());
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let task = spawn_runner(&h, first.clone(), shutdown.clone()).await;
     assert!(wait_until(Duration::from_secs(30), || async { first.call_count() >= 50 }).await);
     let report = stop(&shutdown, task).await;
@@ -173,6 +177,7 @@ async fn graceful_shutdown_mid_stream_produces_no_duplicates() {
 
     let second = TestStage::new(Script::default());
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let task = spawn_runner(&h, second.clone(), shutdown.clone()).await;
     let out = h.output();
     assert!(
@@ -203,6 +208,7 @@ async fn same_key_records_run_in_order_and_other_keys_in_parallel() {
         (0..n).map(|i| (format!("id-{i}"), Duration::from_millis(5 * (n - i) as u64))).collect();
     let stage = TestStage::new(Script { delay, ..Script::default() });
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let task = spawn_runner(&h, stage.clone(), shutdown.clone()).await;
     let out = h.output();
     assert!(
@@ -250,6 +256,7 @@ async fn a_full_window_pauses_the_partition_and_everything_still_completes() {
     let stage =
         TestStage::new(Script { default_delay: Duration::from_millis(10), ..Script::default() });
     let shutdown = Shutdown::new();
+    let _stop = common::StopOnDrop(shutdown.clone());
     let pauses =
         || sluice::telemetry::metrics().pauses.with_label_values(&[h.input().as_str()]).get();
     let before = pauses();

@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -48,11 +50,29 @@ struct LevelBody {
 /// A running registry; dropping the handle does not stop it (it lives as long as the runtime).
 pub struct DevRegistry {
     pub addr: SocketAddr,
+    available: Arc<AtomicBool>,
 }
 
 impl DevRegistry {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Simulates an outage: while unavailable, every request is answered 503.
+    pub fn set_available(&self, available: bool) {
+        self.available.store(available, Ordering::SeqCst);
+    }
+}
+
+async fn outage(
+    State(available): State<Arc<AtomicBool>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if available.load(Ordering::SeqCst) {
+        next.run(request).await
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, 50301, "registry unavailable (simulated outage)")
     }
 }
 
@@ -60,6 +80,7 @@ impl DevRegistry {
 pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
     let store: Shared =
         Arc::new(Mutex::new(Store { level: "BACKWARD".into(), ..Store::default() }));
+    let available = Arc::new(AtomicBool::new(true));
     let app = Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -69,7 +90,8 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
         .route("/compatibility/subjects/{subject}/versions/{version}", post(check_compatibility))
         .route("/config", get(get_level).put(put_level))
         .route("/config/{subject}", get(get_subject_level).put(put_subject_level))
-        .with_state(store);
+        .with_state(store)
+        .layer(axum::middleware::from_fn_with_state(available.clone(), outage));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -77,7 +99,7 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
             tracing::error!(error = %e, "dev schema registry stopped");
         }
     });
-    Ok(DevRegistry { addr })
+    Ok(DevRegistry { addr, available })
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

@@ -10,11 +10,13 @@
 mod consumer;
 mod output;
 mod partitions;
+mod retry_state;
 mod window;
 mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -30,6 +32,7 @@ use crate::kafka::{consumer_config, producer_config};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Port, Stage};
 use partitions::Partitions;
+use retry_state::RetryState;
 use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +84,11 @@ pub async fn run<S: Stage>(
     };
     let consumer: Arc<BaseConsumer<RunnerContext>> =
         Arc::new(consumer_config(&topology.kafka, &spec.group).create_with_context(context)?);
-    consumer.subscribe(&[spec.input.as_str()])?;
+    // The stage reads its input and every rung of its retry ladder.
+    let retry_topics: Vec<String> = spec.retry.retry_topics().into_iter().map(|(t, _)| t).collect();
+    let mut topics = vec![spec.input.as_str()];
+    topics.extend(retry_topics.iter().map(String::as_str));
+    consumer.subscribe(&topics)?;
 
     let worker = Arc::new(Worker {
         stage,
@@ -106,6 +113,19 @@ pub async fn run<S: Stage>(
                     job = jobs_rx.recv() => match job { Some(j) => j, None => break },
                     _ = shutdown.reached(Phase::Stopped) => break,
                 };
+                // A retry record waits for its due time off the dispatch path: it keeps its place
+                // in its partition's window (so its offset is held) but blocks nothing else.
+                if let Some(wait) = RetryState::due_ms_of(&job.message)
+                    .map(|due| due - output::now_ms())
+                    .filter(|ms| *ms > 0)
+                {
+                    worker.partitions.defer(
+                        job,
+                        Duration::from_millis(wait as u64),
+                        shutdown.clone(),
+                    );
+                    continue;
+                }
                 let (Ok(a), Ok(b)) = (
                     stage_permits.clone().acquire_owned().await,
                     process_permits.clone().acquire_owned().await,

@@ -10,7 +10,8 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-use crate::avro::{AttemptRecord, DeadLetter, DeadLetterClass};
+use super::retry_state::{is_retry_header, RetryState};
+use crate::avro::{DeadLetter, DeadLetterClass};
 use crate::config::StageSpec;
 use crate::retry::infrastructure_backoff;
 use crate::shutdown::{Phase, Shutdown};
@@ -47,45 +48,48 @@ pub fn dead_letter(
     spec: &StageSpec,
     pipeline: &str,
     message: &OwnedMessage,
+    state: &RetryState,
     class: DeadLetterClass,
     reason: &str,
-    attempts: Vec<AttemptRecord>,
 ) -> (DeadLetter, Vec<(String, Vec<u8>)>) {
     let original_headers: Vec<(String, Option<Vec<u8>>)> = message
         .headers()
         .map(|h| {
             h.iter()
+                .filter(|Header { key, .. }| !is_retry_header(key))
                 .map(|Header { key, value }| (key.to_owned(), value.map(<[u8]>::to_vec)))
                 .collect()
         })
         .unwrap_or_default();
+    let origin = &state.origin;
     let envelope = DeadLetter {
         pipeline: pipeline.to_owned(),
         stage: spec.name.clone(),
         consumer_group: spec.group.clone(),
-        original_topic: message.topic().to_owned(),
-        original_partition: message.partition(),
-        original_offset: message.offset(),
-        original_timestamp_ms: message.timestamp().to_millis(),
+        original_topic: origin.topic.clone(),
+        original_partition: origin.partition,
+        original_offset: origin.offset,
+        original_timestamp_ms: origin.timestamp_ms,
         original_key: message.key().map(<[u8]>::to_vec),
         original_value: message.payload().map(<[u8]>::to_vec),
         original_headers,
         error_class: class,
         error_message: reason.to_owned(),
-        attempts,
+        attempts: state.history.clone(),
         failed_at_ms: now_ms(),
     };
-    let mut headers = carried_headers(message);
+    let mut headers: Vec<(String, Vec<u8>)> =
+        carried_headers(message).into_iter().filter(|(k, _)| !is_retry_header(k)).collect();
     let exception = format!("sluice.{}", class.symbol());
     headers.extend([
-        ("__connect.errors.topic".to_owned(), message.topic().as_bytes().to_vec()),
-        ("__connect.errors.partition".to_owned(), message.partition().to_string().into_bytes()),
-        ("__connect.errors.offset".to_owned(), message.offset().to_string().into_bytes()),
+        ("__connect.errors.topic".to_owned(), origin.topic.as_bytes().to_vec()),
+        ("__connect.errors.partition".to_owned(), origin.partition.to_string().into_bytes()),
+        ("__connect.errors.offset".to_owned(), origin.offset.to_string().into_bytes()),
         ("__connect.errors.exception.class.name".to_owned(), exception.clone().into_bytes()),
         ("__connect.errors.exception.message".to_owned(), reason.as_bytes().to_vec()),
-        ("kafka_dlt-original-topic".to_owned(), message.topic().as_bytes().to_vec()),
-        ("kafka_dlt-original-partition".to_owned(), message.partition().to_be_bytes().to_vec()),
-        ("kafka_dlt-original-offset".to_owned(), message.offset().to_be_bytes().to_vec()),
+        ("kafka_dlt-original-topic".to_owned(), origin.topic.as_bytes().to_vec()),
+        ("kafka_dlt-original-partition".to_owned(), origin.partition.to_be_bytes().to_vec()),
+        ("kafka_dlt-original-offset".to_owned(), origin.offset.to_be_bytes().to_vec()),
         ("kafka_dlt-original-consumer-group".to_owned(), spec.group.as_bytes().to_vec()),
         ("kafka_dlt-exception-fqcn".to_owned(), exception.into_bytes()),
         ("kafka_dlt-exception-message".to_owned(), reason.as_bytes().to_vec()),

@@ -4,7 +4,8 @@
 //! from the rebalance callback, which waits here (bounded) for in-flight records to finish.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -13,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::window::Window;
+use crate::shutdown::{Phase, Shutdown};
 
 pub type Tp = (String, i32);
 
@@ -47,6 +49,9 @@ struct Inner {
 
 pub struct Partitions {
     inner: Mutex<Inner>,
+    /// Records admitted but waiting for their due time (retry topics); they hold their offsets
+    /// but are not waited for at shutdown.
+    deferred: AtomicUsize,
     changed: Condvar,
     per_partition: usize,
     key_ordering: bool,
@@ -71,6 +76,7 @@ impl Partitions {
         let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
         Self {
             inner: Mutex::new(inner),
+            deferred: AtomicUsize::new(0),
             changed: Condvar::new(),
             per_partition,
             key_ordering,
@@ -209,9 +215,25 @@ impl Partitions {
         }
     }
 
-    /// Records in flight across all partitions.
+    /// Holds `job` until `wait` has passed, then dispatches it (unless the worker stopped).
+    pub fn defer(self: &Arc<Self>, job: Job, wait: Duration, shutdown: Shutdown) {
+        self.deferred.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => { let _ = this.jobs.send(job); }
+                _ = shutdown.reached(Phase::Stopped) => {}
+            }
+            this.deferred.fetch_sub(1, Ordering::SeqCst);
+            this.changed.notify_all();
+        });
+    }
+
+    /// Records being worked on across all partitions (excluding those waiting for a due time,
+    /// which are redelivered after a restart rather than waited for).
     pub fn in_flight(&self) -> usize {
-        self.lock().parts.values().map(|s| s.window.len()).sum()
+        let open: usize = self.lock().parts.values().map(|s| s.window.len()).sum();
+        open.saturating_sub(self.deferred.load(Ordering::SeqCst))
     }
 
     /// Waits until nothing is in flight or `deadline` passes; returns what is still in flight.
@@ -219,6 +241,7 @@ impl Partitions {
         let mut inner = self.lock();
         loop {
             let open: usize = inner.parts.values().map(|s| s.window.len()).sum();
+            let open = open.saturating_sub(self.deferred.load(Ordering::SeqCst));
             let now = Instant::now();
             if open == 0 || now >= deadline {
                 return open;

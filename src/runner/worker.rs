@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Message, OwnedMessage};
@@ -13,12 +13,13 @@ use rdkafka::producer::FutureProducer;
 use super::consumer::RunnerContext;
 use super::output::{carried_headers, dead_letter, now_ms, produce_all, OutRecord};
 use super::partitions::{Job, Partitions};
+use super::retry_state::RetryState;
 use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
 use crate::config::StageSpec;
 use crate::retry::{infrastructure_backoff, AttemptBackoff};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Emit, Port, Stage, StageContext, StageError};
-use crate::telemetry::{self, AttemptFailed, DeadLettered, Outcome, RecordDone};
+use crate::telemetry::{self, AttemptFailed, DeadLettered, Outcome, RecordDone, RetryScheduled};
 
 pub struct Worker<S> {
     pub stage: S,
@@ -80,16 +81,18 @@ impl<S: Stage> Worker<S> {
     }
 
     async fn dispose(&self, message: &OwnedMessage) -> Disposition {
+        let mut state = RetryState::of(message);
         let input = match self.decode(message).await {
             Ok(Some(input)) => input,
             Ok(None) => return Disposition::Abandoned,
             Err(reason) => {
-                return self.dead_letter(message, DeadLetterClass::Decode, &reason, Vec::new())
+                return self.dead_letter(message, &state, DeadLetterClass::Decode, &reason)
             }
         };
         let mut backoff = AttemptBackoff::new(&self.spec.retry);
-        let mut history = Vec::new();
-        for attempt in 1..=self.spec.retry.attempts {
+        for local in 1..=self.spec.retry.attempts {
+            // Attempt numbers continue across rungs of the ladder.
+            let attempt = state.attempts + local;
             let cx = StageContext { stage: &self.spec.name, attempt };
             let error = match self.stage.process(input.clone(), cx).await {
                 Ok(emits) => return self.encode(message, emits),
@@ -98,31 +101,25 @@ impl<S: Stage> Worker<S> {
             let text = error.to_string();
             AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }
                 .emit();
-            history.push(AttemptRecord {
+            state.history.push(AttemptRecord {
                 attempt,
                 at_ms: now_ms(),
                 error_class: error.class().into(),
-                message: text.clone(),
+                message: text,
             });
             match error {
                 StageError::Fatal { reason } => return Disposition::Fatal(reason),
                 StageError::Permanent { reason } => {
-                    return self.dead_letter(message, DeadLetterClass::Permanent, &reason, history)
+                    return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason)
                 }
-                StageError::Retryable { not_before, .. } if attempt < self.spec.retry.attempts => {
+                StageError::Retryable { not_before, .. } if local < self.spec.retry.attempts => {
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay(not_before)) => {}
                         _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
                     }
                 }
-                StageError::Retryable { reason, .. } => {
-                    let reason = format!("gave up after {attempt} attempt(s): {reason}");
-                    return self.dead_letter(
-                        message,
-                        DeadLetterClass::RetriesExhausted,
-                        &reason,
-                        history,
-                    );
+                StageError::Retryable { not_before, reason } => {
+                    return self.next_rung(message, &state, not_before, &reason)
                 }
             }
         }
@@ -184,32 +181,56 @@ impl<S: Stage> Worker<S> {
                 }
                 Err(e) => {
                     let reason = format!("stage output does not fit the schema of '{topic}': {e}");
-                    return self.dead_letter(
-                        message,
-                        DeadLetterClass::Permanent,
-                        &reason,
-                        Vec::new(),
-                    );
+                    let state = RetryState::of(message);
+                    return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason);
                 }
             }
         }
         Disposition::Outputs(out)
     }
 
+    /// Parks the record on the next rung of the retry ladder — original key, bytes and headers
+    /// plus its retry state — or dead-letters it when the ladder is exhausted.
+    fn next_rung(
+        &self,
+        message: &OwnedMessage,
+        state: &RetryState,
+        not_before: Option<SystemTime>,
+        reason: &str,
+    ) -> Disposition {
+        let rungs = self.spec.retry.retry_topics();
+        let Some((topic, delay)) = rungs.get(state.rung) else {
+            let attempts = state.history.last().map_or(0, |a| a.attempt);
+            let reason = format!("gave up after {attempts} attempt(s): {reason}");
+            return self.dead_letter(message, state, DeadLetterClass::RetriesExhausted, &reason);
+        };
+        let due = now_ms() + delay.as_millis() as i64;
+        let due = not_before
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(due, |t| due.max(t.as_millis() as i64));
+        RetryScheduled { stage: &self.spec.name, topic, rung: state.rung + 1 }.emit();
+        Disposition::Outputs(vec![OutRecord {
+            topic: topic.clone(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: state.next_rung_headers(message, due),
+        }])
+    }
+
     fn dead_letter(
         &self,
         message: &OwnedMessage,
+        state: &RetryState,
         class: DeadLetterClass,
         reason: &str,
-        attempts: Vec<AttemptRecord>,
     ) -> Disposition {
         let (envelope, headers) =
-            dead_letter(&self.spec, &self.pipeline, message, class, reason, attempts);
+            dead_letter(&self.spec, &self.pipeline, message, state, class, reason);
         DeadLettered {
             stage: &self.spec.name,
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
+            topic: &state.origin.topic,
+            partition: state.origin.partition,
+            offset: state.origin.offset,
             class: class.symbol(),
             reason,
         }

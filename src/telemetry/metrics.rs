@@ -22,6 +22,8 @@ pub struct Metrics {
     pub pauses: IntCounterVec,
     /// Produce attempts that failed and were retried, by topic.
     pub produce_retries: IntCounterVec,
+    /// Records parked on a retry topic, by stage and rung.
+    pub retries_scheduled: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -60,7 +62,12 @@ fn build() -> Metrics {
         &["topic"],
     )
     .expect("valid");
-    for c in [&records, &attempt_failures, &pauses, &produce_retries] {
+    let retries_scheduled = IntCounterVec::new(
+        Opts::new("retries_scheduled_total", "Records parked on a retry topic."),
+        &["stage", "rung"],
+    )
+    .expect("valid");
+    for c in [&records, &attempt_failures, &pauses, &produce_retries, &retries_scheduled] {
         registry.register(Box::new(c.clone())).expect("unique metric");
     }
     registry.register(Box::new(record_seconds.clone())).expect("unique metric");
@@ -73,6 +80,7 @@ fn build() -> Metrics {
         in_flight,
         pauses,
         produce_retries,
+        retries_scheduled,
     }
 }
 

@@ -134,3 +134,21 @@ impl ProduceRetry<'_> {
 pub fn in_flight(stage: &str, delta: i64) {
     metrics().in_flight.with_label_values(&[stage]).add(delta);
 }
+
+pub struct RetryScheduled<'a> {
+    pub stage: &'a str,
+    pub topic: &'a str,
+    pub rung: usize,
+}
+
+impl RetryScheduled<'_> {
+    pub fn emit(self) {
+        metrics().retries_scheduled.with_label_values(&[self.stage, &self.rung.to_string()]).inc();
+        tracing::debug!(
+            stage = self.stage,
+            topic = self.topic,
+            rung = self.rung,
+            "record parked on retry topic"
+        );
+    }
+}

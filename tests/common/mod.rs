@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -30,6 +30,17 @@ pub fn unique(prefix: &str) -> String {
 
 /// A one-stage topology: `docs` → stage `work` (a classify stage) → `out`, with dead letters.
 pub fn one_stage_topology(partitions: i32, concurrency: &str, producer_props: &str) -> String {
+    let retry = "{ attempts: 3, initial_backoff: 10ms, max_backoff: 50ms }";
+    one_stage_topology_with_retry(partitions, concurrency, producer_props, retry)
+}
+
+/// [`one_stage_topology`] with a given retry policy.
+pub fn one_stage_topology_with_retry(
+    partitions: i32,
+    concurrency: &str,
+    producer_props: &str,
+    retry: &str,
+) -> String {
     let p = unique("t");
     format!(
         r#"
@@ -56,7 +67,7 @@ stages:
     model: {{ provider: sim, name: m }}
     classify: {{ labels: [a] }}
     concurrency: {concurrency}
-    retry: {{ attempts: 3, initial_backoff: 10ms, max_backoff: 50ms }}
+    retry: {retry}
     shutdown_grace: 10s
 "#
     )
@@ -115,6 +126,17 @@ impl Harness {
         key_of: impl Fn(usize) -> Option<String>,
     ) {
         let codec = self.codec().await;
+        self.produce_docs_with(&codec, range, partition, key_of).await;
+    }
+
+    /// [`Harness::produce_docs`] with a codec obtained earlier (the registry may be down now).
+    pub async fn produce_docs_with(
+        &self,
+        codec: &Codec,
+        range: std::ops::Range<usize>,
+        partition: Option<i32>,
+        key_of: impl Fn(usize) -> Option<String>,
+    ) {
         let producer = self.producer();
         let topic = self.input();
         for i in range {
@@ -151,6 +173,18 @@ impl Harness {
             .send(record, Timeout::After(Duration::from_secs(10)))
             .await
             .expect("produce input");
+    }
+
+    /// How many records `topic` holds, without decoding them.
+    pub async fn count(&self, topic: &str) -> usize {
+        let kafka = self.topology.kafka.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let r = reader(&kafka, &[topic.as_str()], true).expect("reader");
+            r.drain(None, true, Duration::from_secs(5), || false, |_| true).expect("drain")
+        })
+        .await
+        .expect("reader thread")
     }
 
     /// Every record of `topic` so far, decoded: (partition, offset, key, decoded value or None).
@@ -225,6 +259,16 @@ impl Harness {
     }
 }
 
+/// Stops a runner when a test ends, even by panic, so a failing test fails instead of hanging
+/// on the runner's poll thread.
+pub struct StopOnDrop(pub sluice::shutdown::Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
 where
@@ -250,6 +294,8 @@ pub struct Script {
     pub gate: HashMap<String, Arc<tokio::sync::Semaphore>>,
     /// Fail with this error (every attempt).
     pub fail: HashMap<String, StageError>,
+    /// Fail the first N calls for a document with this error, then succeed.
+    pub fail_first: HashMap<String, (usize, StageError)>,
     /// Default delay for every document.
     pub default_delay: Duration,
 }
@@ -258,7 +304,7 @@ pub struct Script {
 #[derive(Clone)]
 pub struct TestStage {
     pub script: Arc<Script>,
-    pub calls: Arc<Mutex<Vec<(String, u32)>>>,
+    pub calls: Arc<Mutex<Vec<(String, u32, SystemTime)>>>,
 }
 
 impl TestStage {
@@ -267,7 +313,18 @@ impl TestStage {
     }
 
     pub fn calls_for(&self, id: &str) -> usize {
-        self.calls.lock().expect("calls").iter().filter(|(i, _)| i == id).count()
+        self.calls.lock().expect("calls").iter().filter(|(i, _, _)| i == id).count()
+    }
+
+    /// When each call for `id` happened, in order, with its attempt number.
+    pub fn call_times(&self, id: &str) -> Vec<(u32, SystemTime)> {
+        self.calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .filter(|(i, _, _)| i == id)
+            .map(|(_, a, t)| (*a, *t))
+            .collect()
     }
 
     pub fn call_count(&self) -> usize {
@@ -282,7 +339,11 @@ impl Stage for TestStage {
         cx: StageContext<'_>,
     ) -> Result<Vec<Emit>, StageError> {
         let id = input.document.id.clone();
-        self.calls.lock().expect("calls").push((id.clone(), cx.attempt));
+        let nth = {
+            let mut calls = self.calls.lock().expect("calls");
+            calls.push((id.clone(), cx.attempt, SystemTime::now()));
+            calls.iter().filter(|(i, _, _)| *i == id).count()
+        };
         if let Some(gate) = self.script.gate.get(&id) {
             let _permit = gate.acquire().await.expect("gate");
         }
@@ -290,6 +351,11 @@ impl Stage for TestStage {
         tokio::time::sleep(delay).await;
         if let Some(e) = self.script.fail.get(&id) {
             return Err(e.clone());
+        }
+        if let Some((n, e)) = self.script.fail_first.get(&id) {
+            if nth <= *n {
+                return Err(e.clone());
+            }
         }
         input.classification =
             Some(Classification { label: "a".into(), confidence: 1.0, model: "test".into() });
