@@ -26,6 +26,12 @@ pub const EMBED_BATCH_SIZE: usize = 16;
 pub const TOP_K: usize = 3;
 pub const MAX_OUTPUT_TOKENS: u32 = 512;
 
+/// Records a partition may hold beyond its in-flight limit before it is paused: enough to hide a
+/// fetch round trip after a resume.
+pub fn buffer_per_partition(per_partition: usize) -> usize {
+    (per_partition * 4).max(64)
+}
+
 pub fn group(pipeline: &str, stage: &str) -> String {
     format!("sluice.{pipeline}.{stage}")
 }

@@ -132,13 +132,17 @@ impl StageSpec {
     }
 }
 
-/// Limits on records in flight (received but whose offset is not yet stored).
+/// Limits on records in flight. A partition's window (received, offset not yet stored) holds at
+/// most `per_partition + buffer_per_partition` records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Concurrency {
     /// Across all partitions of the stage in one process.
     pub max_in_flight: usize,
-    /// Per partition; a full partition is paused, never blocks polling.
+    /// Records being processed at once per partition.
     pub per_partition: usize,
+    /// Records a partition may hold, admitted and waiting, beyond `per_partition`; when that
+    /// fills the partition is paused (polling never blocks) and resumed at half.
+    pub buffer_per_partition: usize,
     /// Records with the same key are processed in order, one at a time.
     pub key_ordering: bool,
 }

@@ -147,8 +147,10 @@ fn concurrency(sec: &mut Section<'_>) -> Concurrency {
     if per_partition > max_in_flight {
         sec.error("per_partition", format!("must not exceed max_in_flight ({max_in_flight})"));
     }
+    let buffer_per_partition =
+        limit(sec, "buffer_per_partition", d::buffer_per_partition(per_partition), 0, 1_000_000);
     let key_ordering = sec.or("key_ordering", false);
-    Concurrency { max_in_flight, per_partition, key_ordering }
+    Concurrency { max_in_flight, per_partition, buffer_per_partition, key_ordering }
 }
 
 fn retry(sec: &mut Section<'_>, pipeline: &str, stage: &str) -> RetryPolicy {

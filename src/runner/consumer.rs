@@ -27,12 +27,25 @@ fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
 }
 
-/// Commits stored offsets synchronously; "nothing to commit" is not an error.
-pub fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>, stage: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(stage, error = %e, "offset commit failed"),
+/// Commits stored offsets synchronously; "nothing to commit" is not an error. A coordinator
+/// that is mid-rebalance is asked again a few times: offsets not committed before a revocation
+/// completes are lost to this member, and the next owner reprocesses those records.
+pub fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>, stage: &str) -> bool {
+    for attempt in 1..=3 {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return true,
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress))
+                if attempt < 3 =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                tracing::warn!(stage, error = %e, "offset commit failed; uncommitted records will be redelivered");
+                return false;
+            }
+        }
     }
+    false
 }
 
 impl ConsumerContext for RunnerContext {
@@ -41,8 +54,8 @@ impl ConsumerContext for RunnerContext {
             Rebalance::Revoke(tpl) => {
                 let revoked = tps(tpl);
                 let abandoned = self.partitions.revoke(&revoked, self.grace);
-                commit_stored(consumer, &self.stage);
-                tracing::info!(stage = %self.stage, partitions = revoked.len(), abandoned, "partitions revoked; offsets committed");
+                let committed = commit_stored(consumer, &self.stage);
+                tracing::info!(stage = %self.stage, partitions = revoked.len(), abandoned, committed, "partitions revoked");
             }
             Rebalance::Error(e) => {
                 tracing::warn!(stage = %self.stage, error = %e, "rebalance error")
@@ -110,7 +123,7 @@ pub fn poll_loop(
             Instant::now() + Duration::from_millis(50).min(deadline - Instant::now()),
         );
     }
-    commit_stored(consumer, stage);
+    let _ = commit_stored(consumer, stage);
     left
 }
 

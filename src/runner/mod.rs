@@ -74,6 +74,7 @@ pub async fn run<S: Stage>(
     let (jobs_tx, mut jobs_rx) = tokio::sync::mpsc::unbounded_channel();
     let partitions = Arc::new(Partitions::new(
         spec.concurrency.per_partition,
+        spec.concurrency.buffer_per_partition,
         spec.concurrency.key_ordering,
         jobs_tx,
     ));
@@ -159,7 +160,7 @@ pub async fn run<S: Stage>(
     shutdown.stop();
     let _ = dispatcher.await;
     let _ = producer.flush(std::time::Duration::from_secs(10));
-    tracing::info!(stage = %spec.name, abandoned, "stage stopped; offsets committed");
+    tracing::info!(stage = %spec.name, abandoned, "stage stopped");
     if let Some(reason) = worker.fatal.lock().expect("fatal lock").take() {
         return Err(RunError::Fatal { stage: spec.name.clone(), reason });
     }

@@ -34,10 +34,27 @@ impl Job {
 
 struct PartState {
     epoch: u64,
+    /// Every admitted record whose offset is not yet stored.
     window: Window,
+    /// Records handed to workers and not yet done (at most `per_partition`).
+    running: usize,
+    /// Admitted records ready to run, waiting for a free slot, oldest first.
+    ready: VecDeque<Job>,
     paused: bool,
-    /// Key → records waiting behind the one of that key in flight (key ordering only).
+    /// With key ordering: a key is present while a record of it is running or ready; the deque
+    /// holds the records of that key behind it.
     keys: HashMap<Vec<u8>, VecDeque<Job>>,
+}
+
+impl PartState {
+    /// Hands ready records to workers while there are free slots.
+    fn pump(&mut self, per_partition: usize, jobs: &UnboundedSender<Job>) {
+        while self.running < per_partition {
+            let Some(job) = self.ready.pop_front() else { break };
+            self.running += 1;
+            let _ = jobs.send(job);
+        }
+    }
 }
 
 struct Inner {
@@ -54,6 +71,8 @@ pub struct Partitions {
     deferred: AtomicUsize,
     changed: Condvar,
     per_partition: usize,
+    /// Records admitted beyond `per_partition` before the partition is paused.
+    buffer: usize,
     key_ordering: bool,
     jobs: UnboundedSender<Job>,
 }
@@ -72,13 +91,19 @@ fn tpl_of(tp: &Tp, offset: Option<i64>) -> TopicPartitionList {
 }
 
 impl Partitions {
-    pub fn new(per_partition: usize, key_ordering: bool, jobs: UnboundedSender<Job>) -> Self {
+    pub fn new(
+        per_partition: usize,
+        buffer: usize,
+        key_ordering: bool,
+        jobs: UnboundedSender<Job>,
+    ) -> Self {
         let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
         Self {
             inner: Mutex::new(inner),
             deferred: AtomicUsize::new(0),
             changed: Condvar::new(),
             per_partition,
+            buffer,
             key_ordering,
             jobs,
         }
@@ -95,14 +120,24 @@ impl Partitions {
             inner.next_epoch += 1;
             inner.parts.insert(
                 tp,
-                PartState { epoch, window: Window::default(), paused: false, keys: HashMap::new() },
+                PartState {
+                    epoch,
+                    window: Window::default(),
+                    running: 0,
+                    ready: VecDeque::new(),
+                    paused: false,
+                    keys: HashMap::new(),
+                },
             );
         }
     }
 
-    /// Takes a polled record into its partition's window and hands it to a worker (or queues it
-    /// behind its key). Pauses the partition when its window is full. Returns false if the record
-    /// was not admitted (shutting down, or its partition is not assigned here).
+    /// Takes a polled record into its partition's window and hands it to a worker when the
+    /// partition has a free slot (and, with key ordering, no record of its key is ahead of it);
+    /// otherwise it waits here. Pauses the partition when the window holds `per_partition +
+    /// buffer` records: pausing is rare on purpose, since librdkafka drops its prefetched records
+    /// on pause and refetches on resume. Returns false if the record was not admitted (shutting
+    /// down, or its partition is not assigned here).
     pub fn admit<C: ConsumerContext>(
         &self,
         message: OwnedMessage,
@@ -115,7 +150,7 @@ impl Partitions {
         }
         let Some(state) = inner.parts.get_mut(&tp) else { return false };
         state.window.open(message.offset());
-        if state.window.len() >= self.per_partition && !state.paused {
+        if state.window.len() >= self.per_partition + self.buffer && !state.paused {
             state.paused = true;
             if let Err(e) = consumer.pause(&tpl_of(&tp, None)) {
                 tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot pause partition");
@@ -125,14 +160,15 @@ impl Partitions {
         let job = Job { epoch: state.epoch, message };
         if self.key_ordering {
             if let Some(key) = job.message.key().map(<[u8]>::to_vec) {
-                if let Some(waiting) = state.keys.get_mut(&key) {
-                    waiting.push_back(job);
+                if let Some(behind) = state.keys.get_mut(&key) {
+                    behind.push_back(job);
                     return true;
                 }
                 state.keys.insert(key, VecDeque::new());
             }
         }
-        let _ = self.jobs.send(job);
+        state.ready.push_back(job);
+        state.pump(self.per_partition, &self.jobs);
         true
     }
 
@@ -142,7 +178,8 @@ impl Partitions {
     }
 
     /// A record is done (every output acknowledged): store the new position if it advanced,
-    /// resume a paused partition with room again, release the next record of the same key.
+    /// free its slot, release the next record of the same key, resume a paused partition whose
+    /// window drained to half its buffer.
     pub fn complete<C: ConsumerContext>(
         &self,
         tp: &Tp,
@@ -159,22 +196,23 @@ impl Partitions {
                 tracing::warn!(topic = %tp.0, partition = tp.1, position, error = %e, "cannot store offset");
             }
         }
-        if state.paused && !closing && state.window.len() < self.per_partition {
-            state.paused = false;
-            if let Err(e) = consumer.resume(&tpl_of(tp, None)) {
-                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot resume partition");
-            }
-        }
+        state.running = state.running.saturating_sub(1);
         if let Some(key) = key.filter(|_| self.key_ordering) {
-            if let Some(waiting) = state.keys.get_mut(key) {
-                match waiting.pop_front() {
-                    Some(next) => {
-                        let _ = self.jobs.send(next);
-                    }
+            if let Some(behind) = state.keys.get_mut(key) {
+                match behind.pop_front() {
+                    // Next of its key: first in line, it has waited longest.
+                    Some(next) => state.ready.push_front(next),
                     None => {
                         state.keys.remove(key);
                     }
                 }
+            }
+        }
+        state.pump(self.per_partition, &self.jobs);
+        if state.paused && !closing && state.window.len() <= self.per_partition + self.buffer / 2 {
+            state.paused = false;
+            if let Err(e) = consumer.resume(&tpl_of(tp, None)) {
+                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot resume partition");
             }
         }
         drop(inner);

@@ -81,6 +81,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(yaml: &str) -> Self {
+        sluice::telemetry::init_logging(false);
         let mut topology = compile(Path::new("test.yaml"), yaml).expect("test topology compiles");
         let stack = DevStack::start(&mut topology, "127.0.0.1:0".parse().expect("addr"))
             .await
