@@ -57,6 +57,8 @@ kafka:
     auto.commit.interval.ms: "500"
     session.timeout.ms: "6000"
     heartbeat.interval.ms: "500"
+    # The rebalance timeout: how long a broker may wait for a killed member to rejoin.
+    max.poll.interval.ms: "12000"
   producer:
     linger.ms: "2"
 providers:
@@ -113,7 +115,7 @@ async fn produce(t: &Topology, codec: &Codec) -> HashMap<String, (i32, i64)> {
 }
 
 /// Keys of every record on the final topics (output and dead letters), with repeats.
-fn final_keys(t: &Topology) -> Vec<String> {
+fn final_keys(t: &Topology, idle: Duration) -> Vec<String> {
     let stage = &t.stages[0];
     let r = reader(&t.kafka, &[stage.output.as_str(), stage.dead_letter_topic.as_str()], true)
         .expect("reader");
@@ -122,7 +124,7 @@ fn final_keys(t: &Topology) -> Vec<String> {
     r.drain(
         None,
         false,
-        Duration::from_millis(500),
+        idle,
         || false,
         |m| {
             keys.push(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
@@ -180,14 +182,17 @@ async fn kill_9_of_a_worker_loses_nothing_and_duplicates_only_its_uncommitted_wi
     let mut a = start_worker(&path, &bootstrap, &url);
     let _b = start_worker(&path, &bootstrap, &url);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let t2 = t.clone();
-    let progress = move || {
-        let t = t2.clone();
-        async move { tokio::task::spawn_blocking(move || final_keys(&t)).await.expect("reader") }
+    let committed_total = |t: &Topology| {
+        let t = t.clone();
+        async move {
+            tokio::task::spawn_blocking(move || committed(&t).iter().sum::<i64>())
+                .await
+                .expect("committed")
+        }
     };
-    while progress().await.len() < DOCS / 4 {
+    while committed_total(&t).await < (DOCS / 4) as i64 {
         assert!(Instant::now() < deadline, "workers made no progress");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.0.kill().expect("SIGKILL");
     a.0.wait().expect("reaped");
@@ -201,7 +206,10 @@ async fn kill_9_of_a_worker_loses_nothing_and_duplicates_only_its_uncommitted_wi
 
     let expected: HashSet<&String> = placed.keys().collect();
     let keys = loop {
-        let keys = progress().await;
+        let t = t.clone();
+        let keys = tokio::task::spawn_blocking(move || final_keys(&t, Duration::from_secs(3)))
+            .await
+            .expect("reader");
         let seen: HashSet<&String> = keys.iter().collect();
         if expected.iter().all(|id| seen.contains(*id)) {
             break keys;
