@@ -141,7 +141,7 @@ pub struct Concurrency {
     /// Records being processed at once per partition.
     pub per_partition: usize,
     /// Records a partition may hold, admitted and waiting, beyond `per_partition`; when that
-    /// fills the partition is paused (polling never blocks) and resumed at half.
+    /// fills the partition is not read until a record finishes (polling never stops).
     pub buffer_per_partition: usize,
     /// Records with the same key are processed in order, one at a time.
     pub key_ordering: bool,

@@ -1,11 +1,14 @@
-//! The consumer side: the rebalance callbacks (assign → new windows; revoke → drain up to the
-//! grace period, then commit) and the poll loop, which runs on its own thread so that waiting in
-//! a callback never blocks the async workers, and which keeps polling while partitions are
-//! paused, so a slow model never causes a `max.poll.interval.ms` eviction.
+//! The consumer side: the rebalance callbacks (assign → new windows and per-partition queues;
+//! revoke → drain up to the grace period, then commit) and the poll loop, which runs on its own
+//! thread so that waiting in a callback never blocks the async workers, and which keeps polling
+//! the main queue while full partitions are left unread, so a slow model never causes a
+//! `max.poll.interval.ms` eviction.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
@@ -19,6 +22,23 @@ pub struct RunnerContext {
     pub partitions: Arc<Partitions>,
     /// How long a revocation waits for in-flight records of the revoked partitions.
     pub grace: Duration,
+    /// The consumer this context belongs to, to split partition queues on assignment.
+    pub consumer: OnceLock<Weak<BaseConsumer<RunnerContext>>>,
+    /// One librdkafka queue per assigned partition, read only while the partition's window has
+    /// room. Emptied when the poll loop ends (a queue holds its consumer).
+    pub queues: Mutex<HashMap<Tp, PartitionQueue<RunnerContext>>>,
+}
+
+impl RunnerContext {
+    pub fn new(stage: String, partitions: Arc<Partitions>, grace: Duration) -> Self {
+        Self {
+            stage,
+            partitions,
+            grace,
+            consumer: OnceLock::new(),
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 impl ClientContext for RunnerContext {}
@@ -65,10 +85,26 @@ impl ConsumerContext for RunnerContext {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let assigned = tps(tpl);
-            tracing::info!(stage = %self.stage, partitions = assigned.len(), "partitions assigned");
-            self.partitions.assign(assigned);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = tps(tpl);
+                tracing::info!(stage = %self.stage, partitions = assigned.len(), "partitions assigned");
+                self.partitions.assign(assigned.iter().cloned());
+                let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else { return };
+                let mut queues = self.queues.lock().expect("queues lock");
+                for tp in assigned {
+                    if let Some(q) = consumer.split_partition_queue(&tp.0, tp.1) {
+                        queues.insert(tp, q);
+                    }
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                let mut queues = self.queues.lock().expect("queues lock");
+                for tp in tps(tpl) {
+                    queues.remove(&tp);
+                }
+            }
+            Rebalance::Error(_) => {}
         }
     }
 
@@ -92,25 +128,46 @@ pub fn poll_loop(
     grace: Duration,
     stage: &str,
 ) -> usize {
+    let admit = |message: rdkafka::message::BorrowedMessage<'_>| {
+        let (topic, partition, offset) =
+            (message.topic().to_owned(), message.partition(), message.offset());
+        if !partitions.admit(message.detach()) && shutdown.phase() == Phase::Running {
+            tracing::error!(
+                stage,
+                topic,
+                partition,
+                offset,
+                "record of an unassigned partition was not admitted"
+            );
+        }
+    };
+    let mut idle = true;
     while shutdown.phase() == Phase::Running {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(message)) => {
-                let (topic, partition, offset) =
-                    (message.topic().to_owned(), message.partition(), message.offset());
-                if !partitions.admit(message.detach(), consumer)
-                    && shutdown.phase() == Phase::Running
-                {
-                    tracing::error!(
-                        stage,
-                        topic,
-                        partition,
-                        offset,
-                        "record of an unassigned partition was not admitted"
-                    );
+        // The main queue: callbacks, and records fetched before their partition's queue was
+        // split. Drained completely first, so a partition's records are admitted in order.
+        let mut timeout = if idle { Duration::from_millis(5) } else { Duration::ZERO };
+        while let Some(result) = consumer.poll(timeout) {
+            timeout = Duration::ZERO;
+            match result {
+                Ok(message) => admit(message),
+                Err(e) => tracing::warn!(stage, error = %e, "consumer error"),
+            }
+        }
+        // Partition queues, each only while its window has room: a full partition is simply not
+        // read (librdkafka's prefetch limits bound what waits), and nothing is discarded.
+        idle = true;
+        let queues = consumer.context().queues.lock().expect("queues lock");
+        for (tp, queue) in queues.iter() {
+            while partitions.has_room(tp) {
+                match queue.poll(Duration::ZERO) {
+                    Some(Ok(message)) => {
+                        idle = false;
+                        admit(message);
+                    }
+                    Some(Err(e)) => tracing::warn!(stage, error = %e, "consumer error"),
+                    None => break,
                 }
             }
-            Some(Err(e)) => tracing::warn!(stage, error = %e, "consumer error"),
         }
     }
     partitions.close(consumer);
@@ -124,6 +181,7 @@ pub fn poll_loop(
         );
     }
     let _ = commit_stored(consumer, stage);
+    consumer.context().queues.lock().expect("queues lock").clear();
     left
 }
 

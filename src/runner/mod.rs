@@ -2,8 +2,9 @@
 //!
 //! consume → decode → process → produce every output → await acknowledgements → mark done.
 //! Offsets are stored only for the contiguous prefix of done records of each partition
-//! ([`window`]); many records per partition are in flight at once, bounded per partition (a full
-//! partition is paused, never blocking the poll loop), per stage and per process (semaphores).
+//! ([`window`]); many records per partition are in flight at once, bounded per partition (each
+//! partition has its own librdkafka queue, read only while its window has room; the poll loop never
+//! blocks), per stage and per process (semaphores).
 //! Records with the same key can be kept in order. Offsets are committed in the background, on
 //! revoke and on shutdown.
 
@@ -78,17 +79,14 @@ pub async fn run<S: Stage>(
         spec.concurrency.key_ordering,
         jobs_tx,
     ));
-    let context = RunnerContext {
-        stage: spec.name.clone(),
-        partitions: partitions.clone(),
-        grace: spec.shutdown_grace,
-    };
+    let context = RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace);
     let consumer: Arc<BaseConsumer<RunnerContext>> =
         Arc::new(consumer_config(&topology.kafka, &spec.group).create_with_context(context)?);
     // The stage reads its input and every rung of its retry ladder.
     let retry_topics: Vec<String> = spec.retry.retry_topics().into_iter().map(|(t, _)| t).collect();
     let mut topics = vec![spec.input.as_str()];
     topics.extend(retry_topics.iter().map(String::as_str));
+    consumer.context().consumer.set(Arc::downgrade(&consumer)).expect("set once");
     consumer.subscribe(&topics)?;
 
     let worker = Arc::new(Worker {

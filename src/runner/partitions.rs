@@ -40,7 +40,6 @@ struct PartState {
     running: usize,
     /// Admitted records ready to run, waiting for a free slot, oldest first.
     ready: VecDeque<Job>,
-    paused: bool,
     /// With key ordering: a key is present while a record of it is running or ready; the deque
     /// holds the records of that key behind it.
     keys: HashMap<Vec<u8>, VecDeque<Job>>,
@@ -125,7 +124,6 @@ impl Partitions {
                     window: Window::default(),
                     running: 0,
                     ready: VecDeque::new(),
-                    paused: false,
                     keys: HashMap::new(),
                 },
             );
@@ -134,15 +132,10 @@ impl Partitions {
 
     /// Takes a polled record into its partition's window and hands it to a worker when the
     /// partition has a free slot (and, with key ordering, no record of its key is ahead of it);
-    /// otherwise it waits here. Pauses the partition when the window holds `per_partition +
-    /// buffer` records: pausing is rare on purpose, since librdkafka drops its prefetched records
-    /// on pause and refetches on resume. Returns false if the record was not admitted (shutting
-    /// down, or its partition is not assigned here).
-    pub fn admit<C: ConsumerContext>(
-        &self,
-        message: OwnedMessage,
-        consumer: &BaseConsumer<C>,
-    ) -> bool {
+    /// otherwise it waits here. The poll loop reads a partition only while [`Partitions::has_room`].
+    /// Returns false if the record was not admitted (shutting down, or its partition is not
+    /// assigned here).
+    pub fn admit(&self, message: OwnedMessage) -> bool {
         let tp = (message.topic().to_owned(), message.partition());
         let mut inner = self.lock();
         if inner.closing {
@@ -150,11 +143,7 @@ impl Partitions {
         }
         let Some(state) = inner.parts.get_mut(&tp) else { return false };
         state.window.open(message.offset());
-        if state.window.len() >= self.per_partition + self.buffer && !state.paused {
-            state.paused = true;
-            if let Err(e) = consumer.pause(&tpl_of(&tp, None)) {
-                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot pause partition");
-            }
+        if state.window.len() >= self.per_partition + self.buffer {
             crate::telemetry::PartitionPaused { topic: &tp.0, partition: tp.1 }.emit();
         }
         let job = Job { epoch: state.epoch, message };
@@ -172,14 +161,23 @@ impl Partitions {
         true
     }
 
+    /// Whether the partition's window can take another record (it is read only then).
+    pub fn has_room(&self, tp: &Tp) -> bool {
+        let inner = self.lock();
+        !inner.closing
+            && inner
+                .parts
+                .get(tp)
+                .is_some_and(|s| s.window.len() < self.per_partition + self.buffer)
+    }
+
     /// Whether a job still belongs to the current assignment of its partition.
     pub fn is_current(&self, tp: &Tp, epoch: u64) -> bool {
         self.lock().parts.get(tp).is_some_and(|s| s.epoch == epoch)
     }
 
     /// A record is done (every output acknowledged): store the new position if it advanced,
-    /// free its slot, release the next record of the same key, resume a paused partition whose
-    /// window drained to half its buffer.
+    /// free its slot, release the next record of the same key.
     pub fn complete<C: ConsumerContext>(
         &self,
         tp: &Tp,
@@ -189,7 +187,6 @@ impl Partitions {
         consumer: &BaseConsumer<C>,
     ) {
         let mut inner = self.lock();
-        let closing = inner.closing;
         let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
         if let Some(position) = state.window.complete(offset) {
             if let Err(e) = consumer.store_offsets(&tpl_of(tp, Some(position))) {
@@ -209,12 +206,6 @@ impl Partitions {
             }
         }
         state.pump(self.per_partition, &self.jobs);
-        if state.paused && !closing && state.window.len() <= self.per_partition + self.buffer / 2 {
-            state.paused = false;
-            if let Err(e) = consumer.resume(&tpl_of(tp, None)) {
-                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot resume partition");
-            }
-        }
         drop(inner);
         self.changed.notify_all();
     }
@@ -244,8 +235,7 @@ impl Partitions {
         let mut inner = self.lock();
         inner.closing = true;
         let mut tpl = TopicPartitionList::new();
-        for (tp, state) in inner.parts.iter_mut() {
-            state.paused = true;
+        for tp in inner.parts.keys() {
             tpl.add_partition(&tp.0, tp.1);
         }
         if tpl.count() > 0 {

@@ -18,7 +18,7 @@ pub struct Metrics {
     pub attempt_failures: IntCounterVec,
     /// Records in flight per stage.
     pub in_flight: IntGaugeVec,
-    /// Partitions paused because their window was full, by topic.
+    /// Times a partition's window filled and it stopped being read, by topic.
     pub pauses: IntCounterVec,
     /// Produce attempts that failed and were retried, by topic.
     pub produce_retries: IntCounterVec,
@@ -53,7 +53,10 @@ fn build() -> Metrics {
     )
     .expect("valid");
     let pauses = IntCounterVec::new(
-        Opts::new("partition_pauses_total", "Partitions paused with a full window."),
+        Opts::new(
+            "partition_pauses_total",
+            "Times a partition's window filled and it stopped being read.",
+        ),
         &["topic"],
     )
     .expect("valid");

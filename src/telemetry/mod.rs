@@ -108,7 +108,7 @@ impl PartitionPaused<'_> {
         tracing::debug!(
             topic = self.topic,
             partition = self.partition,
-            "partition paused: window full"
+            "partition window full: not read until a record finishes"
         );
     }
 }
