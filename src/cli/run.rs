@@ -16,6 +16,11 @@ pub struct Args {
     /// Run every stage of the topology in this process.
     #[arg(long, conflicts_with = "stage")]
     all: bool,
+    /// Static group membership (KIP-345): a stable id per worker, e.g. the pod name of a
+    /// StatefulSet. A restarted worker with the same id takes its partitions back at once instead
+    /// of waiting for the session timeout and a rebalance.
+    #[arg(long, env = "SLUICE_GROUP_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9464).
     #[arg(long, env = "SLUICE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
@@ -25,7 +30,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if args.stage.is_empty() && !args.all {
         bail!("name a stage with --stage NAME, or run every stage with --all");
     }
-    let t = super::load_topology(&args.topology)?;
+    let mut t = super::load_topology(&args.topology)?;
+    if let Some(id) = &args.instance_id {
+        // Unique within each consumer group; every stage is its own group, so one id serves all.
+        t.kafka.consumer.insert("group.instance.id".into(), id.clone());
+    }
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr).await?;
     }
