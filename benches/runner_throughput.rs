@@ -116,6 +116,24 @@ async fn wait_for(t: &Topology, topic: &str, n: i64) {
     }
 }
 
+/// Sends one warm-up record (the consumer group has joined once it is out), then times `n`
+/// records from the start of producing them until all are on the output topic.
+async fn measure(
+    t: &Topology,
+    codec: &Codec,
+    input: &str,
+    output: &str,
+    n: usize,
+    size: usize,
+) -> f64 {
+    produce(t, codec, input, 1, size, 0).await;
+    wait_for(t, output, 1).await;
+    let started = Instant::now();
+    produce(t, codec, input, n, size, 1).await;
+    wait_for(t, output, n as i64 + 1).await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Records/s of the full runner with a passthrough stage of the given latency.
 async fn runner_rate(n: usize, size: usize, latency: Duration, per_partition: usize) -> f64 {
     let name = format!("bench-runner-{size}-{}-{}", latency.as_millis(), std::process::id());
@@ -142,15 +160,21 @@ async fn runner_rate(n: usize, size: usize, latency: Duration, per_partition: us
             .await
         })
     };
-    produce(&t, &codec, &input, 1, size, 0).await; // warm-up: the group has joined once it is out
-    wait_for(&t, &output, 1).await;
-    let started = Instant::now();
-    produce(&t, &codec, &input, n, size, 1).await;
-    wait_for(&t, &output, n as i64 + 1).await;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let rate = measure(&t, &codec, &input, &output, n, size).await;
     shutdown.request();
     task.await.expect("task").expect("runner");
     rate
+}
+
+type Pending = VecDeque<(String, i32, i64, rdkafka::producer::DeliveryFuture)>;
+
+/// Awaits the oldest produce, then stores its input offset (raw loop).
+async fn settle_oldest(consumer: &StreamConsumer, pending: &mut Pending) {
+    let (topic, p, o, fut) = pending.pop_front().expect("non-empty");
+    fut.await.expect("delivery").expect("delivered");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, p, Offset::Offset(o + 1)).expect("offset");
+    consumer.store_offsets(&tpl).expect("store");
 }
 
 /// Records/s of a raw rdkafka loop: consume, produce the same bytes, store the offset once the
@@ -171,17 +195,12 @@ async fn raw_rate(n: usize, size: usize, window: usize) -> f64 {
     let loop_task = {
         let (output, shutdown) = (output.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let mut pending: VecDeque<(String, i32, i64, rdkafka::producer::DeliveryFuture)> =
-                VecDeque::new();
+            let mut pending = Pending::new();
             loop {
                 if pending.len() >= window
                     || (!pending.is_empty() && shutdown.phase() != sluice::shutdown::Phase::Running)
                 {
-                    let (topic, p, o, fut) = pending.pop_front().expect("non-empty");
-                    fut.await.expect("delivery").expect("delivered");
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition_offset(&topic, p, Offset::Offset(o + 1)).expect("offset");
-                    consumer.store_offsets(&tpl).expect("store");
+                    settle_oldest(&consumer, &mut pending).await;
                     continue;
                 }
                 let m = tokio::select! {
@@ -189,11 +208,7 @@ async fn raw_rate(n: usize, size: usize, window: usize) -> f64 {
                     _ = shutdown.reached(sluice::shutdown::Phase::Draining), if pending.is_empty() => break,
                     _ = tokio::time::sleep(Duration::from_millis(5)), if !pending.is_empty() => {
                         // Idle: settle the oldest delivery so offsets keep moving.
-                        let (topic, p, o, fut) = pending.pop_front().expect("non-empty");
-                        fut.await.expect("delivery").expect("delivered");
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition_offset(&topic, p, Offset::Offset(o + 1)).expect("offset");
-                        consumer.store_offsets(&tpl).expect("store");
+                        settle_oldest(&consumer, &mut pending).await;
                         continue;
                     }
                 };
@@ -206,12 +221,7 @@ async fn raw_rate(n: usize, size: usize, window: usize) -> f64 {
             }
         })
     };
-    produce(&t, &codec, &input, 1, size, 0).await;
-    wait_for(&t, &output, 1).await;
-    let started = Instant::now();
-    produce(&t, &codec, &input, n, size, 1).await;
-    wait_for(&t, &output, n as i64 + 1).await;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let rate = measure(&t, &codec, &input, &output, n, size).await;
     shutdown.request();
     loop_task.await.expect("raw loop");
     rate
