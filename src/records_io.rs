@@ -8,7 +8,7 @@ use apache_avro::types::Value;
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
@@ -211,9 +211,4 @@ impl Reader {
             }
         }
     }
-}
-
-/// Headers for a produced record, from (key, value) pairs.
-pub fn owned_headers(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
-    pairs.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) }))
 }

@@ -5,7 +5,7 @@
 //! (a new field with a default) never breaks a running consumer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
@@ -84,10 +84,7 @@ impl Codec {
         let mut out = Vec::with_capacity(256);
         out.push(0);
         out.extend_from_slice(&id.to_be_bytes());
-        let writer = GenericDatumWriter::builder(kind.schema())
-            .build()
-            .map_err(|e| encode_err(e.to_string()))?;
-        writer.write_value_ref(&mut out, value).map_err(|e| encode_err(e.to_string()))?;
+        writer(*kind).write_value_ref(&mut out, value).map_err(|e| encode_err(e.to_string()))?;
         Ok(out)
     }
 
@@ -155,6 +152,20 @@ impl Codec {
             ))),
         }
     }
+}
+
+/// The datum writer of each shipped schema, built once (building one resolves the schema).
+fn writer(kind: SchemaKind) -> &'static GenericDatumWriter<'static> {
+    static WRITERS: OnceLock<Vec<GenericDatumWriter<'static>>> = OnceLock::new();
+    let all = WRITERS.get_or_init(|| {
+        SchemaKind::ALL
+            .iter()
+            .map(|k| {
+                GenericDatumWriter::builder(k.schema()).build().expect("shipped schemas resolve")
+            })
+            .collect()
+    });
+    &all[SchemaKind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")]
 }
 
 fn read(writer: &Schema, reader: Option<&Schema>, mut body: &[u8]) -> Result<Value, String> {
