@@ -9,7 +9,14 @@
 //! - [`config`]: topology files, compiled in two phases with every error reported.
 //! - [`avro`]: the shipped schemas, record types, wire-format codec and registry calls.
 //! - [`stage`]: the `Stage` trait and the five stage kinds, one file each; no Kafka in sight.
-//! - [`provider`]: model providers behind a closed enum (`simulated` for offline runs).
+//! - [`provider`]: model providers behind a closed enum: `openai` (any OpenAI-compatible
+//!   server), `anthropic`, and `simulated` for offline runs.
+//! - [`policy`]: the gateway stages call models through: routing, fallback chains, rate limits,
+//!   circuit breakers, prompt templates and A/B splits.
+//! - [`store`]: vector stores for retrieval (embedded, Qdrant).
+//! - [`pii`]: PII detection and redaction.
+//! - [`tokens`]: token counting and chunking with tiktoken.
+//! - [`mock_provider`]: an OpenAI- and Anthropic-compatible mock server for tests and load tests.
 //! - [`runner`]: the generic at-least-once runner that owns consuming, producing and offsets.
 //! - [`retry`]: every backoff and retry timing.
 //! - [`kafka`]: client configuration and topic administration.
@@ -23,11 +30,16 @@ pub mod avro;
 pub mod config;
 pub mod devstack;
 pub mod kafka;
+pub mod mock_provider;
+pub mod pii;
 pub mod pipeline;
+pub mod policy;
 pub mod provider;
 pub mod records_io;
 pub mod retry;
 pub mod runner;
 pub mod shutdown;
 pub mod stage;
+pub mod store;
 pub mod telemetry;
+pub mod tokens;

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
 use crate::config::{StageSpec, Topology};
+use crate::policy::Gateway;
 use crate::runner::{self, RunError, RunReport};
 use crate::shutdown::Shutdown;
 use crate::stage::{AnyStage, BuildError};
@@ -22,6 +23,8 @@ pub enum PipelineError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("{0}")]
+    Provider(String),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -63,9 +66,11 @@ pub async fn run_stages(
     check_registered(&settings, &pairs).await.map_err(PipelineError::Schemas)?;
     let codec = Arc::new(Codec::connect(&settings, &pairs).await?);
     let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
+    // One gateway per process: every stage shares its rate limits and breakers.
+    let gateway = Arc::new(Gateway::new(topology).map_err(PipelineError::Provider)?);
     let mut tasks = Vec::new();
     for spec in specs {
-        let stage = AnyStage::build(spec, topology).await?;
+        let stage = AnyStage::build(spec, topology, gateway.clone()).await?;
         let (spec, topology, codec, permits, shutdown) =
             (spec.clone(), topology.clone(), codec.clone(), permits.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {

@@ -57,6 +57,7 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(400),
             ladder: vec![],
+            max_inline_wait: Duration::from_secs(5),
             topic_prefix: "p".into(),
         }
     }

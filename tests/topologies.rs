@@ -66,6 +66,13 @@ fn a_bad_topology_reports_every_problem_with_stage_and_field() {
         (Some("embed"), "input"),
         (Some("embed"), "group"),
         (Some("mystery"), "kind"),
+        (None, "providers.openai.api_key"),
+        (None, "models.big.fallbacks"),
+        (None, "models.bigger.fallbacks"),
+        (None, "prompts.answer"),
+        (None, "prompts.answer.user"),
+        (Some("generate"), "generate.prompt"),
+        (Some("generate"), "routes[0].model"),
     ]
     .into_iter()
     .collect();

@@ -4,6 +4,8 @@
 mod consume;
 mod demo;
 mod dev;
+mod index;
+mod mock_provider;
 mod produce;
 mod run;
 mod schemas;
@@ -48,6 +50,11 @@ pub enum Command {
     Dev(dev::Args),
     /// Run the example documents through the pipeline offline and print where each ended up.
     Demo(demo::Args),
+    /// Embed a knowledge base (JSON lines) into a retrieve stage's vector store.
+    Index(index::Args),
+    /// Serve a mock model provider (OpenAI chat/embeddings, Anthropic messages) with latency,
+    /// errors, 429s, a requests-per-minute limit and a billing ledger.
+    MockProvider(mock_provider::Args),
 }
 
 pub async fn dispatch(command: Command) -> Result<ExitCode> {
@@ -60,6 +67,8 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run(a) => run::run(a).await,
         Command::Dev(a) => dev::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Index(a) => index::run(a).await,
+        Command::MockProvider(a) => mock_provider::run(a).await,
     }
 }
 

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use super::defaults as d;
 use super::errors::{ConfigErrors, Errors};
-use super::model::{
-    KafkaSettings, ProviderSpec, RegistrySettings, SimulatedSpec, TopicSpec, Topology,
-};
+use super::crossref;
+use super::model::{KafkaSettings, RegistrySettings, TopicSpec, Topology};
+use super::policy::{ModelSpec, PromptSpec, ProviderConfig};
+use super::providers;
 use super::section::Section;
 use super::stage;
-use super::values::{duration, fraction, is_valid_name, is_valid_topic, limit};
+use super::values::{is_valid_name, is_valid_topic, limit};
 
 /// Reads and compiles a topology file.
 pub fn load(path: &Path) -> Result<Topology, ConfigErrors> {
@@ -46,8 +47,22 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
     let schema_registry = root.nested("schema_registry", |s| RegistrySettings {
         url: s.or("url", d::SCHEMA_REGISTRY_URL.to_owned()),
     });
-    let providers: BTreeMap<String, ProviderSpec> =
-        root.entries("providers", provider).into_iter().collect();
+    let providers: BTreeMap<String, ProviderConfig> = root
+        .entries("providers", |name, s| providers::provider(name, &base_dir, s))
+        .into_iter()
+        .collect();
+    let mut models: BTreeMap<String, ModelSpec> = root
+        .entries("models", |name, s| {
+            if name.contains('/') {
+                s.error("", "model names must not contain '/' (reserved for provider/name)");
+            }
+            providers::model(s)
+        })
+        .into_iter()
+        .collect();
+    let prompts: BTreeMap<String, PromptSpec> =
+        root.entries("prompts", providers::prompt).into_iter().collect();
+    let pii = root.nested("pii", providers::pii);
     let inputs: Vec<TopicSpec> = root
         .entries("inputs", |name, s| {
             if !is_valid_topic(name) {
@@ -62,12 +77,16 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
     let metering_topic = root.or("metering_topic", d::metering_topic(&pipeline));
     let process_max_in_flight = root
         .nested("runtime", |s| limit(s, "max_in_flight", d::PROCESS_MAX_IN_FLIGHT, 1, 10_000_000));
+    let mut implicit = BTreeMap::new();
     let stages: Vec<_> = root
-        .stages("stages", |name, s| stage::parse(name, &pipeline, &base_dir, s))
+        .stages("stages", |name, s| stage::parse(name, &pipeline, &base_dir, s, &mut implicit))
         .into_iter()
         .map(|(_, s)| s)
         .collect();
     root.finish();
+    for (alias, spec) in implicit {
+        models.entry(alias).or_insert(spec);
+    }
 
     let topology = Topology {
         file: path.to_path_buf(),
@@ -75,12 +94,16 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         kafka,
         schema_registry,
         providers,
+        models,
+        prompts,
+        pii,
         inputs,
         stages,
         metering_topic,
         process_max_in_flight,
     };
     cross_check(&topology, &mut errors);
+    crossref::models(&topology, &mut errors);
     errors.into_result(topology)
 }
 
@@ -93,30 +116,6 @@ fn kafka(s: &mut Section<'_>) -> KafkaSettings {
         partitions: limit(s, "partitions", d::PARTITIONS as usize, 1, 100_000) as i32,
         replication_factor: limit(s, "replication_factor", d::REPLICATION_FACTOR as usize, 1, 100)
             as i32,
-    }
-}
-
-fn provider(name: &str, s: &mut Section<'_>) -> Option<ProviderSpec> {
-    if !is_valid_name(name) {
-        s.error("", "provider names may use only letters, digits, '-' and '_'");
-    }
-    let kind: String = s.req("kind")?;
-    match kind.as_str() {
-        "simulated" => Some(ProviderSpec::Simulated(SimulatedSpec {
-            latency: duration(s, "latency", d::SIM_LATENCY),
-            jitter: duration(s, "jitter", std::time::Duration::ZERO),
-            failure_rate: fraction(s, "failure_rate"),
-            rate_limit_rate: fraction(s, "rate_limit_rate"),
-            retry_after: duration(s, "retry_after", d::SIM_RETRY_AFTER),
-            embedding_dim: limit(s, "embedding_dim", d::SIM_EMBEDDING_DIM, 1, 16384),
-        })),
-        other => {
-            s.error(
-                "kind",
-                format!("unknown provider kind '{other}' (expected one of: simulated)"),
-            );
-            None
-        }
     }
 }
 
@@ -168,31 +167,7 @@ fn cross_check(t: &Topology, errors: &mut Errors) {
                 format!("consumer group '{}' is also used by stage '{other}'", s.group),
             );
         }
-        match t.providers.get(&s.model.provider) {
-            None => errors.push(
-                stage,
-                "model.provider",
-                format!(
-                    "unknown provider '{}' (declared: {})",
-                    s.model.provider,
-                    t.providers.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ),
-            Some(ProviderSpec::Simulated(sim)) => {
-                if let super::model::StageKindSpec::Embed { dimensions, .. } = &s.kind {
-                    if *dimensions != sim.embedding_dim {
-                        errors.push(
-                            stage,
-                            "embed.dimensions",
-                            format!(
-                                "provider '{}' returns {}-dimensional vectors",
-                                s.model.provider, sim.embedding_dim
-                            ),
-                        );
-                    }
-                }
-            }
-        }
+        crossref::stage_models(t, s, errors);
         if s.concurrency.max_in_flight > t.process_max_in_flight {
             errors.push(
                 stage,

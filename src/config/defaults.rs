@@ -20,7 +20,6 @@ pub const SIM_LATENCY: Duration = Duration::from_millis(10);
 pub const SIM_RETRY_AFTER: Duration = Duration::from_millis(500);
 pub const SIM_EMBEDDING_DIM: usize = 64;
 
-pub const CHUNK_WORDS: usize = 200;
 pub const CHUNK_OVERLAP: usize = 20;
 pub const EMBED_BATCH_SIZE: usize = 16;
 pub const TOP_K: usize = 3;
@@ -47,3 +46,20 @@ pub fn retry_topic_prefix(pipeline: &str, stage: &str) -> String {
 pub fn metering_topic(pipeline: &str) -> String {
     format!("{pipeline}.metering")
 }
+
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub const BREAKER_CONSECUTIVE: usize = 5;
+pub const BREAKER_ERROR_RATE: f64 = 0.5;
+pub const BREAKER_WINDOW: usize = 20;
+pub const BREAKER_COOL_DOWN: Duration = Duration::from_secs(30);
+pub const CONTEXT_WINDOW: usize = 8192;
+
+pub const STAGE_DEADLINE: Duration = Duration::from_secs(120);
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
+pub const CHUNK_TOKENS: usize = 256;
+pub const EMBED_LINGER: Duration = Duration::from_millis(5);
+pub const JUDGE_THRESHOLD: f64 = 0.5;
+pub const CLASSIFY_FALLBACK_LABEL: &str = "other";

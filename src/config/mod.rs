@@ -3,9 +3,13 @@
 //! a [`Topology`] that the runtime uses without further checks.
 
 mod compile;
+mod crossref;
 pub mod defaults;
 mod errors;
+mod kinds;
 mod model;
+mod policy;
+mod providers;
 mod section;
 mod stage;
 mod topics;
@@ -13,7 +17,10 @@ mod values;
 
 pub use compile::{compile, load};
 pub use errors::{ConfigError, ConfigErrors};
+pub use crossref::chain as fallback_chain;
 pub use model::*;
+pub use policy::*;
+pub use providers::placeholders;
 pub use topics::{output_schema, PlannedTopic, TopicRole};
 pub use values::parse_duration;
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::policy::{AbSplit, ModelChoice, ModelSpec, PiiSpec, PromptSpec, ProviderConfig, SecretSource};
+
 /// A compiled topology file.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -15,7 +17,12 @@ pub struct Topology {
     pub kafka: KafkaSettings,
     pub schema_registry: RegistrySettings,
     /// Model providers by name.
-    pub providers: BTreeMap<String, ProviderSpec>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Logical models by name; a stage's inline `{ provider, name }` is named `provider/name`.
+    pub models: BTreeMap<String, ModelSpec>,
+    /// Prompt templates by `name@version`.
+    pub prompts: BTreeMap<String, PromptSpec>,
+    pub pii: PiiSpec,
     /// Topics written by applications outside sluice (documents arrive here).
     pub inputs: Vec<TopicSpec>,
     /// Stages in file order.
@@ -52,43 +59,50 @@ pub struct TopicSpec {
     pub partitions: i32,
 }
 
-/// The closed set of model providers.
-#[derive(Debug, Clone)]
-pub enum ProviderSpec {
-    Simulated(SimulatedSpec),
-}
-
-/// A deterministic offline provider: answers derive from a hash of the request.
-#[derive(Debug, Clone)]
-pub struct SimulatedSpec {
-    /// Base latency of every call.
-    pub latency: Duration,
-    /// Up to this much extra latency, chosen deterministically per request.
-    pub jitter: Duration,
-    /// Fraction of calls failing with a retryable server error (per request and attempt).
-    pub failure_rate: f64,
-    /// Fraction of calls answered 429 with `retry_after`.
-    pub rate_limit_rate: f64,
-    pub retry_after: Duration,
-    /// Dimension of the embedding vectors it returns.
-    pub embedding_dim: usize,
-}
-
-/// A model on a provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelRef {
-    pub provider: String,
-    pub model: String,
-}
-
 /// The closed set of stage kinds with their own settings.
 #[derive(Debug, Clone)]
 pub enum StageKindSpec {
-    Classify { labels: Vec<String> },
-    Embed { chunk_words: usize, chunk_overlap: usize, batch_size: usize, dimensions: usize },
-    Retrieve { knowledge_base: PathBuf, top_k: usize },
-    Generate { prompt_version: String, max_output_tokens: u32 },
-    Review { blocked_terms: Vec<String>, needs_human_output: String, rejected_output: String },
+    /// With `rules` (label → regular expressions), labels without a model call.
+    Classify { labels: Vec<String>, rules: Vec<(String, Vec<String>)>, fallback_label: String },
+    Embed {
+        chunk_tokens: usize,
+        chunk_overlap: usize,
+        batch_size: usize,
+        /// How long a micro-batch waits for more chunks before it is sent.
+        linger: Duration,
+        dimensions: usize,
+    },
+    Retrieve {
+        store: StoreSpec,
+        /// Indexed into the store when the stage starts and the store is empty.
+        knowledge_base: Option<PathBuf>,
+        top_k: usize,
+        dimensions: usize,
+    },
+    Generate { prompt: String, ab: Option<AbSplit>, max_output_tokens: u32 },
+    Review {
+        blocked_terms: Vec<String>,
+        judge: Option<JudgeSpec>,
+        needs_human_output: String,
+        rejected_output: String,
+    },
+}
+
+/// A vector store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// In-process exact search, persisted to a directory.
+    Embedded { path: PathBuf },
+    /// Qdrant over its REST API.
+    Qdrant { url: String, collection: String, api_key: Option<SecretSource> },
+}
+
+/// An LLM judge scoring an answer's groundedness in its passages (0..1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeSpec {
+    pub model: String,
+    /// Answers scoring below go to a human.
+    pub threshold: f64,
 }
 
 impl StageKindSpec {
@@ -112,7 +126,13 @@ pub struct StageSpec {
     /// Main output topic (for review: approved answers).
     pub output: String,
     pub group: String,
-    pub model: ModelRef,
+    /// Which model serves each record; `None` for stages that call none (rule-based classify,
+    /// review without a judge).
+    pub model: Option<ModelChoice>,
+    /// Redact PII from the document before any model call.
+    pub redact_input: bool,
+    /// Longest one attempt at a record may take, every model call and fallback included.
+    pub deadline: Duration,
     pub concurrency: Concurrency,
     pub retry: RetryPolicy,
     pub dead_letter_topic: String,
@@ -156,6 +176,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Delays of the retry-topic ladder; empty means straight to the dead-letter topic.
     pub ladder: Vec<Duration>,
+    /// A provider's Retry-After longer than this sends the record to the retry topic (with that
+    /// due time) instead of holding an in-flight slot while it waits.
+    pub max_inline_wait: Duration,
     /// Retry topic for rung `i` is `{topic_prefix}.{i+1}`.
     pub topic_prefix: String,
 }

@@ -32,7 +32,9 @@ impl<'e> Section<'e> {
     }
 
     pub fn path(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
+        if key.is_empty() {
+            self.prefix.clone()
+        } else if self.prefix.is_empty() {
             key.to_owned()
         } else {
             format!("{}.{key}", self.prefix)
@@ -149,6 +151,38 @@ impl<'e> Section<'e> {
             let mut sub = Section::new(v, Some(&name), "", self.errors);
             if let Some(t) = f(&name, &mut sub) {
                 out.push((name, t));
+            }
+            sub.finish();
+        }
+        out
+    }
+
+    /// The value of `key` without taking it, to choose how to read it.
+    pub fn peek(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    /// A list of mappings, each read by `f` as a section located at `key[i]`.
+    pub fn list<T>(
+        &mut self,
+        key: &str,
+        mut f: impl FnMut(&mut Section<'_>) -> Option<T>,
+    ) -> Vec<T> {
+        let prefix = self.path(key);
+        let stage = self.stage.clone();
+        let items = match self.map.remove(key) {
+            None | Some(Value::Null) => return Vec::new(),
+            Some(Value::Sequence(items)) => items,
+            Some(other) => {
+                self.error(key, format!("expected a list, found {}", kind(&other)));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let mut sub = Section::new(item, stage.as_deref(), &format!("{prefix}[{i}]"), self.errors);
+            if let Some(t) = f(&mut sub) {
+                out.push(t);
             }
             sub.finish();
         }

@@ -1,9 +1,13 @@
 //! Compiles one stage entry of a topology.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::defaults as d;
-use super::model::{Concurrency, ModelRef, RetryPolicy, StageKindSpec, StageSpec};
+use super::kinds;
+use super::model::{Concurrency, RetryPolicy, StageSpec};
+use super::policy::ModelSpec;
+use super::providers::model_choice;
 use super::section::Section;
 use super::values::{duration, is_valid_name, is_valid_topic, limit, parse_duration};
 
@@ -15,6 +19,7 @@ pub fn parse(
     pipeline: &str,
     base_dir: &Path,
     sec: &mut Section<'_>,
+    implicit: &mut BTreeMap<String, ModelSpec>,
 ) -> Option<StageSpec> {
     if !is_valid_name(name) {
         sec.error("name", "stage names may use only letters, digits, '-' and '_'");
@@ -23,11 +28,9 @@ pub fn parse(
     let input = topic(sec, "input", true);
     let output = topic(sec, "output", true);
     let group = sec.or("group", d::group(pipeline, name));
-    let model = sec.nested("model", |m| {
-        let provider: Option<String> = m.req("provider");
-        let model: Option<String> = m.req("name");
-        Some(ModelRef { provider: provider?, model: model? })
-    });
+    let model = model_choice(sec, implicit);
+    let redact_input = sec.or("redact_input", false);
+    let deadline = duration(sec, "deadline", d::STAGE_DEADLINE);
     let concurrency = sec.nested("concurrency", concurrency);
     let retry = sec.nested("retry", |r| retry(r, pipeline, name));
     let dead_letter_topic = topic(sec, "dead_letter_topic", false)
@@ -37,56 +40,11 @@ pub fn parse(
     let rejected = topic(sec, "rejected_output", false);
 
     let kind = match kind_name.as_deref() {
-        Some("classify") => sec.nested("classify", |s| {
-            let labels: Vec<String> = s.req("labels").unwrap_or_default();
-            if labels.is_empty() {
-                s.error("labels", "at least one label is required");
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            for l in &labels {
-                if !seen.insert(l) {
-                    s.error("labels", format!("label '{l}' is listed twice"));
-                }
-            }
-            Some(StageKindSpec::Classify { labels })
-        }),
-        Some("embed") => sec.nested("embed", |s| {
-            let chunk_words = limit(s, "chunk_words", d::CHUNK_WORDS, 8, 8192);
-            let chunk_overlap = limit(s, "chunk_overlap", d::CHUNK_OVERLAP, 0, 4096);
-            if chunk_overlap >= chunk_words {
-                s.error(
-                    "chunk_overlap",
-                    format!("must be smaller than chunk_words ({chunk_words})"),
-                );
-            }
-            let batch_size = limit(s, "batch_size", d::EMBED_BATCH_SIZE, 1, 2048);
-            let dimensions = limit(s, "dimensions", d::SIM_EMBEDDING_DIM, 1, 16384);
-            Some(StageKindSpec::Embed { chunk_words, chunk_overlap, batch_size, dimensions })
-        }),
-        Some("retrieve") => sec.nested("retrieve", |s| {
-            let kb: Option<String> = s.req("knowledge_base");
-            let top_k = limit(s, "top_k", d::TOP_K, 1, 1000);
-            let kb = base_dir.join(kb?);
-            if !kb.is_file() {
-                s.error("knowledge_base", format!("file '{}' does not exist", kb.display()));
-            }
-            Some(StageKindSpec::Retrieve { knowledge_base: kb, top_k })
-        }),
-        Some("generate") => sec.nested("generate", |s| {
-            let prompt_version: String = s.or("prompt_version", "answer@1".to_owned());
-            if !prompt_version.contains('@') {
-                s.error(
-                    "prompt_version",
-                    "write the template and its version as name@version, e.g. answer@3",
-                );
-            }
-            let max_output_tokens =
-                limit(s, "max_output_tokens", d::MAX_OUTPUT_TOKENS as usize, 1, 1 << 20) as u32;
-            Some(StageKindSpec::Generate { prompt_version, max_output_tokens })
-        }),
+        Some("classify") => sec.nested("classify", kinds::classify),
+        Some("embed") => sec.nested("embed", kinds::embed),
+        Some("retrieve") => sec.nested("retrieve", |s| kinds::retrieve(s, base_dir)),
+        Some("generate") => sec.nested("generate", kinds::generate),
         Some("review") => {
-            let blocked_terms =
-                sec.nested("review", |s| s.or("blocked_terms", Vec::<String>::new()));
             if needs_human.is_none() {
                 sec.error(
                     "needs_human_output",
@@ -96,11 +54,8 @@ pub fn parse(
             if rejected.is_none() {
                 sec.error("rejected_output", "review stages need a topic for rejected answers");
             }
-            Some(StageKindSpec::Review {
-                blocked_terms,
-                needs_human_output: needs_human.clone().unwrap_or_default(),
-                rejected_output: rejected.clone().unwrap_or_default(),
-            })
+            let (h, r) = (needs_human.clone().unwrap_or_default(), rejected.clone().unwrap_or_default());
+            sec.nested("review", |s| kinds::review(s, implicit, h, r))
         }
         Some(other) => {
             sec.error("kind", format!("unknown stage kind '{other}' (expected one of: {KINDS})"));
@@ -121,7 +76,9 @@ pub fn parse(
         input: input?,
         output: output?,
         group,
-        model: model?,
+        model,
+        redact_input,
+        deadline,
         concurrency,
         retry,
         dead_letter_topic,
@@ -167,6 +124,7 @@ fn retry(sec: &mut Section<'_>, pipeline: &str, stage: &str) -> RetryPolicy {
             Err(msg) => sec.error(&format!("ladder[{i}]"), msg),
         }
     }
+    let max_inline_wait = duration(sec, "max_inline_wait", d::MAX_INLINE_WAIT);
     let topic_prefix = sec.or("topic_prefix", d::retry_topic_prefix(pipeline, stage));
-    RetryPolicy { attempts, initial_backoff, max_backoff, ladder, topic_prefix }
+    RetryPolicy { attempts, initial_backoff, max_backoff, ladder, max_inline_wait, topic_prefix }
 }

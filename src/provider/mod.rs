@@ -1,13 +1,18 @@
 //! Model providers behind one closed enum. A provider turns a chat or embedding request into a
 //! response or a classified [`ProviderError`]; it knows nothing of Kafka or stages.
 
+mod anthropic;
+pub mod http;
+mod openai;
 mod simulated;
 
 use std::time::{Duration, SystemTime};
 
-pub use simulated::Simulated;
+pub use anthropic::Anthropic;
+pub use openai::OpenAi;
+pub use simulated::{embed_text, stable_hash, structured_answer, summarize, Simulated};
 
-use crate::config::ProviderSpec;
+use crate::config::{ProviderConfig, ProviderSpec};
 use crate::stage::StageError;
 
 /// A chat completion request, provider-neutral.
@@ -28,6 +33,10 @@ pub struct ChatResponse {
     pub model: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens the provider served from its prompt cache.
+    pub cached_tokens: u64,
+    /// The provider reported no usage: the counts come from tiktoken.
+    pub tokens_estimated: bool,
     pub finish_reason: String,
     pub latency: Duration,
 }
@@ -43,30 +52,67 @@ pub struct EmbedResponse {
     pub vectors: Vec<Vec<f32>>,
     pub model: String,
     pub input_tokens: u64,
+    pub tokens_estimated: bool,
 }
 
 /// What went wrong with a call, in terms of what to do next.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    /// 429: try again, not before `retry_after` from now.
-    #[error("rate limited by provider (retry after {retry_after:?})")]
-    RateLimited { retry_after: Duration },
-    /// 408, 5xx, timeouts and resets: try again.
-    #[error("provider unavailable: {0}")]
-    Unavailable(String),
+    /// 429: try again, not before `retry_after` from now when the provider said.
+    #[error("rate limited: {message}")]
+    RateLimited { message: String, retry_after: Option<Duration> },
+    /// 408, 5xx, timeouts, resets, an open breaker: try again (elsewhere first, if a fallback
+    /// exists).
+    #[error("unavailable: {message}")]
+    Unavailable { message: String, retry_after: Option<Duration> },
     /// The request itself is bad: do not retry.
-    #[error("provider rejected the request: {0}")]
+    #[error("rejected: {0}")]
     Rejected(String),
+    /// 401/403: the credentials are wrong; nothing will work until an operator acts.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+}
+
+impl ProviderError {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable { message: message.into(), retry_after: None }
+    }
+
+    /// Worth another try, here or on a fallback.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// Closed label for metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Rejected(_) => "rejected",
+            Self::Unauthorized(_) => "unauthorized",
+        }
+    }
 }
 
 impl From<ProviderError> for StageError {
     fn from(e: ProviderError) -> Self {
         match &e {
-            ProviderError::RateLimited { retry_after } => {
-                StageError::retry_after(e.to_string(), SystemTime::now() + *retry_after)
-            }
-            ProviderError::Unavailable(_) => StageError::retryable(e.to_string()),
+            ProviderError::RateLimited { retry_after, .. }
+            | ProviderError::Unavailable { retry_after, .. } => match retry_after {
+                Some(wait) => StageError::retry_after(e.to_string(), SystemTime::now() + *wait),
+                None => StageError::retryable(e.to_string()),
+            },
             ProviderError::Rejected(_) => StageError::permanent(e.to_string()),
+            ProviderError::Unauthorized(_) => StageError::Fatal { reason: e.to_string() },
         }
     }
 }
@@ -83,13 +129,20 @@ pub struct CallKey<'a> {
 #[derive(Debug, Clone)]
 pub enum Provider {
     Simulated(Simulated),
+    OpenAi(OpenAi),
+    Anthropic(Anthropic),
 }
 
 impl Provider {
-    pub fn from_spec(name: &str, spec: &ProviderSpec) -> Self {
-        match spec {
+    /// Builds a provider, reading its API key; the error says what is missing.
+    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Self, String> {
+        Ok(match &config.spec {
             ProviderSpec::Simulated(s) => Self::Simulated(Simulated::new(name, s.clone())),
-        }
+            ProviderSpec::OpenAi(h) => Self::OpenAi(OpenAi::new(name, h, config.timeout)?),
+            ProviderSpec::Anthropic(h) => {
+                Self::Anthropic(Anthropic::new(name, h, config.timeout)?)
+            }
+        })
     }
 
     pub async fn chat(
@@ -99,6 +152,8 @@ impl Provider {
     ) -> Result<ChatResponse, ProviderError> {
         match self {
             Self::Simulated(p) => p.chat(req, key).await,
+            Self::OpenAi(p) => p.chat(req).await,
+            Self::Anthropic(p) => p.chat(req).await,
         }
     }
 
@@ -109,6 +164,10 @@ impl Provider {
     ) -> Result<EmbedResponse, ProviderError> {
         match self {
             Self::Simulated(p) => p.embed(req, key).await,
+            Self::OpenAi(p) => p.embed(req).await,
+            Self::Anthropic(_) => {
+                Err(ProviderError::Rejected("Anthropic's API has no embeddings endpoint".into()))
+            }
         }
     }
 }

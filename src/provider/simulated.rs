@@ -54,10 +54,13 @@ impl Simulated {
         let latency = self.spec.latency + jitter;
         tokio::time::sleep(latency).await;
         if unit(&[&parts[..], &[b"429"]].concat()) < self.spec.rate_limit_rate {
-            return Err(ProviderError::RateLimited { retry_after: self.spec.retry_after });
+            return Err(ProviderError::RateLimited {
+                message: format!("{}: simulated 429 Too Many Requests", self.name),
+                retry_after: Some(self.spec.retry_after),
+            });
         }
         if unit(&[&parts[..], &[b"fail"]].concat()) < self.spec.failure_rate {
-            return Err(ProviderError::Unavailable(format!(
+            return Err(ProviderError::unavailable(format!(
                 "{}: simulated 503 Service Unavailable",
                 self.name
             )));
@@ -72,7 +75,7 @@ impl Simulated {
     ) -> Result<ChatResponse, ProviderError> {
         let latency = self.call("chat", key).await?;
         let text = match &req.json_schema {
-            Some(schema) => self.structured_answer(schema, &req.user),
+            Some(schema) => structured_answer(schema, &req.user),
             None => {
                 format!("[{}] {}", req.model, summarize(&req.user, req.max_tokens as usize * 3))
             }
@@ -80,6 +83,8 @@ impl Simulated {
         Ok(ChatResponse {
             input_tokens: estimate_tokens(&req.system) + estimate_tokens(&req.user),
             output_tokens: estimate_tokens(&text),
+            cached_tokens: 0,
+            tokens_estimated: false,
             text,
             model: req.model.clone(),
             finish_reason: "stop".into(),
@@ -97,30 +102,38 @@ impl Simulated {
             vectors: req.inputs.iter().map(|t| embed_text(t, self.spec.embedding_dim)).collect(),
             model: req.model.clone(),
             input_tokens: req.inputs.iter().map(|t| estimate_tokens(t)).sum(),
+            tokens_estimated: false,
         })
     }
+}
 
-    /// Answers a structured-output request whose schema has a `label` enum: the label sharing a
-    /// stem with the text, else one chosen by hash.
-    fn structured_answer(&self, schema: &serde_json::Value, text: &str) -> String {
-        let labels: Vec<&str> = schema
-            .pointer("/properties/label/enum")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
-        if labels.is_empty() {
-            return "{}".into();
+/// Answers a structured-output request whose schema has a `label` enum: the label sharing a
+/// stem with the text, else one chosen by hash. A schema with a `score` property gets a judge's
+/// answer.
+pub fn structured_answer(schema: &serde_json::Value, text: &str) -> String {
+    let labels: Vec<&str> = schema
+        .pointer("/properties/label/enum")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if labels.is_empty() {
+        if schema.pointer("/properties/score").is_some() {
+            // A judge: grounded unless the text says otherwise.
+            let score = if text.to_lowercase().contains("ungrounded") { 0.2 } else { 0.9 };
+            return serde_json::json!({ "score": score, "reason": "simulated judgement" })
+                .to_string();
         }
-        let lower = text.to_lowercase();
-        let (label, confidence) = match labels.iter().find(|l| {
-            let stem: String = l.chars().take(4).collect();
-            lower.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with(&stem))
-        }) {
-            Some(l) => (*l, 0.9),
-            None => (labels[(stable_hash(&[text.as_bytes()]) % labels.len() as u64) as usize], 0.4),
-        };
-        serde_json::json!({ "label": label, "confidence": confidence }).to_string()
+        return "{}".into();
     }
+    let lower = text.to_lowercase();
+    let (label, confidence) = match labels.iter().find(|l| {
+        let stem: String = l.chars().take(4).collect();
+        lower.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with(&stem))
+    }) {
+        Some(l) => (*l, 0.9),
+        None => (labels[(stable_hash(&[text.as_bytes()]) % labels.len() as u64) as usize], 0.4),
+    };
+    serde_json::json!({ "label": label, "confidence": confidence }).to_string()
 }
 
 /// Feature-hashed bag of words, L2-normalised.
@@ -139,7 +152,7 @@ pub fn embed_text(text: &str, dim: usize) -> Vec<f32> {
 }
 
 /// The first `max_chars` characters of the text, cut at a word boundary.
-fn summarize(text: &str, max_chars: usize) -> String {
+pub fn summarize(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for word in text.split_whitespace() {
         if out.chars().count() + word.chars().count() + 1 > max_chars {

@@ -94,9 +94,11 @@ impl<S: Stage> Worker<S> {
             // Attempt numbers continue across rungs of the ladder.
             let attempt = state.attempts + local;
             let cx = StageContext { stage: &self.spec.name, attempt };
-            let error = match self.stage.process(input.clone(), cx).await {
-                Ok(emits) => return self.encode(message, emits),
-                Err(e) => e,
+            let deadline = self.spec.deadline;
+            let error = match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
+                Ok(Ok(emits)) => return self.encode(message, emits),
+                Ok(Err(e)) => e,
+                Err(_) => StageError::retryable(format!("attempt exceeded the stage deadline of {deadline:?}")),
             };
             let text = error.to_string();
             AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }
@@ -112,6 +114,13 @@ impl<S: Stage> Worker<S> {
                 StageError::Permanent { reason } => {
                     return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason)
                 }
+                // A provider asking for a long wait: park the record on the retry topic with
+                // that due time rather than hold an in-flight slot.
+                StageError::Retryable { not_before: Some(t), reason }
+                    if self.waits_too_long(t) && state.rung < self.spec.retry.ladder.len() =>
+                {
+                    return self.next_rung(message, &state, Some(t), &reason)
+                }
                 StageError::Retryable { not_before, .. } if local < self.spec.retry.attempts => {
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay(not_before)) => {}
@@ -124,6 +133,12 @@ impl<S: Stage> Worker<S> {
             }
         }
         unreachable!("the last attempt always returns")
+    }
+
+    fn waits_too_long(&self, not_before: SystemTime) -> bool {
+        not_before
+            .duration_since(SystemTime::now())
+            .is_ok_and(|wait| wait > self.spec.retry.max_inline_wait)
     }
 
     /// The record as an envelope; `Err` for a record that can never decode, `Ok(None)` if the

@@ -1,20 +1,31 @@
-//! classify: labels a document from a configured label set with an LLM's structured output.
-//! The answer is validated; an invalid one is retried once, then the record is permanent-failed.
+//! classify: labels a document from a configured label set, either with cheap keyword/regex
+//! rules (no model call) or with an LLM's structured JSON output. The model's answer is
+//! validated; an invalid one is asked for once more, then the record fails permanently.
 
-use crate::avro::{Classification, Envelope};
-use crate::provider::{ChatRequest, Provider};
+use regex::Regex;
 
+use super::models::{served_name, Models};
 use super::{Emit, StageContext, StageError};
+use crate::avro::{Classification, Envelope};
+use crate::provider::ChatRequest;
 
 pub struct Classify {
-    provider: Provider,
-    model: String,
+    models: Option<Models>,
     labels: Vec<String>,
+    /// Label → patterns, tried in label order; empty means the model decides.
+    rules: Vec<(String, Vec<Regex>)>,
+    fallback_label: String,
     schema: serde_json::Value,
 }
 
 impl Classify {
-    pub fn new(provider: Provider, model: String, labels: Vec<String>) -> Self {
+    /// `rules` were validated when the topology compiled.
+    pub fn new(
+        models: Option<Models>,
+        labels: Vec<String>,
+        rules: &[(String, Vec<String>)],
+        fallback_label: &str,
+    ) -> Self {
         let schema = serde_json::json!({
             "type": "object",
             "properties": {
@@ -24,7 +35,22 @@ impl Classify {
             "required": ["label", "confidence"],
             "additionalProperties": false
         });
-        Self { provider, model, labels, schema }
+        let rules = rules
+            .iter()
+            .map(|(label, patterns)| {
+                let compiled = patterns
+                    .iter()
+                    .map(|p| {
+                        regex::RegexBuilder::new(p)
+                            .case_insensitive(true)
+                            .build()
+                            .expect("validated at compile time")
+                    })
+                    .collect();
+                (label.clone(), compiled)
+            })
+            .collect();
+        Self { models, labels, rules, fallback_label: fallback_label.to_owned(), schema }
     }
 
     pub async fn process(
@@ -35,10 +61,37 @@ impl Classify {
         if input.document.content.trim().is_empty() {
             return Err(StageError::permanent("document content is empty: nothing to classify"));
         }
+        let classification = match &self.models {
+            None => self.by_rules(&input.document.content),
+            Some(models) => self.by_model(models, &input, cx).await?,
+        };
+        input.classification = Some(classification);
+        Ok(vec![Emit::main(input)])
+    }
+
+    /// The first label (in configured order) with a matching pattern; confidence is 1 for a
+    /// match and 0 for the fallback label, so review can tell them apart.
+    fn by_rules(&self, text: &str) -> Classification {
+        let hit = self.rules.iter().find(|(_, res)| res.iter().any(|r| r.is_match(text)));
+        let (label, confidence) = match hit {
+            Some((label, _)) => (label.clone(), 1.0),
+            None => (self.fallback_label.clone(), 0.0),
+        };
+        Classification { label, confidence, model: "rules".into() }
+    }
+
+    async fn by_model(
+        &self,
+        models: &Models,
+        input: &Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Classification, StageError> {
+        let alias = models.pick(input);
         let request = ChatRequest {
-            model: self.model.clone(),
+            model: String::new(),
             system: format!(
-                "Classify the user's document into exactly one of: {}. Answer in JSON.",
+                "Classify the user's document into exactly one of: {}. Answer in JSON with the \
+                 label and your confidence between 0 and 1.",
                 self.labels.join(", ")
             ),
             user: input.document.content.clone(),
@@ -47,12 +100,12 @@ impl Classify {
         };
         let mut last_error = String::new();
         for _ in 0..2 {
-            let response = self.provider.chat(&request, cx.call_key(&input.document.id)).await?;
-            match self.parse(&response.text) {
+            let served =
+                models.gateway.chat(alias, &request, cx.call_key(&input.document.id)).await?;
+            match self.parse(&served.value.text) {
                 Ok((label, confidence)) => {
-                    input.classification =
-                        Some(Classification { label, confidence, model: response.model });
-                    return Ok(vec![Emit::main(input)]);
+                    let model = served_name(&served.provider, &served.model_name);
+                    return Ok(Classification { label, confidence, model });
                 }
                 Err(e) => last_error = e,
             }
@@ -68,8 +121,10 @@ impl Classify {
             label: String,
             confidence: f64,
         }
+        // Some servers wrap JSON in a code fence; accept the object inside.
+        let body = text.find('{').zip(text.rfind('}')).map_or(text, |(a, b)| &text[a..=b]);
         let a: Answer =
-            serde_json::from_str(text).map_err(|e| format!("not the requested JSON: {e}"))?;
+            serde_json::from_str(body).map_err(|e| format!("not the requested JSON: {e}"))?;
         if !self.labels.contains(&a.label) {
             return Err(format!("label '{}' is not one of the configured labels", a.label));
         }

@@ -4,13 +4,16 @@
 //!
 //! The five kinds live one per file behind the closed [`AnyStage`] enum.
 
+mod batcher;
 mod classify;
 mod embed;
 mod generate;
+mod models;
 mod retrieve;
 mod review;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use classify::Classify;
@@ -19,9 +22,14 @@ pub use generate::Generate;
 pub use retrieve::Retrieve;
 pub use review::Review;
 
+pub use models::Models;
+pub use retrieve::index_knowledge_base;
+
 use crate::avro::Envelope;
-use crate::config::{StageKindSpec, StageSpec, Topology};
-use crate::provider::{CallKey, Provider};
+use crate::config::{ModelChoice, StageKindSpec, StageSpec, Topology};
+use crate::pii::Redactor;
+use crate::policy::Gateway;
+use crate::provider::CallKey;
 
 /// Where an emitted record goes; the runner maps ports to topics from the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,12 +117,18 @@ pub trait Stage: Send + Sync + 'static {
 }
 
 /// The closed set of stage kinds.
-pub enum AnyStage {
+pub enum StageKind {
     Classify(Classify),
     Embed(Embed),
     Retrieve(Retrieve),
     Generate(Generate),
     Review(Review),
+}
+
+/// A built stage: its kind, and the redaction applied to documents before any model call.
+pub struct AnyStage {
+    pub kind: StageKind,
+    redact_input: Option<Redactor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,56 +138,76 @@ pub enum BuildError {
 }
 
 impl AnyStage {
-    /// Builds the stage `spec` describes, with its provider.
-    pub async fn build(spec: &StageSpec, topology: &Topology) -> Result<Self, BuildError> {
-        let provider_spec =
-            topology.providers.get(&spec.model.provider).ok_or_else(|| BuildError::Invalid {
-                stage: spec.name.clone(),
-                message: format!("unknown provider '{}'", spec.model.provider),
-            })?;
-        let provider = Provider::from_spec(&spec.model.provider, provider_spec);
-        let model = spec.model.model.clone();
-        Ok(match &spec.kind {
-            StageKindSpec::Classify { labels } => {
-                Self::Classify(Classify::new(provider, model, labels.clone()))
+    /// Builds the stage `spec` describes; model calls go through the process's `gateway`.
+    pub async fn build(
+        spec: &StageSpec,
+        topology: &Topology,
+        gateway: Arc<Gateway>,
+    ) -> Result<Self, BuildError> {
+        let invalid = |message: String| BuildError::Invalid { stage: spec.name.clone(), message };
+        let models = spec.model.clone().map(|choice| Models { gateway: gateway.clone(), choice });
+        let need = |what: &str| {
+            models.clone().ok_or_else(|| invalid(format!("{what} stages need a model")))
+        };
+        let redactor = Redactor::new(&topology.pii.patterns);
+        let kind = match &spec.kind {
+            StageKindSpec::Classify { labels, rules, fallback_label } => {
+                let models = if rules.is_empty() { Some(need("classify")?) } else { None };
+                StageKind::Classify(Classify::new(models, labels.clone(), rules, fallback_label))
             }
-            StageKindSpec::Embed { chunk_words, chunk_overlap, batch_size, dimensions } => {
-                Self::Embed(Embed::new(
-                    provider,
-                    model,
-                    *chunk_words,
+            StageKindSpec::Embed { chunk_tokens, chunk_overlap, batch_size, linger, dimensions } => {
+                StageKind::Embed(Embed::new(
+                    need("embed")?,
+                    *chunk_tokens,
                     *chunk_overlap,
                     *batch_size,
+                    *linger,
                     *dimensions,
                 ))
             }
-            StageKindSpec::Retrieve { knowledge_base, top_k } => Self::Retrieve(
-                Retrieve::load(provider, model, knowledge_base, *top_k)
-                    .await
-                    .map_err(|message| BuildError::Invalid { stage: spec.name.clone(), message })?,
-            ),
-            StageKindSpec::Generate { prompt_version, max_output_tokens } => Self::Generate(
-                Generate::new(provider, model, prompt_version.clone(), *max_output_tokens),
-            ),
-            StageKindSpec::Review { blocked_terms, .. } => {
-                Self::Review(Review::new(blocked_terms.clone()))
+            StageKindSpec::Retrieve { store, knowledge_base, top_k, dimensions } => {
+                StageKind::Retrieve(
+                    Retrieve::open(need("retrieve")?, store, knowledge_base.as_deref(), *top_k, *dimensions)
+                        .await
+                        .map_err(invalid)?,
+                )
             }
-        })
+            StageKindSpec::Generate { prompt, ab, max_output_tokens } => {
+                StageKind::Generate(Generate::new(
+                    need("generate")?,
+                    topology,
+                    prompt,
+                    ab.clone(),
+                    *max_output_tokens,
+                ))
+            }
+            StageKindSpec::Review { blocked_terms, judge, .. } => {
+                let judge = judge.as_ref().map(|j| {
+                    let choice = ModelChoice { default: j.model.clone(), routes: Vec::new() };
+                    (Models { gateway: gateway.clone(), choice }, j.threshold)
+                });
+                StageKind::Review(Review::new(blocked_terms.clone(), redactor.clone(), judge))
+            }
+        };
+        Ok(Self { kind, redact_input: spec.redact_input.then_some(redactor) })
     }
 }
 
 impl Stage for AnyStage {
     async fn process(
         &self,
-        input: Envelope,
+        mut input: Envelope,
         cx: StageContext<'_>,
     ) -> Result<Vec<Emit>, StageError> {
-        match self {
-            Self::Classify(s) => s.process(input, cx).await,
-            Self::Embed(s) => s.process(input, cx).await,
-            Self::Retrieve(s) => s.process(input, cx).await,
-            Self::Generate(s) => s.process(input, cx).await,
-            Self::Review(s) => s.process(input, cx).await,
+        if let Some(r) = &self.redact_input {
+            input.document.content = r.clean(&input.document.content);
+        }
+        match &self.kind {
+            StageKind::Classify(s) => s.process(input, cx).await,
+            StageKind::Embed(s) => s.process(input, cx).await,
+            StageKind::Retrieve(s) => s.process(input, cx).await,
+            StageKind::Generate(s) => s.process(input, cx).await,
+            StageKind::Review(s) => s.process(input, cx).await,
         }
     }
 }

@@ -1,19 +1,92 @@
-//! retrieve: the top-k passages of a knowledge base by dot product with the document's
-//! embedding. The knowledge base (JSON lines of `id`, `text`, optional `source`) is embedded with
-//! the stage's model when the stage starts, and searched exactly in memory.
+//! retrieve: the top-k passages for a document from a vector store, by dot product with the
+//! document's embedding (the mean of its chunk vectors when upstream embedded it with the same
+//! model, else one embedding call). [`index_knowledge_base`] fills a store from JSON lines
+//! (`id`, `text`, optional `source`); `sluice index` and the stage's start-up both use it.
 
 use std::path::Path;
 
-use crate::avro::{Envelope, Passage};
-use crate::provider::{CallKey, EmbedRequest, Provider};
-
+use super::models::{served_name, Models};
 use super::{Emit, StageContext, StageError};
+use crate::avro::{Envelope, Passage};
+use crate::config::StoreSpec;
+use crate::provider::{CallKey, EmbedRequest};
+use crate::retry::infrastructure_backoff;
+use crate::store::{Entry, StoreError, VectorStore};
+use crate::tokens;
 
 pub struct Retrieve {
-    provider: Provider,
-    model: String,
+    models: Models,
+    store: VectorStore,
     top_k: usize,
-    passages: Vec<(Passage, Vec<f32>)>,
+}
+
+impl From<StoreError> for StageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => StageError::retryable(e.to_string()),
+            StoreError::Invalid(_) => StageError::Fatal { reason: e.to_string() },
+        }
+    }
+}
+
+impl Retrieve {
+    /// Opens the store; indexes `knowledge_base` into it when the store is empty.
+    pub async fn open(
+        models: Models,
+        store: &StoreSpec,
+        knowledge_base: Option<&Path>,
+        top_k: usize,
+        dimensions: usize,
+    ) -> Result<Self, String> {
+        let store = VectorStore::open(store, dimensions).await.map_err(|e| e.to_string())?;
+        if let Some(kb) = knowledge_base {
+            if store.len().await.map_err(|e| e.to_string())? == 0 {
+                index_knowledge_base(&models, &store, kb, |_| {}).await?;
+            }
+        }
+        Ok(Self { models, store, top_k })
+    }
+
+    pub async fn process(
+        &self,
+        mut input: Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<Vec<Emit>, StageError> {
+        let own = self.models.gateway.model(&self.models.choice.default).map(|m| served_name(&m.provider, &m.name));
+        let query = match input.chunks.as_slice() {
+            chunks @ [_, ..] if input.embedding_model == own => mean(chunks.iter().map(|c| c.vector.as_slice())),
+            _ => {
+                let name = self.models.model_name(&self.models.choice.default);
+                let text = tokens::truncate(name, &input.document.content, 512);
+                let request = EmbedRequest { model: String::new(), inputs: vec![text] };
+                let served = self
+                    .models
+                    .gateway
+                    .embed(&self.models.choice.default, &request, cx.call_key(&input.document.id))
+                    .await?;
+                served.value.vectors.into_iter().next().ok_or_else(|| StageError::retryable("provider returned no vector"))?
+            }
+        };
+        input.passages = self.store.search(&query, self.top_k).await?;
+        input.chunks.clear();
+        Ok(vec![Emit::main(input)])
+    }
+}
+
+/// The normalised mean of vectors.
+fn mean<'a>(vectors: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut sum: Vec<f32> = Vec::new();
+    for v in vectors {
+        if sum.is_empty() {
+            sum = vec![0.0; v.len()];
+        }
+        sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= norm);
+    }
+    sum
 }
 
 #[derive(serde::Deserialize)]
@@ -24,97 +97,57 @@ struct KbLine {
     source: Option<String>,
 }
 
-impl Retrieve {
-    pub async fn load(
-        provider: Provider,
-        model: String,
-        kb: &Path,
-        top_k: usize,
-    ) -> Result<Self, String> {
-        let text = std::fs::read_to_string(kb)
-            .map_err(|e| format!("cannot read knowledge base {}: {e}", kb.display()))?;
-        let mut lines = Vec::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let l: KbLine = serde_json::from_str(line)
-                .map_err(|e| format!("{}:{}: {e}", kb.display(), n + 1))?;
-            lines.push(l);
-        }
-        let request = EmbedRequest {
-            model: model.clone(),
-            inputs: lines.iter().map(|l| l.text.clone()).collect(),
-        };
-        let key = CallKey { document_id: "knowledge-base", stage: "retrieve", attempt: 1 };
-        let mut vectors = None;
-        for attempt in 1..=5 {
-            match provider.embed(&request, CallKey { attempt, ..key }).await {
-                Ok(r) => {
-                    vectors = Some(r.vectors);
-                    break;
-                }
-                Err(e) if attempt == 5 => {
-                    return Err(format!("embedding the knowledge base failed: {e}"))
-                }
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                        .await
-                }
-            }
-        }
-        let source = kb.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-        let passages = lines
-            .into_iter()
-            .zip(vectors.unwrap_or_default())
-            .map(|(l, v)| {
-                (
-                    Passage {
-                        id: l.id,
-                        text: l.text,
-                        score: 0.0,
-                        source: l.source.unwrap_or_else(|| source.clone()),
-                    },
-                    v,
-                )
-            })
-            .collect();
-        Ok(Self { provider, model, top_k, passages })
+/// Embeds every passage of a JSON-lines knowledge base and upserts it; `progress` is told how
+/// many passages are done. Returns the number indexed.
+pub async fn index_knowledge_base(
+    models: &Models,
+    store: &VectorStore,
+    kb: &Path,
+    mut progress: impl FnMut(usize),
+) -> Result<usize, String> {
+    let text = std::fs::read_to_string(kb)
+        .map_err(|e| format!("cannot read knowledge base {}: {e}", kb.display()))?;
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let l: KbLine =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", kb.display(), n + 1))?;
+        lines.push(l);
     }
-
-    pub async fn process(
-        &self,
-        mut input: Envelope,
-        cx: StageContext<'_>,
-    ) -> Result<Vec<Emit>, StageError> {
-        let query = match input.chunks.first() {
-            Some(c) if input.embedding_model.as_deref() == Some(self.model.as_str()) => {
-                c.vector.clone()
-            }
-            _ => {
-                let request = EmbedRequest {
-                    model: self.model.clone(),
-                    inputs: vec![input.document.content.clone()],
-                };
-                let response =
-                    self.provider.embed(&request, cx.call_key(&input.document.id)).await?;
-                response
-                    .vectors
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| StageError::retryable("provider returned no vector"))?
+    let default_source = kb.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let mut done = 0;
+    for batch in lines.chunks(64) {
+        let request = EmbedRequest { model: String::new(), inputs: batch.iter().map(|l| l.text.clone()).collect() };
+        let mut backoff = infrastructure_backoff();
+        let mut attempt = 1;
+        let vectors = loop {
+            let key = CallKey { document_id: &batch[0].id, stage: "index", attempt };
+            match models.gateway.embed(&models.choice.default, &request, key).await {
+                Ok(s) if s.value.vectors.len() == batch.len() => break s.value.vectors,
+                Ok(s) => return Err(format!("provider returned {} vectors for {} passages", s.value.vectors.len(), batch.len())),
+                Err(e) if e.is_retryable() && attempt < 8 => {
+                    let wait = backoff.next().unwrap_or_default().max(e.retry_after().unwrap_or_default());
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("embedding the knowledge base failed: {e}")),
             }
         };
-        let mut scored: Vec<Passage> = self
-            .passages
+        let entries = batch
             .iter()
-            .filter(|(_, v)| v.len() == query.len())
-            .map(|(p, v)| Passage {
-                score: f64::from(v.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>()),
-                ..p.clone()
+            .zip(vectors)
+            .map(|(l, vector)| Entry {
+                passage: Passage {
+                    id: l.id.clone(),
+                    text: l.text.clone(),
+                    score: 0.0,
+                    source: l.source.clone().unwrap_or_else(|| default_source.clone()),
+                },
+                vector,
             })
             .collect();
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        scored.truncate(self.top_k);
-        input.passages = scored;
-        input.chunks.clear();
-        Ok(vec![Emit::main(input)])
+        store.upsert(entries).await.map_err(|e| e.to_string())?;
+        done += batch.len();
+        progress(done);
     }
+    Ok(done)
 }

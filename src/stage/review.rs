@@ -1,28 +1,49 @@
-//! review: redacts e-mail addresses and phone numbers from the answer, rejects answers with
-//! blocked terms, and sends ungrounded or sensitive answers to a human; approves the rest.
+//! review: redacts PII from the answer (see [`crate::pii`]), rejects answers with blocked terms,
+//! optionally asks an LLM judge how well the answer is grounded in its passages, and routes:
+//! approved → the output topic, needs-human → the human-review topic, rejected → the rejected
+//! topic, each with its reasons.
 
-use crate::avro::{Envelope, Review as ReviewRecord, Verdict};
-
+use super::models::Models;
 use super::{Emit, Port, StageContext, StageError};
+use crate::avro::{Envelope, Review as ReviewRecord, Verdict};
+use crate::pii::Redactor;
+use crate::provider::ChatRequest;
 
 pub struct Review {
     blocked_terms: Vec<String>,
+    redactor: Redactor,
+    judge: Option<(Models, f64)>,
+    judge_schema: serde_json::Value,
 }
 
 impl Review {
-    pub fn new(blocked_terms: Vec<String>) -> Self {
-        Self { blocked_terms: blocked_terms.into_iter().map(|t| t.to_lowercase()).collect() }
+    pub fn new(blocked_terms: Vec<String>, redactor: Redactor, judge: Option<(Models, f64)>) -> Self {
+        let judge_schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "score": { "type": "number", "minimum": 0, "maximum": 1 },
+                "reason": { "type": "string" }
+            },
+            "required": ["score", "reason"],
+            "additionalProperties": false
+        });
+        Self {
+            blocked_terms: blocked_terms.into_iter().map(|t| t.to_lowercase()).collect(),
+            redactor,
+            judge,
+            judge_schema,
+        }
     }
 
     pub async fn process(
         &self,
         mut input: Envelope,
-        _cx: StageContext<'_>,
+        cx: StageContext<'_>,
     ) -> Result<Vec<Emit>, StageError> {
         let Some(answer) = input.answer.as_mut() else {
             return Err(StageError::permanent("record has no answer to review"));
         };
-        let (redacted, redactions) = redact(&answer.text);
+        let (redacted, found) = self.redactor.redact(&answer.text);
         answer.text = redacted;
         let lower = answer.text.to_lowercase();
         let mut reasons = Vec::new();
@@ -38,14 +59,21 @@ impl Review {
             if input.classification.as_ref().is_some_and(|c| c.confidence < 0.5) {
                 reasons.push("low classification confidence".into());
             }
+            if let Some((models, threshold)) = &self.judge {
+                let score = self.judge(models, &input, cx).await?;
+                if score < *threshold {
+                    reasons.push(format!("judge: groundedness {score:.2} below {threshold:.2}"));
+                }
+            }
             if reasons.is_empty() {
                 Verdict::Approved
             } else {
                 Verdict::NeedsHuman
             }
         };
-        if redactions > 0 {
-            reasons.push(format!("redacted {redactions} PII value(s)"));
+        let redactions: usize = found.values().sum();
+        for (kind, n) in &found {
+            reasons.push(format!("redacted {n} {kind} value(s)"));
         }
         let port = match verdict {
             Verdict::Approved => Port::Main,
@@ -55,42 +83,28 @@ impl Review {
         input.review = Some(ReviewRecord { verdict, reasons, redactions: redactions as i32 });
         Ok(vec![Emit { port, record: input }])
     }
-}
 
-/// Replaces e-mail addresses and phone numbers (7+ digits) word by word.
-pub fn redact(text: &str) -> (String, usize) {
-    let mut count = 0;
-    let words: Vec<String> = text
-        .split(' ')
-        .map(|w| {
-            let core = w.trim_matches(|c: char| ",.;:()[]<>\"'".contains(c));
-            let digits = core.chars().filter(char::is_ascii_digit).count();
-            let phone_like =
-                digits >= 7 && core.chars().all(|c| c.is_ascii_digit() || "+-(). ".contains(c));
-            let email_like =
-                core.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.'));
-            if email_like {
-                count += 1;
-                w.replace(core, "[EMAIL]")
-            } else if phone_like {
-                count += 1;
-                w.replace(core, "[PHONE]")
-            } else {
-                w.to_owned()
-            }
-        })
-        .collect();
-    (words.join(" "), count)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_emails_and_phone_numbers() {
-        let (text, n) = redact("Write to jane.doe@example.com or call +1-555-0100-22, ref 42.");
-        assert_eq!(text, "Write to [EMAIL] or call [PHONE], ref 42.");
-        assert_eq!(n, 2);
+    /// The judge's groundedness score in 0..1; an unusable answer is a retryable failure.
+    async fn judge(&self, models: &Models, input: &Envelope, cx: StageContext<'_>) -> Result<f64, StageError> {
+        let answer = input.answer.as_ref().map_or("", |a| a.text.as_str());
+        let passages: String = input.passages.iter().map(|p| format!("[{}] {}\n", p.id, p.text)).collect();
+        let request = ChatRequest {
+            model: String::new(),
+            system: "You judge whether an answer is supported by the given passages. Score 1 when \
+                     every claim is supported, 0 when none is."
+                .into(),
+            user: format!("Passages:\n{passages}\nQuestion: {}\nAnswer: {answer}", input.document.content),
+            json_schema: Some(self.judge_schema.clone()),
+            max_tokens: 100,
+        };
+        let alias = models.choice.default.clone();
+        let served = models.gateway.chat(&alias, &request, cx.call_key(&input.document.id)).await?;
+        let text = &served.value.text;
+        let body = text.find('{').zip(text.rfind('}')).map_or(text.as_str(), |(a, b)| &text[a..=b]);
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("score").and_then(serde_json::Value::as_f64))
+            .filter(|s| (0.0..=1.0).contains(s))
+            .ok_or_else(|| StageError::retryable(format!("judge gave no usable score: {text}")))
     }
 }

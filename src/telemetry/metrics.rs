@@ -24,6 +24,16 @@ pub struct Metrics {
     pub produce_retries: IntCounterVec,
     /// Records parked on a retry topic, by stage and rung.
     pub retries_scheduled: IntCounterVec,
+    /// Model calls by provider, model (the topology's names) and outcome.
+    pub model_calls: IntCounterVec,
+    /// Latency of successful model calls.
+    pub model_call_seconds: HistogramVec,
+    /// Tokens billed by provider, model and direction (input, output).
+    pub model_tokens: IntCounterVec,
+    /// Calls that went to a fallback model, by the model that failed.
+    pub fallbacks: IntCounterVec,
+    /// Breaker state per provider: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: IntGaugeVec,
 }
 
 fn build() -> Metrics {
@@ -70,11 +80,50 @@ fn build() -> Metrics {
         &["stage", "rung"],
     )
     .expect("valid");
-    for c in [&records, &attempt_failures, &pauses, &produce_retries, &retries_scheduled] {
+    let model_calls = IntCounterVec::new(
+        Opts::new("model_calls_total", "Model calls by provider, model and outcome."),
+        &["provider", "model", "outcome"],
+    )
+    .expect("valid");
+    let model_call_seconds = HistogramVec::new(
+        HistogramOpts::new("model_call_duration_seconds", "Latency of successful model calls.")
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        &["provider", "model"],
+    )
+    .expect("valid");
+    let model_tokens = IntCounterVec::new(
+        Opts::new("model_tokens_total", "Tokens billed by providers."),
+        &["provider", "model", "direction"],
+    )
+    .expect("valid");
+    let fallbacks = IntCounterVec::new(
+        Opts::new("model_fallbacks_total", "Calls passed to a fallback model."),
+        &["provider", "model"],
+    )
+    .expect("valid");
+    let breaker_state = IntGaugeVec::new(
+        Opts::new("breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open."),
+        &["provider"],
+    )
+    .expect("valid");
+    for c in [
+        &records,
+        &attempt_failures,
+        &pauses,
+        &produce_retries,
+        &retries_scheduled,
+        &model_calls,
+        &model_tokens,
+        &fallbacks,
+    ] {
         registry.register(Box::new(c.clone())).expect("unique metric");
     }
-    registry.register(Box::new(record_seconds.clone())).expect("unique metric");
-    registry.register(Box::new(in_flight.clone())).expect("unique metric");
+    for h in [&record_seconds, &model_call_seconds] {
+        registry.register(Box::new(h.clone())).expect("unique metric");
+    }
+    for g in [&in_flight, &breaker_state] {
+        registry.register(Box::new(g.clone())).expect("unique metric");
+    }
     Metrics {
         registry,
         records,
@@ -84,6 +133,11 @@ fn build() -> Metrics {
         pauses,
         produce_retries,
         retries_scheduled,
+        model_calls,
+        model_call_seconds,
+        model_tokens,
+        fallbacks,
+        breaker_state,
     }
 }
 

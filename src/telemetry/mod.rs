@@ -2,10 +2,12 @@
 //! updates the metric together. Nothing per record is logged at INFO.
 
 mod metrics;
+mod model_events;
 
 use std::time::Duration;
 
 pub use metrics::{metrics, render};
+pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
 
 /// Installs the log subscriber: `RUST_LOG` filters (default `info`); `json` selects JSON lines.
 pub fn init_logging(json: bool) {

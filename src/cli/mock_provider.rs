@@ -1,0 +1,74 @@
+//! `sluice mock-provider`: the OpenAI/Anthropic-compatible mock server, for load tests.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use sluice::mock_provider::{serve, LatencyDist, MockConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8089)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Base latency of every call.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Spread of the latency: the uniform range or the exponential mean.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    jitter: Duration,
+    #[arg(long, value_enum, default_value_t = LatencyDist::Uniform)]
+    latency_dist: LatencyDist,
+    /// Fraction of calls answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fraction of calls answered 429 with --retry-after.
+    #[arg(long, default_value_t = 0.0)]
+    rate_limit_rate: f64,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    retry_after: Duration,
+    /// Requests per minute accepted; beyond it calls get 429 with the time until a slot frees.
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Dimension of the embeddings returned.
+    #[arg(long, default_value_t = 64)]
+    embedding_dim: usize,
+    /// Require this environment variable's value as the API key (401 otherwise).
+    #[arg(long)]
+    api_key_env: Option<String>,
+}
+
+pub async fn run(a: Args) -> Result<ExitCode> {
+    let api_key = match &a.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| anyhow::anyhow!("{var} is not set"))?),
+        None => None,
+    };
+    let config = MockConfig {
+        latency: a.latency,
+        jitter: a.jitter,
+        dist: a.latency_dist,
+        error_rate: a.error_rate,
+        rate_limit_rate: a.rate_limit_rate,
+        retry_after: a.retry_after,
+        rpm: a.rpm,
+        embedding_dim: a.embedding_dim,
+        api_key,
+    };
+    let server = serve((a.host, a.port).into(), config).await?;
+    println!("mock provider listening on http://{}", server.addr);
+    println!("  OpenAI:    base_url: {}", server.openai_url());
+    println!("  Anthropic: base_url: {}", server.base_url());
+    println!("  ledger:    GET {}/mock/ledger", server.base_url());
+    tokio::signal::ctrl_c().await?;
+    let ledger = server.ledger();
+    for (model, t) in &ledger.models {
+        println!(
+            "{model}: {} calls, {} errors, {} rate-limited, {} input and {} output tokens",
+            t.calls, t.errors, t.rate_limited, t.input_tokens, t.output_tokens
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,163 @@
+//! The validated policy plane: providers with their limits and breakers, logical models with
+//! fallback chains, routing rules, versioned prompt templates and PII patterns.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A provider as declared under `providers:`: what it is, plus the policy around its calls.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub spec: ProviderSpec,
+    /// Timeout of one HTTP call (connect to last byte).
+    pub timeout: Duration,
+    /// Rate limits by model name; `*` applies to each model without its own entry.
+    pub limits: BTreeMap<String, RateLimit>,
+    pub breaker: BreakerSpec,
+}
+
+/// The closed set of model providers.
+#[derive(Debug, Clone)]
+pub enum ProviderSpec {
+    Simulated(SimulatedSpec),
+    /// OpenAI-compatible chat completions and embeddings (OpenAI, Azure OpenAI, vLLM, Ollama,
+    /// llama.cpp server, TGI/TEI, LiteLLM).
+    OpenAi(HttpSpec),
+    /// Anthropic's Messages API.
+    Anthropic(HttpSpec),
+}
+
+impl ProviderSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Simulated(_) => "simulated",
+            Self::OpenAi(_) => "openai",
+            Self::Anthropic(_) => "anthropic",
+        }
+    }
+}
+
+/// A deterministic offline provider: answers derive from a hash of the request.
+#[derive(Debug, Clone)]
+pub struct SimulatedSpec {
+    /// Base latency of every call.
+    pub latency: Duration,
+    /// Up to this much extra latency, chosen deterministically per request.
+    pub jitter: Duration,
+    /// Fraction of calls failing with a retryable server error (per request and attempt).
+    pub failure_rate: f64,
+    /// Fraction of calls answered 429 with `retry_after`.
+    pub rate_limit_rate: f64,
+    pub retry_after: Duration,
+    /// Dimension of the embedding vectors it returns.
+    pub embedding_dim: usize,
+}
+
+/// An HTTP provider's endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// e.g. `https://api.openai.com/v1`, `http://localhost:11434/v1`, `https://api.anthropic.com`.
+    pub base_url: String,
+    /// Where the API key comes from; `None` for local servers that need none.
+    pub api_key: Option<SecretSource>,
+    /// Extra headers on every request (never secrets: those come from `api_key`).
+    pub headers: BTreeMap<String, String>,
+    /// Azure OpenAI: the `api-version` query parameter. Models are then deployment names and the
+    /// key travels in the `api-key` header.
+    pub azure_api_version: Option<String>,
+    /// Anthropic: the `anthropic-version` header.
+    pub anthropic_version: String,
+}
+
+/// Where a secret is read from when the worker starts. Secrets are never written inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// Requests and tokens a process may spend on one model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests per second (a per-minute limit is converted).
+    pub requests_per_second: Option<f64>,
+    /// Requests allowed at once above the steady rate.
+    pub burst: u32,
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// When a provider endpoint's breaker opens and how it probes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSpec {
+    /// Opens after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// Opens when at least this fraction of the last `window` calls failed.
+    pub error_rate: f64,
+    pub window: u32,
+    /// Open this long before one probe call is let through (half-open).
+    pub cool_down: Duration,
+}
+
+/// A logical model: a model on a provider and where to go when it fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub provider: String,
+    /// The provider's model (or Azure deployment) name.
+    pub name: String,
+    /// Logical models tried in order on a retryable failure or an open breaker.
+    pub fallbacks: Vec<String>,
+    /// Tokens the model reads and writes in one call.
+    pub context_window: usize,
+}
+
+/// Which logical model serves a stage's record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelChoice {
+    /// Used when no route matches.
+    pub default: String,
+    /// First match wins.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub when: Condition,
+    pub model: String,
+}
+
+/// All given parts must hold; an empty list or map places no condition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Condition {
+    pub labels: Vec<String>,
+    pub tenants: Vec<String>,
+    pub min_tokens: Option<usize>,
+    pub max_tokens: Option<usize>,
+    /// Metadata field → accepted values (`priority: [high]` is `metadata.priority`).
+    pub metadata: BTreeMap<String, Vec<String>>,
+}
+
+/// A versioned prompt template (`answer@3`). Placeholders: `{{document}}`, `{{label}}`,
+/// `{{tenant}}`, `{{passages}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptSpec {
+    pub system: String,
+    pub user: String,
+}
+
+pub const PROMPT_PLACEHOLDERS: [&str; 4] = ["document", "label", "tenant", "passages"];
+
+/// An A/B split: `weight` of documents (by a hash of their id) use `prompt` instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbSplit {
+    pub prompt: String,
+    pub weight: f64,
+}
+
+/// PII redaction settings shared by all stages.
+#[derive(Debug, Clone, Default)]
+pub struct PiiSpec {
+    /// Extra patterns by name (the name becomes the redaction marker, `[NAME]`).
+    pub patterns: BTreeMap<String, String>,
+    /// Redact what goes to dead-letter and metering topics.
+    pub redact_side_outputs: bool,
+}

@@ -1,0 +1,277 @@
+//! The policy plane every stage calls models through: a [`Gateway`] built once per process from
+//! the topology. For each call it walks the model's fallback chain; per hop it asks the
+//! endpoint's circuit breaker, waits for the rate limits of that (provider, model), calls with
+//! the provider's timeout, settles the token reservation and reports the outcome to the breaker.
+//! It does not retry: retries (and Retry-After) belong to the runner's one retry module.
+
+mod breaker;
+mod limiter;
+pub mod prompts;
+pub mod router;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use breaker::{Breaker, State as BreakerState};
+pub use limiter::Limiter;
+pub use router::RouteInput;
+
+use crate::config::{fallback_chain, ModelSpec, RateLimit, Topology};
+use crate::provider::{
+    CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
+};
+use crate::telemetry::{FallbackTaken, ModelCalled};
+use crate::tokens;
+
+/// One provider endpoint with its breaker and limiters.
+struct Endpoint {
+    name: String,
+    provider: Provider,
+    breaker: Breaker,
+    timeout: Duration,
+    limiters: HashMap<String, Arc<Limiter>>,
+    default_limit: Option<Arc<Limiter>>,
+}
+
+impl Endpoint {
+    fn limiter(&self, model: &str) -> Option<&Limiter> {
+        self.limiters.get(model).or(self.default_limit.as_ref()).map(Arc::as_ref)
+    }
+}
+
+/// A call's result with where it was served.
+#[derive(Debug, Clone)]
+pub struct Served<T> {
+    pub value: T,
+    /// The logical model routing chose.
+    pub requested: String,
+    /// The logical model that answered (differs after a fallback).
+    pub served: String,
+    pub provider: String,
+    /// The provider's model name that answered.
+    pub model_name: String,
+}
+
+enum Op<'a> {
+    Chat(&'a ChatRequest),
+    Embed(&'a EmbedRequest),
+}
+
+enum Answer {
+    Chat(ChatResponse),
+    Embed(EmbedResponse),
+}
+
+pub struct Gateway {
+    models: BTreeMap<String, ModelSpec>,
+    chains: HashMap<String, Vec<String>>,
+    endpoints: HashMap<String, Endpoint>,
+}
+
+impl Gateway {
+    /// Builds every provider of the topology (reading API keys); errors name the provider.
+    pub fn new(topology: &Topology) -> Result<Self, String> {
+        let mut endpoints = HashMap::new();
+        for (name, config) in &topology.providers {
+            let provider =
+                Provider::from_config(name, config).map_err(|e| format!("provider '{name}': {e}"))?;
+            let limiter = |l: &RateLimit| Arc::new(Limiter::new(l));
+            let limiters: HashMap<String, Arc<Limiter>> = config
+                .limits
+                .iter()
+                .filter(|(m, _)| m.as_str() != "*")
+                .map(|(m, l)| (m.clone(), limiter(l)))
+                .collect();
+            endpoints.insert(
+                name.clone(),
+                Endpoint {
+                    name: name.clone(),
+                    provider,
+                    breaker: Breaker::new(name, config.breaker),
+                    timeout: config.timeout,
+                    limiters,
+                    default_limit: config.limits.get("*").map(limiter),
+                },
+            );
+        }
+        let chains =
+            topology.models.keys().map(|m| (m.clone(), fallback_chain(topology, m))).collect();
+        Ok(Self { models: topology.models.clone(), chains, endpoints })
+    }
+
+    pub fn model(&self, alias: &str) -> Option<&ModelSpec> {
+        self.models.get(alias)
+    }
+
+    /// Breaker state of a provider, for tests and diagnostics.
+    pub fn breaker_state(&self, provider: &str) -> Option<BreakerState> {
+        self.endpoints.get(provider).map(|e| e.breaker.state())
+    }
+
+    pub async fn chat(
+        &self,
+        alias: &str,
+        req: &ChatRequest,
+        key: CallKey<'_>,
+    ) -> Result<Served<ChatResponse>, ProviderError> {
+        let (served, answer) = self.call(alias, &Op::Chat(req), key).await?;
+        match answer {
+            Answer::Chat(value) => Ok(served.with(value)),
+            Answer::Embed(_) => unreachable!("a chat call answers with a chat response"),
+        }
+    }
+
+    pub async fn embed(
+        &self,
+        alias: &str,
+        req: &EmbedRequest,
+        key: CallKey<'_>,
+    ) -> Result<Served<EmbedResponse>, ProviderError> {
+        let (served, answer) = self.call(alias, &Op::Embed(req), key).await?;
+        match answer {
+            Answer::Embed(value) => Ok(served.with(value)),
+            Answer::Chat(_) => unreachable!("an embed call answers with embeddings"),
+        }
+    }
+
+    async fn call(
+        &self,
+        alias: &str,
+        op: &Op<'_>,
+        key: CallKey<'_>,
+    ) -> Result<(Served<()>, Answer), ProviderError> {
+        let chain = self.chains.get(alias).ok_or_else(|| {
+            ProviderError::Rejected(format!("model '{alias}' is not in the topology"))
+        })?;
+        let mut failures: Vec<ProviderError> = Vec::new();
+        for (i, hop) in chain.iter().enumerate() {
+            let spec = &self.models[hop];
+            let endpoint = &self.endpoints[&spec.provider];
+            let result = match endpoint.breaker.try_acquire() {
+                Err(wait) => Err(ProviderError::Unavailable {
+                    message: format!("{}: circuit breaker open", endpoint.name),
+                    retry_after: Some(wait),
+                }),
+                Ok(permit) => {
+                    let r = self.hop(endpoint, &spec.name, op, key).await;
+                    let endpoint_failed = matches!(r, Err(ProviderError::Unavailable { .. }));
+                    endpoint.breaker.record(permit, endpoint_failed);
+                    r
+                }
+            };
+            match result {
+                Ok(answer) => {
+                    let served = Served {
+                        value: (),
+                        requested: alias.to_owned(),
+                        served: hop.clone(),
+                        provider: spec.provider.clone(),
+                        model_name: spec.name.clone(),
+                    };
+                    return Ok((served, answer));
+                }
+                Err(e) if e.is_retryable() => {
+                    if let Some(next) = chain.get(i + 1) {
+                        FallbackTaken {
+                            provider: &spec.provider,
+                            model: &spec.name,
+                            next,
+                            error: &e.to_string(),
+                        }
+                        .emit();
+                    }
+                    failures.push(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(combine(failures))
+    }
+
+    /// One call to one model: limits, timeout, settlement, telemetry.
+    async fn hop(
+        &self,
+        endpoint: &Endpoint,
+        model: &str,
+        op: &Op<'_>,
+        key: CallKey<'_>,
+    ) -> Result<Answer, ProviderError> {
+        let estimate = match op {
+            Op::Chat(r) => {
+                tokens::count(model, &r.system) + tokens::count(model, &r.user) + r.max_tokens as usize
+            }
+            Op::Embed(r) => r.inputs.iter().map(|t| tokens::count(model, t)).sum(),
+        } as u64;
+        let limiter = endpoint.limiter(model);
+        let reserved = match limiter {
+            Some(l) => l.acquire(estimate).await,
+            None => 0,
+        };
+        let started = Instant::now();
+        let call = async {
+            match op {
+                Op::Chat(r) => {
+                    let req = ChatRequest { model: model.to_owned(), ..(*r).clone() };
+                    endpoint.provider.chat(&req, key).await.map(Answer::Chat)
+                }
+                Op::Embed(r) => {
+                    let req = EmbedRequest { model: model.to_owned(), inputs: r.inputs.clone() };
+                    endpoint.provider.embed(&req, key).await.map(Answer::Embed)
+                }
+            }
+        };
+        let result = match tokio::time::timeout(endpoint.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::unavailable(format!(
+                "{}: no answer within {:?}",
+                endpoint.name, endpoint.timeout
+            ))),
+        };
+        let (input, output) = match &result {
+            Ok(Answer::Chat(c)) => (c.input_tokens, c.output_tokens),
+            Ok(Answer::Embed(e)) => (e.input_tokens, 0),
+            Err(_) => (0, 0),
+        };
+        if let Some(l) = limiter {
+            l.settle(reserved, input + output);
+        }
+        ModelCalled {
+            provider: &endpoint.name,
+            model,
+            outcome: result.as_ref().map_or_else(ProviderError::class, |_| "ok"),
+            latency: started.elapsed(),
+            input_tokens: input,
+            output_tokens: output,
+        }
+        .emit();
+        result
+    }
+}
+
+impl Served<()> {
+    fn with<T>(self, value: T) -> Served<T> {
+        Served {
+            value,
+            requested: self.requested,
+            served: self.served,
+            provider: self.provider,
+            model_name: self.model_name,
+        }
+    }
+}
+
+/// Every model of the chain failed: report the last failure, due when the earliest of them may
+/// be tried again (no due time if any failure gave none).
+fn combine(failures: Vec<ProviderError>) -> ProviderError {
+    let wait = failures.iter().map(ProviderError::retry_after).try_fold(
+        Duration::MAX,
+        |acc, w| w.map(|w| acc.min(w)),
+    );
+    let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    let message = messages.join("; then ");
+    match failures.last() {
+        Some(ProviderError::RateLimited { .. }) => ProviderError::RateLimited { message, retry_after: wait },
+        _ => ProviderError::Unavailable { message, retry_after: wait },
+    }
+}

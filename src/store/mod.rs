@@ -1,0 +1,68 @@
+//! Vector stores for the retrieve stage and `sluice index`, behind a closed enum: an embedded
+//! store (exact search in process, persisted to a directory) and Qdrant over its REST API.
+
+mod embedded;
+mod qdrant;
+
+pub use embedded::Embedded;
+pub use qdrant::Qdrant;
+
+use crate::avro::Passage;
+use crate::config::StoreSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or failed: try again later.
+    #[error("vector store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's content or configuration is wrong: an operator must act.
+    #[error("vector store: {0}")]
+    Invalid(String),
+}
+
+/// A passage with its vector, as stored.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub passage: Passage,
+    pub vector: Vec<f32>,
+}
+
+pub enum VectorStore {
+    Embedded(Embedded),
+    Qdrant(Qdrant),
+}
+
+impl VectorStore {
+    /// Opens (creating if needed) the store for vectors of `dimensions`.
+    pub async fn open(spec: &StoreSpec, dimensions: usize) -> Result<Self, StoreError> {
+        Ok(match spec {
+            StoreSpec::Embedded { path } => Self::Embedded(Embedded::open(path, dimensions)?),
+            StoreSpec::Qdrant { url, collection, api_key } => {
+                Self::Qdrant(Qdrant::open(url, collection, api_key.as_ref(), dimensions).await?)
+            }
+        })
+    }
+
+    /// Inserts or replaces entries by passage id.
+    pub async fn upsert(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        match self {
+            Self::Embedded(s) => s.upsert(entries),
+            Self::Qdrant(s) => s.upsert(entries).await,
+        }
+    }
+
+    /// The `k` passages with the highest dot product with `vector`, best first, with scores.
+    pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Passage>, StoreError> {
+        match self {
+            Self::Embedded(s) => Ok(s.search(vector, k)),
+            Self::Qdrant(s) => s.search(vector, k).await,
+        }
+    }
+
+    pub async fn len(&self) -> Result<usize, StoreError> {
+        match self {
+            Self::Embedded(s) => Ok(s.len()),
+            Self::Qdrant(s) => s.len().await,
+        }
+    }
+}
