@@ -1,0 +1,191 @@
+//! The policy plane against the mock provider over real HTTP: fallbacks, breakers, rate limits
+//! measured at the server, both APIs' shapes, credentials and structured output.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice::config::compile;
+use sluice::mock_provider::{serve, MockConfig, MockProvider};
+use sluice::policy::{BreakerState, Gateway};
+use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderError};
+
+async fn mock(config: MockConfig) -> MockProvider {
+    serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
+}
+
+/// A gateway over one `openai` provider `m` at the mock; `extra` adds provider settings and
+/// `models` declares logical models.
+fn gateway(server: &MockProvider, extra: &str, models: &str) -> Gateway {
+    let yaml = format!(
+        r#"
+pipeline: p
+providers:
+  m:
+    kind: openai
+    base_url: {url}
+    timeout: 5s
+    {extra}
+  claude:
+    kind: anthropic
+    base_url: {base}
+    api_key_env: SLUICE_TEST_ANTHROPIC_KEY
+models:
+{models}
+inputs: {{ docs: {{}} }}
+stages:
+  c: {{ kind: classify, input: docs, output: out, classify: {{ labels: [a, other], rules: {{ a: [x] }} }} }}
+"#,
+        url = server.openai_url(),
+        base = server.base_url(),
+    );
+    std::env::set_var("SLUICE_TEST_ANTHROPIC_KEY", "sk-ant-test-key");
+    let t = compile(Path::new("t.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"));
+    Gateway::new(&t).expect("gateway")
+}
+
+fn chat(user: &str) -> ChatRequest {
+    ChatRequest {
+        model: String::new(),
+        system: "Be brief.".into(),
+        user: user.into(),
+        json_schema: None,
+        max_tokens: 32,
+    }
+}
+
+fn key(id: &str) -> CallKey<'_> {
+    CallKey { document_id: id, stage: "t", attempt: 1 }
+}
+
+#[tokio::test]
+async fn a_failing_primary_falls_back_and_the_answer_names_the_model_that_served() {
+    let server = mock(MockConfig::default()).await;
+    let g = gateway(
+        &server,
+        "",
+        "  big: { provider: m, name: big-model, fallbacks: [backup] }\n  backup: { provider: m, name: small-model }",
+    );
+    server.set_fault("big-model", Some(503));
+    let served = g.chat("big", &chat("hello"), key("d1")).await.expect("fallback serves");
+    assert_eq!(served.requested, "big");
+    assert_eq!(served.served, "backup");
+    assert_eq!(served.model_name, "small-model");
+    let ledger = server.ledger();
+    assert_eq!(ledger.totals("big-model").errors, 1);
+    assert_eq!(ledger.totals("small-model").calls, 1);
+    // Usage comes from the provider's response, as the mock billed it.
+    assert_eq!(served.value.input_tokens, ledger.totals("small-model").input_tokens);
+    assert!(!served.value.tokens_estimated);
+
+    // A rejected request (4xx) is not passed to the fallback: it would fail there too.
+    server.set_fault("big-model", Some(400));
+    let err = g.chat("big", &chat("hello"), key("d2")).await.expect_err("rejected");
+    assert!(matches!(err, ProviderError::Rejected(_)), "{err:?}");
+    assert_eq!(server.ledger().totals("small-model").calls, 1);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_stops_calling_and_recovers_after_its_cool_down() {
+    let server = mock(MockConfig::default()).await;
+    let g = gateway(
+        &server,
+        "breaker: { consecutive_failures: 3, window: 50, cool_down: 300ms }",
+        "  big: { provider: m, name: big-model }",
+    );
+    server.set_fault("big-model", Some(503));
+    for _ in 0..3 {
+        g.chat("big", &chat("x"), key("d")).await.expect_err("503");
+    }
+    assert!(matches!(g.breaker_state("m"), Some(BreakerState::Open { .. })));
+    let err = g.chat("big", &chat("x"), key("d")).await.expect_err("breaker open");
+    assert!(err.to_string().contains("circuit breaker open"), "{err}");
+    assert!(err.retry_after().is_some_and(|w| w <= Duration::from_millis(300)));
+    assert_eq!(server.ledger().totals("big-model").errors, 3, "an open breaker calls nobody");
+
+    server.set_fault("big-model", None);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    g.chat("big", &chat("x"), key("d")).await.expect("the half-open probe succeeds");
+    assert_eq!(g.breaker_state("m"), Some(BreakerState::Closed));
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_at_the_server_and_avoids_its_429s() {
+    // The mock enforces 1,200 requests a minute (20/s); sluice is configured with the same.
+    let server = mock(MockConfig { rpm: Some(1200), ..MockConfig::default() }).await;
+    let g = Arc::new(gateway(
+        &server,
+        "limits: { big-model: { requests_per_minute: 1200 } }",
+        "  big: { provider: m, name: big-model }",
+    ));
+    let n = 60;
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let g = g.clone();
+            tokio::spawn(async move {
+                let id = format!("d{i}");
+                g.chat("big", &chat("hi"), key(&id)).await.map(|_| ())
+            })
+        })
+        .collect();
+    for c in calls {
+        c.await.expect("task").expect("no call is refused");
+    }
+    let ledger = server.ledger();
+    assert_eq!(ledger.rate_limited(), 0, "no 429 when both sides enforce the same limit");
+    let times: Vec<u64> = ledger.calls.iter().map(|c| c.at_us).collect();
+    let span = (times[n - 1] - times[0]) as f64 / 1e6;
+    let rate = (n - 1) as f64 / span;
+    assert!((rate - 20.0).abs() / 20.0 <= 0.05, "measured {rate:.2} calls/s against a limit of 20");
+}
+
+#[tokio::test]
+async fn anthropic_messages_and_openai_embeddings_speak_their_apis() {
+    let server = mock(MockConfig {
+        api_key: Some("sk-ant-test-key".into()),
+        embedding_dim: 16,
+        ..MockConfig::default()
+    })
+    .await;
+    let g = gateway(
+        &server,
+        "api_key_env: SLUICE_TEST_ANTHROPIC_KEY",
+        "  sonnet: { provider: claude, name: claude-sonnet }\n  emb: { provider: m, name: text-embedding-3-small }",
+    );
+    let mut req = chat("Please refund the double charge on my invoice");
+    req.json_schema = Some(serde_json::json!({
+        "type": "object",
+        "properties": { "label": { "type": "string", "enum": ["billing", "technical"] },
+                        "confidence": { "type": "number" } },
+        "required": ["label", "confidence"]
+    }));
+    let served = g.chat("sonnet", &req, key("d")).await.expect("anthropic call");
+    let answer: serde_json::Value = serde_json::from_str(&served.value.text).expect("JSON answer");
+    assert_eq!(answer["label"], "billing");
+    assert_eq!(served.value.finish_reason, "end_turn");
+    assert_eq!(served.value.output_tokens, server.ledger().totals("claude-sonnet").output_tokens);
+
+    let inputs = vec!["refund".to_owned(), "password reset".to_owned(), "upload timeout".to_owned()];
+    let req = EmbedRequest { model: String::new(), inputs };
+    let served = g.embed("emb", &req, key("d")).await.expect("embeddings");
+    assert_eq!(served.value.vectors.len(), 3);
+    assert!(served.value.vectors.iter().all(|v| v.len() == 16));
+    assert_eq!(server.ledger().totals("text-embedding-3-small").calls, 1, "one call per batch");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_unauthorized_and_never_echoed() {
+    let server = mock(MockConfig { api_key: Some("the-right-key".into()), ..MockConfig::default() })
+        .await;
+    std::env::set_var("SLUICE_TEST_WRONG_KEY", "sk-wrong-secret-value");
+    let g = gateway(
+        &server,
+        "api_key_env: SLUICE_TEST_WRONG_KEY",
+        "  big: { provider: m, name: big-model }",
+    );
+    let err = g.chat("big", &chat("x"), key("d")).await.expect_err("401");
+    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    assert!(!err.to_string().contains("sk-wrong-secret-value"));
+    let stage_error: sluice::stage::StageError = err.into();
+    assert_eq!(stage_error.class(), "fatal", "bad credentials stop the worker");
+}
