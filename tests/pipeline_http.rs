@@ -1,0 +1,181 @@
+//! Whole stages on the embedded broker calling the mock provider over HTTP: Retry-After honoured
+//! by the runner, long waits parked on the retry topic, and `support-rag.yaml` end to end.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{unique, wait_until, Harness, StopOnDrop};
+use sluice::avro::SchemaKind;
+use sluice::mock_provider::{serve, MockConfig, MockProvider};
+use sluice::pipeline::run_stages;
+use sluice::records_io::produce_json_lines;
+use sluice::shutdown::Shutdown;
+
+async fn mock(config: MockConfig) -> MockProvider {
+    serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
+}
+
+fn classify_topology(p: &str, url: &str, retry: &str) -> String {
+    format!(
+        r#"
+pipeline: {p}
+kafka:
+  partitions: 1
+  consumer: {{ auto.commit.interval.ms: "200" }}
+providers:
+  m: {{ kind: openai, base_url: {url} }}
+inputs: {{ {p}.docs: {{ partitions: 1 }} }}
+stages:
+  work:
+    kind: classify
+    input: {p}.docs
+    output: {p}.out
+    model: {{ provider: m, name: cls }}
+    classify: {{ labels: [billing, other] }}
+    retry: {retry}
+"#
+    )
+}
+
+/// The pipeline running in the background; stop it before the broker goes away, or its
+/// consumers wait out their session timeouts while the test's runtime shuts down.
+struct Running {
+    shutdown: Shutdown,
+    _guard: StopOnDrop,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.request();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the pipeline stops")
+            .expect("pipeline task");
+    }
+}
+
+fn start(h: &Harness) -> Running {
+    let shutdown = Shutdown::new();
+    let (t, s) = (h.topology.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        run_stages(&t, &[], s).await.expect("pipeline runs");
+    });
+    Running { _guard: StopOnDrop(shutdown.clone()), shutdown, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
+    let server = mock(MockConfig { retry_after: Duration::from_secs(1), ..MockConfig::default() }).await;
+    server.set_fault("cls", Some(429));
+    let p = unique("ra");
+    let h = Harness::start(&classify_topology(
+        &p,
+        &server.openai_url(),
+        "{ attempts: 5, initial_backoff: 10ms, max_backoff: 50ms }",
+    ))
+    .await;
+    let running = start(&h);
+    h.produce_docs(0..1, None, |_| None).await;
+    assert!(wait_until(Duration::from_secs(30), || async { server.ledger().calls.len() >= 3 }).await);
+    server.set_fault("cls", None);
+    assert!(wait_until(Duration::from_secs(20), || async { h.count(&h.output()).await == 1 }).await);
+    let times: Vec<u64> = server.ledger().calls.iter().map(|c| c.at_us).collect();
+    for pair in times.windows(2).take(2) {
+        let gap = Duration::from_micros(pair[1] - pair[0]);
+        assert!(gap >= Duration::from_secs(1), "a call came {gap:?} after a 429 asking for 1 s");
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_time() {
+    let server = mock(MockConfig { retry_after: Duration::from_secs(30), ..MockConfig::default() }).await;
+    server.set_fault("cls", Some(429));
+    let p = unique("park");
+    let h = Harness::start(&classify_topology(
+        &p,
+        &server.openai_url(),
+        "{ attempts: 5, max_inline_wait: 2s, ladder: [1s] }",
+    ))
+    .await;
+    let running = start(&h);
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+    h.produce_docs(0..1, None, |_| None).await;
+    let retry_topic = format!("{p}.work.retry.1");
+    assert!(wait_until(Duration::from_secs(20), || async { h.count(&retry_topic).await == 1 }).await);
+    assert_eq!(server.ledger().calls.len(), 1, "one call, then no waiting in flight");
+    let records = common::raw_headers(&h, &retry_topic).await;
+    let due: i64 = records[0]
+        .get("sluice-retry-due-ms")
+        .and_then(|v| v.parse().ok())
+        .expect("due header");
+    assert!(due >= before + 30_000, "due {} ms after the produce", due - before);
+    running.stop().await;
+}
+
+/// `topologies/support-rag.yaml` with only its provider block changed to an `openai` provider
+/// at the mock: every document reaches exactly one final topic, models and prompt versions are
+/// recorded, and the API key appears in no record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn support_rag_runs_end_to_end_through_the_mock_provider() {
+    let key = "sk-test-e2e-secret-4c1f";
+    std::env::set_var("SLUICE_E2E_KEY", key);
+    let server = mock(MockConfig { api_key: Some(key.into()), embedding_dim: 64, ..MockConfig::default() }).await;
+    let original = std::fs::read_to_string("topologies/support-rag.yaml").expect("topology");
+    let start_at = original.find("\nproviders:").expect("providers block");
+    let end_at = original.find("\n# Logical models").expect("models block");
+    let store = tempfile::tempdir().expect("store dir");
+    let yaml = format!(
+        "{}\nproviders:\n  sim:\n    kind: openai\n    base_url: {}\n    api_key_env: SLUICE_E2E_KEY\n{}",
+        &original[..start_at],
+        server.openai_url(),
+        &original[end_at..]
+    )
+    .replace("../examples/kb.jsonl", "examples/kb.jsonl")
+    .replace("../.sluice/support-rag-kb", &store.path().display().to_string())
+    .replace("support.", &format!("{}.", unique("rag")));
+    let h = Harness::start(&yaml).await;
+    let t = h.topology.clone();
+    let running = start(&h);
+    let codec = h.codec().await;
+    let docs = std::fs::read_to_string("examples/documents.jsonl").expect("documents");
+    produce_json_lines(&t.kafka, &codec, &t.inputs[0].name, SchemaKind::Document, &docs, |_, _| {})
+        .await
+        .expect("produced");
+    let review = t.stages.iter().find(|s| s.name == "review").expect("review stage");
+    let mut finals: Vec<String> = review.output_topics().into_iter().map(str::to_owned).collect();
+    finals.extend(t.stages.iter().map(|s| s.dead_letter_topic.clone()));
+    let final_refs: Vec<&str> = finals.iter().map(String::as_str).collect();
+    let done = wait_until(Duration::from_secs(90), || async { h.count_many(&final_refs).await >= 8 });
+    assert!(done.await, "all 8 documents finish");
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for topic in &finals {
+        for (_, _, key_of, value) in h.read_all(topic).await {
+            let id = key_of.expect("keyed by document id");
+            assert!(seen.insert(id.clone(), topic.clone()).is_none(), "{id} reached two final topics");
+            let text = format!("{value:?}");
+            assert!(!text.contains(key), "the API key leaked into a record on {topic}");
+            if topic == &review.output || topic.ends_with("needs-human") {
+                let json = sluice::avro::avro_to_json(&value.expect("decodes"));
+                let model = json["answer"]["model"].as_str().expect("model").to_owned();
+                let version = json["answer"]["prompt_version"].as_str().expect("version").to_owned();
+                assert!(version == "answer@1" || version == "answer@2");
+                if id == "doc-004" {
+                    assert_eq!(model, "sim/sim-large", "legal documents route to the large model");
+                } else {
+                    assert!(model.starts_with("sim/"), "{model}");
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    assert!(seen["doc-008"].ends_with(".dlq"), "the empty document is dead-lettered");
+    let ledger = server.ledger();
+    assert!(ledger.totals("sim-embed").calls >= 2, "knowledge base and documents embedded over HTTP");
+    assert!(ledger.totals("sim-small").calls >= 7);
+    assert_eq!(ledger.rate_limited(), 0);
+    running.stop().await;
+}
