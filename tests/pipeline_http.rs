@@ -68,7 +68,8 @@ fn start(h: &Harness) -> Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
-    let server = mock(MockConfig { retry_after: Duration::from_secs(1), ..MockConfig::default() }).await;
+    let server =
+        mock(MockConfig { retry_after: Duration::from_secs(1), ..MockConfig::default() }).await;
     server.set_fault("cls", Some(429));
     let p = unique("ra");
     let h = Harness::start(&classify_topology(
@@ -79,9 +80,13 @@ async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
     .await;
     let running = start(&h);
     h.produce_docs(0..1, None, |_| None).await;
-    assert!(wait_until(Duration::from_secs(30), || async { server.ledger().calls.len() >= 3 }).await);
+    assert!(
+        wait_until(Duration::from_secs(30), || async { server.ledger().calls.len() >= 3 }).await
+    );
     server.set_fault("cls", None);
-    assert!(wait_until(Duration::from_secs(20), || async { h.count(&h.output()).await == 1 }).await);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { h.count(&h.output()).await == 1 }).await
+    );
     let times: Vec<u64> = server.ledger().calls.iter().map(|c| c.at_us).collect();
     for pair in times.windows(2).take(2) {
         let gap = Duration::from_micros(pair[1] - pair[0]);
@@ -92,7 +97,8 @@ async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_time() {
-    let server = mock(MockConfig { retry_after: Duration::from_secs(30), ..MockConfig::default() }).await;
+    let server =
+        mock(MockConfig { retry_after: Duration::from_secs(30), ..MockConfig::default() }).await;
     server.set_fault("cls", Some(429));
     let p = unique("park");
     let h = Harness::start(&classify_topology(
@@ -105,13 +111,13 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
     let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     h.produce_docs(0..1, None, |_| None).await;
     let retry_topic = format!("{p}.work.retry.1");
-    assert!(wait_until(Duration::from_secs(20), || async { h.count(&retry_topic).await == 1 }).await);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { h.count(&retry_topic).await == 1 }).await
+    );
     assert_eq!(server.ledger().calls.len(), 1, "one call, then no waiting in flight");
     let records = common::raw_headers(&h, &retry_topic).await;
-    let due: i64 = records[0]
-        .get("sluice-retry-due-ms")
-        .and_then(|v| v.parse().ok())
-        .expect("due header");
+    let due: i64 =
+        records[0].get("sluice-retry-due-ms").and_then(|v| v.parse().ok()).expect("due header");
     assert!(due >= before + 30_000, "due {} ms after the produce", due - before);
     running.stop().await;
 }
@@ -123,7 +129,9 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
 async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     let key = "sk-test-e2e-secret-4c1f";
     std::env::set_var("SLUICE_E2E_KEY", key);
-    let server = mock(MockConfig { api_key: Some(key.into()), embedding_dim: 64, ..MockConfig::default() }).await;
+    let server =
+        mock(MockConfig { api_key: Some(key.into()), embedding_dim: 64, ..MockConfig::default() })
+            .await;
     let original = std::fs::read_to_string("topologies/support-rag.yaml").expect("topology");
     let start_at = original.find("\nproviders:").expect("providers block");
     let end_at = original.find("\n# Logical models").expect("models block");
@@ -149,19 +157,24 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     let mut finals: Vec<String> = review.output_topics().into_iter().map(str::to_owned).collect();
     finals.extend(t.stages.iter().map(|s| s.dead_letter_topic.clone()));
     let final_refs: Vec<&str> = finals.iter().map(String::as_str).collect();
-    let done = wait_until(Duration::from_secs(90), || async { h.count_many(&final_refs).await >= 8 });
+    let done =
+        wait_until(Duration::from_secs(90), || async { h.count_many(&final_refs).await >= 8 });
     assert!(done.await, "all 8 documents finish");
     let mut seen: HashMap<String, String> = HashMap::new();
     for topic in &finals {
         for (_, _, key_of, value) in h.read_all(topic).await {
             let id = key_of.expect("keyed by document id");
-            assert!(seen.insert(id.clone(), topic.clone()).is_none(), "{id} reached two final topics");
+            assert!(
+                seen.insert(id.clone(), topic.clone()).is_none(),
+                "{id} reached two final topics"
+            );
             let text = format!("{value:?}");
             assert!(!text.contains(key), "the API key leaked into a record on {topic}");
             if topic == &review.output || topic.ends_with("needs-human") {
                 let json = sluice::avro::avro_to_json(&value.expect("decodes"));
                 let model = json["answer"]["model"].as_str().expect("model").to_owned();
-                let version = json["answer"]["prompt_version"].as_str().expect("version").to_owned();
+                let version =
+                    json["answer"]["prompt_version"].as_str().expect("version").to_owned();
                 assert!(version == "answer@1" || version == "answer@2");
                 if id == "doc-004" {
                     assert_eq!(model, "sim/sim-large", "legal documents route to the large model");
@@ -174,7 +187,10 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     assert_eq!(seen.len(), 8);
     assert!(seen["doc-008"].ends_with(".dlq"), "the empty document is dead-lettered");
     let ledger = server.ledger();
-    assert!(ledger.totals("sim-embed").calls >= 2, "knowledge base and documents embedded over HTTP");
+    assert!(
+        ledger.totals("sim-embed").calls >= 2,
+        "knowledge base and documents embedded over HTTP"
+    );
     assert!(ledger.totals("sim-small").calls >= 7);
     assert_eq!(ledger.rate_limited(), 0);
     running.stop().await;

@@ -165,7 +165,8 @@ async fn anthropic_messages_and_openai_embeddings_speak_their_apis() {
     assert_eq!(served.value.finish_reason, "end_turn");
     assert_eq!(served.value.output_tokens, server.ledger().totals("claude-sonnet").output_tokens);
 
-    let inputs = vec!["refund".to_owned(), "password reset".to_owned(), "upload timeout".to_owned()];
+    let inputs =
+        vec!["refund".to_owned(), "password reset".to_owned(), "upload timeout".to_owned()];
     let req = EmbedRequest { model: String::new(), inputs };
     let served = g.embed("emb", &req, key("d")).await.expect("embeddings");
     assert_eq!(served.value.vectors.len(), 3);
@@ -175,8 +176,8 @@ async fn anthropic_messages_and_openai_embeddings_speak_their_apis() {
 
 #[tokio::test]
 async fn wrong_credentials_are_unauthorized_and_never_echoed() {
-    let server = mock(MockConfig { api_key: Some("the-right-key".into()), ..MockConfig::default() })
-        .await;
+    let server =
+        mock(MockConfig { api_key: Some("the-right-key".into()), ..MockConfig::default() }).await;
     std::env::set_var("SLUICE_TEST_WRONG_KEY", "sk-wrong-secret-value");
     let g = gateway(
         &server,

@@ -3,7 +3,6 @@
 //! classification and the generate stage's prompt versions and routing.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use sluice::avro::{Answer, Classification, Document, Envelope, Passage, Verdict};
@@ -21,9 +20,12 @@ struct Setup {
 /// Builds every stage of `stages_yaml` with an `openai` provider `m` at a fresh mock; the
 /// example knowledge base is at `kb.jsonl` beside the topology.
 async fn setup(models: &str, stages_yaml: &str) -> Setup {
-    let server = serve("127.0.0.1:0".parse().expect("addr"), MockConfig { embedding_dim: 64, ..MockConfig::default() })
-        .await
-        .expect("mock");
+    let server = serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        MockConfig { embedding_dim: 64, ..MockConfig::default() },
+    )
+    .await
+    .expect("mock");
     let dir = tempfile::tempdir().expect("dir");
     std::fs::copy("examples/kb.jsonl", dir.path().join("kb.jsonl")).expect("kb");
     let yaml = format!(
@@ -81,7 +83,10 @@ async fn embed_sends_one_call_per_micro_batch_across_records() {
     let docs: Vec<Envelope> = (0..12)
         .map(|i| {
             let words = 10 + (i % 4) * 16;
-            doc(&format!("d{i}"), &(0..words).map(|w| format!("w{w}")).collect::<Vec<_>>().join(" "))
+            doc(
+                &format!("d{i}"),
+                &(0..words).map(|w| format!("w{w}")).collect::<Vec<_>>().join(" "),
+            )
         })
         .collect();
     let tasks: Vec<_> = docs
@@ -133,9 +138,15 @@ async fn retrieve_finds_the_expected_passages_of_the_example_knowledge_base() {
 
 fn answered(id: &str, text: &str, passages: bool) -> Envelope {
     let mut e = doc(id, "Where is my refund?");
-    e.classification = Some(Classification { label: "billing".into(), confidence: 0.9, model: "m".into() });
+    e.classification =
+        Some(Classification { label: "billing".into(), confidence: 0.9, model: "m".into() });
     if passages {
-        e.passages = vec![Passage { id: "kb-refund".into(), text: "Refunds take 5 days.".into(), score: 0.9, source: "kb".into() }];
+        e.passages = vec![Passage {
+            id: "kb-refund".into(),
+            text: "Refunds take 5 days.".into(),
+            score: 0.9,
+            source: "kb".into(),
+        }];
     }
     e.answer = Some(Answer {
         text: text.into(),
@@ -190,7 +201,11 @@ async fn review_redacts_every_planted_value_and_routes_by_verdict() {
     assert_eq!(out[0].port, Port::NeedsHuman);
     let reasons = &out[0].record.review.as_ref().expect("review").reasons;
     assert!(reasons.iter().any(|r| r.starts_with("judge: groundedness 0.20")), "{reasons:?}");
-    assert_eq!(s.server.ledger().totals("judge-model").calls, 2, "the judge skips rejected answers");
+    assert_eq!(
+        s.server.ledger().totals("judge-model").calls,
+        2,
+        "the judge skips rejected answers"
+    );
 }
 
 #[tokio::test]

@@ -48,10 +48,16 @@ pub async fn run(a: Args) -> Result<ExitCode> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} passages {per_sec} eta {eta}")
             .expect("valid template"),
     );
-    let n = index_knowledge_base(&models, &store, &a.knowledge_base, |done| bar.set_position(done as u64))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let n = index_knowledge_base(&models, &store, &a.knowledge_base, |done| {
+        bar.set_position(done as u64)
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
     bar.finish();
-    println!("indexed {n} passages into stage '{}' ({} in the store)", spec.name, store.len().await?);
+    println!(
+        "indexed {n} passages into stage '{}' ({} in the store)",
+        spec.name,
+        store.count().await?
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use super::crossref;
 use super::defaults as d;
 use super::errors::{ConfigErrors, Errors};
-use super::crossref;
 use super::model::{KafkaSettings, RegistrySettings, TopicSpec, Topology};
 use super::policy::{ModelSpec, PromptSpec, ProviderConfig};
 use super::providers;

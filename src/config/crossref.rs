@@ -70,9 +70,10 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
             false
         }
         StageKindSpec::Generate { prompt, ab, .. } => {
-            for (field, p) in
-                [("generate.prompt", Some(prompt)), ("generate.ab.prompt", ab.as_ref().map(|a| &a.prompt))]
-            {
+            for (field, p) in [
+                ("generate.prompt", Some(prompt)),
+                ("generate.ab.prompt", ab.as_ref().map(|a| &a.prompt)),
+            ] {
                 if let Some(p) = p.filter(|p| !t.prompts.contains_key(*p)) {
                     let known: Vec<&str> = t.prompts.keys().map(String::as_str).collect();
                     errors.push(
@@ -113,7 +114,9 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
                 errors.push(
                     stage,
                     "model",
-                    format!("model '{alias}' is on an anthropic provider, which has no embeddings API"),
+                    format!(
+                        "model '{alias}' is on an anthropic provider, which has no embeddings API"
+                    ),
                 );
             }
         }
@@ -126,7 +129,8 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
     if let (Some((field, dims)), Some(choice)) = (dims, &s.model) {
         for alias in chain(t, &choice.default) {
             let Some(m) = t.models.get(&alias) else { continue };
-            if let Some(ProviderSpec::Simulated(sim)) = t.providers.get(&m.provider).map(|p| &p.spec)
+            if let Some(ProviderSpec::Simulated(sim)) =
+                t.providers.get(&m.provider).map(|p| &p.spec)
             {
                 if sim.embedding_dim != dims {
                     errors.push(

@@ -28,15 +28,16 @@ pub fn classify(s: &mut Section<'_>) -> Option<StageKindSpec> {
         }
         for (i, p) in patterns.iter().enumerate() {
             if let Err(e) = regex::Regex::new(p) {
-                s.error(&format!("rules.{label}[{i}]"), format!("not a valid regular expression: {e}"));
+                s.error(
+                    &format!("rules.{label}[{i}]"),
+                    format!("not a valid regular expression: {e}"),
+                );
             }
         }
     }
     // Rules are tried in the order of `labels`.
-    let rules =
-        labels.iter().filter_map(|l| raw.get(l).map(|p| (l.clone(), p.clone()))).collect();
-    let fallback_label: String =
-        s.or("fallback_label", d::CLASSIFY_FALLBACK_LABEL.to_owned());
+    let rules = labels.iter().filter_map(|l| raw.get(l).map(|p| (l.clone(), p.clone()))).collect();
+    let fallback_label: String = s.or("fallback_label", d::CLASSIFY_FALLBACK_LABEL.to_owned());
     if !raw.is_empty() && !labels.contains(&fallback_label) {
         s.error(
             "fallback_label",
@@ -83,7 +84,10 @@ pub fn retrieve(s: &mut Section<'_>, base_dir: &Path) -> Option<StageKindSpec> {
                 })
             }
             other => {
-                st.error("kind", format!("unknown store kind '{other}' (expected embedded, qdrant)"));
+                st.error(
+                    "kind",
+                    format!("unknown store kind '{other}' (expected embedded, qdrant)"),
+                );
                 None
             }
         }

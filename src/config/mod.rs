@@ -16,8 +16,8 @@ mod topics;
 mod values;
 
 pub use compile::{compile, load};
-pub use errors::{ConfigError, ConfigErrors};
 pub use crossref::chain as fallback_chain;
+pub use errors::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use policy::*;
 pub use providers::placeholders;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::policy::{AbSplit, ModelChoice, ModelSpec, PiiSpec, PromptSpec, ProviderConfig, SecretSource};
+use super::policy::{
+    AbSplit, ModelChoice, ModelSpec, PiiSpec, PromptSpec, ProviderConfig, SecretSource,
+};
 
 /// A compiled topology file.
 #[derive(Debug, Clone)]
@@ -63,7 +65,11 @@ pub struct TopicSpec {
 #[derive(Debug, Clone)]
 pub enum StageKindSpec {
     /// With `rules` (label → regular expressions), labels without a model call.
-    Classify { labels: Vec<String>, rules: Vec<(String, Vec<String>)>, fallback_label: String },
+    Classify {
+        labels: Vec<String>,
+        rules: Vec<(String, Vec<String>)>,
+        fallback_label: String,
+    },
     Embed {
         chunk_tokens: usize,
         chunk_overlap: usize,
@@ -79,7 +85,11 @@ pub enum StageKindSpec {
         top_k: usize,
         dimensions: usize,
     },
-    Generate { prompt: String, ab: Option<AbSplit>, max_output_tokens: u32 },
+    Generate {
+        prompt: String,
+        ab: Option<AbSplit>,
+        max_output_tokens: u32,
+    },
     Review {
         blocked_terms: Vec<String>,
         judge: Option<JudgeSpec>,

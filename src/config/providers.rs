@@ -6,9 +6,8 @@ use std::path::Path;
 
 use super::defaults as d;
 use super::policy::{
-    BreakerSpec, Condition, HttpSpec, ModelChoice, ModelSpec, PiiSpec, PromptSpec,
-    ProviderConfig, ProviderSpec, RateLimit, Route, SecretSource, SimulatedSpec,
-    PROMPT_PLACEHOLDERS,
+    BreakerSpec, Condition, HttpSpec, ModelChoice, ModelSpec, PiiSpec, PromptSpec, ProviderConfig,
+    ProviderSpec, RateLimit, Route, SecretSource, SimulatedSpec, PROMPT_PLACEHOLDERS,
 };
 use super::section::Section;
 use super::values::{duration, fraction, is_valid_name, limit};
@@ -69,7 +68,13 @@ fn http(s: &mut Section<'_>, base_dir: &Path, openai: bool) -> HttpSpec {
     } else {
         s.or("anthropic_version", d::ANTHROPIC_VERSION.to_owned())
     };
-    HttpSpec { base_url: base_url.trim_end_matches('/').to_owned(), api_key, headers, azure_api_version, anthropic_version }
+    HttpSpec {
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        api_key,
+        headers,
+        azure_api_version,
+        anthropic_version,
+    }
 }
 
 /// `<key>_env` (a variable name) or `<key>_file` (a path); an inline `<key>` is an error.

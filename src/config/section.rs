@@ -180,7 +180,8 @@ impl<'e> Section<'e> {
         };
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            let mut sub = Section::new(item, stage.as_deref(), &format!("{prefix}[{i}]"), self.errors);
+            let mut sub =
+                Section::new(item, stage.as_deref(), &format!("{prefix}[{i}]"), self.errors);
             if let Some(t) = f(&mut sub) {
                 out.push(t);
             }

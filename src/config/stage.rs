@@ -54,7 +54,8 @@ pub fn parse(
             if rejected.is_none() {
                 sec.error("rejected_output", "review stages need a topic for rejected answers");
             }
-            let (h, r) = (needs_human.clone().unwrap_or_default(), rejected.clone().unwrap_or_default());
+            let (h, r) =
+                (needs_human.clone().unwrap_or_default(), rejected.clone().unwrap_or_default());
             sec.nested("review", |s| kinds::review(s, implicit, h, r))
         }
         Some(other) => {

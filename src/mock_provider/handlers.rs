@@ -41,13 +41,18 @@ fn latency(state: &MockState) -> Duration {
 
 fn error_body(api: Api, status: u16, message: &str) -> Value {
     match api {
-        Api::OpenAi => json!({ "error": { "message": message, "type": "server_error", "code": status } }),
-        Api::Anthropic => json!({ "type": "error", "error": { "type": if status == 429 { "rate_limit_error" } else { "api_error" }, "message": message } }),
+        Api::OpenAi => {
+            json!({ "error": { "message": message, "type": "server_error", "code": status } })
+        }
+        Api::Anthropic => {
+            json!({ "type": "error", "error": { "type": if status == 429 { "rate_limit_error" } else { "api_error" }, "message": message } })
+        }
     }
 }
 
 fn reply(status: u16, body: Value, wait: Option<Duration>) -> Response {
-    let mut response = (StatusCode::from_u16(status).expect("valid status"), Json(body)).into_response();
+    let mut response =
+        (StatusCode::from_u16(status).expect("valid status"), Json(body)).into_response();
     if let Some(w) = wait {
         let h = response.headers_mut();
         let secs = w.as_secs_f64().ceil().max(1.0) as u64;
@@ -60,7 +65,14 @@ fn reply(status: u16, body: Value, wait: Option<Duration>) -> Response {
 }
 
 impl MockState {
-    fn record(&self, api: &'static str, model: &str, status: u16, inputs: usize, tokens: (u64, u64)) {
+    fn record(
+        &self,
+        api: &'static str,
+        model: &str,
+        status: u16,
+        inputs: usize,
+        tokens: (u64, u64),
+    ) {
         let entry = CallEntry {
             at_us: self.started.elapsed().as_micros() as u64,
             api,
@@ -100,14 +112,24 @@ impl MockState {
 
     /// The checks every call goes through, in a real provider's order: auth, rate limit,
     /// then (after the latency) injected faults. `Err` is the response to send.
-    async fn gate(&self, api: Api, label: &'static str, model: &str, headers: &HeaderMap) -> Result<(), Response> {
+    async fn gate(
+        &self,
+        api: Api,
+        label: &'static str,
+        model: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), Response> {
         if !self.authorized(headers) {
             self.record(label, model, 401, 0, (0, 0));
             return Err(reply(401, error_body(api, 401, "invalid api key"), None));
         }
         if let Err(wait) = self.admit() {
             self.record(label, model, 429, 0, (0, 0));
-            return Err(reply(429, error_body(api, 429, "rate limit: requests per minute"), Some(wait)));
+            return Err(reply(
+                429,
+                error_body(api, 429, "rate limit: requests per minute"),
+                Some(wait),
+            ));
         }
         tokio::time::sleep(latency(self)).await;
         let forced = self.faults.lock().expect("faults lock").get(model).copied();
@@ -118,7 +140,11 @@ impl MockState {
         }
         if unit(self, b"429") < self.config.rate_limit_rate {
             self.record(label, model, 429, 0, (0, 0));
-            return Err(reply(429, error_body(api, 429, "injected rate limit"), Some(self.config.retry_after)));
+            return Err(reply(
+                429,
+                error_body(api, 429, "injected rate limit"),
+                Some(self.config.retry_after),
+            ));
         }
         if unit(self, b"err") < self.config.error_rate {
             self.record(label, model, 503, 0, (0, 0));
@@ -139,7 +165,9 @@ fn answer(model: &str, schema: Option<&Value>, user: &str, max_tokens: u64) -> S
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect()
+        }
         _ => String::new(),
     }
 }
@@ -149,12 +177,23 @@ async fn chat(state: Arc<MockState>, headers: HeaderMap, body: Value, model: Str
         return r;
     }
     let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
-    let prompt: String = messages.iter().map(|m| text_of(&m["content"])).collect::<Vec<_>>().join("\n");
-    let user = messages.iter().rev().find(|m| m["role"] == "user").map(|m| text_of(&m["content"])).unwrap_or_default();
-    let max_tokens = body.get("max_tokens").or(body.get("max_completion_tokens")).and_then(Value::as_u64).unwrap_or(256);
+    let prompt: String =
+        messages.iter().map(|m| text_of(&m["content"])).collect::<Vec<_>>().join("\n");
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| text_of(&m["content"]))
+        .unwrap_or_default();
+    let max_tokens = body
+        .get("max_tokens")
+        .or(body.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(256);
     let schema = body.pointer("/response_format/json_schema/schema");
     let text = answer(&model, schema, &user, max_tokens);
-    let (input, output) = (tokens::count(&model, &prompt) as u64, tokens::count(&model, &text) as u64);
+    let (input, output) =
+        (tokens::count(&model, &prompt) as u64, tokens::count(&model, &text) as u64);
     state.record("chat", &model, 200, 1, (input, output));
     let id = state.seq.fetch_add(1, Ordering::Relaxed);
     Json(json!({
@@ -172,7 +211,12 @@ async fn chat(state: Arc<MockState>, headers: HeaderMap, body: Value, model: Str
     .into_response()
 }
 
-async fn embeddings(state: Arc<MockState>, headers: HeaderMap, body: Value, model: String) -> Response {
+async fn embeddings(
+    state: Arc<MockState>,
+    headers: HeaderMap,
+    body: Value,
+    model: String,
+) -> Response {
     if let Err(r) = state.gate(Api::OpenAi, "embeddings", &model, &headers).await {
         return r;
     }
@@ -202,41 +246,75 @@ fn model_of(body: &Value) -> String {
     body.get("model").and_then(Value::as_str).unwrap_or("unknown").to_owned()
 }
 
-pub async fn openai_chat(State(s): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+pub async fn openai_chat(
+    State(s): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let model = model_of(&body);
     chat(s, headers, body, model).await
 }
 
-pub async fn openai_embeddings(State(s): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+pub async fn openai_embeddings(
+    State(s): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let model = model_of(&body);
     embeddings(s, headers, body, model).await
 }
 
-pub async fn azure_chat(State(s): Shared, Path(deployment): Path<String>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+pub async fn azure_chat(
+    State(s): Shared,
+    Path(deployment): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     chat(s, headers, body, deployment).await
 }
 
-pub async fn azure_embeddings(State(s): Shared, Path(deployment): Path<String>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+pub async fn azure_embeddings(
+    State(s): Shared,
+    Path(deployment): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     embeddings(s, headers, body, deployment).await
 }
 
-pub async fn anthropic_messages(State(state): Shared, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+pub async fn anthropic_messages(
+    State(state): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let model = model_of(&body);
     if headers.get("anthropic-version").is_none() {
-        return reply(400, error_body(Api::Anthropic, 400, "anthropic-version header is required"), None);
+        return reply(
+            400,
+            error_body(Api::Anthropic, 400, "anthropic-version header is required"),
+            None,
+        );
     }
     if let Err(r) = state.gate(Api::Anthropic, "messages", &model, &headers).await {
         return r;
     }
     let system = text_of(body.get("system").unwrap_or(&Value::Null));
     let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
-    let user = messages.iter().rev().find(|m| m["role"] == "user").map(|m| text_of(&m["content"])).unwrap_or_default();
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| text_of(&m["content"]))
+        .unwrap_or_default();
     let schema = system
         .split_once("JSON schema: ")
         .and_then(|(_, s)| serde_json::from_str::<Value>(s.trim()).ok());
     let max_tokens = body.get("max_tokens").and_then(Value::as_u64).unwrap_or(256);
     let text = answer(&model, schema.as_ref(), &user, max_tokens);
-    let (input, output) = (tokens::count(&model, &format!("{system}\n{user}")) as u64, tokens::count(&model, &text) as u64);
+    let (input, output) = (
+        tokens::count(&model, &format!("{system}\n{user}")) as u64,
+        tokens::count(&model, &text) as u64,
+    );
     state.record("messages", &model, 200, 1, (input, output));
     let id = state.seq.fetch_add(1, Ordering::Relaxed);
     Json(json!({
@@ -263,7 +341,11 @@ pub async fn reset(State(state): Shared) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-pub async fn set_fault(State(state): Shared, Path(model): Path<String>, Json(body): Json<Value>) -> StatusCode {
+pub async fn set_fault(
+    State(state): Shared,
+    Path(model): Path<String>,
+    Json(body): Json<Value>,
+) -> StatusCode {
     match body.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()) {
         Some(status) if (400..=599).contains(&status) => {
             state.faults.lock().expect("faults lock").insert(model, status);

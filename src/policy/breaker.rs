@@ -127,7 +127,8 @@ impl Breaker {
         let from = inner.state;
         inner.state = next;
         if from.name() != next.name() {
-            BreakerTransition { provider: &self.provider, from: from.name(), to: next.name() }.emit();
+            BreakerTransition { provider: &self.provider, from: from.name(), to: next.name() }
+                .emit();
         }
     }
 }

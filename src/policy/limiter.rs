@@ -70,7 +70,8 @@ impl TokenBucket {
 
     fn refill(&self, state: &mut (f64, Instant)) {
         let now = Instant::now();
-        state.0 = (state.0 + now.duration_since(state.1).as_secs_f64() * self.rate).min(self.capacity);
+        state.0 =
+            (state.0 + now.duration_since(state.1).as_secs_f64() * self.rate).min(self.capacity);
         state.1 = now;
     }
 

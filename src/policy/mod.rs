@@ -74,8 +74,8 @@ impl Gateway {
     pub fn new(topology: &Topology) -> Result<Self, String> {
         let mut endpoints = HashMap::new();
         for (name, config) in &topology.providers {
-            let provider =
-                Provider::from_config(name, config).map_err(|e| format!("provider '{name}': {e}"))?;
+            let provider = Provider::from_config(name, config)
+                .map_err(|e| format!("provider '{name}': {e}"))?;
             let limiter = |l: &RateLimit| Arc::new(Limiter::new(l));
             let limiters: HashMap<String, Arc<Limiter>> = config
                 .limits
@@ -199,7 +199,9 @@ impl Gateway {
     ) -> Result<Answer, ProviderError> {
         let estimate = match op {
             Op::Chat(r) => {
-                tokens::count(model, &r.system) + tokens::count(model, &r.user) + r.max_tokens as usize
+                tokens::count(model, &r.system)
+                    + tokens::count(model, &r.user)
+                    + r.max_tokens as usize
             }
             Op::Embed(r) => r.inputs.iter().map(|t| tokens::count(model, t)).sum(),
         } as u64;
@@ -264,14 +266,16 @@ impl Served<()> {
 /// Every model of the chain failed: report the last failure, due when the earliest of them may
 /// be tried again (no due time if any failure gave none).
 fn combine(failures: Vec<ProviderError>) -> ProviderError {
-    let wait = failures.iter().map(ProviderError::retry_after).try_fold(
-        Duration::MAX,
-        |acc, w| w.map(|w| acc.min(w)),
-    );
+    let wait = failures
+        .iter()
+        .map(ProviderError::retry_after)
+        .try_fold(Duration::MAX, |acc, w| w.map(|w| acc.min(w)));
     let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
     let message = messages.join("; then ");
     match failures.last() {
-        Some(ProviderError::RateLimited { .. }) => ProviderError::RateLimited { message, retry_after: wait },
+        Some(ProviderError::RateLimited { .. }) => {
+            ProviderError::RateLimited { message, retry_after: wait }
+        }
         _ => ProviderError::Unavailable { message, retry_after: wait },
     }
 }

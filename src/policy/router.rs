@@ -30,9 +30,10 @@ fn matches(c: &Condition, input: &RouteInput<'_>) -> bool {
     let tenant_ok = c.tenants.is_empty() || c.tenants.iter().any(|t| t == input.tenant);
     let min_ok = c.min_tokens.is_none_or(|m| input.tokens >= m);
     let max_ok = c.max_tokens.is_none_or(|m| input.tokens <= m);
-    let meta_ok = c.metadata.iter().all(|(k, values)| {
-        input.metadata.get(k).is_some_and(|v| values.iter().any(|x| x == v))
-    });
+    let meta_ok = c
+        .metadata
+        .iter()
+        .all(|(k, values)| input.metadata.get(k).is_some_and(|v| values.iter().any(|x| x == v)));
     label_ok && tenant_ok && min_ok && max_ok && meta_ok
 }
 
@@ -76,7 +77,8 @@ mod tests {
     fn first_matching_route_wins() {
         let meta = BTreeMap::new();
         let high: BTreeMap<String, String> = [("priority".into(), "high".into())].into();
-        let input = |label, tenant, tokens, metadata| RouteInput { label, tenant, tokens, metadata };
+        let input =
+            |label, tenant, tokens, metadata| RouteInput { label, tenant, tokens, metadata };
         let c = choice();
         assert_eq!(choose(&c, &input(Some("billing"), "t", 20, &meta)), "small");
         assert_eq!(choose(&c, &input(Some("legal"), "t", 20, &meta)), "large");

@@ -59,7 +59,8 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 pub fn base_headers(spec: &HttpSpec) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for (k, v) in &spec.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name '{k}': {e}"))?;
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name '{k}': {e}"))?;
         let value = HeaderValue::from_str(v).map_err(|e| format!("header '{k}': {e}"))?;
         headers.insert(name, value);
     }
@@ -67,7 +68,11 @@ pub fn base_headers(spec: &HttpSpec) -> Result<HeaderMap, String> {
 }
 
 /// Adds a credential header, marked sensitive (hyper then keeps it out of its own debug output).
-pub fn insert_secret(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), String> {
+pub fn insert_secret(
+    headers: &mut HeaderMap,
+    name: &'static str,
+    value: &str,
+) -> Result<(), String> {
     let mut value = HeaderValue::from_str(value)
         .map_err(|_| "the api key contains characters not allowed in a header".to_owned())?;
     value.set_sensitive(true);
@@ -114,7 +119,12 @@ pub fn transport_error(provider: &str, e: &reqwest::Error) -> ProviderError {
 }
 
 /// A non-success status, classified; `body` is the provider's error text (truncated).
-pub fn status_error(provider: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> ProviderError {
+pub fn status_error(
+    provider: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+) -> ProviderError {
     let snippet: String = body.chars().take(300).collect();
     let message = format!("{provider}: HTTP {status}: {snippet}");
     let retry_after = retry_after(headers, SystemTime::now());
@@ -214,7 +224,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
         }
         h
     }

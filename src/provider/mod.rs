@@ -139,9 +139,7 @@ impl Provider {
         Ok(match &config.spec {
             ProviderSpec::Simulated(s) => Self::Simulated(Simulated::new(name, s.clone())),
             ProviderSpec::OpenAi(h) => Self::OpenAi(OpenAi::new(name, h, config.timeout)?),
-            ProviderSpec::Anthropic(h) => {
-                Self::Anthropic(Anthropic::new(name, h, config.timeout)?)
-            }
+            ProviderSpec::Anthropic(h) => Self::Anthropic(Anthropic::new(name, h, config.timeout)?),
         })
     }
 

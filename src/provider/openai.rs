@@ -28,9 +28,11 @@ impl OpenAi {
         if let Some(key) = key {
             match spec.azure_api_version {
                 Some(_) => http::insert_secret(&mut headers, "api-key", key.expose())?,
-                None => {
-                    http::insert_secret(&mut headers, "authorization", &format!("Bearer {}", key.expose()))?
-                }
+                None => http::insert_secret(
+                    &mut headers,
+                    "authorization",
+                    &format!("Bearer {}", key.expose()),
+                )?,
             }
         }
         Ok(Self {
@@ -110,7 +112,10 @@ impl OpenAi {
         let body = json!({ "model": req.model, "input": req.inputs });
         let value = self.post(self.url(&req.model, "embeddings"), &body).await?;
         let parsed: Embeddings = serde_json::from_value(value).map_err(|e| {
-            ProviderError::unavailable(format!("{}: unexpected embeddings response: {e}", self.name))
+            ProviderError::unavailable(format!(
+                "{}: unexpected embeddings response: {e}",
+                self.name
+            ))
         })?;
         let mut data = parsed.data;
         data.sort_by_key(|d| d.index);

@@ -95,11 +95,14 @@ impl<S: Stage> Worker<S> {
             let attempt = state.attempts + local;
             let cx = StageContext { stage: &self.spec.name, attempt };
             let deadline = self.spec.deadline;
-            let error = match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
-                Ok(Ok(emits)) => return self.encode(message, emits),
-                Ok(Err(e)) => e,
-                Err(_) => StageError::retryable(format!("attempt exceeded the stage deadline of {deadline:?}")),
-            };
+            let error =
+                match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
+                    Ok(Ok(emits)) => return self.encode(message, emits),
+                    Ok(Err(e)) => e,
+                    Err(_) => StageError::retryable(format!(
+                        "attempt exceeded the stage deadline of {deadline:?}"
+                    )),
+                };
             let text = error.to_string();
             AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }
                 .emit();

@@ -43,13 +43,12 @@ impl Batcher {
     /// Embeds `texts`; they may share calls with other records' chunks.
     pub async fn embed(&self, texts: Vec<String>, key: CallKey<'_>) -> Reply {
         let (reply, rx) = oneshot::channel();
-        let request = Request {
-            texts,
-            document_id: key.document_id.to_owned(),
-            attempt: key.attempt,
-            reply,
-        };
-        self.tx.send(request).await.map_err(|_| ProviderError::unavailable("embedding batcher stopped"))?;
+        let request =
+            Request { texts, document_id: key.document_id.to_owned(), attempt: key.attempt, reply };
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| ProviderError::unavailable("embedding batcher stopped"))?;
         rx.await.map_err(|_| ProviderError::unavailable("embedding batcher stopped"))?
     }
 }
@@ -119,7 +118,11 @@ async fn run(models: Models, batch_size: usize, linger: Duration, mut rx: mpsc::
     }
 }
 
-fn deliver(jobs: &mut HashMap<u64, Pending>, items: Vec<(u64, usize)>, result: Result<(Vec<Vec<f32>>, String), ProviderError>) {
+fn deliver(
+    jobs: &mut HashMap<u64, Pending>,
+    items: Vec<(u64, usize)>,
+    result: Result<(Vec<Vec<f32>>, String), ProviderError>,
+) {
     match result {
         Ok((vectors, model)) if vectors.len() == items.len() => {
             for ((job, i), v) in items.into_iter().zip(vectors) {
@@ -158,4 +161,3 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
-

@@ -33,7 +33,13 @@ impl Generate {
         ab: Option<AbSplit>,
         max_output_tokens: u32,
     ) -> Self {
-        Self { models, prompts: topology.prompts.clone(), prompt: prompt.to_owned(), ab, max_output_tokens }
+        Self {
+            models,
+            prompts: topology.prompts.clone(),
+            prompt: prompt.to_owned(),
+            ab,
+            max_output_tokens,
+        }
     }
 
     /// The template version this document gets: the A/B variant for its share of ids.
@@ -52,11 +58,16 @@ impl Generate {
         let version = self.version_for(&input.document.id).to_owned();
         let template = &self.prompts[&version];
         let alias = self.models.pick(&input).to_owned();
-        let spec = self.models.gateway.model(&alias).ok_or_else(|| {
-            StageError::Fatal { reason: format!("model '{alias}' is not in the topology") }
+        let spec = self.models.gateway.model(&alias).ok_or_else(|| StageError::Fatal {
+            reason: format!("model '{alias}' is not in the topology"),
         })?;
         let label = input.classification.as_ref().map_or("", |c| c.label.as_str()).to_owned();
-        let mut fill = Fill { document: &input.document.content, label: &label, tenant: &input.document.tenant, passages: "" };
+        let mut fill = Fill {
+            document: &input.document.content,
+            label: &label,
+            tenant: &input.document.tenant,
+            passages: "",
+        };
         let (system, bare) = messages(template, &fill);
         let fixed = tokens::count(&spec.name, &system) + tokens::count(&spec.name, &bare);
         let budget = spec
@@ -72,8 +83,15 @@ impl Generate {
         let passages = fit_passages(&spec.name, &input.passages, budget);
         fill.passages = &passages;
         let (system, user) = messages(template, &fill);
-        let request = ChatRequest { model: String::new(), system, user, json_schema: None, max_tokens: self.max_output_tokens };
-        let served = self.models.gateway.chat(&alias, &request, cx.call_key(&input.document.id)).await?;
+        let request = ChatRequest {
+            model: String::new(),
+            system,
+            user,
+            json_schema: None,
+            max_tokens: self.max_output_tokens,
+        };
+        let served =
+            self.models.gateway.chat(&alias, &request, cx.call_key(&input.document.id)).await?;
         let r = served.value;
         input.answer = Some(Answer {
             text: r.text,

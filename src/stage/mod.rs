@@ -155,32 +155,36 @@ impl AnyStage {
                 let models = if rules.is_empty() { Some(need("classify")?) } else { None };
                 StageKind::Classify(Classify::new(models, labels.clone(), rules, fallback_label))
             }
-            StageKindSpec::Embed { chunk_tokens, chunk_overlap, batch_size, linger, dimensions } => {
-                StageKind::Embed(Embed::new(
-                    need("embed")?,
-                    *chunk_tokens,
-                    *chunk_overlap,
-                    *batch_size,
-                    *linger,
-                    *dimensions,
-                ))
-            }
+            StageKindSpec::Embed {
+                chunk_tokens,
+                chunk_overlap,
+                batch_size,
+                linger,
+                dimensions,
+            } => StageKind::Embed(Embed::new(
+                need("embed")?,
+                *chunk_tokens,
+                *chunk_overlap,
+                *batch_size,
+                *linger,
+                *dimensions,
+            )),
             StageKindSpec::Retrieve { store, knowledge_base, top_k, dimensions } => {
                 StageKind::Retrieve(
-                    Retrieve::open(need("retrieve")?, store, knowledge_base.as_deref(), *top_k, *dimensions)
-                        .await
-                        .map_err(invalid)?,
+                    Retrieve::open(
+                        need("retrieve")?,
+                        store,
+                        knowledge_base.as_deref(),
+                        *top_k,
+                        *dimensions,
+                    )
+                    .await
+                    .map_err(invalid)?,
                 )
             }
-            StageKindSpec::Generate { prompt, ab, max_output_tokens } => {
-                StageKind::Generate(Generate::new(
-                    need("generate")?,
-                    topology,
-                    prompt,
-                    ab.clone(),
-                    *max_output_tokens,
-                ))
-            }
+            StageKindSpec::Generate { prompt, ab, max_output_tokens } => StageKind::Generate(
+                Generate::new(need("generate")?, topology, prompt, ab.clone(), *max_output_tokens),
+            ),
             StageKindSpec::Review { blocked_terms, judge, .. } => {
                 let judge = judge.as_ref().map(|j| {
                     let choice = ModelChoice { default: j.model.clone(), routes: Vec::new() };

@@ -40,7 +40,7 @@ impl Retrieve {
     ) -> Result<Self, String> {
         let store = VectorStore::open(store, dimensions).await.map_err(|e| e.to_string())?;
         if let Some(kb) = knowledge_base {
-            if store.len().await.map_err(|e| e.to_string())? == 0 {
+            if store.count().await.map_err(|e| e.to_string())? == 0 {
                 index_knowledge_base(&models, &store, kb, |_| {}).await?;
             }
         }
@@ -52,9 +52,15 @@ impl Retrieve {
         mut input: Envelope,
         cx: StageContext<'_>,
     ) -> Result<Vec<Emit>, StageError> {
-        let own = self.models.gateway.model(&self.models.choice.default).map(|m| served_name(&m.provider, &m.name));
+        let own = self
+            .models
+            .gateway
+            .model(&self.models.choice.default)
+            .map(|m| served_name(&m.provider, &m.name));
         let query = match input.chunks.as_slice() {
-            chunks @ [_, ..] if input.embedding_model == own => mean(chunks.iter().map(|c| c.vector.as_slice())),
+            chunks @ [_, ..] if input.embedding_model == own => {
+                mean(chunks.iter().map(|c| c.vector.as_slice()))
+            }
             _ => {
                 let name = self.models.model_name(&self.models.choice.default);
                 let text = tokens::truncate(name, &input.document.content, 512);
@@ -64,7 +70,12 @@ impl Retrieve {
                     .gateway
                     .embed(&self.models.choice.default, &request, cx.call_key(&input.document.id))
                     .await?;
-                served.value.vectors.into_iter().next().ok_or_else(|| StageError::retryable("provider returned no vector"))?
+                served
+                    .value
+                    .vectors
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StageError::retryable("provider returned no vector"))?
             }
         };
         input.passages = self.store.search(&query, self.top_k).await?;
@@ -113,19 +124,30 @@ pub async fn index_knowledge_base(
             serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", kb.display(), n + 1))?;
         lines.push(l);
     }
-    let default_source = kb.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let default_source =
+        kb.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
     let mut done = 0;
     for batch in lines.chunks(64) {
-        let request = EmbedRequest { model: String::new(), inputs: batch.iter().map(|l| l.text.clone()).collect() };
+        let request = EmbedRequest {
+            model: String::new(),
+            inputs: batch.iter().map(|l| l.text.clone()).collect(),
+        };
         let mut backoff = infrastructure_backoff();
         let mut attempt = 1;
         let vectors = loop {
             let key = CallKey { document_id: &batch[0].id, stage: "index", attempt };
             match models.gateway.embed(&models.choice.default, &request, key).await {
                 Ok(s) if s.value.vectors.len() == batch.len() => break s.value.vectors,
-                Ok(s) => return Err(format!("provider returned {} vectors for {} passages", s.value.vectors.len(), batch.len())),
+                Ok(s) => {
+                    return Err(format!(
+                        "provider returned {} vectors for {} passages",
+                        s.value.vectors.len(),
+                        batch.len()
+                    ))
+                }
                 Err(e) if e.is_retryable() && attempt < 8 => {
-                    let wait = backoff.next().unwrap_or_default().max(e.retry_after().unwrap_or_default());
+                    let wait =
+                        backoff.next().unwrap_or_default().max(e.retry_after().unwrap_or_default());
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

@@ -17,7 +17,11 @@ pub struct Review {
 }
 
 impl Review {
-    pub fn new(blocked_terms: Vec<String>, redactor: Redactor, judge: Option<(Models, f64)>) -> Self {
+    pub fn new(
+        blocked_terms: Vec<String>,
+        redactor: Redactor,
+        judge: Option<(Models, f64)>,
+    ) -> Self {
         let judge_schema = serde_json::json!({
             "type": "object",
             "properties": {
@@ -85,15 +89,24 @@ impl Review {
     }
 
     /// The judge's groundedness score in 0..1; an unusable answer is a retryable failure.
-    async fn judge(&self, models: &Models, input: &Envelope, cx: StageContext<'_>) -> Result<f64, StageError> {
+    async fn judge(
+        &self,
+        models: &Models,
+        input: &Envelope,
+        cx: StageContext<'_>,
+    ) -> Result<f64, StageError> {
         let answer = input.answer.as_ref().map_or("", |a| a.text.as_str());
-        let passages: String = input.passages.iter().map(|p| format!("[{}] {}\n", p.id, p.text)).collect();
+        let passages: String =
+            input.passages.iter().map(|p| format!("[{}] {}\n", p.id, p.text)).collect();
         let request = ChatRequest {
             model: String::new(),
             system: "You judge whether an answer is supported by the given passages. Score 1 when \
                      every claim is supported, 0 when none is."
                 .into(),
-            user: format!("Passages:\n{passages}\nQuestion: {}\nAnswer: {answer}", input.document.content),
+            user: format!(
+                "Passages:\n{passages}\nQuestion: {}\nAnswer: {answer}",
+                input.document.content
+            ),
             json_schema: Some(self.judge_schema.clone()),
             max_tokens: 100,
         };

@@ -56,7 +56,7 @@ impl Embedded {
         Ok(Self { dir: dir.to_path_buf(), dimensions, entries: RwLock::new(entries) })
     }
 
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.entries.read().expect("store lock").len()
     }
 
@@ -81,7 +81,8 @@ impl Embedded {
 
     /// Writes both files beside the old ones, then renames them over (vectors last).
     fn persist(&self, entries: &[Entry]) -> Result<(), StoreError> {
-        let fail = |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", self.dir.display()));
+        let fail =
+            |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", self.dir.display()));
         let mut lines = Vec::new();
         let mut vectors = Vec::with_capacity(entries.len() * self.dimensions * 4);
         for e in entries {
@@ -107,7 +108,8 @@ impl Embedded {
             .filter(|e| e.vector.len() == query.len())
             .map(|e| (e.vector.iter().zip(query).map(|(a, b)| a * b).sum(), e))
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.passage.id.cmp(&b.1.passage.id)));
+        scored
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.passage.id.cmp(&b.1.passage.id)));
         scored
             .into_iter()
             .take(k)
@@ -134,7 +136,7 @@ mod tests {
         s.upsert(vec![entry("a", [1.0, 0.0]), entry("b", [0.0, 1.0])]).expect("upsert");
         s.upsert(vec![entry("a", [0.6, 0.8])]).expect("replace");
         let reopened = Embedded::open(dir.path(), 2).expect("reopen");
-        assert_eq!(reopened.len(), 2);
+        assert_eq!(reopened.count(), 2);
         let top = reopened.search(&[0.0, 1.0], 2);
         assert_eq!(top.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["b", "a"]);
         assert!((top[1].score - 0.8).abs() < 1e-6);

@@ -59,10 +59,10 @@ impl VectorStore {
         }
     }
 
-    pub async fn len(&self) -> Result<usize, StoreError> {
+    pub async fn count(&self) -> Result<usize, StoreError> {
         match self {
-            Self::Embedded(s) => Ok(s.len()),
-            Self::Qdrant(s) => s.len().await,
+            Self::Embedded(s) => Ok(s.count()),
+            Self::Qdrant(s) => s.count().await,
         }
     }
 }

@@ -24,7 +24,8 @@ impl Qdrant {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(source) = api_key {
             let key = http::load_secret(source).map_err(StoreError::Invalid)?;
-            http::insert_secret(&mut headers, "api-key", key.expose()).map_err(StoreError::Invalid)?;
+            http::insert_secret(&mut headers, "api-key", key.expose())
+                .map_err(StoreError::Invalid)?;
         }
         let store = Self {
             base: format!("{url}/collections/{collection}"),
@@ -33,7 +34,8 @@ impl Qdrant {
         };
         match store.request(reqwest::Method::GET, "", None).await {
             Ok(info) => {
-                let size = info.pointer("/result/config/params/vectors/size").and_then(Value::as_u64);
+                let size =
+                    info.pointer("/result/config/params/vectors/size").and_then(Value::as_u64);
                 if size.is_some_and(|s| s as usize != dimensions) {
                     return Err(StoreError::Invalid(format!(
                         "collection '{collection}' holds {}-dimensional vectors, the stage expects \
@@ -57,13 +59,17 @@ impl Qdrant {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, StoreError> {
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).headers(self.headers.clone());
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .headers(self.headers.clone());
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| StoreError::Unavailable(format!("qdrant: {e}")))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| StoreError::Unavailable(format!("qdrant: {e}")))?;
+        let text =
+            resp.text().await.map_err(|e| StoreError::Unavailable(format!("qdrant: {e}")))?;
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(StoreError::Unavailable(format!("qdrant: HTTP {status}: {text}")));
         }
@@ -103,7 +109,10 @@ impl Qdrant {
             .iter()
             .map(|h| {
                 let field = |name: &str| {
-                    h.pointer(&format!("/payload/{name}")).and_then(Value::as_str).unwrap_or("").to_owned()
+                    h.pointer(&format!("/payload/{name}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
                 };
                 Passage {
                     id: field("passage_id"),
@@ -115,9 +124,10 @@ impl Qdrant {
             .collect())
     }
 
-    pub async fn len(&self) -> Result<usize, StoreError> {
-        let answer =
-            self.request(reqwest::Method::POST, "/points/count", Some(json!({ "exact": true }))).await?;
+    pub async fn count(&self) -> Result<usize, StoreError> {
+        let answer = self
+            .request(reqwest::Method::POST, "/points/count", Some(json!({ "exact": true })))
+            .await?;
         Ok(answer.pointer("/result/count").and_then(Value::as_u64).unwrap_or(0) as usize)
     }
 }

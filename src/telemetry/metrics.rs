@@ -87,7 +87,9 @@ fn build() -> Metrics {
     .expect("valid");
     let model_call_seconds = HistogramVec::new(
         HistogramOpts::new("model_call_duration_seconds", "Latency of successful model calls.")
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
         &["provider", "model"],
     )
     .expect("valid");

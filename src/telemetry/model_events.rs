@@ -76,9 +76,19 @@ impl BreakerTransition<'_> {
         };
         metrics().breaker_state.with_label_values(&[self.provider]).set(level);
         if self.to == "open" {
-            tracing::warn!(provider = self.provider, from = self.from, to = self.to, "circuit breaker opened");
+            tracing::warn!(
+                provider = self.provider,
+                from = self.from,
+                to = self.to,
+                "circuit breaker opened"
+            );
         } else {
-            tracing::info!(provider = self.provider, from = self.from, to = self.to, "circuit breaker transition");
+            tracing::info!(
+                provider = self.provider,
+                from = self.from,
+                to = self.to,
+                "circuit breaker transition"
+            );
         }
     }
 }

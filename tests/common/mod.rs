@@ -379,17 +379,23 @@ pub async fn raw_headers(h: &Harness, topic: &str) -> Vec<HashMap<String, String
     tokio::task::spawn_blocking(move || {
         let r = reader(&kafka, &[topic.as_str()], true).expect("reader");
         let mut out = Vec::new();
-        r.drain(None, true, Duration::from_secs(5), || false, |m| {
-            let mut map = HashMap::new();
-            if let Some(hs) = m.headers() {
-                for hd in hs.iter() {
-                    let v = hd.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                    map.insert(hd.key.to_owned(), v.unwrap_or_default());
+        r.drain(
+            None,
+            true,
+            Duration::from_secs(5),
+            || false,
+            |m| {
+                let mut map = HashMap::new();
+                if let Some(hs) = m.headers() {
+                    for hd in hs.iter() {
+                        let v = hd.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        map.insert(hd.key.to_owned(), v.unwrap_or_default());
+                    }
                 }
-            }
-            out.push(map);
-            true
-        })
+                out.push(map);
+                true
+            },
+        )
         .expect("drain");
         out
     })
