@@ -21,7 +21,7 @@ fn validate_exits_zero_for_good_files_and_two_with_every_problem() {
     let bad = sluice(&["validate", "tests/fixtures/bad-topology.yaml"]).output().expect("run");
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.starts_with("12 problem(s)"), "{stderr}");
+    assert!(stderr.starts_with("19 problem(s)"), "{stderr}");
     assert!(
         stderr.contains("bad-topology.yaml: stage 'embed': field 'colour': unknown key"),
         "{stderr}"
@@ -127,7 +127,8 @@ fn dev_stack_serves_external_producers_and_consumers_and_stops_on_sigterm() {
                     v["partition"].is_i64() && v["offset"].is_i64() && v["headers"].is_object()
                 );
                 seen.push(v["key"].as_str().expect("key").to_owned());
-                assert_eq!(v["value"]["answer"]["prompt_version"], "answer@1");
+                let version = v["value"]["answer"]["prompt_version"].as_str();
+                assert!(matches!(version, Some("answer@1" | "answer@2")), "{version:?}");
             }
         }
         std::thread::sleep(Duration::from_millis(300));

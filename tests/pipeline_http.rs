@@ -50,7 +50,7 @@ struct Running {
 impl Running {
     async fn stop(self) {
         self.shutdown.request();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
+        tokio::time::timeout(Duration::from_secs(15), self.task)
             .await
             .expect("the pipeline stops")
             .expect("pipeline task");
@@ -129,15 +129,18 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
 async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     let key = "sk-test-e2e-secret-4c1f";
     std::env::set_var("SLUICE_E2E_KEY", key);
-    let server =
-        mock(MockConfig { api_key: Some(key.into()), embedding_dim: 64, ..MockConfig::default() })
-            .await;
+    // The mock's own vectors are 1536-dimensional; the provider asks for 64, as it would OpenAI.
+    let config =
+        MockConfig { api_key: Some(key.into()), embedding_dim: 1536, ..MockConfig::default() };
+    let server = mock(config).await;
     let original = std::fs::read_to_string("topologies/support-rag.yaml").expect("topology");
     let start_at = original.find("\nproviders:").expect("providers block");
     let end_at = original.find("\n# Logical models").expect("models block");
     let store = tempfile::tempdir().expect("store dir");
     let yaml = format!(
-        "{}\nproviders:\n  sim:\n    kind: openai\n    base_url: {}\n    api_key_env: SLUICE_E2E_KEY\n{}",
+        "{}\nproviders:\n  sim:\n    kind: openai\n    base_url: {}\n    api_key_env: SLUICE_E2E_KEY\n    \
+         embedding_dimensions: 64\n    model_names: {{ sim-small: gpt-4o-mini, sim-small-2: \
+         gpt-4.1-mini, sim-large: gpt-4o, sim-embed: text-embedding-3-small }}\n{}",
         &original[..start_at],
         server.openai_url(),
         &original[end_at..]
@@ -177,7 +180,7 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
                     json["answer"]["prompt_version"].as_str().expect("version").to_owned();
                 assert!(version == "answer@1" || version == "answer@2");
                 if id == "doc-004" {
-                    assert_eq!(model, "sim/sim-large", "legal documents route to the large model");
+                    assert_eq!(model, "sim/gpt-4o", "legal documents route to the large model");
                 } else {
                     assert!(model.starts_with("sim/"), "{model}");
                 }
@@ -188,10 +191,10 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     assert!(seen["doc-008"].ends_with(".dlq"), "the empty document is dead-lettered");
     let ledger = server.ledger();
     assert!(
-        ledger.totals("sim-embed").calls >= 2,
+        ledger.totals("text-embedding-3-small").calls >= 2,
         "knowledge base and documents embedded over HTTP"
     );
-    assert!(ledger.totals("sim-small").calls >= 7);
+    assert!(ledger.totals("gpt-4o-mini").calls >= 7);
     assert_eq!(ledger.rate_limited(), 0);
     running.stop().await;
 }

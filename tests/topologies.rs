@@ -90,10 +90,11 @@ fn cross_checks_catch_loops_and_shared_topics() {
     let yaml = r#"
 pipeline: p
 providers: { sim: { kind: simulated } }
+prompts: { answer@1: { user: "{{document}}" } }
 inputs: { docs: {} }
 stages:
-  a: { kind: generate, input: docs, output: docs, model: { provider: sim, name: m } }
-  b: { kind: generate, input: docs, output: x, model: { provider: sim, name: m } }
+  a: { kind: generate, input: docs, output: docs, model: { provider: sim, name: m }, generate: { prompt: answer@1 } }
+  b: { kind: generate, input: docs, output: x, model: { provider: sim, name: m }, generate: { prompt: answer@1 } }
   c: { kind: classify, input: x, output: x2, model: { provider: sim, name: m }, classify: { labels: [l] }, rejected_output: r }
 "#;
     let errors = compile(Path::new("loop.yaml"), yaml).expect_err("invalid").0;

@@ -67,6 +67,11 @@ pub struct HttpSpec {
     pub azure_api_version: Option<String>,
     /// Anthropic: the `anthropic-version` header.
     pub anthropic_version: String,
+    /// The topology's model names → this endpoint's, so a topology moves between endpoints by
+    /// changing only its provider block. Names not listed are sent as they are.
+    pub model_names: BTreeMap<String, String>,
+    /// OpenAI `text-embedding-3-*`: ask for vectors of this size (the `dimensions` parameter).
+    pub embedding_dimensions: Option<usize>,
 }
 
 /// Where a secret is read from when the worker starts. Secrets are never written inline.

@@ -68,12 +68,16 @@ fn http(s: &mut Section<'_>, base_dir: &Path, openai: bool) -> HttpSpec {
     } else {
         s.or("anthropic_version", d::ANTHROPIC_VERSION.to_owned())
     };
+    let model_names = s.or("model_names", BTreeMap::new());
+    let embedding_dimensions = if openai { s.opt("embedding_dimensions") } else { None };
     HttpSpec {
         base_url: base_url.trim_end_matches('/').to_owned(),
         api_key,
         headers,
         azure_api_version,
         anthropic_version,
+        model_names,
+        embedding_dimensions,
     }
 }
 

@@ -225,7 +225,10 @@ async fn embeddings(
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         _ => Vec::new(),
     };
-    let dim = state.config.embedding_dim;
+    let dim = body
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .map_or(state.config.embedding_dim, |d| d as usize);
     let input: u64 = inputs.iter().map(|t| tokens::count(&model, t) as u64).sum();
     state.record("embeddings", &model, 200, inputs.len(), (input, 0));
     let data: Vec<Value> = inputs

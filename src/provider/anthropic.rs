@@ -16,6 +16,7 @@ pub struct Anthropic {
     url: String,
     headers: reqwest::header::HeaderMap,
     client: reqwest::Client,
+    model_names: std::collections::BTreeMap<String, String>,
 }
 
 impl Anthropic {
@@ -33,10 +34,12 @@ impl Anthropic {
             url: format!("{}/v1/messages", spec.base_url),
             headers,
             client: http::client(timeout),
+            model_names: spec.model_names.clone(),
         })
     }
 
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let model = self.model_names.get(&req.model).unwrap_or(&req.model);
         let system = match &req.json_schema {
             Some(schema) => format!(
                 "{}\n\nReply with one JSON object and nothing else. It must match this JSON \
@@ -46,7 +49,7 @@ impl Anthropic {
             None => req.system.clone(),
         };
         let body = json!({
-            "model": req.model,
+            "model": model,
             "max_tokens": req.max_tokens,
             "system": system,
             "messages": [{ "role": "user", "content": req.user }],
@@ -67,7 +70,7 @@ impl Anthropic {
             .collect();
         Ok(ChatResponse {
             text,
-            model: parsed.model.unwrap_or_else(|| req.model.clone()),
+            model: parsed.model.unwrap_or_else(|| model.clone()),
             input_tokens: parsed.usage.input_tokens + parsed.usage.cache_read_input_tokens,
             output_tokens: parsed.usage.output_tokens,
             cached_tokens: parsed.usage.cache_read_input_tokens,

@@ -19,6 +19,8 @@ pub struct OpenAi {
     azure_api_version: Option<String>,
     headers: reqwest::header::HeaderMap,
     client: reqwest::Client,
+    model_names: std::collections::BTreeMap<String, String>,
+    embedding_dimensions: Option<usize>,
 }
 
 impl OpenAi {
@@ -41,6 +43,8 @@ impl OpenAi {
             azure_api_version: spec.azure_api_version.clone(),
             headers,
             client: http::client(timeout),
+            model_names: spec.model_names.clone(),
+            embedding_dimensions: spec.embedding_dimensions,
         })
     }
 
@@ -57,8 +61,9 @@ impl OpenAi {
     }
 
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let model = self.model_names.get(&req.model).unwrap_or(&req.model);
         let mut body = json!({
-            "model": req.model,
+            "model": model,
             "messages": [
                 { "role": "system", "content": req.system },
                 { "role": "user", "content": req.user },
@@ -72,7 +77,7 @@ impl OpenAi {
             });
         }
         let started = Instant::now();
-        let value = self.post(self.url(&req.model, "chat/completions"), &body).await?;
+        let value = self.post(self.url(model, "chat/completions"), &body).await?;
         let latency = started.elapsed();
         let parsed: ChatCompletion = serde_json::from_value(value).map_err(|e| {
             ProviderError::unavailable(format!("{}: unexpected chat response: {e}", self.name))
@@ -89,16 +94,15 @@ impl OpenAi {
                 false,
             ),
             None => (
-                (tokens::count(&req.model, &req.system) + tokens::count(&req.model, &req.user))
-                    as u64,
-                tokens::count(&req.model, &text) as u64,
+                (tokens::count(model, &req.system) + tokens::count(model, &req.user)) as u64,
+                tokens::count(model, &text) as u64,
                 0,
                 true,
             ),
         };
         Ok(ChatResponse {
             text,
-            model: parsed.model.unwrap_or_else(|| req.model.clone()),
+            model: parsed.model.unwrap_or_else(|| model.clone()),
             input_tokens,
             output_tokens,
             cached_tokens,
@@ -109,8 +113,12 @@ impl OpenAi {
     }
 
     pub async fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
-        let body = json!({ "model": req.model, "input": req.inputs });
-        let value = self.post(self.url(&req.model, "embeddings"), &body).await?;
+        let model = self.model_names.get(&req.model).unwrap_or(&req.model);
+        let mut body = json!({ "model": model, "input": req.inputs });
+        if let Some(d) = self.embedding_dimensions {
+            body["dimensions"] = json!(d);
+        }
+        let value = self.post(self.url(model, "embeddings"), &body).await?;
         let parsed: Embeddings = serde_json::from_value(value).map_err(|e| {
             ProviderError::unavailable(format!(
                 "{}: unexpected embeddings response: {e}",
@@ -121,11 +129,11 @@ impl OpenAi {
         data.sort_by_key(|d| d.index);
         let (input_tokens, estimated) = match parsed.usage {
             Some(u) => (u.prompt_tokens, false),
-            None => (req.inputs.iter().map(|t| tokens::count(&req.model, t) as u64).sum(), true),
+            None => (req.inputs.iter().map(|t| tokens::count(model, t) as u64).sum(), true),
         };
         Ok(EmbedResponse {
             vectors: data.into_iter().map(|d| d.embedding).collect(),
-            model: parsed.model.unwrap_or_else(|| req.model.clone()),
+            model: parsed.model.unwrap_or_else(|| model.clone()),
             input_tokens,
             tokens_estimated: estimated,
         })

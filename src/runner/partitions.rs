@@ -4,7 +4,6 @@
 //! from the rebalance callback, which waits here (bounded) for in-flight records to finish.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,9 @@ struct PartState {
     epoch: u64,
     /// Every admitted record whose offset is not yet stored.
     window: Window,
+    /// Retry records in the window waiting for their due time: never waited for at revocation
+    /// or shutdown (they are redelivered to whoever owns the partition next).
+    deferred: usize,
     /// Records handed to workers and not yet done (at most `per_partition`).
     running: usize,
     /// Admitted records ready to run, waiting for a free slot, oldest first.
@@ -46,6 +48,11 @@ struct PartState {
 }
 
 impl PartState {
+    /// Records in the window that are being (or waiting to be) processed, not parked.
+    fn working(&self) -> usize {
+        self.window.len().saturating_sub(self.deferred)
+    }
+
     /// Hands ready records to workers while there are free slots.
     fn pump(&mut self, per_partition: usize, jobs: &UnboundedSender<Job>) {
         while self.running < per_partition {
@@ -67,7 +74,6 @@ pub struct Partitions {
     inner: Mutex<Inner>,
     /// Records admitted but waiting for their due time (retry topics); they hold their offsets
     /// but are not waited for at shutdown.
-    deferred: AtomicUsize,
     changed: Condvar,
     per_partition: usize,
     /// Records admitted beyond `per_partition` before the partition is paused.
@@ -99,7 +105,6 @@ impl Partitions {
         let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
         Self {
             inner: Mutex::new(inner),
-            deferred: AtomicUsize::new(0),
             changed: Condvar::new(),
             per_partition,
             buffer,
@@ -122,6 +127,7 @@ impl Partitions {
                 PartState {
                     epoch,
                     window: Window::default(),
+                    deferred: 0,
                     running: 0,
                     ready: VecDeque::new(),
                     keys: HashMap::new(),
@@ -217,7 +223,7 @@ impl Partitions {
         let mut inner = self.lock();
         loop {
             let open: usize =
-                tps.iter().filter_map(|tp| inner.parts.get(tp)).map(|s| s.window.len()).sum();
+                tps.iter().filter_map(|tp| inner.parts.get(tp)).map(PartState::working).sum();
             let now = Instant::now();
             if open == 0 || now >= deadline {
                 for tp in tps {
@@ -245,31 +251,42 @@ impl Partitions {
 
     /// Holds `job` until `wait` has passed, then dispatches it (unless the worker stopped).
     pub fn defer(self: &Arc<Self>, job: Job, wait: Duration, shutdown: Shutdown) {
-        self.deferred.fetch_add(1, Ordering::SeqCst);
+        let (tp, epoch) = (job.tp(), job.epoch);
+        self.count_deferred(&tp, epoch, 1);
         let this = self.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => { let _ = this.jobs.send(job); }
-                _ = shutdown.reached(Phase::Stopped) => {}
+            let due = tokio::select! {
+                _ = tokio::time::sleep(wait) => true,
+                _ = shutdown.reached(Phase::Stopped) => false,
+            };
+            // A record still parked when the worker stops stays counted as parked: nobody
+            // waits for it, and the partition's next owner redelivers it.
+            if due {
+                this.count_deferred(&tp, epoch, -1);
+                let _ = this.jobs.send(job);
             }
-            this.deferred.fetch_sub(1, Ordering::SeqCst);
             this.changed.notify_all();
         });
+    }
+
+    fn count_deferred(&self, tp: &Tp, epoch: u64, delta: isize) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) {
+            s.deferred = s.deferred.saturating_add_signed(delta);
+        }
     }
 
     /// Records being worked on across all partitions (excluding those waiting for a due time,
     /// which are redelivered after a restart rather than waited for).
     pub fn in_flight(&self) -> usize {
-        let open: usize = self.lock().parts.values().map(|s| s.window.len()).sum();
-        open.saturating_sub(self.deferred.load(Ordering::SeqCst))
+        self.lock().parts.values().map(PartState::working).sum()
     }
 
     /// Waits until nothing is in flight or `deadline` passes; returns what is still in flight.
     pub fn wait_drained(&self, deadline: Instant) -> usize {
         let mut inner = self.lock();
         loop {
-            let open: usize = inner.parts.values().map(|s| s.window.len()).sum();
-            let open = open.saturating_sub(self.deferred.load(Ordering::SeqCst));
+            let open: usize = inner.parts.values().map(PartState::working).sum();
             let now = Instant::now();
             if open == 0 || now >= deadline {
                 return open;

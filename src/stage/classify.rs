@@ -104,7 +104,7 @@ impl Classify {
                 models.gateway.chat(alias, &request, cx.call_key(&input.document.id)).await?;
             match self.parse(&served.value.text) {
                 Ok((label, confidence)) => {
-                    let model = served_name(&served.provider, &served.model_name);
+                    let model = served_name(&served.provider, &served.value.model);
                     return Ok(Classification { label, confidence, model });
                 }
                 Err(e) => last_error = e,

@@ -95,7 +95,8 @@ impl Generate {
         let r = served.value;
         input.answer = Some(Answer {
             text: r.text,
-            model: served_name(&served.provider, &served.model_name),
+            // The model the endpoint reports (e.g. a dated snapshot), on the provider that served.
+            model: served_name(&served.provider, &r.model),
             prompt_version: version,
             input_tokens: r.input_tokens as i64,
             output_tokens: r.output_tokens as i64,
