@@ -157,3 +157,30 @@ fn dev_stack_serves_external_producers_and_consumers_and_stops_on_sigterm() {
     };
     assert!(status.success(), "clean exit after draining: {status:?}");
 }
+
+#[test]
+fn index_embeds_a_knowledge_base_into_the_stages_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("topologies")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("examples")).expect("mkdir");
+    let topology = dir.path().join("topologies/support-rag.yaml");
+    std::fs::copy("topologies/support-rag.yaml", &topology).expect("copy topology");
+    let kb = dir.path().join("examples/kb.jsonl");
+    std::fs::copy("examples/kb.jsonl", &kb).expect("copy kb");
+    let out = sluice(&[
+        "index",
+        "--topology",
+        topology.to_str().expect("utf8"),
+        kb.to_str().expect("utf8"),
+    ])
+    .output()
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("indexed 10 passages into stage 'retrieve' (10 in the store)"),
+        "{stdout}"
+    );
+    let vectors = dir.path().join(".sluice/support-rag-kb/vectors.f32");
+    assert_eq!(std::fs::metadata(vectors).expect("store written").len(), 10 * 64 * 4);
+}

@@ -122,6 +122,40 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
     running.stop().await;
 }
 
+/// With `redact_input`, a dead letter carries the record re-encoded with its PII redacted, and
+/// redacted error texts; the model never saw the raw values either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_of_a_redacting_stage_carry_no_pii() {
+    let server = mock(MockConfig::default()).await;
+    server.set_fault("cls", Some(400));
+    let p = unique("pii");
+    let yaml = classify_topology(&p, &server.openai_url(), "{ attempts: 1 }").replace(
+        "    retry: { attempts: 1 }",
+        "    retry: { attempts: 1 }\n    redact_input: true",
+    );
+    let h = Harness::start(&yaml).await;
+    let running = start(&h);
+    let codec = h.codec().await;
+    let doc = r#"{"id": "p1", "tenant": "t", "content": "Mail jane@example.com, card 4111 1111 1111 1111"}"#;
+    produce_json_lines(&h.topology.kafka, &codec, &h.input(), SchemaKind::Document, doc, |_, _| {})
+        .await
+        .expect("produced");
+    assert!(wait_until(Duration::from_secs(20), || async { h.count(&h.dlq()).await == 1 }).await);
+    let (_, _, _, value) = h.read_all(&h.dlq()).await.remove(0);
+    let value = value.expect("dead letter decodes");
+    let text = sluice::avro::avro_to_json(&value).to_string();
+    assert!(!text.contains("jane@example.com") && !text.contains("4111"), "{text}");
+    let apache_avro::types::Value::Record(fields) = value else { panic!("{value:?}") };
+    let original = fields.into_iter().find(|(k, _)| k == "original_value").expect("field").1;
+    let apache_avro::types::Value::Union(_, bytes) = original else { panic!("{original:?}") };
+    let apache_avro::types::Value::Bytes(bytes) = *bytes else { panic!() };
+    let (_, doc) = codec.decode_any(Some(&bytes)).await.expect("the redacted original decodes");
+    let doc = sluice::avro::avro_to_json(&doc);
+    assert_eq!(doc["content"], "Mail [EMAIL], card [CARD]");
+    assert_eq!(server.ledger().calls.len(), 1, "one call, rejected");
+    running.stop().await;
+}
+
 /// `topologies/support-rag.yaml` with only its provider block changed to an `openai` provider
 /// at the mock: every document reaches exactly one final topic, models and prompt versions are
 /// recorded, and the API key appears in no record.

@@ -162,9 +162,11 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
 async fn graceful_shutdown_mid_stream_produces_no_duplicates() {
     let h = Harness::start(&one_stage_topology(3, "{ max_in_flight: 32, per_partition: 16 }", ""))
         .await;
-    let n = 300;
+    let n = 600;
     h.produce_docs(0..n, None, |_| None).await;
-    let script = Script { default_delay: Duration::from_millis(20), ..Script::default() };
+    // Slow enough (48 in flight × 100 ms: over a second for all) that the stop lands mid-stream
+    // even on a loaded machine.
+    let script = Script { default_delay: Duration::from_millis(100), ..Script::default() };
     let first = TestStage::new(script.clone());
     let shutdown = Shutdown::new();
     let _stop = common::StopOnDrop(shutdown.clone());

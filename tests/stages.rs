@@ -2,6 +2,8 @@
 //! retrieval from the example knowledge base, review's redaction and routing, rule-based
 //! classification and the generate stage's prompt versions and routing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -134,6 +136,38 @@ async fn retrieve_finds_the_expected_passages_of_the_example_knowledge_base() {
         assert!(passages.windows(2).all(|w| w[0].score >= w[1].score));
     }
     assert!(s._dir.path().join("store/vectors.f32").exists(), "the store is persisted");
+}
+
+#[tokio::test]
+async fn retrieve_works_against_qdrants_rest_api_and_indexes_only_an_empty_collection() {
+    let qdrant = common::qdrant::serve().await;
+    let stage = |dims: usize| {
+        format!(
+            "  r: {{ kind: retrieve, input: docs, output: out, model: emb, retrieve: {{ store: {{ kind: qdrant, url: {qdrant}, collection: kb }}, knowledge_base: kb.jsonl, top_k: 2, dimensions: {dims} }} }}"
+        )
+    };
+    let s = setup("  emb: { provider: m, name: text-embedding-3-small }", &stage(64)).await;
+    let out = run(&s.stages[0].1, doc("q", "Can we configure SAML single sign-on?")).await;
+    let passages = &out[0].record.passages;
+    assert_eq!(passages.len(), 2);
+    assert_eq!(passages[0].id, "kb-sso");
+    assert_eq!(passages[0].source, "support-handbook");
+    let embedded: usize = s.server.ledger().calls.iter().map(|c| c.inputs).sum();
+    assert_eq!(embedded, 10 + 1, "ten passages indexed, one query");
+
+    // A second worker finds the collection filled and does not index again.
+    let again = setup("  emb: { provider: m, name: text-embedding-3-small }", &stage(64)).await;
+    assert_eq!(again.server.ledger().totals("text-embedding-3-small").calls, 0);
+    drop(again);
+
+    // The collection's vector size is checked against the stage's.
+    let spec = sluice::config::StoreSpec::Qdrant {
+        url: qdrant.clone(),
+        collection: "kb".into(),
+        api_key: None,
+    };
+    let err = sluice::store::VectorStore::open(&spec, 32).await.err().expect("size mismatch");
+    assert!(err.to_string().contains("64-dimensional"), "{err}");
 }
 
 fn answered(id: &str, text: &str, passages: bool) -> Envelope {

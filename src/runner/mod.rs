@@ -30,6 +30,7 @@ pub use window::Window;
 use crate::avro::Codec;
 use crate::config::{StageKindSpec, StageSpec, Topology};
 use crate::kafka::{consumer_config, producer_config};
+use crate::pii::Redactor;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Port, Stage};
 use partitions::Partitions;
@@ -100,6 +101,8 @@ pub async fn run<S: Stage>(
         ports: ports(spec),
         shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
+        redactor: (spec.redact_input && topology.pii.redact_side_outputs)
+            .then(|| Redactor::new(&topology.pii.patterns)),
     });
 
     let stage_permits = Arc::new(Semaphore::new(spec.concurrency.max_in_flight));

@@ -71,7 +71,10 @@ pub fn dead_letter(
         original_offset: origin.offset,
         original_timestamp_ms: origin.timestamp_ms,
         original_key: message.key().map(<[u8]>::to_vec),
-        original_value: message.payload().map(<[u8]>::to_vec),
+        original_value: state
+            .redacted_value
+            .clone()
+            .or_else(|| message.payload().map(<[u8]>::to_vec)),
         original_headers,
         error_class: class,
         error_message: reason.to_owned(),

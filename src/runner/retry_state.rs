@@ -50,6 +50,9 @@ pub struct RetryState {
     pub attempts: u32,
     pub origin: Origin,
     pub history: Vec<AttemptRecord>,
+    /// With PII redaction on the stage: the record re-encoded with its text redacted, which a
+    /// dead letter carries instead of the original value.
+    pub redacted_value: Option<Vec<u8>>,
 }
 
 fn header<'m>(m: &'m OwnedMessage, name: &str) -> Option<&'m [u8]> {
@@ -76,6 +79,7 @@ impl RetryState {
                 attempts: 0,
                 origin: fresh_origin,
                 history: Vec::new(),
+                redacted_value: None,
             };
         };
         let origin =
@@ -105,6 +109,7 @@ impl RetryState {
             attempts: parse(m, ATTEMPTS).unwrap_or(0),
             origin,
             history,
+            redacted_value: None,
         }
     }
 

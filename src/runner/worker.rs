@@ -16,6 +16,7 @@ use super::partitions::{Job, Partitions};
 use super::retry_state::RetryState;
 use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
 use crate::config::StageSpec;
+use crate::pii::Redactor;
 use crate::retry::{infrastructure_backoff, AttemptBackoff};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Emit, Port, Stage, StageContext, StageError};
@@ -34,6 +35,8 @@ pub struct Worker<S> {
     pub shutdown: Shutdown,
     /// Set by the first fatal error; the runner stops and reports it.
     pub fatal: Mutex<Option<String>>,
+    /// PII redaction for what this stage writes to its dead-letter topic.
+    pub redactor: Option<Redactor>,
 }
 
 /// What processing decided for a record.
@@ -89,6 +92,9 @@ impl<S: Stage> Worker<S> {
                 return self.dead_letter(message, &state, DeadLetterClass::Decode, &reason)
             }
         };
+        if let Some(r) = &self.redactor {
+            state.redacted_value = self.redacted(message, &input, r);
+        }
         let mut backoff = AttemptBackoff::new(&self.spec.retry);
         for local in 1..=self.spec.retry.attempts {
             // Attempt numbers continue across rungs of the ladder.
@@ -235,6 +241,18 @@ impl<S: Stage> Worker<S> {
         }])
     }
 
+    /// The record with its document text redacted, in the input topic's own schema.
+    fn redacted(&self, message: &OwnedMessage, input: &Envelope, r: &Redactor) -> Option<Vec<u8>> {
+        let mut clean = input.clone();
+        clean.document.content = r.clean(&clean.document.content);
+        if let Some(a) = clean.answer.as_mut() {
+            a.text = r.clean(&a.text);
+        }
+        let kind = self.codec.writer_kind(message.topic()).unwrap_or(SchemaKind::Document);
+        let value = clean.to_value(kind).ok()?;
+        self.codec.encode(message.topic(), &value).ok()
+    }
+
     fn dead_letter(
         &self,
         message: &OwnedMessage,
@@ -242,6 +260,16 @@ impl<S: Stage> Worker<S> {
         class: DeadLetterClass,
         reason: &str,
     ) -> Disposition {
+        // Error texts can echo the input (a provider quoting the prompt): redact them too.
+        let redacted = self.redactor.as_ref().map(|r| {
+            let mut s = state.clone();
+            s.history.iter_mut().for_each(|a| a.message = r.clean(&a.message));
+            (r.clean(reason), s)
+        });
+        let (reason, state) = match &redacted {
+            Some((reason, s)) => (reason.as_str(), s),
+            None => (reason, state),
+        };
         let (envelope, headers) =
             dead_letter(&self.spec, &self.pipeline, message, state, class, reason);
         DeadLettered {

@@ -3,6 +3,8 @@
 //! of output topics and committed offsets, and waiting with a deadline.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod qdrant;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
