@@ -119,7 +119,7 @@ async fn pipeline_rate(latency: Duration, per_partition: usize, limit_rps: Optio
         tokio::spawn(async move { run_stages(&t, &[], shutdown).await })
     };
     let ideal = ideal(latency, per_partition, limit_rps);
-    let n = (ideal * 5.0) as usize;
+    let n = (ideal * 8.0) as usize;
     produce(&t, &codec, &input, 0..1).await;
     wait_for(&t, &output, 1).await;
     let started = Instant::now();
@@ -257,7 +257,9 @@ fn main() {
     runtime.block_on(async {
         println!("pipeline against the mock provider over HTTP, {PARTITIONS} partitions, embedded broker");
         println!("\n{:<40} {:>10} {:>10} {:>8}", "case", "ideal/s", "sluice/s", "ratio");
-        for (latency_ms, per_partition, limit) in [(50u64, 16usize, None), (50, 16, Some(400u32))] {
+        for (latency_ms, per_partition, limit) in
+            [(50u64, 4usize, None), (50, 16, None), (50, 16, Some(400u32))]
+        {
             let latency = Duration::from_millis(latency_ms);
             let rate = pipeline_rate(latency, per_partition, limit).await;
             let ideal = ideal(latency, per_partition, limit);

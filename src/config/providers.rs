@@ -114,7 +114,10 @@ fn rate_limit(s: &mut Section<'_>) -> Option<RateLimit> {
     if requests_per_second.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
         s.error("requests_per_second", "must be greater than zero");
     }
-    let burst = limit(s, "burst", 1, 1, 1_000_000) as u32;
+    // Default: 50 ms worth of requests (at least one), enough to absorb timer jitter without
+    // bursting past a server that allows a second's worth.
+    let default_burst = requests_per_second.map_or(1, |r| (r / 20.0).floor().max(1.0) as usize);
+    let burst = limit(s, "burst", default_burst, 1, 1_000_000) as u32;
     let tokens_per_minute = s.opt::<u64>("tokens_per_minute");
     if tokens_per_minute == Some(0) {
         s.error("tokens_per_minute", "must be greater than zero");

@@ -135,10 +135,7 @@ pub async fn run<S: Stage>(
                     break;
                 };
                 let worker = worker.clone();
-                tokio::spawn(async move {
-                    worker.handle(job).await;
-                    drop((a, b));
-                });
+                tokio::spawn(worker.handle(job, (a, b)));
             }
         })
     };

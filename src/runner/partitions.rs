@@ -199,7 +199,6 @@ impl Partitions {
                 tracing::warn!(topic = %tp.0, partition = tp.1, position, error = %e, "cannot store offset");
             }
         }
-        state.running = state.running.saturating_sub(1);
         if let Some(key) = key.filter(|_| self.key_ordering) {
             if let Some(behind) = state.keys.get_mut(key) {
                 match behind.pop_front() {
@@ -214,6 +213,15 @@ impl Partitions {
         state.pump(self.per_partition, &self.jobs);
         drop(inner);
         self.changed.notify_all();
+    }
+
+    /// A record's processing finished (its outputs may still be in flight to the broker): its
+    /// processing slot goes to the next ready record. The offset waits for [`Self::complete`].
+    pub fn processed(&self, tp: &Tp, epoch: u64) {
+        let mut inner = self.lock();
+        let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
+        state.running = state.running.saturating_sub(1);
+        state.pump(self.per_partition, &self.jobs);
     }
 
     /// Waits up to `grace` for the windows of `tps` to empty, then forgets them.

@@ -49,7 +49,10 @@ enum Disposition {
 }
 
 impl<S: Stage> Worker<S> {
-    pub async fn handle(self: Arc<Self>, job: Job) {
+    /// Processes one record. `permits` (the stage's and the process's in-flight limits) are held
+    /// while the stage works and released before its outputs are awaited: the window, not the
+    /// processing limit, bounds records waiting for acknowledgements.
+    pub async fn handle<P: Send>(self: Arc<Self>, job: Job, permits: P) {
         let tp = job.tp();
         let stage = self.spec.name.as_str();
         if !self.partitions.is_current(&tp, job.epoch) {
@@ -75,6 +78,8 @@ impl<S: Stage> Worker<S> {
                 return;
             }
         };
+        drop(permits);
+        self.partitions.processed(&tp, job.epoch);
         if produce_all(&self.producer, &outputs, &self.shutdown).await {
             let m = &job.message;
             self.partitions.complete(&tp, job.epoch, m.offset(), m.key(), &self.consumer);
