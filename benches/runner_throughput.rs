@@ -42,8 +42,12 @@ impl Stage for Passthrough {
         if !self.0.is_zero() {
             tokio::time::sleep(self.0).await;
         }
-        input.classification =
-            Some(Classification { label: "a".into(), confidence: 1.0, model: "bench".into() });
+        input.classification = Some(Classification {
+            label: "a".into(),
+            confidence: 1.0,
+            model: "bench".into(),
+            prompt_version: None,
+        });
         Ok(vec![Emit::main(input)])
     }
 }

@@ -213,6 +213,10 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
                 let version =
                     json["answer"]["prompt_version"].as_str().expect("version").to_owned();
                 assert!(version == "answer@1" || version == "answer@2");
+                assert_eq!(json["classification"]["prompt_version"], "classify@1");
+                assert!(json["classification"]["model"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("sim/")));
                 if id == "doc-004" {
                     assert_eq!(model, "sim/gpt-4o", "legal documents route to the large model");
                 } else {

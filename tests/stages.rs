@@ -172,8 +172,12 @@ async fn retrieve_works_against_qdrants_rest_api_and_indexes_only_an_empty_colle
 
 fn answered(id: &str, text: &str, passages: bool) -> Envelope {
     let mut e = doc(id, "Where is my refund?");
-    e.classification =
-        Some(Classification { label: "billing".into(), confidence: 0.9, model: "m".into() });
+    e.classification = Some(Classification {
+        label: "billing".into(),
+        confidence: 0.9,
+        model: "m".into(),
+        prompt_version: None,
+    });
     if passages {
         e.passages = vec![Passage {
             id: "kb-refund".into(),
@@ -267,6 +271,7 @@ async fn rules_classify_without_a_model_call_and_generate_routes_and_splits_prom
         let out = run(classify, doc(&format!("d{i}"), content)).await;
         let c = out[0].record.classification.as_ref().expect("classified");
         assert_eq!((c.label.as_str(), c.model.as_str()), (*label, "rules"));
+        assert_eq!(c.prompt_version, None, "rules use no prompt");
         let out = run(generate, out[0].record.clone()).await;
         let a = out[0].record.answer.as_ref().expect("answer");
         assert_eq!(a.model, *model, "routing for {content:?}");

@@ -23,6 +23,9 @@ pub struct Classification {
     pub label: String,
     pub confidence: f64,
     pub model: String,
+    /// Prompt template version; `None` for rule-based labels.
+    #[serde(default)]
+    pub prompt_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,8 +262,12 @@ mod tests {
     #[test]
     fn envelope_round_trips_through_every_stage_schema() {
         let mut env = Envelope::new(doc());
-        env.classification =
-            Some(Classification { label: "billing".into(), confidence: 0.9, model: "m".into() });
+        env.classification = Some(Classification {
+            label: "billing".into(),
+            confidence: 0.9,
+            model: "m".into(),
+            prompt_version: Some("classify@1".into()),
+        });
         let v = env.to_value(SchemaKind::Classified).expect("classified");
         assert_eq!(Envelope::from_value(SchemaKind::Classified, v).expect("back"), env);
 

@@ -62,7 +62,12 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
         }
     }
     let needs_model = match &s.kind {
-        StageKindSpec::Classify { rules, .. } => rules.is_empty(),
+        StageKindSpec::Classify { rules, prompt, .. } => {
+            if let Some(p) = prompt.as_ref().filter(|p| !t.prompts.contains_key(*p)) {
+                errors.push(stage, "classify.prompt", unknown_prompt(t, p));
+            }
+            rules.is_empty()
+        }
         StageKindSpec::Review { judge, .. } => {
             if let Some(j) = judge {
                 named.push(("review.judge.model".into(), &j.model));
@@ -75,12 +80,7 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
                 ("generate.ab.prompt", ab.as_ref().map(|a| &a.prompt)),
             ] {
                 if let Some(p) = p.filter(|p| !t.prompts.contains_key(*p)) {
-                    let known: Vec<&str> = t.prompts.keys().map(String::as_str).collect();
-                    errors.push(
-                        stage,
-                        field,
-                        format!("unknown prompt '{p}' (declared: {})", list(&known)),
-                    );
+                    errors.push(stage, field, unknown_prompt(t, p));
                 }
             }
             true
@@ -167,6 +167,11 @@ pub fn chain(t: &Topology, start: &str) -> Vec<String> {
 fn unknown_provider(t: &Topology, name: &str) -> String {
     let known: Vec<&str> = t.providers.keys().map(String::as_str).collect();
     format!("unknown provider '{name}' (declared: {})", list(&known))
+}
+
+fn unknown_prompt(t: &Topology, name: &str) -> String {
+    let known: Vec<&str> = t.prompts.keys().map(String::as_str).collect();
+    format!("unknown prompt '{name}' (declared: {})", list(&known))
 }
 
 fn unknown_model(t: &Topology, name: &str) -> String {

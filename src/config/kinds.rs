@@ -44,7 +44,11 @@ pub fn classify(s: &mut Section<'_>) -> Option<StageKindSpec> {
             format!("'{fallback_label}' (for documents no rule matches) is not one of the labels"),
         );
     }
-    Some(StageKindSpec::Classify { labels, rules, fallback_label })
+    let prompt: Option<String> = s.opt("prompt");
+    if prompt.is_some() && !raw.is_empty() {
+        s.error("prompt", "rule-based classification calls no model: drop the prompt or the rules");
+    }
+    Some(StageKindSpec::Classify { labels, rules, fallback_label, prompt })
 }
 
 pub fn embed(s: &mut Section<'_>) -> Option<StageKindSpec> {

@@ -69,6 +69,8 @@ pub enum StageKindSpec {
         labels: Vec<String>,
         rules: Vec<(String, Vec<String>)>,
         fallback_label: String,
+        /// Prompt template for model classification; `None` uses the built-in one.
+        prompt: Option<String>,
     },
     Embed {
         chunk_tokens: usize,

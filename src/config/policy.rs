@@ -142,14 +142,14 @@ pub struct Condition {
 }
 
 /// A versioned prompt template (`answer@3`). Placeholders: `{{document}}`, `{{label}}`,
-/// `{{tenant}}`, `{{passages}}`.
+/// `{{tenant}}`, `{{passages}}`, `{{labels}}` (classify: the label set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptSpec {
     pub system: String,
     pub user: String,
 }
 
-pub const PROMPT_PLACEHOLDERS: [&str; 4] = ["document", "label", "tenant", "passages"];
+pub const PROMPT_PLACEHOLDERS: [&str; 5] = ["document", "label", "tenant", "passages", "labels"];
 
 /// An A/B split: `weight` of documents (by a hash of their id) use `prompt` instead.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,6 +9,7 @@ pub struct Fill<'a> {
     pub label: &'a str,
     pub tenant: &'a str,
     pub passages: &'a str,
+    pub labels: &'a str,
 }
 
 /// The template with every placeholder replaced (placeholders were checked at compile time).
@@ -23,6 +24,7 @@ pub fn render(template: &str, fill: &Fill<'_>) -> String {
             "label" => fill.label,
             "tenant" => fill.tenant,
             "passages" => fill.passages,
+            "labels" => fill.labels,
             _ => "",
         });
         rest = &rest[start + 2 + len + 2..];

@@ -7,6 +7,8 @@ use regex::Regex;
 use super::models::{served_name, Models};
 use super::{Emit, StageContext, StageError};
 use crate::avro::{Classification, Envelope};
+use crate::config::PromptSpec;
+use crate::policy::prompts::{messages, Fill};
 use crate::provider::ChatRequest;
 
 pub struct Classify {
@@ -16,6 +18,21 @@ pub struct Classify {
     rules: Vec<(String, Vec<Regex>)>,
     fallback_label: String,
     schema: serde_json::Value,
+    /// Template version and template.
+    prompt: (String, PromptSpec),
+}
+
+/// The template used when a classify stage names none.
+pub const BUILTIN_PROMPT: &str = "classify@builtin";
+
+fn builtin_prompt() -> PromptSpec {
+    PromptSpec {
+        system:
+            "Classify the user's document into exactly one of: {{labels}}. Answer in JSON with \
+                 the label and your confidence between 0 and 1."
+                .into(),
+        user: "{{document}}".into(),
+    }
 }
 
 impl Classify {
@@ -25,7 +42,9 @@ impl Classify {
         labels: Vec<String>,
         rules: &[(String, Vec<String>)],
         fallback_label: &str,
+        prompt: Option<(String, PromptSpec)>,
     ) -> Self {
+        let prompt = prompt.unwrap_or_else(|| (BUILTIN_PROMPT.to_owned(), builtin_prompt()));
         let schema = serde_json::json!({
             "type": "object",
             "properties": {
@@ -50,7 +69,7 @@ impl Classify {
                 (label.clone(), compiled)
             })
             .collect();
-        Self { models, labels, rules, fallback_label: fallback_label.to_owned(), schema }
+        Self { models, labels, rules, fallback_label: fallback_label.to_owned(), schema, prompt }
     }
 
     pub async fn process(
@@ -77,7 +96,7 @@ impl Classify {
             Some((label, _)) => (label.clone(), 1.0),
             None => (self.fallback_label.clone(), 0.0),
         };
-        Classification { label, confidence, model: "rules".into() }
+        Classification { label, confidence, model: "rules".into(), prompt_version: None }
     }
 
     async fn by_model(
@@ -87,14 +106,20 @@ impl Classify {
         cx: StageContext<'_>,
     ) -> Result<Classification, StageError> {
         let alias = models.pick(input);
+        let labels = self.labels.join(", ");
+        let label = input.classification.as_ref().map_or("", |c| c.label.as_str());
+        let fill = Fill {
+            document: &input.document.content,
+            label,
+            tenant: &input.document.tenant,
+            passages: "",
+            labels: &labels,
+        };
+        let (system, user) = messages(&self.prompt.1, &fill);
         let request = ChatRequest {
             model: String::new(),
-            system: format!(
-                "Classify the user's document into exactly one of: {}. Answer in JSON with the \
-                 label and your confidence between 0 and 1.",
-                self.labels.join(", ")
-            ),
-            user: input.document.content.clone(),
+            system,
+            user,
             json_schema: Some(self.schema.clone()),
             max_tokens: 50,
         };
@@ -105,7 +130,8 @@ impl Classify {
             match self.parse(&served.value.text) {
                 Ok((label, confidence)) => {
                     let model = served_name(&served.provider, &served.value.model);
-                    return Ok(Classification { label, confidence, model });
+                    let prompt_version = Some(self.prompt.0.clone());
+                    return Ok(Classification { label, confidence, model, prompt_version });
                 }
                 Err(e) => last_error = e,
             }

@@ -67,6 +67,7 @@ impl Generate {
             label: &label,
             tenant: &input.document.tenant,
             passages: "",
+            labels: "",
         };
         let (system, bare) = messages(template, &fill);
         let fixed = tokens::count(&spec.name, &system) + tokens::count(&spec.name, &bare);

@@ -151,9 +151,16 @@ impl AnyStage {
         };
         let redactor = Redactor::new(&topology.pii.patterns);
         let kind = match &spec.kind {
-            StageKindSpec::Classify { labels, rules, fallback_label } => {
+            StageKindSpec::Classify { labels, rules, fallback_label, prompt } => {
                 let models = if rules.is_empty() { Some(need("classify")?) } else { None };
-                StageKind::Classify(Classify::new(models, labels.clone(), rules, fallback_label))
+                let prompt = prompt.as_ref().map(|p| (p.clone(), topology.prompts[p].clone()));
+                StageKind::Classify(Classify::new(
+                    models,
+                    labels.clone(),
+                    rules,
+                    fallback_label,
+                    prompt,
+                ))
             }
             StageKindSpec::Embed {
                 chunk_tokens,

@@ -366,8 +366,12 @@ impl Stage for TestStage {
                 return Err(e.clone());
             }
         }
-        input.classification =
-            Some(Classification { label: "a".into(), confidence: 1.0, model: "test".into() });
+        input.classification = Some(Classification {
+            label: "a".into(),
+            confidence: 1.0,
+            model: "test".into(),
+            prompt_version: None,
+        });
         Ok(vec![Emit::main(input)])
     }
 }
