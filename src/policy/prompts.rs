@@ -44,8 +44,13 @@ mod tests {
 
     #[test]
     fn fills_every_placeholder() {
-        let fill =
-            Fill { document: "Why?", label: "billing", tenant: "acme", passages: "[kb-1] x" };
+        let fill = Fill {
+            document: "Why?",
+            label: "billing",
+            tenant: "acme",
+            passages: "[kb-1] x",
+            labels: "billing, legal",
+        };
         assert_eq!(
             render("{{ label }} for {{tenant}}:\n{{passages}}\nQ: {{document}} {{", &fill),
             "billing for acme:\n[kb-1] x\nQ: Why? {{"
