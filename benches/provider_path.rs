@@ -42,6 +42,7 @@ kafka:
   consumer: {{ partition.assignment.strategy: cooperative-sticky }}
 providers:
   m: {{ kind: openai, base_url: {url}, limits: {{ {limit} }} }}
+prices: {{ set_on: 2026-11-01, models: {{ m/cls: {{ input: 0.15, output: 0.6 }} }} }}
 inputs: {{ {name}.in: {{ partitions: {PARTITIONS} }} }}
 stages:
   classify:
@@ -210,7 +211,7 @@ async fn overhead() {
             let (gateway, request) = (gateway.clone(), request.clone());
             async move {
                 let id = format!("d{i}");
-                let key = CallKey { document_id: &id, stage: "bench", attempt: 1 };
+                let key = CallKey::new(&id, "bench", 1);
                 let alias = "m/cls";
                 gateway.chat(alias, &request, key).await.expect("chat");
             }

@@ -14,6 +14,7 @@
 //! - [`policy`]: the gateway stages call models through: routing, fallback chains, rate limits,
 //!   circuit breakers, prompt templates and A/B splits.
 //! - [`store`]: vector stores for retrieval (embedded, Qdrant).
+//! - [`metering`]: cost events with deterministic ids, the response cache, cost reports.
 //! - [`pii`]: PII detection and redaction.
 //! - [`tokens`]: token counting and chunking with tiktoken.
 //! - [`mock_provider`]: an OpenAI- and Anthropic-compatible mock server for tests and load tests.
@@ -30,6 +31,7 @@ pub mod avro;
 pub mod config;
 pub mod devstack;
 pub mod kafka;
+pub mod metering;
 pub mod mock_provider;
 pub mod pii;
 pub mod pipeline;

@@ -39,6 +39,7 @@ pub fn stage_schema_pairs(topology: &Topology, spec: &StageSpec) -> Vec<(String,
     let mut topics: Vec<&str> = spec.output_topics();
     topics.push(&spec.dead_letter_topic);
     topics.push(&spec.input);
+    topics.push(&topology.metering_topic);
     topics.into_iter().filter_map(|t| topology.schema_of(t).map(|k| (t.to_owned(), k))).collect()
 }
 

@@ -21,7 +21,7 @@ fn validate_exits_zero_for_good_files_and_two_with_every_problem() {
     let bad = sluice(&["validate", "tests/fixtures/bad-topology.yaml"]).output().expect("run");
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.starts_with("19 problem(s)"), "{stderr}");
+    assert!(stderr.starts_with("20 problem(s)"), "{stderr}");
     assert!(
         stderr.contains("bad-topology.yaml: stage 'embed': field 'colour': unknown key"),
         "{stderr}"

@@ -26,6 +26,7 @@ kafka:
   consumer: {{ auto.commit.interval.ms: "200" }}
 providers:
   m: {{ kind: openai, base_url: {url} }}
+prices: {{ set_on: 2026-11-01, models: {{ m/cls: {{ input: 0.15, output: 0.6 }} }} }}
 inputs: {{ {p}.docs: {{ partitions: 1 }} }}
 stages:
   work:
@@ -180,7 +181,8 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
         &original[end_at..]
     )
     .replace("../examples/kb.jsonl", "examples/kb.jsonl")
-    .replace("../.sluice/support-rag-kb", &store.path().display().to_string())
+    .replace("../.sluice/support-rag-kb", &store.path().join("kb").display().to_string())
+    .replace("../.sluice/support-rag-cache", &store.path().join("cache").display().to_string())
     .replace("support.", &format!("{}.", unique("rag")));
     let h = Harness::start(&yaml).await;
     let t = h.topology.clone();

@@ -32,6 +32,13 @@ providers:
     api_key_env: SLUICE_TEST_ANTHROPIC_KEY
 models:
 {models}
+prices:
+  set_on: 2026-11-01
+  models:
+    big: {{ input: 2.5, output: 10 }}
+    backup: {{ input: 0.15, output: 0.6 }}
+    sonnet: {{ input: 3, output: 15 }}
+    emb: {{ input: 0.02, output: 0 }}
 inputs: {{ docs: {{}} }}
 stages:
   c: {{ kind: classify, input: docs, output: out, classify: {{ labels: [a, other], rules: {{ a: [x] }} }} }}
@@ -55,7 +62,7 @@ fn chat(user: &str) -> ChatRequest {
 }
 
 fn key(id: &str) -> CallKey<'_> {
-    CallKey { document_id: id, stage: "t", attempt: 1 }
+    CallKey::new(id, "t", 1)
 }
 
 #[tokio::test]

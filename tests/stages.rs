@@ -42,6 +42,13 @@ prompts:
   answer@2: {{ system: "Answer briefly.", user: "{{{{label}}}}: {{{{document}}}}\n{{{{passages}}}}" }}
 pii:
   patterns: {{ ticket: "TCK-[0-9]{{6}}" }}
+prices:
+  set_on: 2026-11-01
+  models:
+    emb: {{ input: 0.02, output: 0 }}
+    judge: {{ input: 0.15, output: 0.6 }}
+    small: {{ input: 0.15, output: 0.6 }}
+    large: {{ input: 2.5, output: 10 }}
 inputs: {{ docs: {{}} }}
 stages:
 {stages_yaml}
@@ -69,7 +76,7 @@ fn doc(id: &str, content: &str) -> Envelope {
 }
 
 async fn run(stage: &AnyStage, input: Envelope) -> Vec<Emit> {
-    let cx = StageContext { stage: "t", attempt: 1 };
+    let cx = StageContext::unmetered("t", 1);
     stage.process(input, cx).await.expect("stage succeeds")
 }
 

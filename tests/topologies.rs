@@ -73,6 +73,7 @@ fn a_bad_topology_reports_every_problem_with_stage_and_field() {
         (None, "prompts.answer.user"),
         (Some("generate"), "generate.prompt"),
         (Some("generate"), "routes[0].model"),
+        (Some("generate"), "routes[1].model"),
     ]
     .into_iter()
     .collect();
@@ -83,6 +84,7 @@ fn a_bad_topology_reports_every_problem_with_stage_and_field() {
         text.contains("stage 'embed': field 'input': topic 'nowhere' is written by no stage"),
         "{text}"
     );
+    assert!(text.contains("model 'gpt' has no price"), "{text}");
 }
 
 #[test]

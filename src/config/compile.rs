@@ -7,8 +7,9 @@ use std::path::Path;
 use super::crossref;
 use super::defaults as d;
 use super::errors::{ConfigErrors, Errors};
-use super::model::{KafkaSettings, RegistrySettings, TopicSpec, Topology};
+use super::model::{CacheSpec, KafkaSettings, RegistrySettings, TopicSpec, Topology};
 use super::policy::{ModelSpec, PromptSpec, ProviderConfig};
+use super::prices;
 use super::providers;
 use super::section::Section;
 use super::stage;
@@ -63,6 +64,14 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
     let prompts: BTreeMap<String, PromptSpec> =
         root.entries("prompts", providers::prompt).into_iter().collect();
     let pii = root.nested("pii", providers::pii);
+    let prices = root.nested("prices", prices::prices);
+    let cache = match root.peek("cache") {
+        None => None,
+        Some(_) => root.nested("cache", |c| {
+            let path: Option<String> = c.req("path");
+            Some(CacheSpec { path: base_dir.join(path?) })
+        }),
+    };
     let inputs: Vec<TopicSpec> = root
         .entries("inputs", |name, s| {
             if !is_valid_topic(name) {
@@ -97,6 +106,8 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         models,
         prompts,
         pii,
+        prices,
+        cache,
         inputs,
         stages,
         metering_topic,

@@ -99,6 +99,22 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
             Some(_) => {}
         }
     }
+    // Every model a call can end up on has a price (simulated ones cost nothing unless priced).
+    for (field, alias) in &named {
+        for m in chain(t, alias) {
+            let Some(spec) = t.models.get(&m) else { continue };
+            // An unknown provider is reported already.
+            let Some(provider) = t.providers.get(&spec.provider) else { continue };
+            let simulated = matches!(provider.spec, ProviderSpec::Simulated(_));
+            if !simulated && !t.prices.models.contains_key(&m) {
+                errors.push(
+                    stage,
+                    field.clone(),
+                    format!("model '{m}' has no price: add it under prices.models (a missing price is never taken as zero)"),
+                );
+            }
+        }
+    }
     let embeds = matches!(s.kind, StageKindSpec::Embed { .. } | StageKindSpec::Retrieve { .. });
     if embeds && s.model.as_ref().is_some_and(|c| !c.routes.is_empty()) {
         errors.push(

@@ -9,6 +9,7 @@ mod errors;
 mod kinds;
 mod model;
 mod policy;
+mod prices;
 mod providers;
 mod section;
 mod stage;

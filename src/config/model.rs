@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::policy::{
-    AbSplit, ModelChoice, ModelSpec, PiiSpec, PromptSpec, ProviderConfig, SecretSource,
+    AbSplit, ModelChoice, ModelSpec, PiiSpec, PriceTable, PromptSpec, ProviderConfig, SecretSource,
 };
 
 /// A compiled topology file.
@@ -25,6 +25,10 @@ pub struct Topology {
     /// Prompt templates by `name@version`.
     pub prompts: BTreeMap<String, PromptSpec>,
     pub pii: PiiSpec,
+    /// What each model costs; every model a stage can reach has a price.
+    pub prices: PriceTable,
+    /// The response cache; `None` when disabled.
+    pub cache: Option<CacheSpec>,
     /// Topics written by applications outside sluice (documents arrive here).
     pub inputs: Vec<TopicSpec>,
     /// Stages in file order.
@@ -203,4 +207,12 @@ impl RetryPolicy {
             .map(|(i, d)| (format!("{}.{}", self.topic_prefix, i + 1), *d))
             .collect()
     }
+}
+
+/// The exact response cache: keyed by template version, model, parameters and a hash of the
+/// input; replays after an incident are served from it instead of paying twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSpec {
+    /// Directory of the embedded on-disk cache.
+    pub path: PathBuf,
 }

@@ -166,3 +166,34 @@ pub struct PiiSpec {
     /// Redact what goes to dead-letter and metering topics.
     pub redact_side_outputs: bool,
 }
+
+/// What one model costs, in exact integers: micro-dollars per million tokens, and per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    pub input: u64,
+    pub output: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input: u64,
+    /// Micro-dollars per request, on top of tokens.
+    pub per_request: u64,
+}
+
+impl Price {
+    /// Micro-dollars for a call, rounded up to a whole micro-dollar.
+    pub fn cost(&self, input_tokens: u64, cached_tokens: u64, output_tokens: u64) -> u64 {
+        let cached = cached_tokens.min(input_tokens);
+        let per_million = u128::from(input_tokens - cached) * u128::from(self.input)
+            + u128::from(cached) * u128::from(self.cached_input)
+            + u128::from(output_tokens) * u128::from(self.output);
+        let tokens = per_million.div_ceil(1_000_000);
+        u64::try_from(tokens).unwrap_or(u64::MAX).saturating_add(self.per_request)
+    }
+}
+
+/// The topology's price table (`prices:`), by logical model name.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    /// When the prices were last set (as written, e.g. `2026-11-01`).
+    pub set_on: String,
+    pub models: BTreeMap<String, Price>,
+}

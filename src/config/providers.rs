@@ -1,5 +1,5 @@
 //! Phase one for the policy plane: `providers:`, `models:`, `prompts:`, `pii:` and the model
-//! choice of a stage (a default model and routing rules).
+//! choice of a stage (a default model and routing rules). Prices are in [`super::prices`].
 
 use std::collections::BTreeMap;
 use std::path::Path;

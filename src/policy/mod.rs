@@ -6,6 +6,7 @@
 
 mod breaker;
 mod limiter;
+mod metered;
 pub mod prompts;
 pub mod router;
 
@@ -17,7 +18,9 @@ pub use breaker::{Breaker, State as BreakerState};
 pub use limiter::Limiter;
 pub use router::RouteInput;
 
-use crate::config::{fallback_chain, ModelSpec, RateLimit, Topology};
+use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
+use crate::metering::cache::ResponseCache;
+use crate::metering::CostEvent;
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
 };
@@ -53,12 +56,12 @@ pub struct Served<T> {
     pub model_name: String,
 }
 
-enum Op<'a> {
+pub(crate) enum Op<'a> {
     Chat(&'a ChatRequest),
     Embed(&'a EmbedRequest),
 }
 
-enum Answer {
+pub(crate) enum Answer {
     Chat(ChatResponse),
     Embed(EmbedResponse),
 }
@@ -67,6 +70,8 @@ pub struct Gateway {
     models: BTreeMap<String, ModelSpec>,
     chains: HashMap<String, Vec<String>>,
     endpoints: HashMap<String, Endpoint>,
+    prices: PriceTable,
+    cache: Option<ResponseCache>,
 }
 
 impl Gateway {
@@ -97,7 +102,20 @@ impl Gateway {
         }
         let chains =
             topology.models.keys().map(|m| (m.clone(), fallback_chain(topology, m))).collect();
-        Ok(Self { models: topology.models.clone(), chains, endpoints })
+        let cache = match &topology.cache {
+            Some(c) => Some(
+                ResponseCache::open(&c.path)
+                    .map_err(|e| format!("response cache {}: {e}", c.path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            models: topology.models.clone(),
+            chains,
+            endpoints,
+            prices: topology.prices.clone(),
+            cache,
+        })
     }
 
     pub fn model(&self, alias: &str) -> Option<&ModelSpec> {
@@ -109,42 +127,18 @@ impl Gateway {
         self.endpoints.get(provider).map(|e| e.breaker.state())
     }
 
-    pub async fn chat(
-        &self,
-        alias: &str,
-        req: &ChatRequest,
-        key: CallKey<'_>,
-    ) -> Result<Served<ChatResponse>, ProviderError> {
-        let (served, answer) = self.call(alias, &Op::Chat(req), key).await?;
-        match answer {
-            Answer::Chat(value) => Ok(served.with(value)),
-            Answer::Embed(_) => unreachable!("a chat call answers with a chat response"),
-        }
-    }
-
-    pub async fn embed(
-        &self,
-        alias: &str,
-        req: &EmbedRequest,
-        key: CallKey<'_>,
-    ) -> Result<Served<EmbedResponse>, ProviderError> {
-        let (served, answer) = self.call(alias, &Op::Embed(req), key).await?;
-        match answer {
-            Answer::Embed(value) => Ok(served.with(value)),
-            Answer::Chat(_) => unreachable!("an embed call answers with embeddings"),
-        }
-    }
-
+    /// Walks the fallback chain; on success also returns the serving call's cost event.
     async fn call(
         &self,
         alias: &str,
         op: &Op<'_>,
         key: CallKey<'_>,
-    ) -> Result<(Served<()>, Answer), ProviderError> {
+    ) -> Result<(Served<()>, Answer, Option<CostEvent>), ProviderError> {
         let chain = self.chains.get(alias).ok_or_else(|| {
             ProviderError::Rejected(format!("model '{alias}' is not in the topology"))
         })?;
         let mut failures: Vec<ProviderError> = Vec::new();
+        let mut event = None;
         for (i, hop) in chain.iter().enumerate() {
             let spec = &self.models[hop];
             let endpoint = &self.endpoints[&spec.provider];
@@ -154,9 +148,10 @@ impl Gateway {
                     retry_after: Some(wait),
                 }),
                 Ok(permit) => {
-                    let r = self.hop(endpoint, &spec.name, op, key).await;
+                    let (r, e) = self.hop(endpoint, (alias, hop), op, key).await;
                     let endpoint_failed = matches!(r, Err(ProviderError::Unavailable { .. }));
                     endpoint.breaker.record(permit, endpoint_failed);
+                    event = e;
                     r
                 }
             };
@@ -169,7 +164,7 @@ impl Gateway {
                         provider: spec.provider.clone(),
                         model_name: spec.name.clone(),
                     };
-                    return Ok((served, answer));
+                    return Ok((served, answer, event));
                 }
                 Err(e) if e.is_retryable() => {
                     if let Some(next) = chain.get(i + 1) {
@@ -189,14 +184,16 @@ impl Gateway {
         Err(combine(failures))
     }
 
-    /// One call to one model: limits, timeout, settlement, telemetry.
+    /// One call to one model: limits, timeout, settlement, telemetry, its cost event.
+    /// `aliases` are the logical model requested and the one this hop calls.
     async fn hop(
         &self,
         endpoint: &Endpoint,
-        model: &str,
+        aliases: (&str, &str),
         op: &Op<'_>,
         key: CallKey<'_>,
-    ) -> Result<Answer, ProviderError> {
+    ) -> (Result<Answer, ProviderError>, Option<CostEvent>) {
+        let model = self.models[aliases.1].name.as_str();
         let estimate = match op {
             Op::Chat(r) => {
                 tokens::count(model, &r.system)
@@ -238,16 +235,32 @@ impl Gateway {
         if let Some(l) = limiter {
             l.settle(reserved, input + output);
         }
+        let latency = started.elapsed();
         ModelCalled {
             provider: &endpoint.name,
             model,
             outcome: result.as_ref().map_or_else(ProviderError::class, |_| "ok"),
-            latency: started.elapsed(),
+            latency,
             input_tokens: input,
             output_tokens: output,
         }
         .emit();
-        result
+        let event = key.log.map(|log| {
+            let facts = metered::CallFacts {
+                provider: &endpoint.name,
+                requested: aliases.0,
+                hop: aliases.1,
+                operation: match op {
+                    Op::Chat(_) => "chat",
+                    Op::Embed(_) => "embeddings",
+                },
+                latency,
+            };
+            let event = self.cost_event(log, &key, &facts, &result);
+            log.push(event.clone());
+            event
+        });
+        (result, event)
     }
 }
 

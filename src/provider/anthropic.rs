@@ -77,12 +77,14 @@ impl Anthropic {
             tokens_estimated: false,
             finish_reason: parsed.stop_reason.unwrap_or_else(|| "unknown".into()),
             latency,
+            response_id: parsed.id,
         })
     }
 }
 
 #[derive(Deserialize)]
 struct Message {
+    id: Option<String>,
     model: Option<String>,
     content: Vec<Block>,
     stop_reason: Option<String>,

@@ -13,6 +13,7 @@ pub use openai::OpenAi;
 pub use simulated::{embed_text, stable_hash, structured_answer, summarize, Simulated};
 
 use crate::config::{ProviderConfig, ProviderSpec};
+use crate::metering::CallLog;
 use crate::stage::StageError;
 
 /// A chat completion request, provider-neutral.
@@ -39,6 +40,8 @@ pub struct ChatResponse {
     pub tokens_estimated: bool,
     pub finish_reason: String,
     pub latency: Duration,
+    /// The provider's id for this response.
+    pub response_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,7 @@ pub struct EmbedResponse {
     pub model: String,
     pub input_tokens: u64,
     pub tokens_estimated: bool,
+    pub response_id: Option<String>,
 }
 
 /// What went wrong with a call, in terms of what to do next.
@@ -117,12 +121,29 @@ impl From<ProviderError> for StageError {
     }
 }
 
-/// Identifies one call for providers that derive behaviour from it (the simulated one).
+/// Identifies one call: for providers that derive behaviour from it (the simulated one), for
+/// the cost event it produces, and for the response cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CallKey<'a> {
     pub document_id: &'a str,
+    pub tenant: &'a str,
     pub stage: &'a str,
     pub attempt: u32,
+    /// Template version of the prompt, part of the cache key and the cost event.
+    pub prompt_version: Option<&'a str>,
+    /// Where the call's cost events go; `None` for unmetered calls (indexing a knowledge base).
+    pub log: Option<&'a CallLog>,
+}
+
+impl<'a> CallKey<'a> {
+    /// An unmetered call.
+    pub fn new(document_id: &'a str, stage: &'a str, attempt: u32) -> Self {
+        Self { document_id, tenant: "", stage, attempt, prompt_version: None, log: None }
+    }
+
+    pub fn with_prompt(self, version: &'a str) -> Self {
+        Self { prompt_version: Some(version), ..self }
+    }
 }
 
 /// The closed set of providers.

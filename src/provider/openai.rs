@@ -109,6 +109,7 @@ impl OpenAi {
             tokens_estimated: estimated,
             finish_reason: choice.finish_reason.unwrap_or_else(|| "unknown".into()),
             latency,
+            response_id: parsed.id,
         })
     }
 
@@ -136,12 +137,14 @@ impl OpenAi {
             model: parsed.model.unwrap_or_else(|| model.clone()),
             input_tokens,
             tokens_estimated: estimated,
+            response_id: parsed.id,
         })
     }
 }
 
 #[derive(Deserialize)]
 struct ChatCompletion {
+    id: Option<String>,
     model: Option<String>,
     choices: Vec<Choice>,
     usage: Option<Usage>,
@@ -175,6 +178,7 @@ struct PromptDetails {
 
 #[derive(Deserialize)]
 struct Embeddings {
+    id: Option<String>,
     model: Option<String>,
     data: Vec<EmbeddingItem>,
     usage: Option<Usage>,

@@ -89,6 +89,7 @@ impl Simulated {
             model: req.model.clone(),
             finish_reason: "stop".into(),
             latency,
+            response_id: None,
         })
     }
 
@@ -103,6 +104,7 @@ impl Simulated {
             model: req.model.clone(),
             input_tokens: req.inputs.iter().map(|t| estimate_tokens(t)).sum(),
             tokens_estimated: false,
+            response_id: None,
         })
     }
 }

@@ -101,6 +101,7 @@ pub async fn run<S: Stage>(
         ports: ports(spec),
         shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
+        metering_topic: topology.metering_topic.clone(),
         redactor: (spec.redact_input && topology.pii.redact_side_outputs)
             .then(|| Redactor::new(&topology.pii.patterns)),
     });

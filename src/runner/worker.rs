@@ -16,6 +16,7 @@ use super::partitions::{Job, Partitions};
 use super::retry_state::RetryState;
 use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
 use crate::config::StageSpec;
+use crate::metering::{CallLog, Origin};
 use crate::pii::Redactor;
 use crate::retry::{infrastructure_backoff, AttemptBackoff};
 use crate::shutdown::{Phase, Shutdown};
@@ -37,6 +38,8 @@ pub struct Worker<S> {
     pub fatal: Mutex<Option<String>>,
     /// PII redaction for what this stage writes to its dead-letter topic.
     pub redactor: Option<Redactor>,
+    /// Where the cost events of model calls go.
+    pub metering_topic: String,
 }
 
 /// What processing decided for a record.
@@ -61,9 +64,17 @@ impl<S: Stage> Worker<S> {
         }
         telemetry::in_flight(stage, 1);
         let started = Instant::now();
-        let (outputs, outcome) = match self.dispose(&job.message).await {
-            Disposition::Outputs(o) => {
+        let origin = RetryState::of(&job.message).origin;
+        let log = CallLog::new(
+            &self.pipeline,
+            stage,
+            Origin { topic: origin.topic, partition: origin.partition, offset: origin.offset },
+        );
+        let (outputs, outcome) = match self.dispose(&job.message, &log).await {
+            Disposition::Outputs(mut o) => {
                 let dead = o.iter().any(|r| r.topic == self.spec.dead_letter_topic);
+                // Cost events are outputs: the offset waits for their acknowledgement too.
+                o.extend(self.cost_events(&log));
                 (o, if dead { Outcome::DeadLettered } else { Outcome::Ok })
             }
             Disposition::Fatal(reason) => {
@@ -88,7 +99,33 @@ impl<S: Stage> Worker<S> {
         telemetry::in_flight(stage, -1);
     }
 
-    async fn dispose(&self, message: &OwnedMessage) -> Disposition {
+    /// The metering records of a record's model calls.
+    fn cost_events(&self, log: &CallLog) -> Vec<OutRecord> {
+        let topic = &self.metering_topic;
+        log.take()
+            .into_iter()
+            .filter_map(|event| {
+                let encoded = event
+                    .to_value()
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| self.codec.encode(topic, &v).map_err(|e| e.to_string()));
+                match encoded {
+                    Ok(payload) => Some(OutRecord {
+                        topic: topic.clone(),
+                        key: Some(event.event_id.into_bytes()),
+                        payload,
+                        headers: Vec::new(),
+                    }),
+                    Err(e) => {
+                        tracing::error!(stage = %self.spec.name, error = %e, "cannot encode a cost event");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn dispose(&self, message: &OwnedMessage, log: &CallLog) -> Disposition {
         let mut state = RetryState::of(message);
         let input = match self.decode(message).await {
             Ok(Some(input)) => input,
@@ -104,7 +141,8 @@ impl<S: Stage> Worker<S> {
         for local in 1..=self.spec.retry.attempts {
             // Attempt numbers continue across rungs of the ladder.
             let attempt = state.attempts + local;
-            let cx = StageContext { stage: &self.spec.name, attempt };
+            log.start_attempt();
+            let cx = StageContext { stage: &self.spec.name, attempt, log: Some(log) };
             let deadline = self.spec.deadline;
             let error =
                 match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {

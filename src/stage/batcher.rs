@@ -1,28 +1,48 @@
-//! Micro-batching for embeddings: chunks from many records in flight are queued and sent
-//! `batch_size` at a time, one API call per batch; a partial batch goes when its oldest chunk
+//! Micro-batching for embeddings: chunks from many records in flight are queued per tenant and
+//! sent `batch_size` at a time, one API call per batch; a partial batch goes when its oldest chunk
 //! has waited `linger`. Batches are sent concurrently, so a slow call never stops collection.
+//!
+//! Batching per tenant keeps cost attribution exact: a batch call's cost event names one tenant,
+//! its id derives from the first record in the batch, and every record in the batch carries the
+//! same event (removed as duplicates by id downstream), so the call is metered even if only some
+//! of those records' outputs are ever delivered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::models::{served_name, Models};
+use crate::metering::{CallLog, CostEvent, Origin};
 use crate::provider::{CallKey, EmbedRequest, ProviderError};
 
-type Reply = Result<Embedded, ProviderError>;
+/// The cost events of the calls made for a request (failed ones too), and its vectors in input
+/// order with the model that served them, or why they could not be had.
+pub type Reply = (Vec<CostEvent>, Result<Embedded, ProviderError>);
 
-/// The vectors of one request, in input order, and the model that served them.
 #[derive(Debug, Clone)]
 pub struct Embedded {
     pub vectors: Vec<Vec<f32>>,
     pub model: String,
 }
 
+/// Where a request's calls are metered: the record's coordinates, owned.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub pipeline: String,
+    pub stage: String,
+    pub origin: Origin,
+    /// The call index the record reserved for this request.
+    pub call_index: u32,
+    pub tenant: String,
+}
+
 struct Request {
     texts: Vec<String>,
+    site: Option<Site>,
     document_id: String,
+    tenant: String,
     attempt: u32,
     reply: oneshot::Sender<Reply>,
 }
@@ -40,16 +60,29 @@ impl Batcher {
         Self { tx }
     }
 
-    /// Embeds `texts`; they may share calls with other records' chunks.
+    /// Embeds `texts`; they may share calls with other records' chunks of the same tenant.
     pub async fn embed(&self, texts: Vec<String>, key: CallKey<'_>) -> Reply {
+        let site = key.log.map(|log| Site {
+            pipeline: log.pipeline.clone(),
+            stage: log.stage.clone(),
+            origin: log.origin.clone(),
+            call_index: log.next_call(),
+            tenant: key.tenant.to_owned(),
+        });
         let (reply, rx) = oneshot::channel();
-        let request =
-            Request { texts, document_id: key.document_id.to_owned(), attempt: key.attempt, reply };
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| ProviderError::unavailable("embedding batcher stopped"))?;
-        rx.await.map_err(|_| ProviderError::unavailable("embedding batcher stopped"))?
+        let request = Request {
+            texts,
+            site,
+            document_id: key.document_id.to_owned(),
+            tenant: key.tenant.to_owned(),
+            attempt: key.attempt,
+            reply,
+        };
+        let stopped = || (Vec::new(), Err(ProviderError::unavailable("embedding batcher stopped")));
+        if self.tx.send(request).await.is_err() {
+            return stopped();
+        }
+        rx.await.unwrap_or_else(|_| stopped())
     }
 }
 
@@ -58,97 +91,158 @@ struct Pending {
     vectors: Vec<Option<Vec<f32>>>,
     missing: usize,
     model: String,
+    events: Vec<CostEvent>,
 }
 
-type BatchResult = (Vec<(u64, usize)>, Result<(Vec<Vec<f32>>, String), ProviderError>);
+/// A queued chunk: (request id, index in its request, text, queued at).
+type Queued = (u64, usize, String, Instant);
+/// A finished call: the (request, index) of each input, its cost events, the vectors or the error.
+type BatchResult = (Vec<(u64, usize)>, Reply);
+
+struct State {
+    models: Models,
+    batch_size: usize,
+    linger: Duration,
+    queues: BTreeMap<String, VecDeque<Queued>>,
+    jobs: HashMap<u64, Pending>,
+    sites: HashMap<u64, (Option<Site>, String, u32)>,
+    done: mpsc::UnboundedSender<BatchResult>,
+}
 
 async fn run(models: Models, batch_size: usize, linger: Duration, mut rx: mpsc::Receiver<Request>) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<BatchResult>();
-    let mut queue: VecDeque<(u64, usize, String, Instant)> = VecDeque::new();
-    let mut jobs: HashMap<u64, Pending> = HashMap::new();
+    let (done, mut done_rx) = mpsc::unbounded_channel::<BatchResult>();
+    let mut s = State {
+        models,
+        batch_size,
+        linger,
+        queues: BTreeMap::new(),
+        jobs: HashMap::new(),
+        sites: HashMap::new(),
+        done,
+    };
     let mut next_id = 0u64;
-    let mut key_of_batch = String::new();
-    let mut attempt = 1;
     loop {
-        let deadline = queue.front().map(|(.., at)| *at + linger);
+        let deadline = s.queues.values().filter_map(|q| q.front()).map(|q| q.3 + linger).min();
         tokio::select! {
             request = rx.recv() => {
                 let Some(r) = request else { break };
-                if r.texts.is_empty() {
-                    let _ = r.reply.send(Ok(Embedded { vectors: Vec::new(), model: String::new() }));
+                let n = r.texts.len();
+                if n == 0 {
+                    let _ = r.reply.send((Vec::new(), Ok(Embedded { vectors: Vec::new(), model: String::new() })));
                     continue;
                 }
-                let id = next_id;
+                let (id, now) = (next_id, Instant::now());
                 next_id += 1;
-                let now = Instant::now();
-                for (i, t) in r.texts.into_iter().enumerate() {
-                    queue.push_back((id, i, t, now));
-                }
-                let n = queue.iter().filter(|q| q.0 == id).count();
-                jobs.insert(id, Pending { reply: r.reply, vectors: vec![None; n], missing: n, model: String::new() });
-                key_of_batch = r.document_id;
-                attempt = r.attempt;
+                let queue = s.queues.entry(r.tenant.clone()).or_default();
+                queue.extend(r.texts.into_iter().enumerate().map(|(i, t)| (id, i, t, now)));
+                let pending = Pending {
+                    reply: r.reply,
+                    vectors: vec![None; n],
+                    missing: n,
+                    model: String::new(),
+                    events: Vec::new(),
+                };
+                s.jobs.insert(id, pending);
+                s.sites.insert(id, (r.site, r.document_id, r.attempt));
             }
-            Some((items, result)) = done_rx.recv() => {
-                deliver(&mut jobs, items, result);
+            Some((items, (events, result))) = done_rx.recv() => {
+                deliver(&mut s, items, events, result);
                 continue;
             }
             _ = sleep_until(deadline) => {}
         }
-        // Full batches go at once; a partial one when its oldest chunk has lingered.
-        while queue.len() >= batch_size
-            || queue.front().is_some_and(|(.., at)| *at + linger <= Instant::now())
-        {
-            let take = queue.len().min(batch_size);
-            let batch: Vec<_> = queue.drain(..take).collect();
+        flush(&mut s);
+    }
+}
+
+/// Sends every full batch, and every partial one whose oldest chunk has lingered.
+fn flush(s: &mut State) {
+    let now = Instant::now();
+    for queue in s.queues.values_mut() {
+        while queue.len() >= s.batch_size || queue.front().is_some_and(|q| q.3 + s.linger <= now) {
+            let take = queue.len().min(s.batch_size);
+            let batch: Vec<Queued> = queue.drain(..take).collect();
             let items: Vec<(u64, usize)> = batch.iter().map(|(j, i, ..)| (*j, *i)).collect();
             let texts: Vec<String> = batch.into_iter().map(|(_, _, t, _)| t).collect();
-            let (models, done, doc) = (models.clone(), done_tx.clone(), key_of_batch.clone());
+            let (site, document_id, attempt) = s.sites[&items[0].0].clone();
+            let (models, done) = (s.models.clone(), s.done.clone());
             tokio::spawn(async move {
-                let key = CallKey { document_id: &doc, stage: "embed", attempt };
-                let request = EmbedRequest { model: String::new(), inputs: texts };
-                let result = models
-                    .gateway
-                    .embed(&models.choice.default, &request, key)
-                    .await
-                    .map(|s| (s.value.vectors, served_name(&s.provider, &s.model_name)));
+                let result = call(&models, texts, site, &document_id, attempt).await;
                 let _ = done.send((items, result));
             });
         }
     }
+    s.queues.retain(|_, q| !q.is_empty());
+}
+
+/// One embeddings call, metered at the first record's call site.
+async fn call(
+    models: &Models,
+    texts: Vec<String>,
+    site: Option<Site>,
+    document_id: &str,
+    attempt: u32,
+) -> Reply {
+    let log = site
+        .as_ref()
+        .map(|s| CallLog::new(&s.pipeline, &s.stage, s.origin.clone()).starting_at(s.call_index));
+    let tenant = site.as_ref().map_or("", |s| s.tenant.as_str());
+    let stage = site.as_ref().map_or("embed", |s| s.stage.as_str());
+    let key =
+        CallKey { document_id, tenant, stage, attempt, prompt_version: None, log: log.as_ref() };
+    let request = EmbedRequest { model: String::new(), inputs: texts };
+    let served = models.gateway.embed(&models.choice.default, &request, key).await;
+    let events = log.map(|l| l.take()).unwrap_or_default();
+    let result = served.map(|s| Embedded {
+        vectors: s.value.vectors,
+        model: served_name(&s.provider, &s.model_name),
+    });
+    (events, result)
 }
 
 fn deliver(
-    jobs: &mut HashMap<u64, Pending>,
+    s: &mut State,
     items: Vec<(u64, usize)>,
-    result: Result<(Vec<Vec<f32>>, String), ProviderError>,
+    events: Vec<CostEvent>,
+    result: Result<Embedded, ProviderError>,
 ) {
-    match result {
-        Ok((vectors, model)) if vectors.len() == items.len() => {
-            for ((job, i), v) in items.into_iter().zip(vectors) {
-                let Some(p) = jobs.get_mut(&job) else { continue };
-                p.vectors[i] = Some(v);
-                p.missing -= 1;
-                p.model = model.clone();
-                if p.missing == 0 {
-                    let p = jobs.remove(&job).expect("present");
-                    let vectors = p.vectors.into_iter().map(|v| v.expect("all filled")).collect();
-                    let _ = p.reply.send(Ok(Embedded { vectors, model: p.model }));
+    for (job, _) in &items {
+        if let Some(p) = s.jobs.get_mut(job) {
+            for e in &events {
+                if !p.events.iter().any(|x| x.event_id == e.event_id) {
+                    p.events.push(e.clone());
                 }
             }
         }
-        other => {
-            let error = match other {
-                Err(e) => e,
-                Ok((v, _)) => ProviderError::unavailable(format!(
-                    "provider returned {} vectors for {} inputs",
-                    v.len(),
-                    items.len()
-                )),
-            };
+    }
+    let result = match result {
+        Ok(e) if e.vectors.len() != items.len() => Err(ProviderError::unavailable(format!(
+            "provider returned {} vectors for {} inputs",
+            e.vectors.len(),
+            items.len()
+        ))),
+        other => other,
+    };
+    match result {
+        Ok(embedded) => {
+            for ((job, i), v) in items.into_iter().zip(embedded.vectors) {
+                let Some(p) = s.jobs.get_mut(&job) else { continue };
+                p.vectors[i] = Some(v);
+                p.missing -= 1;
+                p.model.clone_from(&embedded.model);
+                if p.missing == 0 {
+                    let p = s.jobs.remove(&job).expect("present");
+                    s.sites.remove(&job);
+                    let vectors = p.vectors.into_iter().map(|v| v.expect("all filled")).collect();
+                    let _ = p.reply.send((p.events, Ok(Embedded { vectors, model: p.model })));
+                }
+            }
+        }
+        Err(error) => {
             for (job, _) in items {
-                if let Some(p) = jobs.remove(&job) {
-                    let _ = p.reply.send(Err(error.clone()));
+                if let Some(p) = s.jobs.remove(&job) {
+                    s.sites.remove(&job);
+                    let _ = p.reply.send((p.events, Err(error.clone())));
                 }
             }
         }

@@ -123,10 +123,10 @@ impl Classify {
             json_schema: Some(self.schema.clone()),
             max_tokens: 50,
         };
+        let key = cx.call_key(&input.document).with_prompt(&self.prompt.0);
         let mut last_error = String::new();
         for _ in 0..2 {
-            let served =
-                models.gateway.chat(alias, &request, cx.call_key(&input.document.id)).await?;
+            let served = models.gateway.chat(alias, &request, key).await?;
             match self.parse(&served.value.text) {
                 Ok((label, confidence)) => {
                     let model = served_name(&served.provider, &served.value.model);

@@ -47,7 +47,12 @@ impl Embed {
         if texts.is_empty() {
             return Err(StageError::permanent("document content is empty: nothing to embed"));
         }
-        let embedded = self.batcher.embed(texts.clone(), cx.call_key(&input.document.id)).await?;
+        let (events, embedded) =
+            self.batcher.embed(texts.clone(), cx.call_key(&input.document)).await;
+        if let Some(log) = cx.log {
+            events.into_iter().for_each(|e| log.push(e));
+        }
+        let embedded = embedded?;
         if let Some(v) = embedded.vectors.iter().find(|v| v.len() != self.dimensions) {
             return Err(StageError::Fatal {
                 reason: format!(

@@ -91,8 +91,8 @@ impl Generate {
             json_schema: None,
             max_tokens: self.max_output_tokens,
         };
-        let served =
-            self.models.gateway.chat(&alias, &request, cx.call_key(&input.document.id)).await?;
+        let key = cx.call_key(&input.document).with_prompt(&version);
+        let served = self.models.gateway.chat(&alias, &request, key).await?;
         let r = served.value;
         input.answer = Some(Answer {
             text: r.text,

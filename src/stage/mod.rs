@@ -25,8 +25,9 @@ pub use review::Review;
 pub use models::Models;
 pub use retrieve::index_knowledge_base;
 
-use crate::avro::Envelope;
+use crate::avro::{Document, Envelope};
 use crate::config::{ModelChoice, StageKindSpec, StageSpec, Topology};
+use crate::metering::CallLog;
 use crate::pii::Redactor;
 use crate::policy::Gateway;
 use crate::provider::CallKey;
@@ -99,11 +100,26 @@ pub struct StageContext<'a> {
     pub stage: &'a str,
     /// 1 for the first attempt at this record.
     pub attempt: u32,
+    /// Where model calls record their cost events (the runner produces them to the metering
+    /// topic with the record's outputs).
+    pub log: Option<&'a CallLog>,
 }
 
 impl<'a> StageContext<'a> {
-    pub fn call_key(&self, document_id: &'a str) -> CallKey<'a> {
-        CallKey { document_id, stage: self.stage, attempt: self.attempt }
+    /// A context without metering, for running a stage outside the runner.
+    pub fn unmetered(stage: &'a str, attempt: u32) -> Self {
+        Self { stage, attempt, log: None }
+    }
+
+    pub fn call_key(&self, document: &'a Document) -> CallKey<'a> {
+        CallKey {
+            document_id: &document.id,
+            tenant: &document.tenant,
+            stage: self.stage,
+            attempt: self.attempt,
+            prompt_version: None,
+            log: self.log,
+        }
     }
 }
 

@@ -68,7 +68,7 @@ impl Retrieve {
                 let served = self
                     .models
                     .gateway
-                    .embed(&self.models.choice.default, &request, cx.call_key(&input.document.id))
+                    .embed(&self.models.choice.default, &request, cx.call_key(&input.document))
                     .await?;
                 served
                     .value
@@ -135,7 +135,7 @@ pub async fn index_knowledge_base(
         let mut backoff = infrastructure_backoff();
         let mut attempt = 1;
         let vectors = loop {
-            let key = CallKey { document_id: &batch[0].id, stage: "index", attempt };
+            let key = CallKey::new(&batch[0].id, "index", attempt);
             match models.gateway.embed(&models.choice.default, &request, key).await {
                 Ok(s) if s.value.vectors.len() == batch.len() => break s.value.vectors,
                 Ok(s) => {

@@ -9,6 +9,9 @@ use crate::avro::{Envelope, Review as ReviewRecord, Verdict};
 use crate::pii::Redactor;
 use crate::provider::ChatRequest;
 
+/// Version of the judge's built-in prompt, in its cost events and cache keys.
+pub const JUDGE_PROMPT: &str = "judge@builtin";
+
 pub struct Review {
     blocked_terms: Vec<String>,
     redactor: Redactor,
@@ -111,7 +114,10 @@ impl Review {
             max_tokens: 100,
         };
         let alias = models.choice.default.clone();
-        let served = models.gateway.chat(&alias, &request, cx.call_key(&input.document.id)).await?;
+        let served = models
+            .gateway
+            .chat(&alias, &request, cx.call_key(&input.document).with_prompt(JUDGE_PROMPT))
+            .await?;
         let text = &served.value.text;
         let body = text.find('{').zip(text.rfind('}')).map_or(text.as_str(), |(a, b)| &text[a..=b]);
         serde_json::from_str::<serde_json::Value>(body)

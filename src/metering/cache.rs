@@ -1,0 +1,101 @@
+//! The exact response cache, embedded on disk: one JSON file per key, written to a temporary
+//! name and renamed, so a crash leaves either the whole entry or none. The key hashes everything
+//! that determines an answer — template version, logical model, parameters and the full input —
+//! so a hit is the answer the same call would have paid for. Each entry keeps the cost event of
+//! the call that filled it: a hit re-emits it (the same id, removed as a duplicate when it was
+//! already delivered), which also covers a crash between the call and its event's delivery.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::CostEvent;
+use crate::provider::{stable_hash, ChatRequest};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Answer {
+    Chat {
+        text: String,
+        model: String,
+        input_tokens: u64,
+        output_tokens: u64,
+        cached_tokens: u64,
+        estimated: bool,
+        finish_reason: String,
+    },
+    Embedding {
+        vector: Vec<f32>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub answer: Answer,
+    /// The logical model that served the original call, its provider and its model name.
+    pub served: String,
+    pub provider: String,
+    pub model_name: String,
+    /// The original call's cost event.
+    pub event: CostEvent,
+}
+
+#[derive(Debug)]
+pub struct ResponseCache {
+    dir: PathBuf,
+}
+
+fn hex128(parts: &[&[u8]]) -> String {
+    let a = stable_hash(&[parts, &[b"k1"]].concat());
+    let b = stable_hash(&[parts, &[b"k2"]].concat());
+    format!("{a:016x}{b:016x}")
+}
+
+/// The key of a chat call.
+pub fn chat_key(prompt_version: Option<&str>, model: &str, req: &ChatRequest) -> String {
+    let schema = req.json_schema.as_ref().map(ToString::to_string).unwrap_or_default();
+    hex128(&[
+        b"chat",
+        prompt_version.unwrap_or("").as_bytes(),
+        model.as_bytes(),
+        &req.max_tokens.to_le_bytes(),
+        schema.as_bytes(),
+        req.system.as_bytes(),
+        req.user.as_bytes(),
+    ])
+}
+
+/// The key of one text's embedding.
+pub fn embedding_key(model: &str, text: &str) -> String {
+    hex128(&[b"embedding", model.as_bytes(), text.as_bytes()])
+}
+
+impl ResponseCache {
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    /// The entry under `key`; an unreadable entry is a miss (and is overwritten on the next put).
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn put(&self, key: &str, entry: &Entry) {
+        let path = self.path(key);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().expect("entries live in a subdirectory"))?;
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, serde_json::to_vec(entry).expect("entries serialize"))?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            // A cache that cannot write costs money on replays, not correctness.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write response cache entry");
+        }
+    }
+}

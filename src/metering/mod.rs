@@ -1,0 +1,162 @@
+//! Cost metering: every model call becomes a [`CostEvent`] on the metering topic, with an id
+//! deterministic from where the call happened — (input topic, partition, offset, stage, attempt,
+//! call index) — so the duplicates at-least-once delivery makes are removed by id. A record's
+//! events are outputs like any other: its offset is stored only once they are acknowledged.
+
+pub mod cache;
+pub mod report;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::avro::SchemaKind;
+use crate::provider::stable_hash;
+
+/// One model call (or cache hit) and what it cost (`schemas/cost_event.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostEvent {
+    pub event_id: String,
+    pub timestamp_ms: i64,
+    pub tenant: String,
+    pub pipeline: String,
+    pub stage: String,
+    pub document_id: String,
+    pub provider: String,
+    pub model_requested: String,
+    pub model_served: String,
+    pub prompt_version: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub estimated: bool,
+    pub cost_micro_usd: i64,
+    pub latency_ms: i64,
+    /// `ok`, or the failure class (`rate_limited`, `unavailable`, `rejected`, `unauthorized`).
+    pub outcome: String,
+    pub trace_id: Option<String>,
+    pub operation: String,
+    pub cached: bool,
+    pub attempt: i32,
+    pub call_index: i32,
+    pub response_id: Option<String>,
+    pub price_set_on: Option<String>,
+}
+
+impl CostEvent {
+    pub fn to_value(&self) -> Result<apache_avro::types::Value, apache_avro::Error> {
+        apache_avro::to_value(self)?.resolve(SchemaKind::CostEvent.schema())
+    }
+
+    pub fn from_value(value: &apache_avro::types::Value) -> Result<Self, apache_avro::Error> {
+        apache_avro::from_value(value)
+    }
+}
+
+/// Where a record came from: the coordinates its events' ids derive from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The cost events of one record's handling, across its attempts.
+#[derive(Debug)]
+pub struct CallLog {
+    pub pipeline: String,
+    pub stage: String,
+    pub origin: Origin,
+    /// Calls made in the current attempt (resets per attempt).
+    next_index: AtomicU32,
+    events: Mutex<Vec<CostEvent>>,
+}
+
+/// The id of the call at these coordinates; `salt` separates kinds of events at one call site
+/// (a cache hit's own event from the original call it re-emits).
+pub fn event_id(origin: &Origin, stage: &str, attempt: u32, call_index: u32, salt: &str) -> String {
+    let parts: [&[u8]; 7] = [
+        origin.topic.as_bytes(),
+        &origin.partition.to_le_bytes(),
+        &origin.offset.to_le_bytes(),
+        stage.as_bytes(),
+        &attempt.to_le_bytes(),
+        &call_index.to_le_bytes(),
+        salt.as_bytes(),
+    ];
+    let a = stable_hash(&[&parts[..], &[b"a"]].concat());
+    let b = stable_hash(&[&parts[..], &[b"b"]].concat());
+    format!("{a:016x}{b:016x}")
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl CallLog {
+    pub fn new(pipeline: &str, stage: &str, origin: Origin) -> Self {
+        Self {
+            pipeline: pipeline.to_owned(),
+            stage: stage.to_owned(),
+            origin,
+            next_index: AtomicU32::new(0),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A log whose first call gets index `first` (a batch metered at a record's reserved index).
+    pub fn starting_at(self, first: u32) -> Self {
+        self.next_index.store(first, Ordering::SeqCst);
+        self
+    }
+
+    /// Starts a new attempt: call indexes count from zero again.
+    pub fn start_attempt(&self) {
+        self.next_index.store(0, Ordering::SeqCst);
+    }
+
+    /// The index of the next call in this attempt.
+    pub fn next_call(&self) -> u32 {
+        self.next_index.fetch_add(1, Ordering::SeqCst)
+    }
+
+    pub fn push(&self, event: CostEvent) {
+        self.events.lock().expect("call log lock").push(event);
+    }
+
+    /// Every event so far, each id once (a re-emitted original may repeat within a record).
+    pub fn take(&self) -> Vec<CostEvent> {
+        let mut events = std::mem::take(&mut *self.events.lock().expect("call log lock"));
+        let mut seen = std::collections::HashSet::new();
+        events.retain(|e| seen.insert(e.event_id.clone()));
+        events
+    }
+
+    pub fn event_id(&self, attempt: u32, call_index: u32, salt: &str) -> String {
+        event_id(&self.origin, &self.stage, attempt, call_index, salt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_and_differ_by_every_coordinate() {
+        let o = Origin { topic: "t".into(), partition: 1, offset: 7 };
+        let id = event_id(&o, "s", 1, 0, "");
+        assert_eq!(id, event_id(&o, "s", 1, 0, ""));
+        assert_eq!(id.len(), 32);
+        let others = [
+            event_id(&Origin { offset: 8, ..o.clone() }, "s", 1, 0, ""),
+            event_id(&Origin { partition: 2, ..o.clone() }, "s", 1, 0, ""),
+            event_id(&o, "s2", 1, 0, ""),
+            event_id(&o, "s", 2, 0, ""),
+            event_id(&o, "s", 1, 1, ""),
+            event_id(&o, "s", 1, 0, "cached"),
+        ];
+        assert!(others.iter().all(|x| *x != id));
+    }
+}

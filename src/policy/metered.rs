@@ -1,0 +1,255 @@
+//! The gateway's metered entry points: the response cache in front of the fallback walk, and
+//! the cost event of every call.
+
+use std::time::Duration;
+
+use super::{Answer, Gateway, Op, Served};
+use crate::metering::cache::{self, Entry};
+use crate::metering::{now_ms, CallLog, CostEvent};
+use crate::provider::{
+    CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
+};
+
+impl Gateway {
+    /// A chat call: from the cache when the same prompt version, model, parameters and input
+    /// were answered before; otherwise through the fallback chain, and cached on success.
+    pub async fn chat(
+        &self,
+        alias: &str,
+        req: &ChatRequest,
+        key: CallKey<'_>,
+    ) -> Result<Served<ChatResponse>, ProviderError> {
+        let cache_key = cache::chat_key(key.prompt_version, alias, req);
+        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&cache_key)) {
+            if let cache::Answer::Chat {
+                text,
+                model,
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+                estimated,
+                finish_reason,
+            } = entry.answer.clone()
+            {
+                // The original call's event again (a duplicate by id if it was delivered).
+                if let Some(log) = key.log {
+                    log.push(entry.event.clone());
+                }
+                self.cache_hit(key, alias, "chat", &entry);
+                let value = ChatResponse {
+                    text,
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    cached_tokens,
+                    tokens_estimated: estimated,
+                    finish_reason,
+                    latency: Duration::ZERO,
+                    response_id: entry.event.response_id.clone(),
+                };
+                return Ok(served(alias, &entry, value));
+            }
+        }
+        let (served, answer, event) = self.call(alias, &Op::Chat(req), key).await?;
+        let Answer::Chat(value) = answer else { unreachable!("a chat call answers with chat") };
+        if let (Some(cache), Some(event)) = (&self.cache, event) {
+            let answer = cache::Answer::Chat {
+                text: value.text.clone(),
+                model: value.model.clone(),
+                input_tokens: value.input_tokens,
+                output_tokens: value.output_tokens,
+                cached_tokens: value.cached_tokens,
+                estimated: value.tokens_estimated,
+                finish_reason: value.finish_reason.clone(),
+            };
+            cache.put(&cache_key, &entry_of(&served, answer, event));
+        }
+        Ok(served.with(value))
+    }
+
+    /// An embeddings call: inputs already embedded by this model come from the cache, the rest
+    /// go in one call (through the fallback chain) and are cached on success.
+    pub async fn embed(
+        &self,
+        alias: &str,
+        req: &EmbedRequest,
+        key: CallKey<'_>,
+    ) -> Result<Served<EmbedResponse>, ProviderError> {
+        let Some(cache) = &self.cache else {
+            let (served, answer, _) = self.call(alias, &Op::Embed(req), key).await?;
+            let Answer::Embed(value) = answer else { unreachable!("embeddings answer") };
+            return Ok(served.with(value));
+        };
+        let keys: Vec<String> = req.inputs.iter().map(|t| cache::embedding_key(alias, t)).collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; req.inputs.len()];
+        let mut hit: Option<Entry> = None;
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(entry) = cache.get(k) {
+                if let cache::Answer::Embedding { vector } = &entry.answer {
+                    vectors[i] = Some(vector.clone());
+                    if let Some(log) = key.log {
+                        log.push(entry.event.clone());
+                    }
+                    hit.get_or_insert(entry);
+                }
+            }
+        }
+        let missing: Vec<usize> = (0..vectors.len()).filter(|i| vectors[*i].is_none()).collect();
+        if let Some(entry) = &hit {
+            self.cache_hit(key, alias, "embeddings", entry);
+        }
+        let mut result = EmbedResponse {
+            vectors: Vec::new(),
+            model: String::new(),
+            input_tokens: 0,
+            tokens_estimated: false,
+            response_id: None,
+        };
+        let served = if missing.is_empty() {
+            let entry = hit.expect("no input missing means every input was a hit");
+            result.model.clone_from(&entry.model_name);
+            served(alias, &entry, ())
+        } else {
+            let inputs = missing.iter().map(|i| req.inputs[*i].clone()).collect();
+            let partial = EmbedRequest { model: req.model.clone(), inputs };
+            let (served, answer, event) = self.call(alias, &Op::Embed(&partial), key).await?;
+            let Answer::Embed(value) = answer else { unreachable!("embeddings answer") };
+            if value.vectors.len() == missing.len() {
+                for (i, v) in missing.iter().zip(&value.vectors) {
+                    if let Some(event) = &event {
+                        let answer = cache::Answer::Embedding { vector: v.clone() };
+                        cache.put(&keys[*i], &entry_of(&served, answer, event.clone()));
+                    }
+                    vectors[*i] = Some(v.clone());
+                }
+            }
+            result = EmbedResponse { vectors: Vec::new(), ..value.clone() };
+            if value.vectors.len() != missing.len() {
+                result.vectors = value.vectors;
+                return Ok(served.with(result));
+            }
+            served
+        };
+        result.vectors = vectors.into_iter().map(|v| v.expect("every input filled")).collect();
+        Ok(served.with(result))
+    }
+
+    /// A cache hit's own event: no provider call, zero cost, `cached = true`.
+    fn cache_hit(&self, key: CallKey<'_>, alias: &str, operation: &str, entry: &Entry) {
+        let Some(log) = key.log else { return };
+        let call_index = log.next_call();
+        log.push(CostEvent {
+            event_id: log.event_id(key.attempt, call_index, "cached"),
+            timestamp_ms: now_ms(),
+            tenant: key.tenant.to_owned(),
+            pipeline: log.pipeline.clone(),
+            stage: log.stage.clone(),
+            document_id: key.document_id.to_owned(),
+            provider: entry.provider.clone(),
+            model_requested: alias.to_owned(),
+            model_served: entry.event.model_served.clone(),
+            prompt_version: key.prompt_version.map(str::to_owned),
+            input_tokens: entry.event.input_tokens,
+            output_tokens: entry.event.output_tokens,
+            cached_tokens: 0,
+            estimated: entry.event.estimated,
+            cost_micro_usd: 0,
+            latency_ms: 0,
+            outcome: "ok".into(),
+            trace_id: None,
+            operation: operation.to_owned(),
+            cached: true,
+            attempt: key.attempt as i32,
+            call_index: call_index as i32,
+            response_id: None,
+            price_set_on: entry.event.price_set_on.clone(),
+        });
+    }
+
+    /// The cost event of one provider call.
+    pub(super) fn cost_event(
+        &self,
+        log: &CallLog,
+        key: &CallKey<'_>,
+        call: &CallFacts<'_>,
+        result: &Result<Answer, ProviderError>,
+    ) -> CostEvent {
+        let CallFacts { provider, requested, hop, operation, latency } = *call;
+        let call_index = log.next_call();
+        let spec = &self.models[hop];
+        let (served, input, output, cached, estimated, response_id) = match result {
+            Ok(Answer::Chat(c)) => (
+                c.model.clone(),
+                c.input_tokens,
+                c.output_tokens,
+                c.cached_tokens,
+                c.tokens_estimated,
+                c.response_id.clone(),
+            ),
+            Ok(Answer::Embed(e)) => {
+                (e.model.clone(), e.input_tokens, 0, 0, e.tokens_estimated, e.response_id.clone())
+            }
+            Err(_) => (spec.name.clone(), 0, 0, 0, false, None),
+        };
+        // Failed calls are not billed by the providers sluice speaks to: they cost nothing.
+        let price = self.prices.models.get(hop).copied().unwrap_or_default();
+        let cost = if result.is_ok() { price.cost(input, cached, output) } else { 0 };
+        CostEvent {
+            event_id: log.event_id(key.attempt, call_index, ""),
+            timestamp_ms: now_ms(),
+            tenant: key.tenant.to_owned(),
+            pipeline: log.pipeline.clone(),
+            stage: log.stage.clone(),
+            document_id: key.document_id.to_owned(),
+            provider: provider.to_owned(),
+            model_requested: requested.to_owned(),
+            model_served: served,
+            prompt_version: key.prompt_version.map(str::to_owned),
+            input_tokens: input as i64,
+            output_tokens: output as i64,
+            cached_tokens: cached as i64,
+            estimated,
+            cost_micro_usd: i64::try_from(cost).unwrap_or(i64::MAX),
+            latency_ms: latency.as_millis() as i64,
+            outcome: result.as_ref().map_or_else(ProviderError::class, |_| "ok").to_owned(),
+            trace_id: None,
+            operation: operation.to_owned(),
+            cached: false,
+            attempt: key.attempt as i32,
+            call_index: call_index as i32,
+            response_id,
+            price_set_on: (!self.prices.set_on.is_empty()).then(|| self.prices.set_on.clone()),
+        }
+    }
+}
+
+/// What the gateway knows about one provider call besides its result.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CallFacts<'a> {
+    pub provider: &'a str,
+    /// The logical model routing asked for, and the one this call went to.
+    pub requested: &'a str,
+    pub hop: &'a str,
+    pub operation: &'static str,
+    pub latency: Duration,
+}
+
+fn entry_of(served: &Served<()>, answer: cache::Answer, event: CostEvent) -> Entry {
+    Entry {
+        answer,
+        served: served.served.clone(),
+        provider: served.provider.clone(),
+        model_name: served.model_name.clone(),
+        event,
+    }
+}
+
+fn served<T>(requested: &str, entry: &Entry, value: T) -> Served<T> {
+    Served {
+        value,
+        requested: requested.to_owned(),
+        served: entry.served.clone(),
+        provider: entry.provider.clone(),
+        model_name: entry.model_name.clone(),
+    }
+}
