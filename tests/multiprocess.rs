@@ -6,9 +6,10 @@
 
 mod common;
 
+use common::procs::start_worker;
+
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -22,30 +23,8 @@ use sluice::devstack::{registry, MockKafka};
 use sluice::pipeline::{registry_settings, schema_pairs};
 use sluice::records_io::reader;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 const PARTITIONS: i32 = 3;
 const DOCS: usize = 3000;
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_worker(topology: &Path, bootstrap: &str, registry_url: &str) -> Worker {
-    let child = Command::new(BIN)
-        .args(["run", "--topology", topology.to_str().expect("utf-8 path"), "--stage", "work"])
-        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-        .env("SCHEMA_REGISTRY_URL", registry_url)
-        .env("RUST_LOG", std::env::var("SLUICE_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start worker");
-    Worker(child)
-}
 
 fn topology_yaml(pipeline: &str) -> String {
     format!(

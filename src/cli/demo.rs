@@ -95,10 +95,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let results = collect_results(&t, &codec, &expected, args.timeout).await?;
     shutdown.request();
     pipeline.await?.context("pipeline")?;
+    let events = sluice::metering::read_events(&t).await.context("reading the metering topic")?;
     drop(stack);
 
     print_table(&results);
     print_stage_counts(&t);
+    print_costs(&events);
     let missing: Vec<&String> = expected.iter().filter(|id| !results.contains_key(*id)).collect();
     if !missing.is_empty() {
         eprintln!("no result within {:?} for: {missing:?}", args.timeout);
@@ -196,5 +198,25 @@ fn print_stage_counts(t: &Topology) {
             .map(|c| m.attempt_failures.with_label_values(&[s.name.as_str(), c]).get())
             .sum();
         println!("{:<10} {:>6} {:>14} {:>16}", s.name, count("ok"), count("dead_lettered"), failed);
+    }
+}
+
+fn print_costs(events: &[sluice::metering::CostEvent]) {
+    use sluice::metering::report::{dedup, summarize, usd, GroupBy};
+    let events = dedup(events.iter().cloned());
+    println!(
+        "\n{:<10} {:>6} {:>7} {:>10} {:>11} {:>12}",
+        "COST", "CALLS", "CACHED", "IN TOKENS", "OUT TOKENS", "USD"
+    );
+    for r in summarize(&events, GroupBy::Stage) {
+        println!(
+            "{:<10} {:>6} {:>7} {:>10} {:>11} {:>12}",
+            r.group,
+            r.requests,
+            r.cache_hits,
+            r.input_tokens,
+            r.output_tokens,
+            usd(r.cost_micro_usd)
+        );
     }
 }

@@ -56,6 +56,7 @@ pub async fn run(a: Args) -> Result<ExitCode> {
         rpm: a.rpm,
         embedding_dim: a.embedding_dim,
         api_key,
+        prices: Default::default(),
     };
     let server = serve((a.host, a.port).into(), config).await?;
     println!("mock provider listening on http://{}", server.addr);

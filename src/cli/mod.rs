@@ -2,6 +2,7 @@
 //! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` override its connection settings.
 
 mod consume;
+mod cost;
 mod demo;
 mod dev;
 mod index;
@@ -50,6 +51,8 @@ pub enum Command {
     Dev(dev::Args),
     /// Run the example documents through the pipeline offline and print where each ended up.
     Demo(demo::Args),
+    /// Cost reports from the metering topic (duplicates removed by event id).
+    Cost(cost::Args),
     /// Embed a knowledge base (JSON lines) into a retrieve stage's vector store.
     Index(index::Args),
     /// Serve a mock model provider (OpenAI chat/embeddings, Anthropic messages) with latency,
@@ -68,6 +71,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Dev(a) => dev::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Index(a) => index::run(a).await,
+        Command::Cost(a) => cost::run(a).await,
         Command::MockProvider(a) => mock_provider::run(a).await,
     }
 }

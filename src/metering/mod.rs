@@ -4,6 +4,7 @@
 //! events are outputs like any other: its offset is stored only once they are acknowledged.
 
 pub mod cache;
+mod read;
 pub mod report;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,6 +12,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+pub use read::{read_events, ReadError};
 
 use crate::avro::SchemaKind;
 use crate::provider::stable_hash;

@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::ledger::CallEntry;
-use super::{LatencyDist, MockState};
+use super::{Hold, LatencyDist, MockState};
 use crate::provider::{embed_text, stable_hash, structured_answer, summarize};
 use crate::tokens;
 
@@ -72,7 +72,10 @@ impl MockState {
         status: u16,
         inputs: usize,
         tokens: (u64, u64),
+        response_id: Option<String>,
     ) {
+        let billed = (200..300).contains(&status);
+        let price = self.config.prices.get(model).copied().unwrap_or_default();
         let entry = CallEntry {
             at_us: self.started.elapsed().as_micros() as u64,
             api,
@@ -81,6 +84,8 @@ impl MockState {
             inputs,
             input_tokens: tokens.0,
             output_tokens: tokens.1,
+            cost_micro_usd: if billed { price.cost(tokens.0, 0, tokens.1) } else { 0 },
+            response_id,
         };
         self.ledger.lock().expect("ledger lock").record(entry);
     }
@@ -112,6 +117,16 @@ impl MockState {
 
     /// The checks every call goes through, in a real provider's order: auth, rate limit,
     /// then (after the latency) injected faults. `Err` is the response to send.
+    /// Waits while the door is held; `true` when this request waited and must be rejected.
+    async fn held(&self) -> bool {
+        let mut rx = self.hold.subscribe();
+        if *rx.borrow_and_update() != Hold::Holding {
+            return false;
+        }
+        let released = rx.wait_for(|h| *h != Hold::Holding).await.map(|h| *h);
+        matches!(released, Ok(Hold::Released { reject: true }))
+    }
+
     async fn gate(
         &self,
         api: Api,
@@ -119,12 +134,16 @@ impl MockState {
         model: &str,
         headers: &HeaderMap,
     ) -> Result<(), Response> {
+        if self.held().await {
+            self.record(label, model, 503, 0, (0, 0), None);
+            return Err(reply(503, error_body(api, 503, "request dropped while held"), None));
+        }
         if !self.authorized(headers) {
-            self.record(label, model, 401, 0, (0, 0));
+            self.record(label, model, 401, 0, (0, 0), None);
             return Err(reply(401, error_body(api, 401, "invalid api key"), None));
         }
         if let Err(wait) = self.admit() {
-            self.record(label, model, 429, 0, (0, 0));
+            self.record(label, model, 429, 0, (0, 0), None);
             return Err(reply(
                 429,
                 error_body(api, 429, "rate limit: requests per minute"),
@@ -134,12 +153,12 @@ impl MockState {
         tokio::time::sleep(latency(self)).await;
         let forced = self.faults.lock().expect("faults lock").get(model).copied();
         if let Some(status) = forced {
-            self.record(label, model, status, 0, (0, 0));
+            self.record(label, model, status, 0, (0, 0), None);
             let wait = (status == 429).then_some(self.config.retry_after);
             return Err(reply(status, error_body(api, status, "injected fault"), wait));
         }
         if unit(self, b"429") < self.config.rate_limit_rate {
-            self.record(label, model, 429, 0, (0, 0));
+            self.record(label, model, 429, 0, (0, 0), None);
             return Err(reply(
                 429,
                 error_body(api, 429, "injected rate limit"),
@@ -147,7 +166,7 @@ impl MockState {
             ));
         }
         if unit(self, b"err") < self.config.error_rate {
-            self.record(label, model, 503, 0, (0, 0));
+            self.record(label, model, 503, 0, (0, 0), None);
             return Err(reply(503, error_body(api, 503, "injected server error"), None));
         }
         Ok(())
@@ -194,8 +213,8 @@ async fn chat(state: Arc<MockState>, headers: HeaderMap, body: Value, model: Str
     let text = answer(&model, schema, &user, max_tokens);
     let (input, output) =
         (tokens::count(&model, &prompt) as u64, tokens::count(&model, &text) as u64);
-    state.record("chat", &model, 200, 1, (input, output));
     let id = state.seq.fetch_add(1, Ordering::Relaxed);
+    state.record("chat", &model, 200, 1, (input, output), Some(format!("chatcmpl-mock-{id}")));
     Json(json!({
         "id": format!("chatcmpl-mock-{id}"),
         "object": "chat.completion",
@@ -230,7 +249,7 @@ async fn embeddings(
         .and_then(Value::as_u64)
         .map_or(state.config.embedding_dim, |d| d as usize);
     let input: u64 = inputs.iter().map(|t| tokens::count(&model, t) as u64).sum();
-    state.record("embeddings", &model, 200, inputs.len(), (input, 0));
+    state.record("embeddings", &model, 200, inputs.len(), (input, 0), None);
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
@@ -318,8 +337,8 @@ pub async fn anthropic_messages(
         tokens::count(&model, &format!("{system}\n{user}")) as u64,
         tokens::count(&model, &text) as u64,
     );
-    state.record("messages", &model, 200, 1, (input, output));
     let id = state.seq.fetch_add(1, Ordering::Relaxed);
+    state.record("messages", &model, 200, 1, (input, output), Some(format!("msg_mock_{id}")));
     Json(json!({
         "id": format!("msg_mock_{id}"),
         "type": "message",

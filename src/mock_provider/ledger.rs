@@ -15,6 +15,7 @@ pub struct ModelTotals {
     pub rate_limited: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cost_micro_usd: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -27,6 +28,10 @@ pub struct CallEntry {
     pub inputs: usize,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What the call was billed, by the mock's price for the model (0 when not billed).
+    pub cost_micro_usd: u64,
+    /// The id in the response body (chat and messages; OpenAI's embeddings have none).
+    pub response_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,6 +48,7 @@ impl Ledger {
                 t.calls += 1;
                 t.input_tokens += entry.input_tokens;
                 t.output_tokens += entry.output_tokens;
+                t.cost_micro_usd += entry.cost_micro_usd;
             }
             429 => t.rate_limited += 1,
             _ => t.errors += 1,
@@ -53,6 +59,11 @@ impl Ledger {
     /// Billed calls across all models.
     pub fn billed_calls(&self) -> u64 {
         self.models.values().map(|t| t.calls).sum()
+    }
+
+    /// Everything billed, in micro-dollars.
+    pub fn billed_micro_usd(&self) -> u64 {
+        self.models.values().map(|t| t.cost_micro_usd).sum()
     }
 
     pub fn rate_limited(&self) -> u64 {

@@ -10,7 +10,7 @@
 mod handlers;
 mod ledger;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,8 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 pub use ledger::{CallEntry, Ledger, ModelTotals};
+
+use crate::config::Price;
 
 /// How latency varies around `latency`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,6 +51,8 @@ pub struct MockConfig {
     /// When set, requests must carry this key (`Authorization: Bearer`, `api-key` or
     /// `x-api-key`); others get 401.
     pub api_key: Option<String>,
+    /// Prices by model name, for the ledger's billing.
+    pub prices: BTreeMap<String, Price>,
 }
 
 impl Default for MockConfig {
@@ -63,6 +67,7 @@ impl Default for MockConfig {
             rpm: None,
             embedding_dim: 64,
             api_key: None,
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -76,6 +81,15 @@ pub(crate) struct MockState {
     faults: Mutex<HashMap<String, u16>>,
     /// Request bucket: (tokens, last refill).
     bucket: Mutex<(f64, Instant)>,
+    /// Holding: new requests wait at the door; released with `reject`: those that waited fail.
+    hold: tokio::sync::watch::Sender<Hold>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    Open,
+    Holding,
+    Released { reject: bool },
 }
 
 /// A running mock server; it serves until the runtime ends.
@@ -100,6 +114,18 @@ impl MockProvider {
         self.state.ledger.lock().expect("ledger lock").clone()
     }
 
+    /// New requests wait at the door until [`Self::release`]: what is in flight finishes, nothing
+    /// new starts. Lets a test kill a client at a moment no answer is on its way to it.
+    pub fn hold(&self) {
+        self.state.hold.send_replace(Hold::Holding);
+    }
+
+    /// Opens the door; with `reject`, the requests that waited are answered 503 (unbilled), as
+    /// if the provider had failed them.
+    pub fn release(&self, reject: bool) {
+        self.state.hold.send_replace(Hold::Released { reject });
+    }
+
     /// Makes every call to `model` fail with `status` (`None` heals it).
     pub fn set_fault(&self, model: &str, status: Option<u16>) {
         let mut faults = self.state.faults.lock().expect("faults lock");
@@ -120,6 +146,7 @@ pub async fn serve(addr: SocketAddr, config: MockConfig) -> std::io::Result<Mock
         ledger: Mutex::new(Ledger::default()),
         faults: Mutex::new(HashMap::new()),
         bucket: Mutex::new((burst, Instant::now())),
+        hold: tokio::sync::watch::Sender::new(Hold::Open),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(handlers::openai_chat))

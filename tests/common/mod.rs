@@ -3,6 +3,7 @@
 //! of output topics and committed offsets, and waiting with a deadline.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod procs;
 pub mod qdrant;
 
 use std::collections::HashMap;

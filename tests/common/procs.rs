@@ -1,0 +1,36 @@
+//! `sluice run` as a separate worker process, killed when the handle drops.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+pub struct Worker(pub Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Worker {
+    /// SIGKILL: no drain, no commit, no goodbye to the group.
+    pub fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+}
+
+/// Runs stage `work` of `topology` against the given broker and registry.
+pub fn start_worker(topology: &Path, bootstrap: &str, registry_url: &str) -> Worker {
+    let child = Command::new(BIN)
+        .args(["run", "--topology", topology.to_str().expect("utf-8 path"), "--stage", "work"])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("SCHEMA_REGISTRY_URL", registry_url)
+        .env("RUST_LOG", std::env::var("SLUICE_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start worker");
+    Worker(child)
+}

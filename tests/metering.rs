@@ -1,0 +1,162 @@
+//! Cost metering end to end: worker processes on the embedded broker call the mock provider
+//! over HTTP with injected 503s and 429s; one worker is killed mid-stream and restarted. The
+//! deduplicated cost events must equal the mock's own billing ledger to the micro-dollar, with
+//! exactly one event per call it served; replaying the input from the beginning then makes no
+//! paid call at all (the response cache answers).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::procs::start_worker;
+use common::{unique, wait_until, Harness};
+use sluice::config::Price;
+use sluice::metering::read_events;
+use sluice::metering::report::dedup;
+use sluice::mock_provider::{serve, MockConfig};
+
+const PARTITIONS: i32 = 3;
+const DOCS: usize = 400;
+
+fn topology(p: &str, url: &str, cache: &Path, group: &str) -> String {
+    format!(
+        r#"
+pipeline: {p}
+kafka:
+  partitions: {PARTITIONS}
+  consumer:
+    auto.commit.interval.ms: "300"
+    session.timeout.ms: "6000"
+    heartbeat.interval.ms: "500"
+    max.poll.interval.ms: "12000"
+providers:
+  m: {{ kind: openai, base_url: {url}, timeout: 5s }}
+prices:
+  set_on: 2026-11-01
+  models:
+    m/cls: {{ input: 0.15, output: 0.6 }}
+cache: {{ path: {cache} }}
+inputs:
+  {p}.docs: {{ partitions: {PARTITIONS} }}
+stages:
+  work:
+    kind: classify
+    input: {p}.docs
+    output: {p}.out
+    group: {group}
+    model: {{ provider: m, name: cls }}
+    classify: {{ labels: [billing, technical, other] }}
+    concurrency: {{ max_in_flight: 24, per_partition: 8 }}
+    retry: {{ attempts: 8, initial_backoff: 5ms, max_backoff: 40ms }}
+    shutdown_grace: 5s
+"#,
+        cache = cache.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_nothing() {
+    let server = serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        MockConfig {
+            latency: Duration::from_millis(20),
+            error_rate: 0.1,
+            rate_limit_rate: 0.05,
+            retry_after: Duration::from_millis(20),
+            prices: BTreeMap::from([(
+                "cls".to_owned(),
+                Price { input: 150_000, output: 600_000, cached_input: 150_000, per_request: 0 },
+            )]),
+            ..MockConfig::default()
+        },
+    )
+    .await
+    .expect("mock provider");
+    let dir = tempfile::tempdir().expect("dir");
+    let p = unique("cost");
+    let yaml = topology(&p, &server.openai_url(), &dir.path().join("cache"), &format!("{p}-g1"));
+    let path = dir.path().join("cost.yaml");
+    std::fs::write(&path, &yaml).expect("write topology");
+    let h = Harness::start(&yaml).await;
+    let (bootstrap, registry) =
+        (h.topology.kafka.bootstrap_servers.clone(), h.topology.schema_registry.url.clone());
+    h.produce_docs(0..DOCS, None, |_| None).await;
+
+    let mut a = start_worker(&path, &bootstrap, &registry);
+    let b = start_worker(&path, &bootstrap, &registry);
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            h.committed(PARTITIONS).iter().sum::<i64>() >= (DOCS / 4) as i64
+        })
+        .await,
+        "workers made no progress"
+    );
+    // Kill at a moment no answer is on its way to the worker: the provider holds new requests,
+    // the ones in flight finish, then SIGKILL; the held requests fail unbilled.
+    server.hold();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.kill_9();
+    server.release(true);
+    let done_at_kill = h.ids_on(&h.output()).await.len();
+    assert!(done_at_kill < DOCS, "the kill must land mid-stream");
+    let _a2 = start_worker(&path, &bootstrap, &registry);
+    let finals = [h.output(), h.dlq()];
+    let all_done = || async {
+        let mut ids = HashSet::new();
+        for t in &finals {
+            ids.extend(h.ids_on(t).await.into_keys());
+        }
+        ids.len() == DOCS
+    };
+    assert!(wait_until(Duration::from_secs(120), all_done).await, "every document finishes");
+    eprintln!("first pass took {:?}", started.elapsed());
+
+    let ledger = server.ledger();
+    assert!(ledger.totals("cls").errors > 0 && ledger.rate_limited() > 0, "failures were injected");
+    // Events are outputs, acknowledged before offsets move; give the last ones a moment to land.
+    let reconciled = wait_until(Duration::from_secs(20), || async {
+        let events = dedup(read_events(&h.topology).await.expect("metering topic"));
+        events.iter().map(|e| e.cost_micro_usd as u64).sum::<u64>() == ledger.billed_micro_usd()
+    });
+    assert!(reconciled.await, "deduplicated cost must equal the ledger's billing");
+    let events = dedup(read_events(&h.topology).await.expect("metering topic"));
+    let paid: Vec<_> = events.iter().filter(|e| !e.cached && e.outcome == "ok").collect();
+    let served: HashSet<String> = ledger
+        .calls
+        .iter()
+        .filter(|c| (200..300).contains(&c.status))
+        .map(|c| c.response_id.clone().expect("chat responses have ids"))
+        .collect();
+    let metered: Vec<String> = paid.iter().map(|e| e.response_id.clone().expect("id")).collect();
+    assert_eq!(metered.len(), served.len(), "one event per served call");
+    assert_eq!(metered.iter().cloned().collect::<HashSet<_>>(), served);
+    assert!(events.iter().any(|e| e.outcome != "ok"), "failed calls are metered too");
+    assert!(events.iter().all(|e| e.tenant == "t" && e.model_requested == "m/cls"));
+    let billed_calls = ledger.billed_calls();
+    let billed = ledger.billed_micro_usd();
+    eprintln!("{billed_calls} paid calls, {} micro-dollars, {} events", billed, events.len());
+    drop((b, _a2));
+
+    // Replay everything with a new consumer group: answered from the cache, nothing paid.
+    let replay = topology(&p, &server.openai_url(), &dir.path().join("cache"), &format!("{p}-g2"));
+    let replay_path = dir.path().join("replay.yaml");
+    std::fs::write(&replay_path, replay).expect("write topology");
+    let _r = start_worker(&replay_path, &bootstrap, &registry);
+    let before = h.count(&h.output()).await;
+    let target = before + DOCS - h.ids_on(&h.dlq()).await.len();
+    assert!(
+        wait_until(Duration::from_secs(90), || async { h.count(&h.output()).await >= target })
+            .await,
+        "the replay reprocesses every document"
+    );
+    let after = server.ledger();
+    assert_eq!(after.billed_calls(), billed_calls, "a replay makes zero paid calls");
+    let events = dedup(read_events(&h.topology).await.expect("metering topic"));
+    assert!(events.iter().filter(|e| e.cached).count() >= DOCS / 2, "cache hits are metered");
+    assert!(events.iter().filter(|e| e.cached).all(|e| e.cost_micro_usd == 0));
+    let total: u64 = events.iter().map(|e| e.cost_micro_usd as u64).sum();
+    assert_eq!(total, billed, "re-emitted originals are duplicates, removed by id");
+}
