@@ -14,6 +14,7 @@
 //! - [`policy`]: the gateway stages call models through: routing, fallback chains, rate limits,
 //!   circuit breakers, prompt templates and A/B splits.
 //! - [`store`]: vector stores for retrieval (embedded, Qdrant).
+//! - [`budget`]: tenant budgets shared by replicas through a ledger topic.
 //! - [`metering`]: cost events with deterministic ids, the response cache, cost reports.
 //! - [`pii`]: PII detection and redaction.
 //! - [`tokens`]: token counting and chunking with tiktoken.
@@ -28,6 +29,7 @@
 //! - [`shutdown`]: the two-phase shutdown signal.
 
 pub mod avro;
+pub mod budget;
 pub mod config;
 pub mod devstack;
 pub mod kafka;

@@ -7,6 +7,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::Semaphore;
 
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
+use crate::budget::Budgets;
 use crate::config::{StageSpec, Topology};
 use crate::policy::Gateway;
 use crate::runner::{self, RunError, RunReport};
@@ -40,6 +41,10 @@ pub fn stage_schema_pairs(topology: &Topology, spec: &StageSpec) -> Vec<(String,
     topics.push(&spec.dead_letter_topic);
     topics.push(&spec.input);
     topics.push(&topology.metering_topic);
+    if let Some(b) = &topology.budgets {
+        topics.push(&spec.deferred_topic);
+        topics.push(&b.ledger_topic);
+    }
     topics.into_iter().filter_map(|t| topology.schema_of(t).map(|k| (t.to_owned(), k))).collect()
 }
 
@@ -68,7 +73,13 @@ pub async fn run_stages(
     let codec = Arc::new(Codec::connect(&settings, &pairs).await?);
     let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
     // One gateway per process: every stage shares its rate limits and breakers.
-    let gateway = Arc::new(Gateway::new(topology).map_err(PipelineError::Provider)?);
+    let replica = format!("{}-{}", std::process::id(), crate::metering::now_ms());
+    let budgets = Budgets::open(topology, codec.clone(), replica)
+        .await
+        .map_err(|e| PipelineError::Provider(e.to_string()))?
+        .map(Arc::new);
+    let gateway =
+        Arc::new(Gateway::new(topology).map_err(PipelineError::Provider)?.with_budgets(budgets));
     let mut tasks = Vec::new();
     for spec in specs {
         let stage = AnyStage::build(spec, topology, gateway.clone()).await?;

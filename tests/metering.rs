@@ -21,6 +21,10 @@ const PARTITIONS: i32 = 3;
 const DOCS: usize = 400;
 
 fn topology(p: &str, url: &str, cache: &Path, group: &str) -> String {
+    topology_with(p, url, cache, group, "")
+}
+
+fn topology_with(p: &str, url: &str, cache: &Path, group: &str, extra: &str) -> String {
     format!(
         r#"
 pipeline: {p}
@@ -38,6 +42,7 @@ prices:
   models:
     m/cls: {{ input: 0.15, output: 0.6 }}
 cache: {{ path: {cache} }}
+{extra}
 inputs:
   {p}.docs: {{ partitions: {PARTITIONS} }}
 stages:
@@ -56,20 +61,26 @@ stages:
     )
 }
 
+fn mock_config(latency: Duration) -> MockConfig {
+    MockConfig {
+        latency,
+        prices: BTreeMap::from([(
+            "cls".to_owned(),
+            Price { input: 150_000, output: 600_000, cached_input: 150_000, per_request: 0 },
+        )]),
+        ..MockConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_nothing() {
     let server = serve(
         "127.0.0.1:0".parse().expect("addr"),
         MockConfig {
-            latency: Duration::from_millis(20),
             error_rate: 0.1,
             rate_limit_rate: 0.05,
             retry_after: Duration::from_millis(20),
-            prices: BTreeMap::from([(
-                "cls".to_owned(),
-                Price { input: 150_000, output: 600_000, cached_input: 150_000, per_request: 0 },
-            )]),
-            ..MockConfig::default()
+            ..mock_config(Duration::from_millis(20))
         },
     )
     .await
@@ -159,4 +170,56 @@ async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_n
     assert!(events.iter().filter(|e| e.cached).all(|e| e.cost_micro_usd == 0));
     let total: u64 = events.iter().map(|e| e.cost_micro_usd as u64).sum();
     assert_eq!(total, billed, "re-emitted originals are duplicates, removed by id");
+}
+
+/// Two worker processes spend one tenant budget through the ledger topic: per budget window the
+/// deduplicated spend stays within the limit (the mock's answers never cost more than their
+/// reservation, so the documented overshoot is zero here), the records beyond it wait on the
+/// deferred topic and are processed once the window turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_tenant_budget_and_defer_the_rest_to_the_next_window() {
+    const N: usize = 300;
+    const LIMIT: u64 = 2_000; // micro-dollars per window
+    let server =
+        serve("127.0.0.1:0".parse().expect("addr"), mock_config(Duration::from_millis(10)))
+            .await
+            .expect("mock provider");
+    let dir = tempfile::tempdir().expect("dir");
+    let p = unique("budget");
+    let budgets = "budgets: { window: 8s, lease: 0.0002, tenants: { t: { limit: 0.002 } } }";
+    let yaml = topology_with(
+        &p,
+        &server.openai_url(),
+        &dir.path().join("cache"),
+        &format!("{p}-g"),
+        budgets,
+    );
+    let path = dir.path().join("budget.yaml");
+    std::fs::write(&path, &yaml).expect("write topology");
+    let h = Harness::start(&yaml).await;
+    let (bootstrap, registry) =
+        (h.topology.kafka.bootstrap_servers.clone(), h.topology.schema_registry.url.clone());
+    h.produce_docs(0..N, None, |_| None).await;
+    let _a = start_worker(&path, &bootstrap, &registry);
+    let _b = start_worker(&path, &bootstrap, &registry);
+    let deferred = h.topology.stages[0].deferred_topic.clone();
+    assert!(
+        wait_until(Duration::from_secs(120), || async { h.ids_on(&h.output()).await.len() == N })
+            .await,
+        "every document is processed, the deferred ones after their window turned"
+    );
+    assert!(h.count(&deferred).await > 0, "records beyond the budget were deferred");
+    let events = dedup(read_events(&h.topology).await.expect("metering topic"));
+    let mut per_window: BTreeMap<String, u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.cached && e.outcome == "ok") {
+        let budget = e.budget.clone().expect("every paid call is charged to a budget");
+        *per_window.entry(budget).or_default() += e.cost_micro_usd as u64;
+    }
+    eprintln!("spend per budget window: {per_window:?}");
+    assert!(per_window.len() >= 2, "the run spans budget windows: {per_window:?}");
+    for (window, spent) in &per_window {
+        assert!(*spent <= LIMIT, "{window} spent {spent} of {LIMIT} micro-dollars");
+    }
+    let total: u64 = per_window.values().sum();
+    assert_eq!(total, server.ledger().billed_micro_usd(), "and every paid call was metered");
 }

@@ -27,10 +27,11 @@ pub enum SchemaKind {
     Reviewed,
     DeadLetter,
     CostEvent,
+    BudgetClaim,
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 8] = [
+    pub const ALL: [SchemaKind; 9] = [
         Self::Document,
         Self::Classified,
         Self::Embedded,
@@ -39,6 +40,7 @@ impl SchemaKind {
         Self::Reviewed,
         Self::DeadLetter,
         Self::CostEvent,
+        Self::BudgetClaim,
     ];
 
     /// The schema's JSON text, as shipped in `schemas/`.
@@ -52,6 +54,7 @@ impl SchemaKind {
             Self::Reviewed => include_str!("../../schemas/reviewed.avsc"),
             Self::DeadLetter => include_str!("../../schemas/dead_letter.avsc"),
             Self::CostEvent => include_str!("../../schemas/cost_event.avsc"),
+            Self::BudgetClaim => include_str!("../../schemas/budget_claim.avsc"),
         }
     }
 
@@ -66,6 +69,7 @@ impl SchemaKind {
             Self::Reviewed => "sluice.Reviewed",
             Self::DeadLetter => "sluice.DeadLetter",
             Self::CostEvent => "sluice.CostEvent",
+            Self::BudgetClaim => "sluice.BudgetClaim",
         }
     }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use super::budgets;
 use super::crossref;
 use super::defaults as d;
 use super::errors::{ConfigErrors, Errors};
@@ -65,6 +66,10 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         root.entries("prompts", providers::prompt).into_iter().collect();
     let pii = root.nested("pii", providers::pii);
     let prices = root.nested("prices", prices::prices);
+    let budgets = root
+        .peek("budgets")
+        .is_some()
+        .then(|| root.nested("budgets", |b| budgets::budgets(b, &pipeline)));
     let cache = match root.peek("cache") {
         None => None,
         Some(_) => root.nested("cache", |c| {
@@ -108,6 +113,7 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         pii,
         prices,
         cache,
+        budgets,
         inputs,
         stages,
         metering_topic,

@@ -9,6 +9,13 @@ use super::policy::ProviderSpec;
 
 /// Checks `models:` (including the implicit `provider/name` entries of inline references).
 pub fn models(t: &Topology, errors: &mut Errors) {
+    if let Some(route) = t.budgets.as_ref().and_then(|b| b.route_to.as_ref()) {
+        if !t.models.contains_key(route) {
+            errors.push(None, "budgets.route_to", unknown_model(t, route));
+        } else if !t.prices.models.contains_key(route) {
+            errors.push(None, "budgets.route_to", format!("model '{route}' has no price"));
+        }
+    }
     for (alias, m) in &t.models {
         let field = format!("models.{alias}");
         // Inline `{ provider, name }` references are checked where the stage names them.

@@ -63,3 +63,11 @@ pub const CHUNK_TOKENS: usize = 256;
 pub const EMBED_LINGER: Duration = Duration::from_millis(5);
 pub const JUDGE_THRESHOLD: f64 = 0.5;
 pub const CLASSIFY_FALLBACK_LABEL: &str = "other";
+
+pub fn budget_ledger_topic(pipeline: &str) -> String {
+    format!("{pipeline}.budgets")
+}
+
+pub fn deferred_topic(pipeline: &str, stage: &str) -> String {
+    format!("{pipeline}.{stage}.deferred")
+}

@@ -2,6 +2,7 @@
 //! providers and the stages. Compiled in two phases ([`section`] reads, [`compile`] checks) into
 //! a [`Topology`] that the runtime uses without further checks.
 
+mod budgets;
 mod compile;
 mod crossref;
 pub mod defaults;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::policy::{
-    AbSplit, ModelChoice, ModelSpec, PiiSpec, PriceTable, PromptSpec, ProviderConfig, SecretSource,
+    AbSplit, BudgetSpec, ModelChoice, ModelSpec, PiiSpec, PriceTable, PromptSpec, ProviderConfig,
+    SecretSource,
 };
 
 /// A compiled topology file.
@@ -29,6 +30,8 @@ pub struct Topology {
     pub prices: PriceTable,
     /// The response cache; `None` when disabled.
     pub cache: Option<CacheSpec>,
+    /// Tenant budgets; `None` when spending is not limited.
+    pub budgets: Option<BudgetSpec>,
     /// Topics written by applications outside sluice (documents arrive here).
     pub inputs: Vec<TopicSpec>,
     /// Stages in file order.
@@ -154,6 +157,8 @@ pub struct StageSpec {
     pub dead_letter_topic: String,
     /// How long shutdown and partition revocation wait for in-flight records.
     pub shutdown_grace: Duration,
+    /// Where records of over-budget tenants wait for the next budget window.
+    pub deferred_topic: String,
 }
 
 impl StageSpec {

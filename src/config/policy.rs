@@ -197,3 +197,33 @@ pub struct PriceTable {
     pub set_on: String,
     pub models: BTreeMap<String, Price>,
 }
+
+/// Spending limits per tenant, shared by every replica through the budget ledger topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSpec {
+    /// Single-partition topic of budget claims (decided in log order).
+    pub ledger_topic: String,
+    /// By tenant; `*` applies to every tenant without its own entry.
+    pub tenants: BTreeMap<String, BudgetRule>,
+    /// Micro-dollars a replica claims at a time (default: 1/20 of the limit).
+    pub lease_micro_usd: Option<u64>,
+    /// When a tenant is over budget: try this (cheaper) logical model first, then defer.
+    pub route_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetRule {
+    pub limit_micro_usd: u64,
+    pub window: BudgetWindow,
+    /// One budget per stage instead of one for the whole pipeline.
+    pub per_stage: bool,
+}
+
+/// The period a budget renews over, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetWindow {
+    Day,
+    Month,
+    /// Fixed periods since the Unix epoch (short ones are for development and tests).
+    Every(std::time::Duration),
+}

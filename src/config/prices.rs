@@ -27,7 +27,7 @@ pub fn prices(s: &mut Section<'_>) -> PriceTable {
 }
 
 /// A dollar amount as micro-dollars; more than six decimals is an error, not a rounding.
-fn usd(s: &mut Section<'_>, key: &str, required: bool) -> u64 {
+pub fn usd(s: &mut Section<'_>, key: &str, required: bool) -> u64 {
     let value: Option<f64> = if required { s.req(key) } else { s.opt(key) };
     let Some(v) = value else { return 0 };
     let micro = (v * 1e6).round();

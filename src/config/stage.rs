@@ -84,6 +84,7 @@ pub fn parse(
         retry,
         dead_letter_topic,
         shutdown_grace,
+        deferred_topic: d::deferred_topic(pipeline, name),
     })
 }
 

@@ -18,6 +18,10 @@ pub enum TopicRole {
     DeadLetter { stage: String },
     /// One cost event per model call.
     Metering,
+    /// Records of over-budget tenants, waiting for the next budget window.
+    Deferred { stage: String },
+    /// Budget claims of every replica, decided in log order (one partition).
+    BudgetLedger,
 }
 
 impl TopicRole {
@@ -30,6 +34,8 @@ impl TopicRole {
             }
             Self::DeadLetter { stage } => format!("dead-letter of stage '{stage}'"),
             Self::Metering => "metering".to_owned(),
+            Self::Deferred { stage } => format!("deferred records of stage '{stage}'"),
+            Self::BudgetLedger => "budget ledger".to_owned(),
         }
     }
 }
@@ -91,6 +97,14 @@ impl Topology {
                 let role = TopicRole::Retry { stage: s.name.clone(), delay };
                 out.push(PlannedTopic { name, role, partitions: parts, schema: input_schema });
             }
+            if self.budgets.is_some() {
+                out.push(PlannedTopic {
+                    name: s.deferred_topic.clone(),
+                    role: TopicRole::Deferred { stage: s.name.clone() },
+                    partitions: parts,
+                    schema: input_schema,
+                });
+            }
             out.push(PlannedTopic {
                 name: s.dead_letter_topic.clone(),
                 role: TopicRole::DeadLetter { stage: s.name.clone() },
@@ -104,6 +118,14 @@ impl Topology {
             partitions: parts,
             schema: SchemaKind::CostEvent,
         });
+        if let Some(b) = &self.budgets {
+            out.push(PlannedTopic {
+                name: b.ledger_topic.clone(),
+                role: TopicRole::BudgetLedger,
+                partitions: 1,
+                schema: SchemaKind::BudgetClaim,
+            });
+        }
         out
     }
 }

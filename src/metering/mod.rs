@@ -46,6 +46,7 @@ pub struct CostEvent {
     pub call_index: i32,
     pub response_id: Option<String>,
     pub price_set_on: Option<String>,
+    pub budget: Option<String>,
 }
 
 impl CostEvent {

@@ -125,6 +125,7 @@ mod tests {
             call_index: 0,
             response_id: None,
             price_set_on: None,
+            budget: None,
         }
     }
 

@@ -163,6 +163,7 @@ impl Gateway {
             call_index: call_index as i32,
             response_id: None,
             price_set_on: entry.event.price_set_on.clone(),
+            budget: None,
         });
     }
 
@@ -174,7 +175,7 @@ impl Gateway {
         call: &CallFacts<'_>,
         result: &Result<Answer, ProviderError>,
     ) -> CostEvent {
-        let CallFacts { provider, requested, hop, operation, latency } = *call;
+        let CallFacts { provider, requested, hop, operation, latency, budget } = *call;
         let call_index = log.next_call();
         let spec = &self.models[hop];
         let (served, input, output, cached, estimated, response_id) = match result {
@@ -219,6 +220,7 @@ impl Gateway {
             call_index: call_index as i32,
             response_id,
             price_set_on: (!self.prices.set_on.is_empty()).then(|| self.prices.set_on.clone()),
+            budget: budget.map(str::to_owned),
         }
     }
 }
@@ -232,6 +234,8 @@ pub(super) struct CallFacts<'a> {
     pub hop: &'a str,
     pub operation: &'static str,
     pub latency: Duration,
+    /// The budget the call was charged to.
+    pub budget: Option<&'a str>,
 }
 
 fn entry_of(served: &Served<()>, answer: cache::Answer, event: CostEvent) -> Entry {

@@ -18,6 +18,7 @@ pub use breaker::{Breaker, State as BreakerState};
 pub use limiter::Limiter;
 pub use router::RouteInput;
 
+use crate::budget::Budgets;
 use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
 use crate::metering::cache::ResponseCache;
 use crate::metering::CostEvent;
@@ -72,6 +73,7 @@ pub struct Gateway {
     endpoints: HashMap<String, Endpoint>,
     prices: PriceTable,
     cache: Option<ResponseCache>,
+    budgets: Option<Arc<Budgets>>,
 }
 
 impl Gateway {
@@ -115,7 +117,14 @@ impl Gateway {
             endpoints,
             prices: topology.prices.clone(),
             cache,
+            budgets: None,
         })
+    }
+
+    /// Enforces tenant budgets on metered calls.
+    pub fn with_budgets(mut self, budgets: Option<Arc<Budgets>>) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     pub fn model(&self, alias: &str) -> Option<&ModelSpec> {
@@ -166,6 +175,14 @@ impl Gateway {
                     };
                     return Ok((served, answer, event));
                 }
+                // A budget is the tenant's, whichever model: no fallback, but maybe a cheaper route.
+                Err(e @ ProviderError::OverBudget { .. }) => {
+                    let cheaper = self.budgets.as_ref().and_then(|b| b.route_to());
+                    return match cheaper.filter(|c| *c != alias && self.chains.contains_key(*c)) {
+                        Some(c) => Box::pin(self.call(c, op, key)).await,
+                        None => Err(e),
+                    };
+                }
                 Err(e) if e.is_retryable() => {
                     if let Some(next) = chain.get(i + 1) {
                         FallbackTaken {
@@ -202,6 +219,27 @@ impl Gateway {
             }
             Op::Embed(r) => r.inputs.iter().map(|t| tokens::count(model, t)).sum(),
         } as u64;
+        let reservation = match (&self.budgets, key.log) {
+            (Some(budgets), Some(_)) => {
+                let price = self.prices.models.get(aliases.1).copied().unwrap_or_default();
+                let max_cost = match op {
+                    Op::Chat(r) => {
+                        price.cost(estimate - u64::from(r.max_tokens), 0, u64::from(r.max_tokens))
+                    }
+                    Op::Embed(_) => price.cost(estimate, 0, 0),
+                };
+                match budgets.reserve(key.tenant, key.stage, max_cost).await {
+                    Ok(r) => Some(r),
+                    Err(ex) => {
+                        return (
+                            Err(ProviderError::OverBudget { tenant: ex.tenant, until: ex.until }),
+                            None,
+                        )
+                    }
+                }
+            }
+            _ => None,
+        };
         let limiter = endpoint.limiter(model);
         let reserved = match limiter {
             Some(l) => l.acquire(estimate).await,
@@ -255,11 +293,15 @@ impl Gateway {
                     Op::Embed(_) => "embeddings",
                 },
                 latency,
+                budget: reservation.as_ref().and_then(|r| r.budget()),
             };
             let event = self.cost_event(log, &key, &facts, &result);
             log.push(event.clone());
             event
         });
+        if let (Some(budgets), Some(r)) = (&self.budgets, reservation) {
+            budgets.settle(r, event.as_ref().map_or(0, |e| e.cost_micro_usd.max(0) as u64));
+        }
         (result, event)
     }
 }

@@ -75,6 +75,9 @@ pub enum ProviderError {
     /// 401/403: the credentials are wrong; nothing will work until an operator acts.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// Not a provider failure: the tenant's budget for this window is spent. No call was made.
+    #[error("tenant '{tenant}' is over budget until the next window")]
+    OverBudget { tenant: String, until: SystemTime },
 }
 
 impl ProviderError {
@@ -103,6 +106,7 @@ impl ProviderError {
             Self::Unavailable { .. } => "unavailable",
             Self::Rejected(_) => "rejected",
             Self::Unauthorized(_) => "unauthorized",
+            Self::OverBudget { .. } => "over_budget",
         }
     }
 }
@@ -117,6 +121,9 @@ impl From<ProviderError> for StageError {
             },
             ProviderError::Rejected(_) => StageError::permanent(e.to_string()),
             ProviderError::Unauthorized(_) => StageError::Fatal { reason: e.to_string() },
+            ProviderError::OverBudget { until, .. } => {
+                StageError::Deferred { reason: e.to_string(), until: *until }
+            }
         }
     }
 }

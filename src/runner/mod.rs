@@ -87,6 +87,9 @@ pub async fn run<S: Stage>(
     let retry_topics: Vec<String> = spec.retry.retry_topics().into_iter().map(|(t, _)| t).collect();
     let mut topics = vec![spec.input.as_str()];
     topics.extend(retry_topics.iter().map(String::as_str));
+    if topology.budgets.is_some() {
+        topics.push(&spec.deferred_topic);
+    }
     consumer.context().consumer.set(Arc::downgrade(&consumer)).expect("set once");
     consumer.subscribe(&topics)?;
 

@@ -121,6 +121,16 @@ impl RetryState {
     /// Headers for the next rung: the record's own headers without sluice's retry headers, plus
     /// the updated ones.
     pub fn next_rung_headers(&self, m: &OwnedMessage, due_ms: i64) -> Vec<(String, Vec<u8>)> {
+        self.headers_for(m, self.rung + 1, due_ms)
+    }
+
+    /// The headers of `m` re-produced at `rung`, not to be processed before `due_ms`.
+    pub fn headers_for(
+        &self,
+        m: &OwnedMessage,
+        rung: usize,
+        due_ms: i64,
+    ) -> Vec<(String, Vec<u8>)> {
         let mut out: Vec<(String, Vec<u8>)> = m
             .headers()
             .map(|h| {
@@ -137,7 +147,7 @@ impl RetryState {
             .collect();
         let attempts = self.history.last().map_or(self.attempts, |a| a.attempt);
         out.extend([
-            (RUNG.to_owned(), (self.rung + 1).to_string().into_bytes()),
+            (RUNG.to_owned(), rung.to_string().into_bytes()),
             (DUE_MS.to_owned(), due_ms.to_string().into_bytes()),
             (ATTEMPTS.to_owned(), attempts.to_string().into_bytes()),
             (HISTORY.to_owned(), serde_json::to_vec(&history).expect("history serializes")),

@@ -21,7 +21,9 @@ use crate::pii::Redactor;
 use crate::retry::{infrastructure_backoff, AttemptBackoff};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Emit, Port, Stage, StageContext, StageError};
-use crate::telemetry::{self, AttemptFailed, DeadLettered, Outcome, RecordDone, RetryScheduled};
+use crate::telemetry::{
+    self, AttemptFailed, DeadLettered, Outcome, RecordDeferred, RecordDone, RetryScheduled,
+};
 
 pub struct Worker<S> {
     pub stage: S,
@@ -152,6 +154,9 @@ impl<S: Stage> Worker<S> {
                         "attempt exceeded the stage deadline of {deadline:?}"
                     )),
                 };
+            if let StageError::Deferred { reason, until } = &error {
+                return self.defer(message, &state, *until, reason);
+            }
             let text = error.to_string();
             AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }
                 .emit();
@@ -163,6 +168,7 @@ impl<S: Stage> Worker<S> {
             });
             match error {
                 StageError::Fatal { reason } => return Disposition::Fatal(reason),
+                StageError::Deferred { .. } => unreachable!("handled before the attempt counts"),
                 StageError::Permanent { reason } => {
                     return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason)
                 }
@@ -254,6 +260,25 @@ impl<S: Stage> Worker<S> {
             }
         }
         Disposition::Outputs(out)
+    }
+
+    /// Parks the record on the stage's deferred topic until `until` (its tenant's next budget
+    /// window): same rung, no attempt spent.
+    fn defer(
+        &self,
+        message: &OwnedMessage,
+        state: &RetryState,
+        until: SystemTime,
+        reason: &str,
+    ) -> Disposition {
+        let due = until.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        RecordDeferred { stage: &self.spec.name, reason, due_ms: due }.emit();
+        Disposition::Outputs(vec![OutRecord {
+            topic: self.spec.deferred_topic.clone(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: state.headers_for(message, state.rung, due),
+        }])
     }
 
     /// Parks the record on the next rung of the retry ladder — original key, bytes and headers

@@ -68,6 +68,9 @@ pub enum StageError {
     /// Nothing can proceed (bad credentials, fenced producer): stop the worker.
     #[error("fatal: {reason}")]
     Fatal { reason: String },
+    /// Not a failure: the record must wait until `until` (its tenant's budget renews).
+    #[error("deferred: {reason}")]
+    Deferred { reason: String, until: SystemTime },
 }
 
 impl StageError {
@@ -89,6 +92,7 @@ impl StageError {
             Self::Retryable { .. } => "retryable",
             Self::Permanent { .. } => "permanent",
             Self::Fatal { .. } => "fatal",
+            Self::Deferred { .. } => "deferred",
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     /// Breaker state per provider: 0 closed, 1 half-open, 2 open.
     pub breaker_state: IntGaugeVec,
+    /// Records parked until their tenant's next budget window, by stage.
+    pub deferred: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -108,7 +110,13 @@ fn build() -> Metrics {
         &["provider"],
     )
     .expect("valid");
+    let deferred = IntCounterVec::new(
+        Opts::new("records_deferred_total", "Records parked until the next budget window."),
+        &["stage"],
+    )
+    .expect("valid");
     for c in [
+        &deferred,
         &records,
         &attempt_failures,
         &pauses,
@@ -140,6 +148,7 @@ fn build() -> Metrics {
         model_tokens,
         fallbacks,
         breaker_state,
+        deferred,
     }
 }
 

@@ -154,3 +154,21 @@ impl RetryScheduled<'_> {
         );
     }
 }
+
+pub struct RecordDeferred<'a> {
+    pub stage: &'a str,
+    pub reason: &'a str,
+    pub due_ms: i64,
+}
+
+impl RecordDeferred<'_> {
+    pub fn emit(self) {
+        metrics().deferred.with_label_values(&[self.stage]).inc();
+        tracing::debug!(
+            stage = self.stage,
+            reason = self.reason,
+            due_ms = self.due_ms,
+            "record deferred"
+        );
+    }
+}
