@@ -51,6 +51,12 @@ fn demo_runs_every_example_document_to_a_final_topic() {
     assert!(approved >= 3, "most answers are approved:\n{stdout}");
     let review = stdout.lines().find(|l| l.starts_with("review ")).expect("stage counts");
     assert!(review.split_whitespace().nth(1) == Some("7"), "7 documents passed review: {review}");
+    // Costs from the metering topic: one generate call per answered document, priced.
+    let costs = stdout.split("\nCOST ").nth(1).expect("cost table");
+    let generate = costs.lines().find(|l| l.starts_with("generate ")).expect("generate costs");
+    let cols: Vec<&str> = generate.split_whitespace().collect();
+    assert_eq!(cols[1], "7", "{generate}");
+    assert!(cols[5].parse::<f64>().is_ok_and(|usd| usd > 0.0), "{generate}");
 }
 
 struct Dev(Child);
@@ -143,6 +149,25 @@ fn dev_stack_serves_external_producers_and_consumers_and_stops_on_sigterm() {
             && l.contains("dead-letter of stage 'review'")),
         "{listing}"
     );
+
+    let report = with_env(&[
+        "cost",
+        "report",
+        "--topology",
+        "topologies/support-rag.yaml",
+        "--by",
+        "template",
+        "--format",
+        "json",
+    ]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&report.stdout).expect("the report is JSON");
+    let classify = rows.iter().find(|r| r["group"] == "classify@1").expect("classify@1 row");
+    let n = |field: &str| classify[field].as_u64().unwrap_or(0);
+    // One paid call per document: made now, or made by an earlier run and re-emitted by the
+    // response cache (a fresh dev broker has not seen it). Simulated failures add failed ones.
+    assert_eq!(n("requests") - n("failed"), 2, "two documents classified: {classify}");
+    assert!(rows.iter().any(|r| r["group"] == "judge@builtin"), "{rows:?}");
 
     let pid = dev.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());

@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             );
             for r in &rows {
                 println!(
-                    "{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{}",
                     csv(&r.group),
                     r.requests,
                     r.failed,
@@ -64,13 +64,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     r.output_tokens,
                     usd(r.cost_micro_usd),
                     r.latency_p50_ms,
-                    r.latency_p95_ms
+                    r.latency_p95_ms,
+                    time(r.first_ms),
+                    time(r.last_ms)
                 );
             }
         }
         Format::Table => table(&rows, a.by, events.len()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Milliseconds since the epoch as an RFC 3339 time in seconds.
+fn time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 fn csv(field: &str) -> String {
@@ -84,14 +92,23 @@ fn csv(field: &str) -> String {
 fn table(rows: &[Row], by: GroupBy, events: usize) {
     let name = format!("{by:?}").to_uppercase();
     println!(
-        "{name:<24} {:>9} {:>7} {:>7} {:>12} {:>12} {:>14} {:>8} {:>8}",
-        "REQUESTS", "FAILED", "CACHED", "IN TOKENS", "OUT TOKENS", "USD", "P50 MS", "P95 MS"
+        "{name:<24} {:>9} {:>7} {:>7} {:>12} {:>12} {:>14} {:>8} {:>8}  {:<20}  {:<20}",
+        "REQUESTS",
+        "FAILED",
+        "CACHED",
+        "IN TOKENS",
+        "OUT TOKENS",
+        "USD",
+        "P50 MS",
+        "P95 MS",
+        "FIRST SEEN",
+        "LAST SEEN"
     );
     let mut total = 0;
     for r in rows {
         total += r.cost_micro_usd;
         println!(
-            "{:<24} {:>9} {:>7} {:>7} {:>12} {:>12} {:>14} {:>8} {:>8}",
+            "{:<24} {:>9} {:>7} {:>7} {:>12} {:>12} {:>14} {:>8} {:>8}  {:<20}  {:<20}",
             r.group,
             r.requests,
             r.failed,
@@ -100,7 +117,9 @@ fn table(rows: &[Row], by: GroupBy, events: usize) {
             r.output_tokens,
             usd(r.cost_micro_usd),
             r.latency_p50_ms,
-            r.latency_p95_ms
+            r.latency_p95_ms,
+            time(r.first_ms),
+            time(r.last_ms)
         );
     }
     println!("{events} events after removing duplicates; total {} USD", usd(total));
