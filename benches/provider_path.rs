@@ -9,16 +9,15 @@
 //!
 //! `cargo bench --bench provider_path`.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
-use sluice::avro::{Codec, Document, Envelope, SchemaKind};
-use sluice::config::{compile, Topology};
+use common::{produce, wait_for};
+use sluice::avro::Codec;
+use sluice::config::compile;
 use sluice::devstack::DevStack;
 use sluice::mock_provider::{serve, MockConfig, MockProvider};
 use sluice::pipeline::{registry_settings, run_stages, schema_pairs};
@@ -57,52 +56,6 @@ stages:
     )
 }
 
-async fn produce(t: &Topology, codec: &Codec, topic: &str, range: std::ops::Range<usize>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &t.kafka.bootstrap_servers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let records: Vec<(String, Vec<u8>)> = range
-        .map(|i| {
-            let doc = Document {
-                id: format!("r{i}"),
-                tenant: "t".into(),
-                content: format!("My invoice {i} shows a double charge, please refund it."),
-                metadata: Default::default(),
-            };
-            let value = Envelope::new(doc).to_value(SchemaKind::Document).expect("value");
-            (format!("r{i}"), codec.encode(topic, &value).expect("encode"))
-        })
-        .collect();
-    let sends = records
-        .iter()
-        .map(|(k, v)| producer.send(FutureRecord::to(topic).key(k).payload(v), Timeout::Never));
-    let mut stream = futures::stream::iter(sends).buffer_unordered(4096);
-    while let Some(r) = stream.next().await {
-        r.expect("produce");
-    }
-}
-
-fn output_count(t: &Topology, topic: &str) -> i64 {
-    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &t.kafka.bootstrap_servers)
-        .create()
-        .expect("consumer");
-    use rdkafka::consumer::Consumer;
-    (0..PARTITIONS as i32)
-        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(0, |(_, h)| h))
-        .sum()
-}
-
-async fn wait_for(t: &Topology, topic: &str, n: i64) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while output_count(t, topic) < n {
-        assert!(Instant::now() < deadline, "timed out waiting for {n} outputs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Records/s through the whole pipeline process (registry, broker, runner, HTTP, mock).
 async fn pipeline_rate(latency: Duration, per_partition: usize, limit_rps: Option<u32>) -> f64 {
     let server = mock(latency, limit_rps.map(|r| r * 60)).await;
@@ -121,11 +74,13 @@ async fn pipeline_rate(latency: Duration, per_partition: usize, limit_rps: Optio
     };
     let ideal = ideal(latency, per_partition, limit_rps);
     let n = (ideal * 8.0) as usize;
-    produce(&t, &codec, &input, 0..1).await;
-    wait_for(&t, &output, 1).await;
+    let content = |i| format!("My invoice {i} shows a double charge, please refund it.");
+    let parts = PARTITIONS as i32;
+    produce(&t, &codec, &input, 0..1, content).await;
+    wait_for(&t, &output, parts, 1).await;
     let started = Instant::now();
-    produce(&t, &codec, &input, 1..n + 1).await;
-    wait_for(&t, &output, n as i64 + 1).await;
+    produce(&t, &codec, &input, 1..n + 1, content).await;
+    wait_for(&t, &output, parts, n as i64 + 1).await;
     let rate = n as f64 / started.elapsed().as_secs_f64();
     shutdown.request();
     task.await.expect("task").expect("pipeline");

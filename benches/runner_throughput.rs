@@ -9,18 +9,19 @@
 //!
 //! `cargo bench --bench runner_throughput` (set SLUICE_BENCH_RECORDS to change the count).
 
+mod common;
+
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use common::{produce, wait_for};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::avro::{Classification, Codec, Document, Envelope, SchemaKind};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice::avro::{Classification, Codec, Envelope};
 use sluice::config::{compile, Topology};
 use sluice::devstack::DevStack;
 use sluice::pipeline::{registry_settings, schema_pairs};
@@ -74,52 +75,6 @@ stages:
     )
 }
 
-async fn produce(t: &Topology, codec: &Codec, topic: &str, n: usize, size: usize, start: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &t.kafka.bootstrap_servers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let filler = "x".repeat(size.saturating_sub(40));
-    let records: Vec<(String, Vec<u8>)> = (start..start + n)
-        .map(|i| {
-            let doc = Document {
-                id: format!("r{i}"),
-                tenant: "t".into(),
-                content: filler.clone(),
-                metadata: Default::default(),
-            };
-            let value = Envelope::new(doc).to_value(SchemaKind::Document).expect("value");
-            (format!("r{i}"), codec.encode(topic, &value).expect("encode"))
-        })
-        .collect();
-    let sends = records
-        .iter()
-        .map(|(k, v)| producer.send(FutureRecord::to(topic).key(k).payload(v), Timeout::Never));
-    let mut stream = futures::stream::iter(sends).buffer_unordered(4096);
-    while let Some(r) = stream.next().await {
-        r.expect("produce");
-    }
-}
-
-fn output_count(t: &Topology, topic: &str) -> i64 {
-    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &t.kafka.bootstrap_servers)
-        .create()
-        .expect("consumer");
-    (0..PARTITIONS)
-        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(0, |(_, h)| h))
-        .sum()
-}
-
-async fn wait_for(t: &Topology, topic: &str, n: i64) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while output_count(t, topic) < n {
-        assert!(Instant::now() < deadline, "timed out waiting for {n} outputs on {topic}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Sends one warm-up record (the consumer group has joined once it is out), then times `n`
 /// records from the start of producing them until all are on the output topic.
 async fn measure(
@@ -130,11 +85,12 @@ async fn measure(
     n: usize,
     size: usize,
 ) -> f64 {
-    produce(t, codec, input, 1, size, 0).await;
-    wait_for(t, output, 1).await;
+    let filler = "x".repeat(size.saturating_sub(40));
+    produce(t, codec, input, 0..1, |_| filler.clone()).await;
+    wait_for(t, output, PARTITIONS, 1).await;
     let started = Instant::now();
-    produce(t, codec, input, n, size, 1).await;
-    wait_for(t, output, n as i64 + 1).await;
+    produce(t, codec, input, 1..n + 1, |_| filler.clone()).await;
+    wait_for(t, output, PARTITIONS, n as i64 + 1).await;
     n as f64 / started.elapsed().as_secs_f64()
 }
 

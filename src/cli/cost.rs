@@ -50,24 +50,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Csv => {
-            println!(
-                "group,requests,failed,cache_hits,input_tokens,output_tokens,usd,p50_ms,p95_ms"
-            );
+            println!("{}", HEADERS.map(|h| h.to_lowercase().replace(' ', "_")).join(","));
             for r in &rows {
-                println!(
-                    "{},{},{},{},{},{},{},{},{},{},{}",
-                    csv(&r.group),
-                    r.requests,
-                    r.failed,
-                    r.cache_hits,
-                    r.input_tokens,
-                    r.output_tokens,
-                    usd(r.cost_micro_usd),
-                    r.latency_p50_ms,
-                    r.latency_p95_ms,
-                    time(r.first_ms),
-                    time(r.last_ms)
-                );
+                println!("{}", cells(r).map(|c| csv(&c)).join(","));
             }
         }
         Format::Table => table(&rows, a.by, events.len()),
@@ -89,38 +74,56 @@ fn csv(field: &str) -> String {
     }
 }
 
-fn table(rows: &[Row], by: GroupBy, events: usize) {
-    let name = format!("{by:?}").to_uppercase();
-    println!(
-        "{name:<24} {:>9} {:>7} {:>7} {:>12} {:>12} {:>14} {:>8} {:>8}  {:<20}  {:<20}",
-        "REQUESTS",
-        "FAILED",
-        "CACHED",
-        "IN TOKENS",
-        "OUT TOKENS",
-        "USD",
-        "P50 MS",
-        "P95 MS",
-        "FIRST SEEN",
-        "LAST SEEN"
-    );
-    let mut total = 0;
-    for r in rows {
-        total += r.cost_micro_usd;
-        println!(
-            "{:<24} {:>9} {:>7} {:>7} {:>12} {:>12} {:>14} {:>8} {:>8}  {:<20}  {:<20}",
-            r.group,
-            r.requests,
-            r.failed,
-            r.cache_hits,
-            r.input_tokens,
-            r.output_tokens,
-            usd(r.cost_micro_usd),
-            r.latency_p50_ms,
-            r.latency_p95_ms,
-            time(r.first_ms),
-            time(r.last_ms)
-        );
+const HEADERS: [&str; 11] = [
+    "GROUP",
+    "REQUESTS",
+    "FAILED",
+    "CACHED",
+    "IN TOKENS",
+    "OUT TOKENS",
+    "USD",
+    "P50 MS",
+    "P95 MS",
+    "FIRST SEEN",
+    "LAST SEEN",
+];
+const WIDTHS: [usize; 11] = [24, 9, 7, 7, 12, 12, 14, 8, 8, 20, 20];
+
+fn cells(r: &Row) -> [String; 11] {
+    [
+        r.group.clone(),
+        r.requests.to_string(),
+        r.failed.to_string(),
+        r.cache_hits.to_string(),
+        r.input_tokens.to_string(),
+        r.output_tokens.to_string(),
+        usd(r.cost_micro_usd),
+        r.latency_p50_ms.to_string(),
+        r.latency_p95_ms.to_string(),
+        time(r.first_ms),
+        time(r.last_ms),
+    ]
+}
+
+/// Columns padded to their width: the group and times left-aligned, numbers right-aligned.
+fn line(cells: &[String; 11]) -> String {
+    let mut out = String::new();
+    for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
+        match i {
+            0 | 9 | 10 => out.push_str(&format!("{c:<w$} ")),
+            _ => out.push_str(&format!("{c:>w$} ")),
+        }
     }
+    out.trim_end().to_owned()
+}
+
+fn table(rows: &[Row], by: GroupBy, events: usize) {
+    let mut headers = HEADERS.map(str::to_owned);
+    headers[0] = format!("{by:?}").to_uppercase();
+    println!("{}", line(&headers));
+    for r in rows {
+        println!("{}", line(&cells(r)));
+    }
+    let total: u64 = rows.iter().map(|r| r.cost_micro_usd).sum();
     println!("{events} events after removing duplicates; total {} USD", usd(total));
 }
