@@ -168,6 +168,12 @@ fn dev_stack_serves_external_producers_and_consumers_and_stops_on_sigterm() {
     // response cache (a fresh dev broker has not seen it). Simulated failures add failed ones.
     assert_eq!(n("requests") - n("failed"), 2, "two documents classified: {classify}");
     assert!(rows.iter().any(|r| r["group"] == "judge@builtin"), "{rows:?}");
+    let table =
+        with_env(&["cost", "report", "--topology", "topologies/support-rag.yaml", "--by", "stage"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("STAGE ") && table.contains("FIRST SEEN"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("generate ")), "{table}");
+    assert!(table.trim_end().ends_with(" USD"), "{table}");
 
     let pid = dev.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
