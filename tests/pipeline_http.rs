@@ -123,6 +123,45 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
     running.stop().await;
 }
 
+/// A record's W3C `traceparent` travels to its outputs and its cost events carry the trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_trace_id_of_a_record_reaches_its_outputs_and_cost_events() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let server = mock(MockConfig::default()).await;
+    let p = unique("trace");
+    let h = Harness::start(&classify_topology(&p, &server.openai_url(), "{ attempts: 2 }")).await;
+    let running = start(&h);
+    let codec = h.codec().await;
+    let doc = sluice::avro::Envelope::new(sluice::avro::Document {
+        id: "tr1".into(),
+        tenant: "acme".into(),
+        content: "refund my invoice".into(),
+        metadata: Default::default(),
+    });
+    let payload = codec
+        .encode(&h.input(), &doc.to_value(SchemaKind::Document).expect("value"))
+        .expect("encode");
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let headers =
+        OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(traceparent) });
+    let input = h.input();
+    let record = FutureRecord::to(&input).key("tr1").payload(&payload).headers(headers);
+    h.producer().send(record, Duration::from_secs(10)).await.expect("produce");
+    assert!(
+        wait_until(Duration::from_secs(20), || async { h.count(&h.output()).await == 1 }).await
+    );
+    let out = common::raw_headers(&h, &h.output()).await;
+    assert_eq!(out[0].get("traceparent").map(String::as_str), Some(traceparent));
+    let events = sluice::metering::read_events(&h.topology).await.expect("metering");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!((events[0].tenant.as_str(), events[0].document_id.as_str()), ("acme", "tr1"));
+    let metering = common::raw_headers(&h, &h.topology.metering_topic).await;
+    assert_eq!(metering[0].get("traceparent").map(String::as_str), Some(traceparent));
+    running.stop().await;
+}
+
 /// With `redact_input`, a dead letter carries the record re-encoded with its PII redacted, and
 /// redacted error texts; the model never saw the raw values either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

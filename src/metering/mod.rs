@@ -73,6 +73,8 @@ pub struct CallLog {
     pub pipeline: String,
     pub stage: String,
     pub origin: Origin,
+    /// The W3C trace id of the record (from its `traceparent` header), for its events.
+    pub trace_id: Option<String>,
     /// Calls made in the current attempt (resets per attempt).
     next_index: AtomicU32,
     events: Mutex<Vec<CostEvent>>,
@@ -95,6 +97,16 @@ pub fn event_id(origin: &Origin, stage: &str, attempt: u32, call_index: u32, sal
     format!("{a:016x}{b:016x}")
 }
 
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
+pub fn trace_id_of(traceparent: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(traceparent).ok()?;
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let [version, trace, span, flags] = parts.as_slice() else { return None };
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = hex(version, 2) && hex(trace, 32) && hex(span, 16) && hex(flags, 2);
+    (valid && trace.bytes().any(|b| b != b'0')).then(|| trace.to_ascii_lowercase())
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -105,9 +117,15 @@ impl CallLog {
             pipeline: pipeline.to_owned(),
             stage: stage.to_owned(),
             origin,
+            trace_id: None,
             next_index: AtomicU32::new(0),
             events: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn with_trace(mut self, trace_id: Option<String>) -> Self {
+        self.trace_id = trace_id;
+        self
     }
 
     /// A log whose first call gets index `first` (a batch metered at a record's reserved index).
@@ -146,6 +164,14 @@ impl CallLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_ids_come_from_well_formed_traceparents_only() {
+        let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id_of(tp).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(trace_id_of(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of(b"garbage"), None);
+    }
 
     #[test]
     fn ids_are_deterministic_and_differ_by_every_coordinate() {

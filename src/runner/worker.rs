@@ -16,7 +16,7 @@ use super::partitions::{Job, Partitions};
 use super::retry_state::RetryState;
 use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
 use crate::config::StageSpec;
-use crate::metering::{CallLog, Origin};
+use crate::metering::{trace_id_of, CallLog, Origin};
 use crate::pii::Redactor;
 use crate::retry::{infrastructure_backoff, AttemptBackoff};
 use crate::shutdown::{Phase, Shutdown};
@@ -24,6 +24,7 @@ use crate::stage::{Emit, Port, Stage, StageContext, StageError};
 use crate::telemetry::{
     self, AttemptFailed, DeadLettered, Outcome, RecordDeferred, RecordDone, RetryScheduled,
 };
+use rdkafka::message::Headers;
 
 pub struct Worker<S> {
     pub stage: S,
@@ -67,16 +68,22 @@ impl<S: Stage> Worker<S> {
         telemetry::in_flight(stage, 1);
         let started = Instant::now();
         let origin = RetryState::of(&job.message).origin;
+        let traceparent = job
+            .message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value));
         let log = CallLog::new(
             &self.pipeline,
             stage,
             Origin { topic: origin.topic, partition: origin.partition, offset: origin.offset },
-        );
+        )
+        .with_trace(traceparent.and_then(trace_id_of));
+        let trace_header = traceparent.map(|v| ("traceparent".to_owned(), v.to_vec()));
         let (outputs, outcome) = match self.dispose(&job.message, &log).await {
             Disposition::Outputs(mut o) => {
                 let dead = o.iter().any(|r| r.topic == self.spec.dead_letter_topic);
                 // Cost events are outputs: the offset waits for their acknowledgement too.
-                o.extend(self.cost_events(&log));
+                o.extend(self.cost_events(&log, trace_header));
                 (o, if dead { Outcome::DeadLettered } else { Outcome::Ok })
             }
             Disposition::Fatal(reason) => {
@@ -102,7 +109,7 @@ impl<S: Stage> Worker<S> {
     }
 
     /// The metering records of a record's model calls.
-    fn cost_events(&self, log: &CallLog) -> Vec<OutRecord> {
+    fn cost_events(&self, log: &CallLog, traceparent: Option<(String, Vec<u8>)>) -> Vec<OutRecord> {
         let topic = &self.metering_topic;
         log.take()
             .into_iter()
@@ -116,7 +123,7 @@ impl<S: Stage> Worker<S> {
                         topic: topic.clone(),
                         key: Some(event.event_id.into_bytes()),
                         payload,
-                        headers: Vec::new(),
+                        headers: traceparent.iter().cloned().collect(),
                     }),
                     Err(e) => {
                         tracing::error!(stage = %self.spec.name, error = %e, "cannot encode a cost event");

@@ -33,6 +33,7 @@ pub struct Site {
     pub pipeline: String,
     pub stage: String,
     pub origin: Origin,
+    pub trace_id: Option<String>,
     /// The call index the record reserved for this request.
     pub call_index: u32,
     pub tenant: String,
@@ -66,6 +67,7 @@ impl Batcher {
             pipeline: log.pipeline.clone(),
             stage: log.stage.clone(),
             origin: log.origin.clone(),
+            trace_id: log.trace_id.clone(),
             call_index: log.next_call(),
             tenant: key.tenant.to_owned(),
         });
@@ -183,9 +185,11 @@ async fn call(
     document_id: &str,
     attempt: u32,
 ) -> Reply {
-    let log = site
-        .as_ref()
-        .map(|s| CallLog::new(&s.pipeline, &s.stage, s.origin.clone()).starting_at(s.call_index));
+    let log = site.as_ref().map(|s| {
+        CallLog::new(&s.pipeline, &s.stage, s.origin.clone())
+            .with_trace(s.trace_id.clone())
+            .starting_at(s.call_index)
+    });
     let tenant = site.as_ref().map_or("", |s| s.tenant.as_str());
     let stage = site.as_ref().map_or("embed", |s| s.stage.as_str());
     let key =
