@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use sluice::config::compile;
+use sluice::metering::{CallLog, Origin};
 use sluice::mock_provider::{serve, MockConfig, MockProvider};
 use sluice::policy::{BreakerState, Gateway};
 use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderError};
@@ -17,6 +20,10 @@ async fn mock(config: MockConfig) -> MockProvider {
 /// A gateway over one `openai` provider `m` at the mock; `extra` adds provider settings and
 /// `models` declares logical models.
 fn gateway(server: &MockProvider, extra: &str, models: &str) -> Gateway {
+    gateway_with(server, extra, models, "")
+}
+
+fn gateway_with(server: &MockProvider, extra: &str, models: &str, top: &str) -> Gateway {
     let yaml = format!(
         r#"
 pipeline: p
@@ -39,6 +46,7 @@ prices:
     backup: {{ input: 0.15, output: 0.6 }}
     sonnet: {{ input: 3, output: 15 }}
     emb: {{ input: 0.02, output: 0 }}
+{top}
 inputs: {{ docs: {{}} }}
 stages:
   c: {{ kind: classify, input: docs, output: out, classify: {{ labels: [a, other], rules: {{ a: [x] }} }} }}
@@ -196,4 +204,31 @@ async fn wrong_credentials_are_unauthorized_and_never_echoed() {
     assert!(!err.to_string().contains("sk-wrong-secret-value"));
     let stage_error: sluice::stage::StageError = err.into();
     assert_eq!(stage_error.class(), "fatal", "bad credentials stop the worker");
+}
+
+/// Two gateways (two replicas) share a Redis response cache: the second answers from it with no
+/// provider call, metering a zero-cost cached event and re-emitting the original call's event.
+#[tokio::test]
+async fn replicas_share_answers_through_a_redis_cache() {
+    let redis = common::redis::start();
+    let server = mock(MockConfig::default()).await;
+    let cache = format!("cache: {{ kind: redis, url: {}, ttl: 1h }}", redis.url);
+    let models = "  big: { provider: m, name: big-model }";
+    let (a, b) =
+        (gateway_with(&server, "", models, &cache), gateway_with(&server, "", models, &cache));
+    let log = |offset| CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset });
+    let (first, second) = (log(1), log(2));
+    let key = |log| CallKey { tenant: "acme", log: Some(log), ..CallKey::new("d", "s", 1) };
+    let paid = a.chat("big", &chat("same question"), key(&first)).await.expect("paid call");
+    let cached = b.chat("big", &chat("same question"), key(&second)).await.expect("cache hit");
+    assert_eq!(server.ledger().totals("big-model").calls, 1, "the second replica paid nothing");
+    assert_eq!(paid.value.text, cached.value.text);
+    let original = first.take();
+    let replayed = second.take();
+    assert_eq!(original.len(), 1);
+    assert!(original[0].cost_micro_usd > 0 && !original[0].cached);
+    assert_eq!(replayed.len(), 2, "the original event again, and the hit's own");
+    assert_eq!(replayed[0], original[0]);
+    assert!(replayed[1].cached && replayed[1].cost_micro_usd == 0);
+    assert_ne!(replayed[1].event_id, original[0].event_id);
 }

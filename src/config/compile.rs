@@ -14,7 +14,7 @@ use super::prices;
 use super::providers;
 use super::section::Section;
 use super::stage;
-use super::values::{is_valid_name, is_valid_topic, limit};
+use super::values::{duration, is_valid_name, is_valid_topic, limit};
 
 /// Reads and compiles a topology file.
 pub fn load(path: &Path) -> Result<Topology, ConfigErrors> {
@@ -72,9 +72,23 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         .then(|| root.nested("budgets", |b| budgets::budgets(b, &pipeline)));
     let cache = match root.peek("cache") {
         None => None,
-        Some(_) => root.nested("cache", |c| {
-            let path: Option<String> = c.req("path");
-            Some(CacheSpec { path: base_dir.join(path?) })
+        Some(_) => root.nested("cache", |c| match c.or("kind", "embedded".to_owned()).as_str() {
+            "embedded" => {
+                let path: Option<String> = c.req("path");
+                Some(CacheSpec::Embedded { path: base_dir.join(path?) })
+            }
+            "redis" => {
+                let url: Option<String> = c.req("url");
+                if url.as_ref().is_some_and(|u| !u.starts_with("redis://")) {
+                    c.error("url", "write redis://host:port[/db]");
+                }
+                let ttl = duration(c, "ttl", d::CACHE_TTL);
+                Some(CacheSpec::Redis { url: url?, ttl })
+            }
+            other => {
+                c.error("kind", format!("unknown cache kind '{other}' (expected embedded, redis)"));
+                None
+            }
         }),
     };
     let inputs: Vec<TopicSpec> = root

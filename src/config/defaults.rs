@@ -63,6 +63,8 @@ pub const CHUNK_TOKENS: usize = 256;
 pub const EMBED_LINGER: Duration = Duration::from_millis(5);
 pub const JUDGE_THRESHOLD: f64 = 0.5;
 pub const CLASSIFY_FALLBACK_LABEL: &str = "other";
+/// How long Redis keeps a cached answer: long enough to replay a week-old incident.
+pub const CACHE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub fn budget_ledger_topic(pipeline: &str) -> String {
     format!("{pipeline}.budgets")

@@ -217,7 +217,9 @@ impl RetryPolicy {
 /// The exact response cache: keyed by template version, model, parameters and a hash of the
 /// input; replays after an incident are served from it instead of paying twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSpec {
-    /// Directory of the embedded on-disk cache.
-    pub path: PathBuf,
+pub enum CacheSpec {
+    /// A directory on local disk.
+    Embedded { path: PathBuf },
+    /// Redis (`redis://host:port[/db]`), shared by replicas; entries expire after `ttl`.
+    Redis { url: String, ttl: Duration },
 }

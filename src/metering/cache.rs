@@ -1,15 +1,18 @@
-//! The exact response cache, embedded on disk: one JSON file per key, written to a temporary
-//! name and renamed, so a crash leaves either the whole entry or none. The key hashes everything
+//! The exact response cache: embedded on disk (one JSON file per key, written to a temporary
+//! name and renamed, so a crash leaves either the whole entry or none) or in Redis. The key hashes everything
 //! that determines an answer — template version, logical model, parameters and the full input —
 //! so a hit is the answer the same call would have paid for. Each entry keeps the cost event of
 //! the call that filled it: a hit re-emits it (the same id, removed as a duplicate when it was
 //! already delivered), which also covers a crash between the call and its event's delivery.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::resp::Redis;
 use super::CostEvent;
+use crate::config::CacheSpec;
 use crate::provider::{stable_hash, ChatRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,9 +42,61 @@ pub struct Entry {
     pub event: CostEvent,
 }
 
+/// Where answers are kept.
+pub enum ResponseCache {
+    /// A directory: one file per answer. Processes share it only if they share the directory.
+    Disk(DiskCache),
+    /// Redis: shared by every replica that points at it; entries expire after `ttl`.
+    Redis { client: Redis, ttl: Duration },
+}
+
 #[derive(Debug)]
-pub struct ResponseCache {
+pub struct DiskCache {
     dir: PathBuf,
+}
+
+impl ResponseCache {
+    pub fn open(spec: &CacheSpec) -> Result<Self, String> {
+        Ok(match spec {
+            CacheSpec::Embedded { path } => Self::Disk(
+                DiskCache::open(path)
+                    .map_err(|e| format!("response cache {}: {e}", path.display()))?,
+            ),
+            CacheSpec::Redis { url, ttl } => {
+                Self::Redis { client: Redis::new(url, 8).map_err(|e| e.to_string())?, ttl: *ttl }
+            }
+        })
+    }
+
+    /// The entry under `key`; an unreadable entry or an unreachable Redis is a miss.
+    pub async fn get(&self, key: &str) -> Option<Entry> {
+        match self {
+            Self::Disk(d) => d.get(key),
+            Self::Redis { client, .. } => match client.get(&redis_key(key)).await {
+                Ok(bytes) => serde_json::from_slice(&bytes?).ok(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "response cache unreachable: calling the model");
+                    None
+                }
+            },
+        }
+    }
+
+    pub async fn put(&self, key: &str, entry: &Entry) {
+        match self {
+            Self::Disk(d) => d.put(key, entry),
+            Self::Redis { client, ttl } => {
+                let bytes = serde_json::to_vec(entry).expect("entries serialize");
+                if let Err(e) = client.set(&redis_key(key), &bytes, *ttl).await {
+                    tracing::warn!(error = %e, "cannot write response cache entry to redis");
+                }
+            }
+        }
+    }
+}
+
+fn redis_key(key: &str) -> String {
+    format!("sluice:cache:{key}")
 }
 
 fn hex128(parts: &[&[u8]]) -> String {
@@ -69,7 +124,7 @@ pub fn embedding_key(model: &str, text: &str) -> String {
     hex128(&[b"embedding", model.as_bytes(), text.as_bytes()])
 }
 
-impl ResponseCache {
+impl DiskCache {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self { dir: dir.to_path_buf() })

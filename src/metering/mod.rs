@@ -6,6 +6,7 @@
 pub mod cache;
 mod read;
 pub mod report;
+mod resp;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;

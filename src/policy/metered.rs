@@ -20,7 +20,11 @@ impl Gateway {
         key: CallKey<'_>,
     ) -> Result<Served<ChatResponse>, ProviderError> {
         let cache_key = cache::chat_key(key.prompt_version, alias, req);
-        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&cache_key)) {
+        let hit = match &self.cache {
+            Some(c) => c.get(&cache_key).await,
+            None => None,
+        };
+        if let Some(entry) = hit {
             if let cache::Answer::Chat {
                 text,
                 model,
@@ -62,7 +66,7 @@ impl Gateway {
                 estimated: value.tokens_estimated,
                 finish_reason: value.finish_reason.clone(),
             };
-            cache.put(&cache_key, &entry_of(&served, answer, event));
+            cache.put(&cache_key, &entry_of(&served, answer, event)).await;
         }
         Ok(served.with(value))
     }
@@ -84,7 +88,7 @@ impl Gateway {
         let mut vectors: Vec<Option<Vec<f32>>> = vec![None; req.inputs.len()];
         let mut hit: Option<Entry> = None;
         for (i, k) in keys.iter().enumerate() {
-            if let Some(entry) = cache.get(k) {
+            if let Some(entry) = cache.get(k).await {
                 if let cache::Answer::Embedding { vector } = &entry.answer {
                     vectors[i] = Some(vector.clone());
                     if let Some(log) = key.log {
@@ -118,7 +122,7 @@ impl Gateway {
                 for (i, v) in missing.iter().zip(&value.vectors) {
                     if let Some(event) = &event {
                         let answer = cache::Answer::Embedding { vector: v.clone() };
-                        cache.put(&keys[*i], &entry_of(&served, answer, event.clone()));
+                        cache.put(&keys[*i], &entry_of(&served, answer, event.clone())).await;
                     }
                     vectors[*i] = Some(v.clone());
                 }

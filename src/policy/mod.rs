@@ -104,13 +104,7 @@ impl Gateway {
         }
         let chains =
             topology.models.keys().map(|m| (m.clone(), fallback_chain(topology, m))).collect();
-        let cache = match &topology.cache {
-            Some(c) => Some(
-                ResponseCache::open(&c.path)
-                    .map_err(|e| format!("response cache {}: {e}", c.path.display()))?,
-            ),
-            None => None,
-        };
+        let cache = topology.cache.as_ref().map(ResponseCache::open).transpose()?;
         Ok(Self {
             models: topology.models.clone(),
             chains,

@@ -5,6 +5,7 @@
 
 pub mod procs;
 pub mod qdrant;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::path::Path;
