@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{produce, wait_for};
+use common::{output_count, produce, wait_for};
 use sluice::avro::Codec;
 use sluice::config::compile;
 use sluice::devstack::DevStack;
@@ -57,7 +57,12 @@ stages:
 }
 
 /// Records/s through the whole pipeline process (registry, broker, runner, HTTP, mock).
-async fn pipeline_rate(latency: Duration, per_partition: usize, limit_rps: Option<u32>) -> f64 {
+/// (whole run, steady state) records/s.
+async fn pipeline_rate(
+    latency: Duration,
+    per_partition: usize,
+    limit_rps: Option<u32>,
+) -> (f64, f64) {
     let server = mock(latency, limit_rps.map(|r| r * 60)).await;
     let limit = limit_rps.map_or(String::new(), |r| format!("cls: {{ requests_per_second: {r} }}"));
     let name = format!("bench-http-{}-{}", latency.as_millis(), std::process::id());
@@ -80,8 +85,15 @@ async fn pipeline_rate(latency: Duration, per_partition: usize, limit_rps: Optio
     wait_for(&t, &output, parts, 1).await;
     let started = Instant::now();
     produce(&t, &codec, &input, 1..n + 1, content).await;
+    // Steady state: the rate between 20% and 80% of the outputs (no fill, no drain).
+    let mark = |fraction: f64| 1 + (n as f64 * fraction) as i64;
+    wait_for(&t, &output, parts, mark(0.2)).await;
+    let (t_a, c_a) = (Instant::now(), output_count(&t, &output, parts));
+    wait_for(&t, &output, parts, mark(0.8)).await;
+    let (t_b, c_b) = (Instant::now(), output_count(&t, &output, parts));
     wait_for(&t, &output, parts, n as i64 + 1).await;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let whole = n as f64 / started.elapsed().as_secs_f64();
+    let steady = (c_b - c_a) as f64 / (t_b - t_a).as_secs_f64();
     shutdown.request();
     task.await.expect("task").expect("pipeline");
     assert_eq!(
@@ -89,7 +101,7 @@ async fn pipeline_rate(latency: Duration, per_partition: usize, limit_rps: Optio
         0,
         "the client-side limit kept the mock's 429s away"
     );
-    rate
+    (whole, steady)
 }
 
 fn ideal(latency: Duration, per_partition: usize, limit_rps: Option<u32>) -> f64 {
@@ -212,18 +224,25 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         println!("pipeline against the mock provider over HTTP, {PARTITIONS} partitions, embedded broker");
-        println!("\n{:<40} {:>10} {:>10} {:>8}", "case", "ideal/s", "sluice/s", "ratio");
+        println!(
+            "\n{:<40} {:>10} {:>10} {:>8} {:>10} {:>8}",
+            "case", "ideal/s", "whole/s", "ratio", "steady/s", "ratio"
+        );
         for (latency_ms, per_partition, limit) in
             [(50u64, 4usize, None), (50, 16, None), (50, 16, Some(400u32))]
         {
             let latency = Duration::from_millis(latency_ms);
-            let rate = pipeline_rate(latency, per_partition, limit).await;
+            let (whole, steady) = pipeline_rate(latency, per_partition, limit).await;
             let ideal = ideal(latency, per_partition, limit);
             let label = format!(
                 "{latency_ms} ms × {PARTITIONS}p × {per_partition}{}",
                 limit.map_or(String::new(), |l| format!(", limit {l}/s"))
             );
-            println!("{label:<40} {ideal:>10.0} {rate:>10.0} {:>7.1}%", 100.0 * rate / ideal);
+            println!(
+                "{label:<40} {ideal:>10.0} {whole:>10.0} {:>7.1}% {steady:>10.0} {:>7.1}%",
+                100.0 * whole / ideal,
+                100.0 * steady / ideal
+            );
         }
         overhead().await;
     });
