@@ -7,6 +7,7 @@
 //! Control endpoints: `GET /mock/ledger`, `POST /mock/reset`, `PUT /mock/faults/{model}` with
 //! `{"status": 503}` (every call to that model fails so) and `DELETE /mock/faults`.
 
+mod gate;
 mod handlers;
 mod ledger;
 

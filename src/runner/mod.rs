@@ -10,6 +10,7 @@
 
 mod consumer;
 mod output;
+mod park;
 mod partitions;
 mod retry_state;
 mod window;
