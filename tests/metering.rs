@@ -132,8 +132,21 @@ async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_n
         let events = dedup(read_events(&h.topology).await.expect("metering topic"));
         events.iter().map(|e| e.cost_micro_usd as u64).sum::<u64>() == ledger.billed_micro_usd()
     });
-    assert!(reconciled.await, "deduplicated cost must equal the ledger's billing");
+    let reconciled = reconciled.await;
     let events = dedup(read_events(&h.topology).await.expect("metering topic"));
+    if !reconciled {
+        let metered: HashSet<_> = events.iter().filter_map(|e| e.response_id.clone()).collect();
+        let unmetered: Vec<_> = ledger
+            .calls
+            .iter()
+            .filter(|c| c.response_id.as_ref().is_some_and(|id| !metered.contains(id)))
+            .collect();
+        let sum: i64 = events.iter().map(|e| e.cost_micro_usd).sum();
+        panic!(
+            "deduplicated cost {sum} != ledger {}; served but unmetered: {unmetered:?}",
+            ledger.billed_micro_usd()
+        );
+    }
     let paid: Vec<_> = events.iter().filter(|e| !e.cached && e.outcome == "ok").collect();
     let served: HashSet<String> = ledger
         .calls
@@ -178,15 +191,18 @@ async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_n
 /// deferred topic and are processed once the window turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_a_tenant_budget_and_defer_the_rest_to_the_next_window() {
-    const N: usize = 300;
-    const LIMIT: u64 = 2_000; // micro-dollars per window
+    // About 12.5 micro-dollars a call: the documents need at least three windows' budget, and a
+    // window's budget (about 48 calls) is spent long before the window ends even on a loaded
+    // machine, so records must be deferred.
+    const N: usize = 150;
+    const LIMIT: u64 = 600; // micro-dollars per window
     let server =
         serve("127.0.0.1:0".parse().expect("addr"), mock_config(Duration::from_millis(10)))
             .await
             .expect("mock provider");
     let dir = tempfile::tempdir().expect("dir");
     let p = unique("budget");
-    let budgets = "budgets: { window: 8s, lease: 0.0002, tenants: { t: { limit: 0.002 } } }";
+    let budgets = "budgets: { window: 8s, lease: 0.0001, tenants: { t: { limit: 0.0006 } } }";
     let yaml = topology_with(
         &p,
         &server.openai_url(),
@@ -216,7 +232,7 @@ async fn two_workers_share_a_tenant_budget_and_defer_the_rest_to_the_next_window
         *per_window.entry(budget).or_default() += e.cost_micro_usd as u64;
     }
     eprintln!("spend per budget window: {per_window:?}");
-    assert!(per_window.len() >= 2, "the run spans budget windows: {per_window:?}");
+    assert!(per_window.len() >= 3, "the run spans budget windows: {per_window:?}");
     for (window, spent) in &per_window {
         assert!(*spent <= LIMIT, "{window} spent {spent} of {LIMIT} micro-dollars");
     }

@@ -200,7 +200,10 @@ impl Gateway {
         let price = self.prices.models.get(hop).copied().unwrap_or_default();
         let cost = if result.is_ok() { price.cost(input, cached, output) } else { 0 };
         CostEvent {
-            event_id: log.event_id(key.attempt, call_index, ""),
+            // The provider's response id joins the coordinates: a record processed twice at once
+            // (two members during a rebalance, both missing the cache) makes two paid calls at
+            // the same coordinates, and both must count. Redeliveries of one event keep its id.
+            event_id: log.event_id(key.attempt, call_index, response_id.as_deref().unwrap_or("")),
             timestamp_ms: now_ms(),
             tenant: key.tenant.to_owned(),
             pipeline: log.pipeline.clone(),
