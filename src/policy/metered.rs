@@ -200,10 +200,14 @@ impl Gateway {
         let price = self.prices.models.get(hop).copied().unwrap_or_default();
         let cost = if result.is_ok() { price.cost(input, cached, output) } else { 0 };
         CostEvent {
-            // The provider's response id joins the coordinates: a record processed twice at once
+            // The response's identity joins the coordinates: a record processed twice at once
             // (two members during a rebalance, both missing the cache) makes two paid calls at
             // the same coordinates, and both must count. Redeliveries of one event keep its id.
-            event_id: log.event_id(key.attempt, call_index, response_id.as_deref().unwrap_or("")),
+            event_id: log.event_id(
+                key.attempt,
+                call_index,
+                &response_identity(result, &response_id),
+            ),
             timestamp_ms: now_ms(),
             tenant: key.tenant.to_owned(),
             pipeline: log.pipeline.clone(),
@@ -228,6 +232,25 @@ impl Gateway {
             response_id,
             price_set_on: (!self.prices.set_on.is_empty()).then(|| self.prices.set_on.clone()),
             budget: budget.map(str::to_owned),
+        }
+    }
+}
+
+/// The provider's response id; for an answer without one (OpenAI-style embeddings, the simulated
+/// provider), an id unique to this process and call; nothing for a failure.
+fn response_identity(
+    result: &Result<Answer, ProviderError>,
+    response_id: &Option<String>,
+) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match (result, response_id) {
+        (Err(_), _) => String::new(),
+        (Ok(_), Some(id)) => id.clone(),
+        (Ok(_), None) => {
+            let process = PROCESS.get_or_init(|| format!("{}-{}", std::process::id(), now_ms()));
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("local-{process}-{n}")
         }
     }
 }
