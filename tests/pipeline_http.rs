@@ -162,6 +162,45 @@ async fn the_trace_id_of_a_record_reaches_its_outputs_and_cost_events() {
     running.stop().await;
 }
 
+/// A stage with `document_deadline` dead-letters stale documents without calling a model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn documents_past_their_deadline_are_dead_lettered_without_a_model_call() {
+    use rdkafka::producer::FutureRecord;
+    let server = mock(MockConfig::default()).await;
+    let p = unique("expiry");
+    let yaml = classify_topology(&p, &server.openai_url(), "{ attempts: 1 }").replace(
+        "    retry: { attempts: 1 }",
+        "    retry: { attempts: 1 }\n    document_deadline: 30s",
+    );
+    let h = Harness::start(&yaml).await;
+    let running = start(&h);
+    let codec = h.codec().await;
+    let input = h.input();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+    for (id, written) in [("stale", now - 120_000), ("fresh", now)] {
+        let doc = sluice::avro::Envelope::new(sluice::avro::Document {
+            id: id.into(),
+            tenant: "t".into(),
+            content: "refund my invoice".into(),
+            metadata: Default::default(),
+        });
+        let payload = codec
+            .encode(&input, &doc.to_value(SchemaKind::Document).expect("value"))
+            .expect("encode");
+        let record = FutureRecord::to(&input).key(id).payload(&payload).timestamp(written);
+        h.producer().send(record, Duration::from_secs(10)).await.expect("produce");
+    }
+    let done = || async { h.count(&h.output()).await + h.count(&h.dlq()).await == 2 };
+    assert!(wait_until(Duration::from_secs(20), done).await);
+    assert_eq!(h.ids_on(&h.output()).await.into_keys().collect::<Vec<_>>(), ["fresh"]);
+    let (_, _, key, value) = h.read_all(&h.dlq()).await.remove(0);
+    assert_eq!(key.as_deref(), Some("stale"));
+    let reason = sluice::avro::avro_to_json(&value.expect("decodes"))["error_message"].to_string();
+    assert!(reason.contains("document expired: written 2m"), "{reason}");
+    assert_eq!(server.ledger().calls.len(), 1, "only the fresh document reached the model");
+    running.stop().await;
+}
+
 /// With `redact_input`, a dead letter carries the record re-encoded with its PII redacted, and
 /// redacted error texts; the model never saw the raw values either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

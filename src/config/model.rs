@@ -152,6 +152,9 @@ pub struct StageSpec {
     pub redact_input: bool,
     /// Longest one attempt at a record may take, every model call and fallback included.
     pub deadline: Duration,
+    /// A document older than this (since it was written to the input topic) is not worth a
+    /// model call any more: it is dead-lettered as expired. `None`: documents never expire.
+    pub document_deadline: Option<Duration>,
     pub concurrency: Concurrency,
     pub retry: RetryPolicy,
     pub dead_letter_topic: String,

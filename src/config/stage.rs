@@ -31,6 +31,10 @@ pub fn parse(
     let model = model_choice(sec, implicit);
     let redact_input = sec.or("redact_input", false);
     let deadline = duration(sec, "deadline", d::STAGE_DEADLINE);
+    let document_deadline = sec
+        .peek("document_deadline")
+        .is_some()
+        .then(|| duration(sec, "document_deadline", d::STAGE_DEADLINE));
     let concurrency = sec.nested("concurrency", concurrency);
     let retry = sec.nested("retry", |r| retry(r, pipeline, name));
     let dead_letter_topic = topic(sec, "dead_letter_topic", false)
@@ -80,6 +84,7 @@ pub fn parse(
         model,
         redact_input,
         deadline,
+        document_deadline,
         concurrency,
         retry,
         dead_letter_topic,

@@ -118,6 +118,9 @@ impl<S: Stage> Worker<S> {
         if let Some(r) = &self.redactor {
             state.redacted_value = self.redacted(message, &input, r);
         }
+        if let Some(reason) = self.expired(&state) {
+            return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason);
+        }
         let mut backoff = AttemptBackoff::new(&self.spec.retry);
         for local in 1..=self.spec.retry.attempts {
             // Attempt numbers continue across rungs of the ladder.
@@ -170,6 +173,21 @@ impl<S: Stage> Worker<S> {
             }
         }
         unreachable!("the last attempt always returns")
+    }
+
+    /// Why the document is past its deadline, if it is (age counted from the input record's
+    /// timestamp, carried through retry and deferred topics).
+    fn expired(&self, state: &RetryState) -> Option<String> {
+        let deadline = self.spec.document_deadline?;
+        let written = state.origin.timestamp_ms?;
+        let age = Duration::from_millis(now_ms().saturating_sub(written).max(0) as u64);
+        (age > deadline).then(|| {
+            format!(
+                "document expired: written {} ago, deadline {}",
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                humantime::format_duration(deadline)
+            )
+        })
     }
 
     fn waits_too_long(&self, not_before: SystemTime) -> bool {
