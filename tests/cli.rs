@@ -1,4 +1,5 @@
-//! The `sluice` binary as users run it: validate, demo, and dev with external produce/consume.
+//! The `sluice` binary as users run it: validate, demo, dev with external produce/consume and cost
+//! reports, index, and the mock provider.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -214,4 +215,50 @@ fn index_embeds_a_knowledge_base_into_the_stages_store() {
     );
     let vectors = dir.path().join(".sluice/support-rag-kb/vectors.f32");
     assert_eq!(std::fs::metadata(vectors).expect("store written").len(), 10 * 64 * 4);
+}
+
+#[tokio::test]
+async fn mock_provider_serves_openai_calls_and_bills_them_in_its_ledger() {
+    let mut child =
+        sluice(&["mock-provider", "--port", "0", "--latency", "0ms", "--price", "cls=1,2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start mock-provider");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    let _guard = Dev(child);
+    let base = first.rsplit(' ').next().expect("address").to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({
+        "model": "cls",
+        "messages": [{ "role": "user", "content": "refund my invoice please" }],
+        "max_tokens": 20,
+    });
+    let answer: serde_json::Value = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("chat call")
+        .json()
+        .await
+        .expect("JSON answer");
+    assert_eq!(answer["object"], "chat.completion");
+    let (input, output) = (
+        answer["usage"]["prompt_tokens"].as_u64().expect("usage"),
+        answer["usage"]["completion_tokens"].as_u64().expect("usage"),
+    );
+    let ledger: serde_json::Value = client
+        .get(format!("{base}/mock/ledger"))
+        .send()
+        .await
+        .expect("ledger")
+        .json()
+        .await
+        .expect("JSON");
+    let cls = &ledger["models"]["cls"];
+    assert_eq!(cls["calls"], 1);
+    // 1 and 2 USD per million tokens, rounded up to a whole micro-dollar.
+    assert_eq!(cls["cost_micro_usd"].as_u64(), Some(input + 2 * output));
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use sluice::config::Price;
 use sluice::mock_provider::{serve, LatencyDist, MockConfig};
 
 #[derive(clap::Args)]
@@ -39,6 +40,22 @@ pub struct Args {
     /// Require this environment variable's value as the API key (401 otherwise).
     #[arg(long)]
     api_key_env: Option<String>,
+    /// Bill MODEL at INPUT and OUTPUT USD per million tokens in the ledger (repeatable),
+    /// e.g. `--price gpt-4o-mini=0.15,0.60`.
+    #[arg(long = "price", value_parser = parse_price)]
+    prices: Vec<(String, Price)>,
+}
+
+fn parse_price(text: &str) -> Result<(String, Price), String> {
+    let usage = || format!("'{text}': write MODEL=INPUT,OUTPUT (USD per million tokens)");
+    let (model, rest) = text.split_once('=').ok_or_else(usage)?;
+    let (input, output) = rest.split_once(',').ok_or_else(usage)?;
+    let micro = |v: &str| -> Result<u64, String> {
+        let usd: f64 = v.trim().parse().map_err(|_| usage())?;
+        (usd >= 0.0 && usd.is_finite()).then(|| (usd * 1e6).round() as u64).ok_or_else(usage)
+    };
+    let (input, output) = (micro(input)?, micro(output)?);
+    Ok((model.to_owned(), Price { input, output, cached_input: input, per_request: 0 }))
 }
 
 pub async fn run(a: Args) -> Result<ExitCode> {
@@ -56,7 +73,7 @@ pub async fn run(a: Args) -> Result<ExitCode> {
         rpm: a.rpm,
         embedding_dim: a.embedding_dim,
         api_key,
-        prices: Default::default(),
+        prices: a.prices.into_iter().collect(),
     };
     let server = serve((a.host, a.port).into(), config).await?;
     println!("mock provider listening on http://{}", server.addr);
@@ -67,8 +84,13 @@ pub async fn run(a: Args) -> Result<ExitCode> {
     let ledger = server.ledger();
     for (model, t) in &ledger.models {
         println!(
-            "{model}: {} calls, {} errors, {} rate-limited, {} input and {} output tokens",
-            t.calls, t.errors, t.rate_limited, t.input_tokens, t.output_tokens
+            "{model}: {} calls, {} errors, {} rate-limited, {} input and {} output tokens, {} USD",
+            t.calls,
+            t.errors,
+            t.rate_limited,
+            t.input_tokens,
+            t.output_tokens,
+            sluice::metering::report::usd(t.cost_micro_usd)
         );
     }
     Ok(ExitCode::SUCCESS)
