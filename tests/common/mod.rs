@@ -204,31 +204,15 @@ impl Harness {
         topic: &str,
     ) -> Vec<(i32, i64, Option<String>, Option<apache_avro::types::Value>)> {
         let codec = self.codec().await;
-        let kafka = self.topology.kafka.clone();
-        let topic = topic.to_owned();
-        let raw = tokio::task::spawn_blocking(move || {
-            let r = reader(&kafka, &[topic.as_str()], true).expect("reader");
-            let mut out = Vec::new();
-            r.drain(
-                None,
-                true,
-                Duration::from_secs(5),
-                || false,
-                |m| {
-                    out.push((
-                        m.partition(),
-                        m.offset(),
-                        m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        m.payload().map(<[u8]>::to_vec),
-                    ));
-                    true
-                },
+        let raw = each_record(&self.topology.kafka, topic, |m| {
+            (
+                m.partition(),
+                m.offset(),
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                m.payload().map(<[u8]>::to_vec),
             )
-            .expect("drain");
-            out
         })
-        .await
-        .expect("reader thread");
+        .await;
         let mut decoded = Vec::new();
         for (p, o, k, payload) in raw {
             let value = codec.decode_any(payload.as_deref()).await.ok().map(|(_, v)| v);
@@ -378,12 +362,13 @@ impl Stage for TestStage {
     }
 }
 
-/// The headers of every record on `topic`, as text.
-#[allow(dead_code, reason = "used by some test crates only")]
-pub async fn raw_headers(h: &Harness, topic: &str) -> Vec<HashMap<String, String>> {
-    use rdkafka::message::Headers;
-    let kafka = h.topology.kafka.clone();
-    let topic = topic.to_owned();
+/// `f` of every record of `topic` so far, read on a blocking thread.
+pub async fn each_record<T: Send + 'static>(
+    kafka: &sluice::config::KafkaSettings,
+    topic: &str,
+    f: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T + Send + 'static,
+) -> Vec<T> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let r = reader(&kafka, &[topic.as_str()], true).expect("reader");
         let mut out = Vec::new();
@@ -393,14 +378,7 @@ pub async fn raw_headers(h: &Harness, topic: &str) -> Vec<HashMap<String, String
             Duration::from_secs(5),
             || false,
             |m| {
-                let mut map = HashMap::new();
-                if let Some(hs) = m.headers() {
-                    for hd in hs.iter() {
-                        let v = hd.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                        map.insert(hd.key.to_owned(), v.unwrap_or_default());
-                    }
-                }
-                out.push(map);
+                out.push(f(m));
                 true
             },
         )
@@ -409,4 +387,21 @@ pub async fn raw_headers(h: &Harness, topic: &str) -> Vec<HashMap<String, String
     })
     .await
     .expect("reader thread")
+}
+
+/// The headers of every record on `topic`, as text.
+#[allow(dead_code, reason = "used by some test crates only")]
+pub async fn raw_headers(h: &Harness, topic: &str) -> Vec<HashMap<String, String>> {
+    use rdkafka::message::Headers;
+    each_record(&h.topology.kafka, topic, |m| {
+        let mut map = HashMap::new();
+        if let Some(hs) = m.headers() {
+            for hd in hs.iter() {
+                let v = hd.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                map.insert(hd.key.to_owned(), v.unwrap_or_default());
+            }
+        }
+        map
+    })
+    .await
 }
