@@ -232,3 +232,27 @@ async fn replicas_share_answers_through_a_redis_cache() {
     assert!(replayed[1].cached && replayed[1].cost_micro_usd == 0);
     assert_ne!(replayed[1].event_id, original[0].event_id);
 }
+
+/// Embeddings are cached per input: a second request sends only the texts not seen before.
+#[tokio::test]
+async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_sent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = mock(MockConfig { embedding_dim: 8, ..MockConfig::default() }).await;
+    let cache = format!("cache: {{ path: {} }}", dir.path().display());
+    let g = gateway_with(&server, "", "  emb: { provider: m, name: e }", &cache);
+    let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "s", 1) };
+    let texts = |t: &[&str]| EmbedRequest {
+        model: String::new(),
+        inputs: t.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let first = g.embed("emb", &texts(&["alpha", "beta"]), key).await.expect("embed");
+    let second = g.embed("emb", &texts(&["alpha", "gamma"]), key).await.expect("embed");
+    assert_eq!(second.value.vectors.len(), 2);
+    assert_eq!(second.value.vectors[0], first.value.vectors[0], "alpha from the cache");
+    let sent: Vec<usize> = server.ledger().calls.iter().map(|c| c.inputs).collect();
+    assert_eq!(sent, [2, 1], "the second call carried only gamma");
+    let events = log.take();
+    assert_eq!(events.iter().filter(|e| e.cached).count(), 1, "one cached event for the hit");
+    assert_eq!(events.iter().filter(|e| !e.cached).count(), 2, "two paid calls");
+}

@@ -71,7 +71,7 @@ impl ResponseCache {
     /// The entry under `key`; an unreadable entry or an unreachable Redis is a miss.
     pub async fn get(&self, key: &str) -> Option<Entry> {
         match self {
-            Self::Disk(d) => d.get(key),
+            Self::Disk(d) => d.get(key).await,
             Self::Redis { client, .. } => match client.get(&redis_key(key)).await {
                 Ok(bytes) => serde_json::from_slice(&bytes?).ok(),
                 Err(e) => {
@@ -84,7 +84,7 @@ impl ResponseCache {
 
     pub async fn put(&self, key: &str, entry: &Entry) {
         match self {
-            Self::Disk(d) => d.put(key, entry),
+            Self::Disk(d) => d.put(key, entry).await,
             Self::Redis { client, ttl } => {
                 let bytes = serde_json::to_vec(entry).expect("entries serialize");
                 if let Err(e) = client.set(&redis_key(key), &bytes, *ttl).await {
@@ -135,20 +135,25 @@ impl DiskCache {
     }
 
     /// The entry under `key`; an unreadable entry is a miss (and is overwritten on the next put).
-    pub fn get(&self, key: &str) -> Option<Entry> {
-        let bytes = std::fs::read(self.path(key)).ok()?;
+    pub async fn get(&self, key: &str) -> Option<Entry> {
+        let bytes = tokio::fs::read(self.path(key)).await.ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
-    pub fn put(&self, key: &str, entry: &Entry) {
+    pub async fn put(&self, key: &str, entry: &Entry) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = self.path(key);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(path.parent().expect("entries live in a subdirectory"))?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, serde_json::to_vec(entry).expect("entries serialize"))?;
-            std::fs::rename(&tmp, &path)
+        // A temporary name of its own per write, so concurrent writers never share one.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+        let bytes = serde_json::to_vec(entry).expect("entries serialize");
+        let write = async {
+            tokio::fs::create_dir_all(path.parent().expect("entries live in a subdirectory"))
+                .await?;
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, &path).await
         };
-        if let Err(e) = write() {
+        if let Err(e) = write.await {
             // A cache that cannot write costs money on replays, not correctness.
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write response cache entry");
         }

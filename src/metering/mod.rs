@@ -81,6 +81,26 @@ pub struct CallLog {
     events: Mutex<Vec<CostEvent>>,
 }
 
+/// A call index reserved in a record's log, owned so another task can make the call.
+#[derive(Debug, Clone)]
+pub struct CallSite {
+    pipeline: String,
+    stage: String,
+    origin: Origin,
+    trace_id: Option<String>,
+    call_index: u32,
+}
+
+impl CallSite {
+    /// A log whose first call is the reserved one; its events belong to the record.
+    pub fn log(&self) -> CallLog {
+        let log = CallLog::new(&self.pipeline, &self.stage, self.origin.clone())
+            .with_trace(self.trace_id.clone());
+        log.next_index.store(self.call_index, Ordering::SeqCst);
+        log
+    }
+}
+
 /// The id of the call at these coordinates; `salt` separates kinds of events at one call site
 /// (a cache hit's own event from the original call it re-emits).
 pub fn event_id(origin: &Origin, stage: &str, attempt: u32, call_index: u32, salt: &str) -> String {
@@ -129,10 +149,16 @@ impl CallLog {
         self
     }
 
-    /// A log whose first call gets index `first` (a batch metered at a record's reserved index).
-    pub fn starting_at(self, first: u32) -> Self {
-        self.next_index.store(first, Ordering::SeqCst);
-        self
+    /// Reserves the next call index for a call made on the record's behalf elsewhere (a batch
+    /// shared with other records); meter it through [`CallSite::log`].
+    pub fn reserve(&self) -> CallSite {
+        CallSite {
+            pipeline: self.pipeline.clone(),
+            stage: self.stage.clone(),
+            origin: self.origin.clone(),
+            trace_id: self.trace_id.clone(),
+            call_index: self.next_call(),
+        }
     }
 
     /// Starts a new attempt: call indexes count from zero again.

@@ -31,6 +31,11 @@ impl Limiter {
         Self { requests, tokens }
     }
 
+    /// Whether this limiter needs a token estimate.
+    pub fn counts_tokens(&self) -> bool {
+        self.tokens.is_some()
+    }
+
     /// Waits until one request and `estimated_tokens` may go; returns what was reserved.
     pub async fn acquire(&self, estimated_tokens: u64) -> u64 {
         if let Some(r) = &self.requests {

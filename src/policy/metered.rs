@@ -98,44 +98,38 @@ impl Gateway {
                 }
             }
         }
-        let missing: Vec<usize> = (0..vectors.len()).filter(|i| vectors[*i].is_none()).collect();
         if let Some(entry) = &hit {
             self.cache_hit(key, alias, "embeddings", entry);
         }
-        let mut result = EmbedResponse {
-            vectors: Vec::new(),
-            model: String::new(),
-            input_tokens: 0,
-            tokens_estimated: false,
-            response_id: None,
-        };
-        let served = if missing.is_empty() {
+        let missing: Vec<usize> = (0..vectors.len()).filter(|i| vectors[*i].is_none()).collect();
+        if missing.is_empty() {
             let entry = hit.expect("no input missing means every input was a hit");
-            result.model.clone_from(&entry.model_name);
-            served(alias, &entry, ())
-        } else {
-            let inputs = missing.iter().map(|i| req.inputs[*i].clone()).collect();
-            let partial = EmbedRequest { model: req.model.clone(), inputs };
-            let (served, answer, event) = self.call(alias, &Op::Embed(&partial), key).await?;
-            let Answer::Embed(value) = answer else { unreachable!("embeddings answer") };
-            if value.vectors.len() == missing.len() {
-                for (i, v) in missing.iter().zip(&value.vectors) {
-                    if let Some(event) = &event {
-                        let answer = cache::Answer::Embedding { vector: v.clone() };
-                        cache.put(&keys[*i], &entry_of(&served, answer, event.clone())).await;
-                    }
-                    vectors[*i] = Some(v.clone());
-                }
+            let value = EmbedResponse {
+                vectors: vectors.into_iter().flatten().collect(),
+                model: entry.model_name.clone(),
+                input_tokens: 0,
+                tokens_estimated: false,
+                response_id: None,
+            };
+            return Ok(served(alias, &entry, value));
+        }
+        let inputs = missing.iter().map(|i| req.inputs[*i].clone()).collect();
+        let partial = EmbedRequest { model: req.model.clone(), inputs };
+        let (served, answer, event) = self.call(alias, &Op::Embed(&partial), key).await?;
+        let Answer::Embed(mut value) = answer else { unreachable!("embeddings answer") };
+        if value.vectors.len() != missing.len() {
+            // Not an answer to cache; the caller reports the count mismatch.
+            return Ok(served.with(value));
+        }
+        for (i, v) in missing.iter().zip(&value.vectors) {
+            if let Some(event) = &event {
+                let answer = cache::Answer::Embedding { vector: v.clone() };
+                cache.put(&keys[*i], &entry_of(&served, answer, event.clone())).await;
             }
-            result = EmbedResponse { vectors: Vec::new(), ..value.clone() };
-            if value.vectors.len() != missing.len() {
-                result.vectors = value.vectors;
-                return Ok(served.with(result));
-            }
-            served
-        };
-        result.vectors = vectors.into_iter().map(|v| v.expect("every input filled")).collect();
-        Ok(served.with(result))
+            vectors[*i] = Some(v.clone());
+        }
+        value.vectors = vectors.into_iter().flatten().collect();
+        Ok(served.with(value))
     }
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.

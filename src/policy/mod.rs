@@ -205,38 +205,38 @@ impl Gateway {
         key: CallKey<'_>,
     ) -> (Result<Answer, ProviderError>, Option<CostEvent>) {
         let model = self.models[aliases.1].name.as_str();
-        let estimate = match op {
-            Op::Chat(r) => {
-                tokens::count(model, &r.system)
-                    + tokens::count(model, &r.user)
-                    + r.max_tokens as usize
+        let limiter = endpoint.limiter(model);
+        let budgets = self.budgets.as_ref().filter(|_| key.log.is_some());
+        // Input tokens (tiktoken) only when a token limit or a budget needs them: counting costs
+        // more than the rest of this path.
+        let input_estimate = if budgets.is_some() || limiter.is_some_and(Limiter::counts_tokens) {
+            match op {
+                Op::Chat(r) => tokens::count(model, &r.system) + tokens::count(model, &r.user),
+                Op::Embed(r) => r.inputs.iter().map(|t| tokens::count(model, t)).sum(),
             }
-            Op::Embed(r) => r.inputs.iter().map(|t| tokens::count(model, t)).sum(),
+        } else {
+            0
         } as u64;
-        let reservation = match (&self.budgets, key.log) {
-            (Some(budgets), Some(_)) => {
+        let max_output = match op {
+            Op::Chat(r) => u64::from(r.max_tokens),
+            Op::Embed(_) => 0,
+        };
+        let reservation = match budgets {
+            Some(budgets) => {
                 let price = self.prices.models.get(aliases.1).copied().unwrap_or_default();
-                let max_cost = match op {
-                    Op::Chat(r) => {
-                        price.cost(estimate - u64::from(r.max_tokens), 0, u64::from(r.max_tokens))
-                    }
-                    Op::Embed(_) => price.cost(estimate, 0, 0),
-                };
+                let max_cost = price.cost(input_estimate, 0, max_output);
                 match budgets.reserve(key.tenant, key.stage, max_cost).await {
                     Ok(r) => Some(r),
                     Err(ex) => {
-                        return (
-                            Err(ProviderError::OverBudget { tenant: ex.tenant, until: ex.until }),
-                            None,
-                        )
+                        let e = ProviderError::OverBudget { tenant: ex.tenant, until: ex.until };
+                        return (Err(e), None);
                     }
                 }
             }
-            _ => None,
+            None => None,
         };
-        let limiter = endpoint.limiter(model);
         let reserved = match limiter {
-            Some(l) => l.acquire(estimate).await,
+            Some(l) => l.acquire(input_estimate + max_output).await,
             None => 0,
         };
         let started = Instant::now();

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::models::{served_name, Models};
-use crate::metering::{CallLog, CostEvent, Origin};
+use crate::metering::{CallLog, CallSite, CostEvent};
 use crate::provider::{CallKey, EmbedRequest, ProviderError};
 
 /// The cost events of the calls made for a request (failed ones too), and its vectors in input
@@ -27,25 +27,21 @@ pub struct Embedded {
     pub model: String,
 }
 
-/// Where a request's calls are metered: the record's coordinates, owned.
-#[derive(Debug, Clone)]
-pub struct Site {
-    pub pipeline: String,
-    pub stage: String,
-    pub origin: Origin,
-    pub trace_id: Option<String>,
-    /// The call index the record reserved for this request.
-    pub call_index: u32,
-    pub tenant: String,
-}
-
 struct Request {
     texts: Vec<String>,
-    site: Option<Site>,
+    caller: Caller,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Who asked: a batch's call is made as its first request's.
+#[derive(Clone)]
+struct Caller {
+    /// Where the call is metered, when the record is.
+    site: Option<CallSite>,
     document_id: String,
     tenant: String,
+    stage: String,
     attempt: u32,
-    reply: oneshot::Sender<Reply>,
 }
 
 /// A handle to the batching task; cloning shares the queue.
@@ -63,23 +59,16 @@ impl Batcher {
 
     /// Embeds `texts`; they may share calls with other records' chunks of the same tenant.
     pub async fn embed(&self, texts: Vec<String>, key: CallKey<'_>) -> Reply {
-        let site = key.log.map(|log| Site {
-            pipeline: log.pipeline.clone(),
-            stage: log.stage.clone(),
-            origin: log.origin.clone(),
-            trace_id: log.trace_id.clone(),
-            call_index: log.next_call(),
-            tenant: key.tenant.to_owned(),
-        });
+        let site = key.log.map(CallLog::reserve);
         let (reply, rx) = oneshot::channel();
-        let request = Request {
-            texts,
+        let caller = Caller {
             site,
             document_id: key.document_id.to_owned(),
             tenant: key.tenant.to_owned(),
+            stage: key.stage.to_owned(),
             attempt: key.attempt,
-            reply,
         };
+        let request = Request { texts, caller, reply };
         let stopped = || (Vec::new(), Err(ProviderError::unavailable("embedding batcher stopped")));
         if self.tx.send(request).await.is_err() {
             return stopped();
@@ -107,7 +96,7 @@ struct State {
     linger: Duration,
     queues: BTreeMap<String, VecDeque<Queued>>,
     jobs: HashMap<u64, Pending>,
-    sites: HashMap<u64, (Option<Site>, String, u32)>,
+    callers: HashMap<u64, Caller>,
     done: mpsc::UnboundedSender<BatchResult>,
 }
 
@@ -119,7 +108,7 @@ async fn run(models: Models, batch_size: usize, linger: Duration, mut rx: mpsc::
         linger,
         queues: BTreeMap::new(),
         jobs: HashMap::new(),
-        sites: HashMap::new(),
+        callers: HashMap::new(),
         done,
     };
     let mut next_id = 0u64;
@@ -135,7 +124,7 @@ async fn run(models: Models, batch_size: usize, linger: Duration, mut rx: mpsc::
                 }
                 let (id, now) = (next_id, Instant::now());
                 next_id += 1;
-                let queue = s.queues.entry(r.tenant.clone()).or_default();
+                let queue = s.queues.entry(r.caller.tenant.clone()).or_default();
                 queue.extend(r.texts.into_iter().enumerate().map(|(i, t)| (id, i, t, now)));
                 let pending = Pending {
                     reply: r.reply,
@@ -145,7 +134,7 @@ async fn run(models: Models, batch_size: usize, linger: Duration, mut rx: mpsc::
                     events: Vec::new(),
                 };
                 s.jobs.insert(id, pending);
-                s.sites.insert(id, (r.site, r.document_id, r.attempt));
+                s.callers.insert(id, r.caller);
             }
             Some((items, (events, result))) = done_rx.recv() => {
                 deliver(&mut s, items, events, result);
@@ -166,10 +155,10 @@ fn flush(s: &mut State) {
             let batch: Vec<Queued> = queue.drain(..take).collect();
             let items: Vec<(u64, usize)> = batch.iter().map(|(j, i, ..)| (*j, *i)).collect();
             let texts: Vec<String> = batch.into_iter().map(|(_, _, t, _)| t).collect();
-            let (site, document_id, attempt) = s.sites[&items[0].0].clone();
+            let caller = s.callers[&items[0].0].clone();
             let (models, done) = (s.models.clone(), s.done.clone());
             tokio::spawn(async move {
-                let result = call(&models, texts, site, &document_id, attempt).await;
+                let result = call(&models, texts, &caller).await;
                 let _ = done.send((items, result));
             });
         }
@@ -178,22 +167,16 @@ fn flush(s: &mut State) {
 }
 
 /// One embeddings call, metered at the first record's call site.
-async fn call(
-    models: &Models,
-    texts: Vec<String>,
-    site: Option<Site>,
-    document_id: &str,
-    attempt: u32,
-) -> Reply {
-    let log = site.as_ref().map(|s| {
-        CallLog::new(&s.pipeline, &s.stage, s.origin.clone())
-            .with_trace(s.trace_id.clone())
-            .starting_at(s.call_index)
-    });
-    let tenant = site.as_ref().map_or("", |s| s.tenant.as_str());
-    let stage = site.as_ref().map_or("embed", |s| s.stage.as_str());
-    let key =
-        CallKey { document_id, tenant, stage, attempt, prompt_version: None, log: log.as_ref() };
+async fn call(models: &Models, texts: Vec<String>, caller: &Caller) -> Reply {
+    let log = caller.site.as_ref().map(CallSite::log);
+    let key = CallKey {
+        document_id: &caller.document_id,
+        tenant: &caller.tenant,
+        stage: &caller.stage,
+        attempt: caller.attempt,
+        prompt_version: None,
+        log: log.as_ref(),
+    };
     let request = EmbedRequest { model: String::new(), inputs: texts };
     let served = models.gateway.embed(&models.choice.default, &request, key).await;
     let events = log.map(|l| l.take()).unwrap_or_default();
@@ -236,7 +219,7 @@ fn deliver(
                 p.model.clone_from(&embedded.model);
                 if p.missing == 0 {
                     let p = s.jobs.remove(&job).expect("present");
-                    s.sites.remove(&job);
+                    s.callers.remove(&job);
                     let vectors = p.vectors.into_iter().map(|v| v.expect("all filled")).collect();
                     let _ = p.reply.send((p.events, Ok(Embedded { vectors, model: p.model })));
                 }
@@ -245,7 +228,7 @@ fn deliver(
         Err(error) => {
             for (job, _) in items {
                 if let Some(p) = s.jobs.remove(&job) {
-                    s.sites.remove(&job);
+                    s.callers.remove(&job);
                     let _ = p.reply.send((p.events, Err(error.clone())));
                 }
             }

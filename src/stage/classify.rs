@@ -4,7 +4,7 @@
 
 use regex::Regex;
 
-use super::models::{served_name, Models};
+use super::models::{json_object, served_name, Models};
 use super::{Emit, StageContext, StageError};
 use crate::avro::{Classification, Envelope};
 use crate::config::PromptSpec;
@@ -147,8 +147,7 @@ impl Classify {
             label: String,
             confidence: f64,
         }
-        // Some servers wrap JSON in a code fence; accept the object inside.
-        let body = text.find('{').zip(text.rfind('}')).map_or(text, |(a, b)| &text[a..=b]);
+        let body = json_object(text);
         let a: Answer =
             serde_json::from_str(body).map_err(|e| format!("not the requested JSON: {e}"))?;
         if !self.labels.contains(&a.label) {

@@ -41,3 +41,9 @@ impl Models {
 pub fn served_name(provider: &str, model: &str) -> String {
     format!("{provider}/{model}")
 }
+
+/// The JSON object in a model's answer: servers that ignore structured-output requests often
+/// wrap it in prose or a code fence.
+pub fn json_object(text: &str) -> &str {
+    text.find('{').zip(text.rfind('}')).filter(|(a, b)| a < b).map_or(text, |(a, b)| &text[a..=b])
+}

@@ -3,7 +3,7 @@
 //! approved → the output topic, needs-human → the human-review topic, rejected → the rejected
 //! topic, each with its reasons.
 
-use super::models::Models;
+use super::models::{json_object, Models};
 use super::{Emit, Port, StageContext, StageError};
 use crate::avro::{Envelope, Review as ReviewRecord, Verdict};
 use crate::pii::Redactor;
@@ -119,7 +119,7 @@ impl Review {
             .chat(&alias, &request, cx.call_key(&input.document).with_prompt(JUDGE_PROMPT))
             .await?;
         let text = &served.value.text;
-        let body = text.find('{').zip(text.rfind('}')).map_or(text.as_str(), |(a, b)| &text[a..=b]);
+        let body = json_object(text);
         serde_json::from_str::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("score").and_then(serde_json::Value::as_f64))
