@@ -14,8 +14,16 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use rdkafka::message::{BorrowedMessage, Message};
+
+use super::inbound::Inbound;
 use super::partitions::{Partitions, Tp};
+use crate::metering::now_ms;
+use crate::retry::commit_backoff;
 use crate::shutdown::{Phase, Shutdown};
+use crate::telemetry::{
+    CommitFailed, ConsumerError, RebalanceFailed, RebalanceKind, Rebalanced, RecordNotAdmitted,
+};
 
 pub struct RunnerContext {
     pub stage: String,
@@ -27,16 +35,19 @@ pub struct RunnerContext {
     /// One librdkafka queue per assigned partition, read only while the partition's window has
     /// room. Emptied when the poll loop ends (a queue holds its consumer).
     pub queues: Mutex<HashMap<Tp, PartitionQueue<RunnerContext>>>,
+    /// Length of the stage's retry ladder, to check the rung a record claims.
+    pub rungs: usize,
 }
 
 impl RunnerContext {
-    pub fn new(stage: String, partitions: Arc<Partitions>, grace: Duration) -> Self {
+    pub fn new(stage: String, partitions: Arc<Partitions>, grace: Duration, rungs: usize) -> Self {
         Self {
             stage,
             partitions,
             grace,
             consumer: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
+            rungs,
         }
     }
 }
@@ -48,24 +59,26 @@ fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
 }
 
 /// Commits stored offsets synchronously; "nothing to commit" is not an error. A coordinator
-/// that is mid-rebalance is asked again a few times: offsets not committed before a revocation
-/// completes are lost to this member, and the next owner reprocesses those records.
+/// that is mid-rebalance is asked again a few times (offsets not committed before a revocation
+/// completes are lost to this member, and the next owner reprocesses those records). Runs on the
+/// poll thread, never on an async one.
 pub fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>, stage: &str) -> bool {
-    for attempt in 1..=3 {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
+    let mut waits = commit_backoff();
+    loop {
+        let error = match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return true,
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress))
-                if attempt < 3 =>
-            {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => {
-                tracing::warn!(stage, error = %e, "offset commit failed; uncommitted records will be redelivered");
+            Err(e) => e,
+        };
+        let in_progress =
+            matches!(error, KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress));
+        match waits.next().filter(|_| in_progress) {
+            Some(wait) => std::thread::sleep(wait),
+            None => {
+                CommitFailed { stage, error: &error, background: false }.emit();
                 return false;
             }
         }
     }
-    false
 }
 
 impl ConsumerContext for RunnerContext {
@@ -73,13 +86,19 @@ impl ConsumerContext for RunnerContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let revoked = tps(tpl);
-                let abandoned = self.partitions.revoke(&revoked, self.grace);
-                let committed = commit_stored(consumer, &self.stage);
-                tracing::info!(stage = %self.stage, partitions = revoked.len(), abandoned, committed, "partitions revoked");
+                // A lost assignment already belongs to another member: its offsets can no
+                // longer be committed, so nothing is waited for.
+                let lost = consumer.assignment_lost();
+                let grace = if lost { Duration::ZERO } else { self.grace };
+                // Commit what is complete before draining, and again after.
+                let committed = !lost && commit_stored(consumer, &self.stage);
+                let abandoned = self.partitions.revoke(&revoked, grace);
+                let committed = !lost && (commit_stored(consumer, &self.stage) || committed);
+                let kind = if lost { RebalanceKind::Lost } else { RebalanceKind::Revoked };
+                let stage = &self.stage;
+                Rebalanced { stage, kind, partitions: revoked.len(), abandoned, committed }.emit();
             }
-            Rebalance::Error(e) => {
-                tracing::warn!(stage = %self.stage, error = %e, "rebalance error")
-            }
+            Rebalance::Error(e) => RebalanceFailed { stage: &self.stage, error: e }.emit(),
             Rebalance::Assign(_) => {}
         }
     }
@@ -88,7 +107,9 @@ impl ConsumerContext for RunnerContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let assigned = tps(tpl);
-                tracing::info!(stage = %self.stage, partitions = assigned.len(), "partitions assigned");
+                let (stage, partitions) = (&self.stage, assigned.len());
+                let kind = RebalanceKind::Assigned;
+                Rebalanced { stage, kind, partitions, abandoned: 0, committed: false }.emit();
                 self.partitions.assign(assigned.iter().cloned());
                 let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else { return };
                 let mut queues = self.queues.lock().expect("queues lock");
@@ -111,9 +132,7 @@ impl ConsumerContext for RunnerContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                tracing::warn!(stage = %self.stage, error = %e, "background offset commit failed")
-            }
+            Err(e) => CommitFailed { stage: &self.stage, error: &e, background: true }.emit(),
         }
     }
 }
@@ -128,17 +147,12 @@ pub fn poll_loop(
     grace: Duration,
     stage: &str,
 ) -> usize {
-    let admit = |message: rdkafka::message::BorrowedMessage<'_>| {
-        let (topic, partition, offset) =
-            (message.topic().to_owned(), message.partition(), message.offset());
-        if !partitions.admit(message.detach()) && shutdown.phase() == Phase::Running {
-            tracing::error!(
-                stage,
-                topic,
-                partition,
-                offset,
-                "record of an unassigned partition was not admitted"
-            );
+    let rungs = consumer.context().rungs;
+    let admit = |message: BorrowedMessage<'_>| {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        let inbound = Inbound::read(&message, rungs, now_ms());
+        if !partitions.admit(inbound) && shutdown.phase() == Phase::Running {
+            RecordNotAdmitted { stage, topic, partition, offset }.emit();
         }
     };
     let mut idle = true;
@@ -150,7 +164,7 @@ pub fn poll_loop(
             timeout = Duration::ZERO;
             match result {
                 Ok(message) => admit(message),
-                Err(e) => tracing::warn!(stage, error = %e, "consumer error"),
+                Err(e) => ConsumerError { stage, error: &e }.emit(),
             }
         }
         // Partition queues, each only while its window has room: a full partition is simply not
@@ -164,7 +178,7 @@ pub fn poll_loop(
                         idle = false;
                         admit(message);
                     }
-                    Some(Err(e)) => tracing::warn!(stage, error = %e, "consumer error"),
+                    Some(Err(e)) => ConsumerError { stage, error: &e }.emit(),
                     None => break,
                 }
             }
@@ -184,5 +198,3 @@ pub fn poll_loop(
     consumer.context().queues.lock().expect("queues lock").clear();
     left
 }
-
-use rdkafka::message::Message;

@@ -9,10 +9,10 @@
 //! revoke and on shutdown.
 
 mod consumer;
-mod output;
-mod park;
+mod inbound;
+mod outputs;
 mod partitions;
-mod retry_state;
+mod side_outputs;
 mod window;
 mod worker;
 
@@ -23,19 +23,21 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 pub use consumer::RunnerContext;
-pub use output::OutRecord;
+pub use outputs::{classify as classify_produce_error, OutRecord, ProduceFailure};
 pub use window::Window;
 
 use crate::avro::Codec;
 use crate::config::{StageKindSpec, StageSpec, Topology};
 use crate::kafka::{consumer_config, producer_config};
+use crate::metering::now_ms;
 use crate::pii::Redactor;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Port, Stage};
-use partitions::Partitions;
-use retry_state::RetryState;
+use crate::telemetry::{StageRunning, StageStopped};
+use partitions::{Dispatch, Partitions};
 use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +83,9 @@ pub async fn run<S: Stage>(
         spec.concurrency.key_ordering,
         jobs_tx,
     ));
-    let context = RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace);
+    let rungs = spec.retry.ladder.len();
+    let context =
+        RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace, rungs);
     let consumer: Arc<BaseConsumer<RunnerContext>> =
         Arc::new(consumer_config(&topology.kafka, &spec.group).create_with_context(context)?);
     // The stage reads its input and every rung of its retry ladder.
@@ -115,37 +119,43 @@ pub async fn run<S: Stage>(
         let worker = worker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            // Workers and parked records' timers; aborted once the worker has stopped (their
+            // offsets were never stored, so the records are redelivered).
+            let mut tasks = JoinSet::new();
             loop {
-                let job = tokio::select! {
-                    job = jobs_rx.recv() => match job { Some(j) => j, None => break },
+                let dispatch = tokio::select! {
+                    d = jobs_rx.recv() => match d { Some(d) => d, None => break },
                     _ = shutdown.reached(Phase::Stopped) => break,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 };
-                // A retry record waits for its due time off the dispatch path: it keeps its place
-                // in its partition's window (so its offset is held) but blocks nothing else.
-                if let Some(wait) = RetryState::due_ms_of(&job.message)
-                    .map(|due| due - output::now_ms())
-                    .filter(|ms| *ms > 0)
-                {
-                    worker.partitions.defer(
-                        job,
-                        Duration::from_millis(wait as u64),
-                        shutdown.clone(),
-                    );
-                    continue;
+                match dispatch {
+                    Dispatch::Park { job, due_ms, mut revoked } => {
+                        let partitions = worker.partitions.clone();
+                        let wait =
+                            Duration::from_millis(due_ms.saturating_sub(now_ms()).max(0) as u64);
+                        tasks.spawn(async move {
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => partitions.unpark(job),
+                                _ = revoked.changed() => {}
+                            }
+                        });
+                    }
+                    Dispatch::Run(job) => {
+                        let (Ok(a), Ok(b)) = (
+                            stage_permits.clone().acquire_owned().await,
+                            process_permits.clone().acquire_owned().await,
+                        ) else {
+                            break;
+                        };
+                        tasks.spawn(worker.clone().handle(job, (a, b)));
+                    }
                 }
-                let (Ok(a), Ok(b)) = (
-                    stage_permits.clone().acquire_owned().await,
-                    process_permits.clone().acquire_owned().await,
-                ) else {
-                    break;
-                };
-                let worker = worker.clone();
-                tokio::spawn(worker.handle(job, (a, b)));
             }
+            tasks.shutdown().await;
         })
     };
 
-    tracing::info!(stage = %spec.name, group = %spec.group, input = %spec.input, "stage running");
+    StageRunning { stage: &spec.name, group: &spec.group, input: &spec.input }.emit();
     let abandoned = {
         let (consumer, partitions, shutdown, grace, name) = (
             consumer.clone(),
@@ -162,9 +172,17 @@ pub async fn run<S: Stage>(
     };
     shutdown.stop();
     let _ = dispatcher.await;
-    let _ = producer.flush(std::time::Duration::from_secs(10));
-    tracing::info!(stage = %spec.name, abandoned, "stage stopped");
-    if let Some(reason) = worker.fatal.lock().expect("fatal lock").take() {
+    StageStopped { stage: &spec.name, abandoned }.emit();
+    let fatal = worker.fatal.lock().expect("fatal lock").take();
+    // Flushing and closing the clients block: off the async threads. Every task holding the
+    // worker has ended, so the consumer is closed here, not wherever its last handle drops.
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = producer.flush(Duration::from_secs(10));
+        drop(worker);
+        drop(consumer);
+    })
+    .await;
+    if let Some(reason) = fatal {
         return Err(RunError::Fatal { stage: spec.name.clone(), reason });
     }
     Ok(RunReport { abandoned })

@@ -1,33 +1,75 @@
-//! The runner's view of its assigned partitions: each one's offset window, pause state and
-//! per-key queues, behind one mutex so that storing offsets, pausing and resuming happen in a
-//! single order. Completions arrive from worker tasks; admissions from the poll thread; revocation
-//! from the rebalance callback, which waits here (bounded) for in-flight records to finish.
+//! The runner's view of its assigned partitions: each one's offset window, processing slots,
+//! parked records and per-key queues, behind one mutex so that storing offsets and handing out
+//! work happen in a single order. Admissions come from the poll thread, completions from worker
+//! tasks, revocation from the rebalance callback, which waits here (bounded) for the records it
+//! must finish.
+//!
+//! A record is in exactly one place: parked (waiting for its due time; it holds its offset but
+//! no processing slot), waiting behind an earlier record of its key, ready (waiting for a slot),
+//! running (at most `per_partition`), or processed and waiting for its outputs' acknowledgements.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 
+use super::inbound::Inbound;
 use super::window::Window;
-use crate::shutdown::{Phase, Shutdown};
+use crate::metering::now_ms;
 
 pub type Tp = (String, i32);
 
 /// A record admitted to a window, on its way to a worker.
 #[derive(Debug)]
 pub struct Job {
-    pub message: OwnedMessage,
+    pub inbound: Inbound,
     /// Assignment generation of its partition: a job from a revoked assignment is dropped.
     pub epoch: u64,
 }
 
 impl Job {
     pub fn tp(&self) -> Tp {
-        (self.message.topic().to_owned(), self.message.partition())
+        (self.inbound.message.topic().to_owned(), self.inbound.message.partition())
+    }
+
+    fn key(&self) -> Option<Vec<u8>> {
+        self.inbound.message.key().map(<[u8]>::to_vec)
+    }
+}
+
+/// What the dispatcher is handed.
+#[derive(Debug)]
+pub enum Dispatch {
+    /// Run this job now: it holds one of its partition's processing slots.
+    Run(Job),
+    /// Hold this job until its due time (then [`Partitions::unpark`] it), or drop it as soon as
+    /// `revoked` closes: its partition was revoked or lost.
+    Park { job: Job, due_ms: i64, revoked: watch::Receiver<()> },
+}
+
+/// Where a newly stored position goes: the consumer (its offset store), or a test's record.
+pub trait OffsetStore {
+    fn store(&self, tp: &Tp, position: i64);
+}
+
+impl<C: ConsumerContext> OffsetStore for BaseConsumer<C> {
+    fn store(&self, tp: &Tp, position: i64) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(position)).expect("valid offset");
+        if let Err(e) = self.store_offsets(&tpl) {
+            crate::telemetry::OffsetStoreFailed {
+                topic: &tp.0,
+                partition: tp.1,
+                position,
+                error: &e,
+            }
+            .emit();
+        }
     }
 }
 
@@ -35,30 +77,46 @@ struct PartState {
     epoch: u64,
     /// Every admitted record whose offset is not yet stored.
     window: Window,
-    /// Retry records in the window waiting for their due time: never waited for at revocation
-    /// or shutdown (they are redelivered to whoever owns the partition next).
-    deferred: usize,
-    /// Records handed to workers and not yet done (at most `per_partition`).
+    /// Records in the window waiting for their due time: they hold no slot, and revocation and
+    /// shutdown do not wait for them (the partition's next owner redelivers them).
+    parked: usize,
+    /// Records handed to workers and not yet processed (at most `per_partition`).
     running: usize,
     /// Admitted records ready to run, waiting for a free slot, oldest first.
     ready: VecDeque<Job>,
     /// With key ordering: a key is present while a record of it is running or ready; the deque
     /// holds the records of that key behind it.
     keys: HashMap<Vec<u8>, VecDeque<Job>>,
+    /// Dropped with the state: closes every parked record's `revoked` receiver.
+    revoked: watch::Sender<()>,
 }
 
 impl PartState {
     /// Records in the window that are being (or waiting to be) processed, not parked.
     fn working(&self) -> usize {
-        self.window.len().saturating_sub(self.deferred)
+        self.window.len().saturating_sub(self.parked)
+    }
+
+    /// Queues a job behind an earlier record of its key, or makes it ready.
+    fn enqueue(&mut self, job: Job, key_ordering: bool) {
+        if key_ordering {
+            if let Some(key) = job.key() {
+                if let Some(behind) = self.keys.get_mut(&key) {
+                    behind.push_back(job);
+                    return;
+                }
+                self.keys.insert(key, VecDeque::new());
+            }
+        }
+        self.ready.push_back(job);
     }
 
     /// Hands ready records to workers while there are free slots.
-    fn pump(&mut self, per_partition: usize, jobs: &UnboundedSender<Job>) {
+    fn pump(&mut self, per_partition: usize, jobs: &UnboundedSender<Dispatch>) {
         while self.running < per_partition {
             let Some(job) = self.ready.pop_front() else { break };
             self.running += 1;
-            let _ = jobs.send(job);
+            let _ = jobs.send(Dispatch::Run(job));
         }
     }
 }
@@ -72,27 +130,14 @@ struct Inner {
 
 pub struct Partitions {
     inner: Mutex<Inner>,
-    /// Records admitted but waiting for their due time (retry topics); they hold their offsets
-    /// but are not waited for at shutdown.
+    /// Signalled whenever the number of working records of a partition changes; revocation and
+    /// shutdown wait on it.
     changed: Condvar,
     per_partition: usize,
-    /// Records admitted beyond `per_partition` before the partition is paused.
+    /// Records admitted beyond `per_partition` before the partition is no longer read.
     buffer: usize,
     key_ordering: bool,
-    jobs: UnboundedSender<Job>,
-}
-
-fn tpl_of(tp: &Tp, offset: Option<i64>) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    match offset {
-        Some(o) => {
-            tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(o)).expect("valid offset");
-        }
-        None => {
-            tpl.add_partition(&tp.0, tp.1);
-        }
-    }
-    tpl
+    jobs: UnboundedSender<Dispatch>,
 }
 
 impl Partitions {
@@ -100,7 +145,7 @@ impl Partitions {
         per_partition: usize,
         buffer: usize,
         key_ordering: bool,
-        jobs: UnboundedSender<Job>,
+        jobs: UnboundedSender<Dispatch>,
     ) -> Self {
         let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
         Self {
@@ -122,49 +167,66 @@ impl Partitions {
         for tp in tps {
             let epoch = inner.next_epoch;
             inner.next_epoch += 1;
-            inner.parts.insert(
-                tp,
-                PartState {
-                    epoch,
-                    window: Window::default(),
-                    deferred: 0,
-                    running: 0,
-                    ready: VecDeque::new(),
-                    keys: HashMap::new(),
-                },
-            );
+            let state = PartState {
+                epoch,
+                window: Window::default(),
+                parked: 0,
+                running: 0,
+                ready: VecDeque::new(),
+                keys: HashMap::new(),
+                revoked: watch::channel(()).0,
+            };
+            inner.parts.insert(tp, state);
         }
     }
 
-    /// Takes a polled record into its partition's window and hands it to a worker when the
-    /// partition has a free slot (and, with key ordering, no record of its key is ahead of it);
-    /// otherwise it waits here. The poll loop reads a partition only while [`Partitions::has_room`].
-    /// Returns false if the record was not admitted (shutting down, or its partition is not
-    /// assigned here).
-    pub fn admit(&self, message: OwnedMessage) -> bool {
-        let tp = (message.topic().to_owned(), message.partition());
+    /// Takes a polled record into its partition's window. A record due later is parked without
+    /// a slot; any other runs when the partition has a free slot (and, with key ordering, no
+    /// record of its key is ahead of it). The poll loop reads a partition only while
+    /// [`Partitions::has_room`]. Returns false if the record was not admitted (shutting down,
+    /// or its partition is not assigned here).
+    pub fn admit(&self, inbound: Inbound) -> bool {
+        let tp = (inbound.message.topic().to_owned(), inbound.message.partition());
+        let due_ms = inbound.due_ms().filter(|due| *due > now_ms());
         let mut inner = self.lock();
         if inner.closing {
             return false;
         }
         let Some(state) = inner.parts.get_mut(&tp) else { return false };
-        state.window.open(message.offset());
+        state.window.open(inbound.message.offset());
         if state.window.len() >= self.per_partition + self.buffer {
             crate::telemetry::PartitionPaused { topic: &tp.0, partition: tp.1 }.emit();
         }
-        let job = Job { epoch: state.epoch, message };
-        if self.key_ordering {
-            if let Some(key) = job.message.key().map(<[u8]>::to_vec) {
-                if let Some(behind) = state.keys.get_mut(&key) {
-                    behind.push_back(job);
-                    return true;
-                }
-                state.keys.insert(key, VecDeque::new());
+        let job = Job { epoch: state.epoch, inbound };
+        match due_ms {
+            Some(due_ms) => {
+                state.parked += 1;
+                let revoked = state.revoked.subscribe();
+                let _ = self.jobs.send(Dispatch::Park { job, due_ms, revoked });
+            }
+            None => {
+                state.enqueue(job, self.key_ordering);
+                state.pump(self.per_partition, &self.jobs);
             }
         }
-        state.ready.push_back(job);
-        state.pump(self.per_partition, &self.jobs);
+        drop(inner);
+        self.changed.notify_all();
         true
+    }
+
+    /// A parked record is due: it queues for a slot like a new one (dropped if its partition
+    /// was revoked meanwhile).
+    pub fn unpark(&self, job: Job) {
+        let tp = job.tp();
+        let mut inner = self.lock();
+        let Some(state) = inner.parts.get_mut(&tp).filter(|s| s.epoch == job.epoch) else {
+            return;
+        };
+        state.parked = state.parked.saturating_sub(1);
+        state.enqueue(job, self.key_ordering);
+        state.pump(self.per_partition, &self.jobs);
+        drop(inner);
+        self.changed.notify_all();
     }
 
     /// Whether the partition's window can take another record (it is read only then).
@@ -182,22 +244,20 @@ impl Partitions {
         self.lock().parts.get(tp).is_some_and(|s| s.epoch == epoch)
     }
 
-    /// A record is done (every output acknowledged): store the new position if it advanced,
-    /// free its slot, release the next record of the same key.
-    pub fn complete<C: ConsumerContext>(
+    /// A record is done (every output acknowledged): store the new position if it advanced and
+    /// release the next record of the same key.
+    pub fn complete(
         &self,
         tp: &Tp,
         epoch: u64,
         offset: i64,
         key: Option<&[u8]>,
-        consumer: &BaseConsumer<C>,
+        store: &impl OffsetStore,
     ) {
         let mut inner = self.lock();
         let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
         if let Some(position) = state.window.complete(offset) {
-            if let Err(e) = consumer.store_offsets(&tpl_of(tp, Some(position))) {
-                tracing::warn!(topic = %tp.0, partition = tp.1, position, error = %e, "cannot store offset");
-            }
+            store.store(tp, position);
         }
         if let Some(key) = key.filter(|_| self.key_ordering) {
             if let Some(behind) = state.keys.get_mut(key) {
@@ -224,8 +284,9 @@ impl Partitions {
         state.pump(self.per_partition, &self.jobs);
     }
 
-    /// Waits up to `grace` for the windows of `tps` to empty, then forgets them.
-    /// Returns how many records were still in flight when it gave up.
+    /// Waits up to `grace` for the working records of `tps` to finish (none when `grace` is
+    /// zero: a lost assignment), then forgets the partitions, which ends their parked records'
+    /// timers. Returns how many records were still working when it gave up.
     pub fn revoke(&self, tps: &[Tp], grace: Duration) -> usize {
         let deadline = Instant::now() + grace;
         let mut inner = self.lock();
@@ -257,35 +318,8 @@ impl Partitions {
         }
     }
 
-    /// Holds `job` until `wait` has passed, then dispatches it (unless the worker stopped).
-    pub fn defer(self: &Arc<Self>, job: Job, wait: Duration, shutdown: Shutdown) {
-        let (tp, epoch) = (job.tp(), job.epoch);
-        self.count_deferred(&tp, epoch, 1);
-        let this = self.clone();
-        tokio::spawn(async move {
-            let due = tokio::select! {
-                _ = tokio::time::sleep(wait) => true,
-                _ = shutdown.reached(Phase::Stopped) => false,
-            };
-            // A record still parked when the worker stops stays counted as parked: nobody
-            // waits for it, and the partition's next owner redelivers it.
-            if due {
-                this.count_deferred(&tp, epoch, -1);
-                let _ = this.jobs.send(job);
-            }
-            this.changed.notify_all();
-        });
-    }
-
-    fn count_deferred(&self, tp: &Tp, epoch: u64, delta: isize) {
-        let mut inner = self.lock();
-        if let Some(s) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) {
-            s.deferred = s.deferred.saturating_add_signed(delta);
-        }
-    }
-
-    /// Records being worked on across all partitions (excluding those waiting for a due time,
-    /// which are redelivered after a restart rather than waited for).
+    /// Records being worked on across all partitions (excluding parked ones, which are
+    /// redelivered after a restart rather than waited for).
     pub fn in_flight(&self) -> usize {
         self.lock().parts.values().map(PartState::working).sum()
     }
@@ -299,8 +333,12 @@ impl Partitions {
             if open == 0 || now >= deadline {
                 return open;
             }
-            let step = (deadline - now).min(Duration::from_millis(100));
-            inner = self.changed.wait_timeout(inner, step).expect("partition state lock").0;
+            inner =
+                self.changed.wait_timeout(inner, deadline - now).expect("partition state lock").0;
         }
     }
 }
+
+#[cfg(test)]
+#[path = "partitions_tests.rs"]
+mod tests;

@@ -1,28 +1,32 @@
-//! One record's life in the runner: decode → process (with in-process retries) → encode every
-//! output → produce and await acknowledgements → mark done. Undecodable records and permanent
-//! failures become dead letters, which are outputs like any other.
+//! One record's life in the runner: decode → process (the attempt loop; [`crate::retry`] decides
+//! what follows a failure) → encode every output → produce and await acknowledgements → mark
+//! done. Whatever happens — bad headers, undecodable bytes, a permanent error, a panic in the
+//! stage, an output the broker refuses — ends in outputs or a stop, never in a stuck slot.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::FutureExt;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 
 use super::consumer::RunnerContext;
-use super::output::{carried_headers, now_ms, produce_all, OutRecord};
+use super::inbound::Inbound;
+use super::outputs::{Delivered, OutRecord};
 use super::partitions::{Job, Partitions};
-use super::retry_state::RetryState;
-use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
+use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope};
 use crate::config::StageSpec;
-use crate::metering::{trace_id_of, CallLog, Origin};
+use crate::metering::{now_ms, trace_id_of, CallLog, Origin};
 use crate::pii::Redactor;
-use crate::retry::{infrastructure_backoff, AttemptBackoff};
+use crate::retry::{infrastructure_backoff, Attempts, Next, RetryState};
 use crate::shutdown::{Phase, Shutdown};
-use crate::stage::{Emit, Port, Stage, StageContext, StageError};
-use crate::telemetry::{self, AttemptFailed, Outcome, RecordDone};
-use rdkafka::message::Headers;
+use crate::stage::{Port, Stage, StageContext, StageError};
+use crate::telemetry::{
+    self, AttemptFailed, Outcome, RecordDone, RegistryUnavailable, WorkerStopped,
+};
 
 pub struct Worker<S> {
     pub stage: S,
@@ -52,6 +56,15 @@ pub(super) enum Disposition {
     Abandoned,
 }
 
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 impl<S: Stage> Worker<S> {
     /// Processes one record. `permits` (the stage's and the process's in-flight limits) are held
     /// while the stage works and released before its outputs are awaited: the window, not the
@@ -65,114 +78,137 @@ impl<S: Stage> Worker<S> {
         }
         telemetry::in_flight(stage, 1);
         let started = Instant::now();
-        let origin = RetryState::of(&job.message).origin;
-        let traceparent = job
-            .message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value));
+        let Job { inbound, epoch } = job;
+        let origin = inbound.state_or_fresh().origin;
         let log = CallLog::new(
             &self.pipeline,
             stage,
             Origin { topic: origin.topic, partition: origin.partition, offset: origin.offset },
         )
-        .with_trace(traceparent.and_then(trace_id_of));
-        let trace_header = traceparent.map(|v| ("traceparent".to_owned(), v.to_vec()));
-        let (outputs, outcome) = match self.dispose(&job.message, &log).await {
-            Disposition::Outputs(mut o) => {
-                let dead = o.iter().any(|r| r.topic == self.spec.dead_letter_topic);
-                // Cost events are outputs: the offset waits for their acknowledgement too.
-                o.extend(self.cost_events(&log, trace_header));
-                (o, if dead { Outcome::DeadLettered } else { Outcome::Ok })
+        .with_trace(inbound.traceparent().and_then(trace_id_of));
+        // A panic in the stage (or here) must not leave the slot and the offset stuck.
+        let disposition = AssertUnwindSafe(self.dispose(&inbound, &log))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let reason = format!("the stage panicked: {}", panic_text(&*panic));
+                self.dead_letter(
+                    &inbound,
+                    &inbound.state_or_fresh(),
+                    DeadLetterClass::Permanent,
+                    &reason,
+                )
+            });
+        let outputs =
+            match disposition.and_then_outputs(|o| self.with_cost_events(o, &inbound, &log)) {
+                Disposition::Outputs(o) => o,
+                Disposition::Fatal(reason) => {
+                    WorkerStopped { stage, reason: &reason }.emit();
+                    self.fatal.lock().expect("fatal lock").get_or_insert(reason);
+                    self.shutdown.request();
+                    telemetry::in_flight(stage, -1);
+                    return;
+                }
+                Disposition::Abandoned => {
+                    telemetry::in_flight(stage, -1);
+                    return;
+                }
+            };
+        drop(permits);
+        self.partitions.processed(&tp, epoch);
+        let outcome = match self.deliver(&inbound, outputs).await {
+            Delivered::Acked(outcome) => outcome,
+            Delivered::Stopped => {
+                telemetry::in_flight(stage, -1);
+                return;
             }
-            Disposition::Fatal(reason) => {
-                tracing::error!(stage, error = %reason, "fatal error: stopping the worker");
+            Delivered::Fatal(reason) => {
+                WorkerStopped { stage, reason: &reason }.emit();
                 self.fatal.lock().expect("fatal lock").get_or_insert(reason);
                 self.shutdown.request();
                 telemetry::in_flight(stage, -1);
                 return;
             }
-            Disposition::Abandoned => {
-                telemetry::in_flight(stage, -1);
-                return;
-            }
         };
-        drop(permits);
-        self.partitions.processed(&tp, job.epoch);
-        if produce_all(&self.producer, &outputs, &self.shutdown).await {
-            let m = &job.message;
-            self.partitions.complete(&tp, job.epoch, m.offset(), m.key(), &self.consumer);
-            RecordDone { stage, outcome, elapsed: started.elapsed() }.emit();
-        }
+        let m = &inbound.message;
+        self.partitions.complete(&tp, epoch, m.offset(), m.key(), self.consumer.as_ref());
+        RecordDone { stage, outcome, elapsed: started.elapsed() }.emit();
         telemetry::in_flight(stage, -1);
     }
 
-    async fn dispose(&self, message: &OwnedMessage, log: &CallLog) -> Disposition {
-        let mut state = RetryState::of(message);
-        let input = match self.decode(message).await {
+    async fn dispose(&self, inbound: &Inbound, log: &CallLog) -> Disposition {
+        let mut state = match &inbound.state {
+            Ok(state) => state.clone(),
+            Err(e) => {
+                let reason = format!("retry headers cannot be trusted: {e}");
+                let fresh = inbound.state_or_fresh();
+                return self.dead_letter(inbound, &fresh, DeadLetterClass::Decode, &reason);
+            }
+        };
+        let input = match self.decode(inbound).await {
             Ok(Some(input)) => input,
             Ok(None) => return Disposition::Abandoned,
             Err(reason) => {
-                return self.dead_letter(message, &state, DeadLetterClass::Decode, &reason)
+                return self.dead_letter(inbound, &state, DeadLetterClass::Decode, &reason)
             }
         };
         if let Some(r) = &self.redactor {
-            state.redacted_value = self.redacted(message, &input, r);
+            state.redacted_value = self.redacted(inbound, &input, r);
         }
         if let Some(reason) = self.expired(&state) {
-            return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason);
+            return self.dead_letter(inbound, &state, DeadLetterClass::Permanent, &reason);
         }
-        let mut backoff = AttemptBackoff::new(&self.spec.retry);
-        for local in 1..=self.spec.retry.attempts {
-            // Attempt numbers continue across rungs of the ladder.
-            let attempt = state.attempts + local;
+        let mut attempts = Attempts::new(&self.spec.retry);
+        loop {
+            let attempt = attempts.start(&state);
             log.start_attempt();
             let cx = StageContext { stage: &self.spec.name, attempt, log: Some(log) };
             let deadline = self.spec.deadline;
             let error =
                 match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
-                    Ok(Ok(emits)) => return self.encode(message, emits),
+                    Ok(Ok(emits)) => return self.encode(inbound, &state, emits),
                     Ok(Err(e)) => e,
                     Err(_) => StageError::retryable(format!(
                         "attempt exceeded the stage deadline of {deadline:?}"
                     )),
                 };
-            if let StageError::Deferred { reason, until } = &error {
-                return self.defer(message, &state, *until, reason);
-            }
             let text = error.to_string();
-            AttemptFailed { stage: &self.spec.name, class: error.class(), attempt, error: &text }
+            if !matches!(error, StageError::Deferred { .. }) {
+                AttemptFailed {
+                    stage: &self.spec.name,
+                    class: error.class(),
+                    attempt,
+                    error: &text,
+                }
                 .emit();
-            state.history.push(AttemptRecord {
-                attempt,
-                at_ms: now_ms(),
-                error_class: error.class().into(),
-                message: text,
-            });
-            match error {
-                StageError::Fatal { reason } => return Disposition::Fatal(reason),
-                StageError::Deferred { .. } => unreachable!("handled before the attempt counts"),
-                StageError::Permanent { reason } => {
-                    return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason)
+                state.history.push(AttemptRecord {
+                    attempt,
+                    at_ms: now_ms(),
+                    error_class: error.class().into(),
+                    message: text.clone(),
+                });
+            }
+            match attempts.after(error.hint(), &state, SystemTime::now()) {
+                Next::Retry(delay) => tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
+                },
+                Next::Rung { rung, topic, due_ms } => {
+                    return self.to_rung(inbound, &state, rung, &topic, due_ms)
                 }
-                // A provider asking for a long wait: park the record on the retry topic with
-                // that due time rather than hold an in-flight slot.
-                StageError::Retryable { not_before: Some(t), reason }
-                    if self.waits_too_long(t) && state.rung < self.spec.retry.ladder.len() =>
-                {
-                    return self.next_rung(message, &state, Some(t), &reason)
+                Next::Defer { due_ms } => return self.to_deferred(inbound, &state, due_ms, &text),
+                Next::DeadLetter => {
+                    return self.dead_letter(inbound, &state, DeadLetterClass::Permanent, &text)
                 }
-                StageError::Retryable { not_before, .. } if local < self.spec.retry.attempts => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.next_delay(not_before)) => {}
-                        _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
-                    }
+                Next::Exhausted => {
+                    let reason =
+                        format!("gave up after {} attempt(s): {text}", state.attempts_made());
+                    let class = DeadLetterClass::RetriesExhausted;
+                    return self.dead_letter(inbound, &state, class, &reason);
                 }
-                StageError::Retryable { not_before, reason } => {
-                    return self.next_rung(message, &state, not_before, &reason)
-                }
+                Next::Stop => return Disposition::Fatal(text),
             }
         }
-        unreachable!("the last attempt always returns")
     }
 
     /// Why the document is past its deadline, if it is (age counted from the input record's
@@ -190,18 +226,12 @@ impl<S: Stage> Worker<S> {
         })
     }
 
-    fn waits_too_long(&self, not_before: SystemTime) -> bool {
-        not_before
-            .duration_since(SystemTime::now())
-            .is_ok_and(|wait| wait > self.spec.retry.max_inline_wait)
-    }
-
     /// The record as an envelope; `Err` for a record that can never decode, `Ok(None)` if the
     /// worker stopped while the registry was unreachable (never a reason to dead-letter).
-    async fn decode(&self, message: &OwnedMessage) -> Result<Option<Envelope>, String> {
+    async fn decode(&self, inbound: &Inbound) -> Result<Option<Envelope>, String> {
         let mut backoff = infrastructure_backoff();
         loop {
-            match self.codec.decode(message.payload()).await {
+            match self.codec.decode(inbound.message.payload()).await {
                 Ok(d) => {
                     return Envelope::from_value(d.kind, d.value)
                         .map(Some)
@@ -209,7 +239,8 @@ impl<S: Stage> Worker<S> {
                 }
                 Err(e @ CodecError::RegistryUnavailable(_)) => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(stage = %self.spec.name, error = %e, "schema registry unavailable; record waits");
+                    RegistryUnavailable { stage: &self.spec.name, error: &e, retry_in: delay }
+                        .emit();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.reached(Phase::Stopped) => return Ok(None),
@@ -219,43 +250,13 @@ impl<S: Stage> Worker<S> {
             }
         }
     }
+}
 
-    fn encode(&self, message: &OwnedMessage, emits: Vec<Emit>) -> Disposition {
-        let headers = carried_headers(message);
-        let mut out = Vec::with_capacity(emits.len());
-        for emit in emits {
-            let Some(topic) = self.ports.get(&emit.port) else {
-                return Disposition::Fatal(format!(
-                    "stage '{}' emitted on {:?}, which it has no topic for",
-                    self.spec.name, emit.port
-                ));
-            };
-            let kind = self.codec.writer_kind(topic).unwrap_or(SchemaKind::Document);
-            let encoded = emit
-                .record
-                .to_value(kind)
-                .map_err(|e| e.to_string())
-                .and_then(|v| self.codec.encode(topic, &v).map_err(|e| e.to_string()));
-            match encoded {
-                Ok(payload) => {
-                    let key = message
-                        .key()
-                        .map(<[u8]>::to_vec)
-                        .or_else(|| Some(emit.record.document.id.clone().into_bytes()));
-                    out.push(OutRecord {
-                        topic: topic.clone(),
-                        key,
-                        payload,
-                        headers: headers.clone(),
-                    });
-                }
-                Err(e) => {
-                    let reason = format!("stage output does not fit the schema of '{topic}': {e}");
-                    let state = RetryState::of(message);
-                    return self.dead_letter(message, &state, DeadLetterClass::Permanent, &reason);
-                }
-            }
+impl Disposition {
+    fn and_then_outputs(self, f: impl FnOnce(Vec<OutRecord>) -> Disposition) -> Disposition {
+        match self {
+            Self::Outputs(o) => f(o),
+            other => other,
         }
-        Disposition::Outputs(out)
     }
 }

@@ -31,6 +31,7 @@ use crate::metering::CallLog;
 use crate::pii::Redactor;
 use crate::policy::Gateway;
 use crate::provider::CallKey;
+use crate::retry::Hint;
 
 /// Where an emitted record goes; the runner maps ports to topics from the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,6 +85,16 @@ impl StageError {
 
     pub fn permanent(reason: impl Into<String>) -> Self {
         Self::Permanent { reason: reason.into() }
+    }
+
+    /// What the error says about trying again, for [`crate::retry::Attempts::after`].
+    pub fn hint(&self) -> Hint {
+        match self {
+            Self::Retryable { not_before, .. } => Hint::Retry { not_before: *not_before },
+            Self::Permanent { .. } => Hint::GiveUp,
+            Self::Fatal { .. } => Hint::Stop,
+            Self::Deferred { until, .. } => Hint::WaitUntil(*until),
+        }
     }
 
     /// Short, closed label for metrics and the attempt history.

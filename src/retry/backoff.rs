@@ -1,6 +1,9 @@
-//! All retry and backoff timing in one place: exponential backoff with jitter (backon) for a
-//! record's in-process attempts, honouring a provider's "not before" instant, and the capped
-//! backoff used while infrastructure (broker, registry) is unavailable.
+//! Backoff timings: exponential backoff with jitter (backon) for a record's in-process attempts,
+//! honouring a provider's "not before" instant; the capped backoff used while infrastructure
+//! (broker, registry, budget ledger) is unavailable; and the short one for offset commits that
+//! meet a rebalance in progress.
+
+#![expect(clippy::disallowed_types, reason = "the one module allowed to build backoffs")]
 
 use std::time::{Duration, SystemTime};
 
@@ -25,10 +28,11 @@ impl AttemptBackoff {
         Self { delays }
     }
 
-    /// The wait before the next attempt: the backoff, or longer if the error said "not before".
-    pub fn next_delay(&mut self, not_before: Option<SystemTime>) -> Duration {
+    /// The wait before the next attempt: the backoff, or `at_least` if that is longer (what is
+    /// left of a provider's "not before").
+    pub fn next_delay(&mut self, at_least: Duration) -> Duration {
         let backoff = self.delays.next().unwrap_or(Duration::from_secs(1));
-        backoff.max(until(not_before))
+        backoff.max(at_least)
     }
 }
 
@@ -44,6 +48,16 @@ pub fn infrastructure_backoff() -> impl Iterator<Item = Duration> {
         .with_max_delay(Duration::from_secs(5))
         .with_jitter()
         .without_max_times()
+        .build()
+}
+
+/// Waits between offset-commit attempts that met a rebalance in progress: a few short tries,
+/// since offsets not committed before a revocation completes are lost to this member.
+pub fn commit_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(400))
+        .with_max_times(3)
         .build()
 }
 
@@ -65,7 +79,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let mut b = AttemptBackoff::new(&policy());
-        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay(None)).collect();
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay(Duration::ZERO)).collect();
         assert!(delays[0] >= Duration::from_millis(100));
         // Jitter adds up to one more min_delay on top of the capped value.
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)), "{delays:?}");
@@ -75,7 +89,7 @@ mod tests {
     #[test]
     fn not_before_wins_over_a_shorter_backoff() {
         let mut b = AttemptBackoff::new(&policy());
-        let d = b.next_delay(Some(SystemTime::now() + Duration::from_secs(3)));
+        let d = b.next_delay(until(Some(SystemTime::now() + Duration::from_secs(3))));
         assert!(d > Duration::from_millis(2900) && d <= Duration::from_secs(3), "{d:?}");
     }
 }

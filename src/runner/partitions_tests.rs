@@ -1,0 +1,158 @@
+//! Unit tests of the partition state: slots, parking, epochs, revocation, offset order.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{OwnedMessage, Timestamp};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::*;
+use crate::retry::state::{DUE_MS, RUNG};
+
+const TOPIC: &str = "in";
+
+#[derive(Default)]
+struct Stored(Mutex<Vec<i64>>);
+
+impl OffsetStore for Stored {
+    fn store(&self, _tp: &Tp, position: i64) {
+        self.0.lock().unwrap().push(position);
+    }
+}
+
+fn tp() -> Tp {
+    (TOPIC.to_owned(), 0)
+}
+
+fn record(offset: i64, key: &str, due_in_ms: Option<i64>) -> Inbound {
+    let headers = due_in_ms
+        .map(|d| {
+            vec![
+                (RUNG.to_owned(), Some(b"1".to_vec())),
+                (DUE_MS.to_owned(), Some((now_ms() + d).to_string().into_bytes())),
+            ]
+        })
+        .unwrap_or_default();
+    let m = OwnedMessage::new(
+        Some(b"v".to_vec()),
+        Some(key.as_bytes().to_vec()),
+        TOPIC.into(),
+        Timestamp::CreateTime(1),
+        0,
+        offset,
+        None,
+    );
+    Inbound::from_parts(m, headers, 2, now_ms())
+}
+
+fn setup(
+    per_partition: usize,
+    key_ordering: bool,
+) -> (Arc<Partitions>, UnboundedReceiver<Dispatch>) {
+    let (tx, rx) = unbounded_channel();
+    let p = Arc::new(Partitions::new(per_partition, 4, key_ordering, tx));
+    p.assign([tp()]);
+    (p, rx)
+}
+
+/// The offsets of what was dispatched so far: `R` for run, `P` for parked.
+fn drain(rx: &mut UnboundedReceiver<Dispatch>) -> Vec<(char, i64, Option<Dispatch>)> {
+    let mut out = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        match &d {
+            Dispatch::Run(j) => out.push(('R', j.inbound.message.offset(), Some(d))),
+            Dispatch::Park { job, .. } => out.push(('P', job.inbound.message.offset(), Some(d))),
+        }
+    }
+    out
+}
+
+fn kinds(d: &[(char, i64, Option<Dispatch>)]) -> Vec<(char, i64)> {
+    d.iter().map(|(k, o, _)| (*k, *o)).collect()
+}
+
+#[test]
+fn a_parked_record_holds_no_slot_and_queues_for_one_when_due() {
+    let (p, mut rx) = setup(1, false);
+    assert!(p.admit(record(0, "a", Some(60_000))));
+    assert!(p.admit(record(1, "b", None)));
+    assert!(p.admit(record(2, "c", None)));
+    let first = drain(&mut rx);
+    // The parked head does not stop the record behind it; the slot limit still holds.
+    assert_eq!(kinds(&first), vec![('P', 0), ('R', 1)]);
+    let Some(Dispatch::Park { job, .. }) = first.into_iter().next().unwrap().2 else { panic!() };
+    p.unpark(job);
+    assert!(drain(&mut rx).is_empty(), "due, but the one slot is busy and 2 is ahead of it");
+    p.processed(&tp(), 1);
+    assert_eq!(kinds(&drain(&mut rx)), vec![('R', 2)]);
+    p.processed(&tp(), 1);
+    assert_eq!(kinds(&drain(&mut rx)), vec![('R', 0)]);
+}
+
+#[test]
+fn revocation_waits_for_working_records_not_parked_ones_and_ends_their_timers() {
+    let (p, mut rx) = setup(2, false);
+    p.admit(record(0, "a", Some(60_000)));
+    p.admit(record(1, "b", None));
+    let d = drain(&mut rx);
+    let Some(Dispatch::Park { revoked, .. }) = &d[0].2 else { panic!("parked first") };
+    let revoked = revoked.clone();
+    let store = Arc::new(Stored::default());
+    let (p2, s2) = (p.clone(), store.clone());
+    let finisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        p2.processed(&tp(), 1);
+        p2.complete(&tp(), 1, 1, None, &*s2);
+    });
+    let started = Instant::now();
+    assert_eq!(p.revoke(&[tp()], Duration::from_secs(30)), 0);
+    assert!(started.elapsed() < Duration::from_secs(30), "woken by the completion");
+    finisher.join().unwrap();
+    // Offset 0 (parked) was never done: nothing may be stored past it.
+    assert!(store.0.lock().unwrap().is_empty());
+    assert!(revoked.has_changed().is_err(), "the parked record's timer is told to stop");
+    assert!(!p.is_current(&tp(), 1));
+}
+
+#[test]
+fn revocation_gives_up_after_its_grace_and_reports_what_was_left() {
+    let (p, _rx) = setup(2, false);
+    p.admit(record(0, "a", None));
+    p.admit(record(1, "b", None));
+    assert_eq!(p.revoke(&[tp()], Duration::from_millis(20)), 2);
+    assert!(!p.admit(record(2, "c", None)), "a revoked partition admits nothing");
+}
+
+#[test]
+fn stale_epochs_are_ignored_and_only_the_contiguous_prefix_is_stored() {
+    let (p, mut rx) = setup(4, false);
+    let store = Stored::default();
+    for o in 0..3 {
+        p.admit(record(o, "k", None));
+    }
+    drain(&mut rx);
+    p.complete(&tp(), 1, 1, None, &store);
+    assert!(store.0.lock().unwrap().is_empty(), "0 is not done yet");
+    p.complete(&tp(), 1, 0, None, &store);
+    assert_eq!(*store.0.lock().unwrap(), vec![2]);
+    // A new assignment of the same partition: completions of the old one count for nothing.
+    p.revoke(&[tp()], Duration::ZERO);
+    p.assign([tp()]);
+    p.admit(record(2, "k", None));
+    p.complete(&tp(), 1, 2, None, &store);
+    assert_eq!(*store.0.lock().unwrap(), vec![2]);
+    assert!(p.is_current(&tp(), 2));
+}
+
+#[test]
+fn with_key_ordering_a_key_waits_for_its_predecessor() {
+    let (p, mut rx) = setup(4, true);
+    let store = Stored::default();
+    p.admit(record(0, "a", None));
+    p.admit(record(1, "a", None));
+    p.admit(record(2, "b", None));
+    assert_eq!(kinds(&drain(&mut rx)), vec![('R', 0), ('R', 2)]);
+    p.processed(&tp(), 1);
+    p.complete(&tp(), 1, 0, Some(b"a"), &store);
+    assert_eq!(kinds(&drain(&mut rx)), vec![('R', 1)]);
+}
