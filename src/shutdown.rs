@@ -62,10 +62,10 @@ impl Shutdown {
             for _ in 0..2 {
                 wait_for_signal().await;
                 if this.phase() == Phase::Running {
-                    tracing::info!("shutdown requested: draining in-flight records");
+                    crate::telemetry::ShutdownSignalled { forced: false }.emit();
                     this.request();
                 } else {
-                    tracing::warn!("second signal: stopping without waiting for in-flight records");
+                    crate::telemetry::ShutdownSignalled { forced: true }.emit();
                     this.stop();
                 }
             }

@@ -1,13 +1,16 @@
 //! Telemetry: each observable occurrence is a typed event whose `emit()` writes the log line and
 //! updates the metric together. Nothing per record is logged at INFO.
 
+mod consumer_events;
 mod metrics;
 mod model_events;
-mod runner_events;
+mod record_events;
+mod runner_metrics;
 
+pub use consumer_events::*;
 pub use metrics::{metrics, render};
 pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
-pub use runner_events::*;
+pub use record_events::*;
 
 /// Installs the log subscriber: `RUST_LOG` filters (default `info`); `json` selects JSON lines.
 pub fn init_logging(json: bool) {

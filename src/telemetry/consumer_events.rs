@@ -1,0 +1,205 @@
+//! The runner's consumer-side and lifecycle occurrences: partitions assigned, revoked or lost;
+//! offsets stored and committed; the registry unavailable; workers starting, stopping and
+//! failing; shutdown signals. Each `emit()` writes the log line and updates the metric together.
+
+use std::time::Duration;
+
+use super::runner_metrics::runner_metrics;
+
+pub struct OffsetStoreFailed<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub position: i64,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl OffsetStoreFailed<'_> {
+    pub fn emit(self) {
+        runner_metrics().offset_store_failures.with_label_values(&[self.topic]).inc();
+        tracing::warn!(
+            topic = self.topic,
+            partition = self.partition,
+            position = self.position,
+            error = %self.error,
+            "cannot store offset"
+        );
+    }
+}
+
+pub struct CommitFailed<'a> {
+    pub stage: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+    /// In the background (librdkafka's auto-commit) rather than on revoke or shutdown.
+    pub background: bool,
+}
+
+impl CommitFailed<'_> {
+    pub fn emit(self) {
+        runner_metrics().commit_failures.with_label_values(&[self.stage]).inc();
+        tracing::warn!(
+            stage = self.stage,
+            error = %self.error,
+            background = self.background,
+            "offset commit failed; uncommitted records will be redelivered"
+        );
+    }
+}
+
+/// What a rebalance did to this member.
+#[derive(Debug, Clone, Copy)]
+pub enum RebalanceKind {
+    Assigned,
+    Revoked,
+    /// The assignment was lost (session timeout, fenced): nothing was waited for.
+    Lost,
+}
+
+impl RebalanceKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Assigned => "assigned",
+            Self::Revoked => "revoked",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+pub struct Rebalanced<'a> {
+    pub stage: &'a str,
+    pub kind: RebalanceKind,
+    pub partitions: usize,
+    /// Revocations: records still working when the grace period ended (redelivered).
+    pub abandoned: usize,
+    /// Revocations: whether the stored offsets were committed.
+    pub committed: bool,
+}
+
+impl Rebalanced<'_> {
+    pub fn emit(self) {
+        runner_metrics().rebalances.with_label_values(&[self.stage, self.kind.label()]).inc();
+        tracing::info!(
+            stage = self.stage,
+            kind = self.kind.label(),
+            partitions = self.partitions,
+            abandoned = self.abandoned,
+            committed = self.committed,
+            "rebalance"
+        );
+    }
+}
+
+pub struct RebalanceFailed<'a> {
+    pub stage: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl RebalanceFailed<'_> {
+    pub fn emit(self) {
+        runner_metrics().rebalances.with_label_values(&[self.stage, "error"]).inc();
+        tracing::warn!(stage = self.stage, error = %self.error, "rebalance error");
+    }
+}
+
+pub struct ConsumerError<'a> {
+    pub stage: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl ConsumerError<'_> {
+    pub fn emit(self) {
+        runner_metrics().consumer_errors.with_label_values(&[self.stage]).inc();
+        tracing::warn!(stage = self.stage, error = %self.error, "consumer error");
+    }
+}
+
+pub struct RecordNotAdmitted<'a> {
+    pub stage: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl RecordNotAdmitted<'_> {
+    pub fn emit(self) {
+        runner_metrics().consumer_errors.with_label_values(&[self.stage]).inc();
+        tracing::error!(
+            stage = self.stage,
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            "record of an unassigned partition was not admitted"
+        );
+    }
+}
+
+pub struct RegistryUnavailable<'a> {
+    pub stage: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+    pub retry_in: Duration,
+}
+
+impl RegistryUnavailable<'_> {
+    pub fn emit(self) {
+        runner_metrics().registry_unavailable.with_label_values(&[self.stage]).inc();
+        tracing::warn!(
+            stage = self.stage,
+            error = %self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "schema registry unavailable; record waits"
+        );
+    }
+}
+
+pub struct WorkerStopped<'a> {
+    pub stage: &'a str,
+    pub reason: &'a str,
+}
+
+impl WorkerStopped<'_> {
+    pub fn emit(self) {
+        runner_metrics().worker_stops.with_label_values(&[self.stage]).inc();
+        tracing::error!(
+            stage = self.stage,
+            error = self.reason,
+            "fatal error: stopping the worker"
+        );
+    }
+}
+
+pub struct StageRunning<'a> {
+    pub stage: &'a str,
+    pub group: &'a str,
+    pub input: &'a str,
+}
+
+impl StageRunning<'_> {
+    pub fn emit(self) {
+        tracing::info!(stage = self.stage, group = self.group, input = self.input, "stage running");
+    }
+}
+
+pub struct StageStopped<'a> {
+    pub stage: &'a str,
+    pub abandoned: usize,
+}
+
+impl StageStopped<'_> {
+    pub fn emit(self) {
+        tracing::info!(stage = self.stage, abandoned = self.abandoned, "stage stopped");
+    }
+}
+
+/// A SIGINT or SIGTERM: the first drains, the second stops at once.
+pub struct ShutdownSignalled {
+    pub forced: bool,
+}
+
+impl ShutdownSignalled {
+    pub fn emit(self) {
+        if self.forced {
+            tracing::warn!("second signal: stopping without waiting for in-flight records");
+        } else {
+            tracing::info!("shutdown requested: draining in-flight records");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The counters only the runner's events update, registered on the one registry.
+
+use std::sync::OnceLock;
+
+use prometheus::{IntCounterVec, Opts};
+
+use super::metrics;
+
+/// Counters only the runner updates, on the one registry.
+pub(super) struct RunnerMetrics {
+    pub(super) dead_letters: IntCounterVec,
+    pub(super) offset_store_failures: IntCounterVec,
+    pub(super) commit_failures: IntCounterVec,
+    pub(super) rebalances: IntCounterVec,
+    pub(super) registry_unavailable: IntCounterVec,
+    pub(super) worker_stops: IntCounterVec,
+    pub(super) outputs_refused: IntCounterVec,
+    pub(super) consumer_errors: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    metrics().registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+pub(super) fn runner_metrics() -> &'static RunnerMetrics {
+    static M: OnceLock<RunnerMetrics> = OnceLock::new();
+    M.get_or_init(|| RunnerMetrics {
+        dead_letters: counter(
+            "dead_letters_total",
+            "Records dead-lettered, by stage and error class.",
+            &["stage", "class"],
+        ),
+        offset_store_failures: counter(
+            "offset_store_failures_total",
+            "Offsets that could not be stored (the partition was likely revoked).",
+            &["topic"],
+        ),
+        commit_failures: counter(
+            "commit_failures_total",
+            "Offset commits that failed; uncommitted records are redelivered.",
+            &["stage"],
+        ),
+        rebalances: counter(
+            "rebalances_total",
+            "Rebalance events, by stage and kind (assigned, revoked, lost, error).",
+            &["stage", "kind"],
+        ),
+        registry_unavailable: counter(
+            "registry_unavailable_total",
+            "Schema registry lookups that failed while records waited.",
+            &["stage"],
+        ),
+        worker_stops: counter(
+            "worker_fatal_stops_total",
+            "Workers stopped by a fatal error.",
+            &["stage"],
+        ),
+        outputs_refused: counter(
+            "outputs_refused_total",
+            "Outputs the broker refused for good, by stage and topic.",
+            &["stage", "topic"],
+        ),
+        consumer_errors: counter(
+            "consumer_errors_total",
+            "Errors reported by the consumer while polling.",
+            &["stage"],
+        ),
+    })
+}
