@@ -2,7 +2,8 @@
 //! and returns the records it emits, each on a [`Port`], or a [`StageError`] that says what to do.
 //! The runner (see [`crate::runner`]) owns consuming, producing, retries and offsets.
 //!
-//! The five kinds live one per file behind the closed [`AnyStage`] enum.
+//! The five kinds live one per file behind the closed [`StageKind`] enum; [`AnyStage`] is a built
+//! stage: its kind plus the redaction applied before any model call.
 
 mod batcher;
 mod classify;
