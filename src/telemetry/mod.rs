@@ -1,11 +1,15 @@
 //! Telemetry: each observable occurrence is a typed event whose `emit()` writes the log line and
 //! updates the metric together. Nothing per record is logged at INFO.
 
+mod budget_events;
 mod metrics;
 mod model_events;
 
 use std::time::Duration;
 
+pub use budget_events::{
+    budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerRegistryWait,
+};
 pub use metrics::{metrics, render};
 pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
 
