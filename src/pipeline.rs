@@ -73,8 +73,7 @@ pub async fn run_stages(
     let codec = Arc::new(Codec::connect(&settings, &pairs).await?);
     let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
     // One gateway per process: every stage shares its rate limits and breakers.
-    let replica = format!("{}-{}", std::process::id(), crate::metering::now_ms());
-    let budgets = Budgets::open(topology, codec.clone(), replica)
+    let budgets = Budgets::open(topology, codec.clone(), crate::budget::replica_id())
         .await
         .map_err(|e| PipelineError::Provider(e.to_string()))?
         .map(Arc::new);

@@ -6,15 +6,17 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use apache_avro::types::Value;
 use common::procs::start_worker;
-use common::{unique, wait_until, Harness};
+use common::{each_record, unique, wait_until, Harness};
+use rdkafka::message::{Headers, Message};
 use sluice::config::Price;
-use sluice::metering::read_events;
 use sluice::metering::report::dedup;
+use sluice::metering::{read_events, CostEvent};
 use sluice::mock_provider::{serve, MockConfig};
 
 const PARTITIONS: i32 = 3;
@@ -106,9 +108,24 @@ async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_n
         "workers made no progress"
     );
     // Kill at a moment no answer is on its way to the worker: the provider holds new requests,
-    // the ones in flight finish, then SIGKILL; the held requests fail unbilled.
+    // the ones past its door finish, and every call it billed is metered; then SIGKILL. The
+    // held requests fail unbilled.
     server.hold();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async { server.in_flight() == 0 }).await,
+        "the requests in flight finish"
+    );
+    let billed_before_kill = billed_ids(&server.ledger());
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            let events = read_events(&h.topology).await.expect("metering topic");
+            let metered: HashSet<String> =
+                events.into_iter().filter_map(|e| e.response_id).collect();
+            billed_before_kill.is_subset(&metered)
+        })
+        .await,
+        "every answer the provider billed reaches the metering topic"
+    );
     a.kill_9();
     server.release(true);
     let done_at_kill = h.ids_on(&h.output()).await.len();
@@ -148,12 +165,7 @@ async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_n
         );
     }
     let paid: Vec<_> = events.iter().filter(|e| !e.cached && e.outcome == "ok").collect();
-    let served: HashSet<String> = ledger
-        .calls
-        .iter()
-        .filter(|c| (200..300).contains(&c.status))
-        .map(|c| c.response_id.clone().expect("chat responses have ids"))
-        .collect();
+    let served = billed_ids(&ledger);
     let metered: Vec<String> = paid.iter().map(|e| e.response_id.clone().expect("id")).collect();
     assert_eq!(metered.len(), served.len(), "one event per served call");
     assert_eq!(metered.iter().cloned().collect::<HashSet<_>>(), served);
@@ -168,21 +180,68 @@ async fn deduplicated_cost_events_equal_the_providers_ledger_and_a_replay_pays_n
     let replay = topology(&p, &server.openai_url(), &dir.path().join("cache"), &format!("{p}-g2"));
     let replay_path = dir.path().join("replay.yaml");
     std::fs::write(&replay_path, replay).expect("write topology");
+    let answered: HashSet<String> = h.ids_on(&h.output()).await.into_keys().collect();
+    // Every worker of the first pass is gone: what is written from here on is the replay's.
+    let output_ends = ends(&h, &h.output()).await;
+    let metering_ends = ends(&h, &h.topology.metering_topic).await;
     let _r = start_worker(&replay_path, &bootstrap, &registry);
-    let before = h.count(&h.output()).await;
-    let target = before + DOCS - h.ids_on(&h.dlq()).await.len();
+    let replayed = || async { ids_after(&h, &h.output(), &output_ends).await };
     assert!(
-        wait_until(Duration::from_secs(90), || async { h.count(&h.output()).await >= target })
+        wait_until(Duration::from_secs(90), || async { replayed().await.is_superset(&answered) })
             .await,
-        "the replay reprocesses every document"
+        "the replay reprocesses every answered document"
     );
     let after = server.ledger();
     assert_eq!(after.billed_calls(), billed_calls, "a replay makes zero paid calls");
-    let events = dedup(read_events(&h.topology).await.expect("metering topic"));
-    assert!(events.iter().filter(|e| e.cached).count() >= DOCS / 2, "cache hits are metered");
-    assert!(events.iter().filter(|e| e.cached).all(|e| e.cost_micro_usd == 0));
+    assert_eq!(replayed().await, answered, "the replay answers exactly the answered documents");
+    // The replay's events: its cache hits, and the originals it re-emits from the cache.
+    let (first_pass, replay_events) = events_split_at(&h, &metering_ends).await;
+    let first_pass_ids: HashSet<&str> = first_pass.iter().map(|e| e.event_id.as_str()).collect();
+    let (hits, reemitted): (Vec<_>, Vec<_>) = replay_events.iter().partition(|e| e.cached);
+    assert!(hits.iter().all(|e| e.cost_micro_usd == 0), "cache hits cost nothing");
+    let strays: Vec<_> =
+        reemitted.iter().filter(|e| !first_pass_ids.contains(e.event_id.as_str())).collect();
+    assert!(strays.is_empty(), "the replay's other events repeat first-pass ids: {strays:?}");
+    let hit_docs: HashSet<String> = hits.iter().map(|e| e.document_id.clone()).collect();
+    assert_eq!(hit_docs, answered, "every replayed document was answered from the cache");
+    let events = dedup(first_pass.into_iter().chain(replay_events));
     let total: u64 = events.iter().map(|e| e.cost_micro_usd as u64).sum();
     assert_eq!(total, billed, "re-emitted originals are duplicates, removed by id");
+}
+
+/// Response ids of the calls the provider billed.
+fn billed_ids(ledger: &sluice::mock_provider::Ledger) -> HashSet<String> {
+    ledger
+        .calls
+        .iter()
+        .filter(|c| (200..300).contains(&c.status))
+        .map(|c| c.response_id.clone().expect("chat responses have ids"))
+        .collect()
+}
+
+/// The next offset of each partition of `topic`.
+async fn ends(h: &Harness, topic: &str) -> HashMap<i32, i64> {
+    let mut ends = HashMap::new();
+    for (partition, offset) in
+        each_record(&h.topology.kafka, topic, |m| (m.partition(), m.offset())).await
+    {
+        let end = ends.entry(partition).or_insert(0);
+        *end = (*end).max(offset + 1);
+    }
+    ends
+}
+
+/// Keys (document ids) of the records of `topic` written after `ends`.
+async fn ids_after(h: &Harness, topic: &str, ends: &HashMap<i32, i64>) -> HashSet<String> {
+    let ends = ends.clone();
+    each_record(&h.topology.kafka, topic, move |m| {
+        let new = m.offset() >= ends.get(&m.partition()).copied().unwrap_or(0);
+        new.then(|| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
+    })
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Two worker processes spend one tenant budget through the ledger topic: per budget window the
@@ -202,6 +261,7 @@ async fn two_workers_share_a_tenant_budget_and_defer_the_rest_to_the_next_window
             .expect("mock provider");
     let dir = tempfile::tempdir().expect("dir");
     let p = unique("budget");
+    const WINDOW_MS: i64 = 8000;
     let budgets = "budgets: { window: 8s, lease: 0.0001, tenants: { t: { limit: 0.0006 } } }";
     let yaml = topology_with(
         &p,
@@ -224,7 +284,50 @@ async fn two_workers_share_a_tenant_budget_and_defer_the_rest_to_the_next_window
             .await,
         "every document is processed, the deferred ones after their window turned"
     );
-    assert!(h.count(&deferred).await > 0, "records beyond the budget were deferred");
+    // Both replicas spent from the one ledger.
+    let claims = h.read_all(&h.topology.budgets.as_ref().expect("budgets").ledger_topic).await;
+    let mut claims_by_replica: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, _, claim) in claims {
+        *claims_by_replica.entry(field(&claim.expect("a claim"), "replica")).or_default() += 1;
+    }
+    assert_eq!(claims_by_replica.len(), 2, "each worker claimed its leases: {claims_by_replica:?}");
+    // Deferred records waited for the next window: each is due when the window after the one
+    // it was deferred in starts, and its document was answered only then.
+    let deferrals = each_record(&h.topology.kafka, &deferred, |m| {
+        let id = String::from_utf8_lossy(m.key().expect("keyed")).into_owned();
+        let due = m
+            .headers()
+            .and_then(|hs| hs.iter().find(|h| h.key == "sluice-retry-due-ms"))
+            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<i64>().ok())
+            .expect("a deferred record carries its due time");
+        (id, m.timestamp().to_millis().expect("a timestamp"), due)
+    })
+    .await;
+    assert!(!deferrals.is_empty(), "records beyond the budget were deferred");
+    let mut due_of: HashMap<String, i64> = HashMap::new();
+    for (id, deferred_at, due) in deferrals {
+        assert_eq!(due % WINDOW_MS, 0, "{id} is due at a window boundary, not at {due}");
+        assert!(
+            due <= deferred_at + WINDOW_MS,
+            "{id} deferred at {deferred_at} past the next window"
+        );
+        let d = due_of.entry(id).or_default();
+        *d = (*d).max(due);
+    }
+    let answered_at = each_record(&h.topology.kafka, &h.output(), |m| {
+        let id = String::from_utf8_lossy(m.key().expect("keyed")).into_owned();
+        (id, m.timestamp().to_millis().expect("a timestamp"))
+    })
+    .await;
+    let mut last_answer: HashMap<String, i64> = HashMap::new();
+    for (id, at) in answered_at {
+        let last = last_answer.entry(id).or_default();
+        *last = (*last).max(at);
+    }
+    for (id, due) in &due_of {
+        let at = last_answer[id];
+        assert!(at >= *due, "{id} was answered at {at}, before its window started at {due}");
+    }
     let events = dedup(read_events(&h.topology).await.expect("metering topic"));
     let mut per_window: BTreeMap<String, u64> = BTreeMap::new();
     for e in events.iter().filter(|e| !e.cached && e.outcome == "ok") {
@@ -238,4 +341,30 @@ async fn two_workers_share_a_tenant_budget_and_defer_the_rest_to_the_next_window
     }
     let total: u64 = per_window.values().sum();
     assert_eq!(total, server.ledger().billed_micro_usd(), "and every paid call was metered");
+}
+
+/// The cost events written before `ends` (per partition) and those written after.
+async fn events_split_at(
+    h: &Harness,
+    ends: &HashMap<i32, i64>,
+) -> (Vec<CostEvent>, Vec<CostEvent>) {
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for (partition, offset, _, value) in h.read_all(&h.topology.metering_topic).await {
+        let event = CostEvent::from_value(&value.expect("a cost event")).expect("a cost event");
+        if offset < ends.get(&partition).copied().unwrap_or(0) {
+            before.push(event);
+        } else {
+            after.push(event);
+        }
+    }
+    (before, after)
+}
+
+/// A string field of an Avro record.
+fn field(record: &Value, name: &str) -> String {
+    let Value::Record(fields) = record else { panic!("not a record: {record:?}") };
+    match fields.iter().find(|(n, _)| n == name) {
+        Some((_, Value::String(s))) => s.clone(),
+        other => panic!("no string field '{name}': {other:?}"),
+    }
 }

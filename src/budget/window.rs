@@ -28,6 +28,41 @@ pub fn window_of(window: BudgetWindow, at: SystemTime) -> (String, SystemTime) {
     }
 }
 
+/// When the window named `id` (as [`window_of`] names it) ends; `None` for an id of no known
+/// form. A function of the id alone, so every replica computes the same instant.
+pub fn window_end(id: &str) -> Option<SystemTime> {
+    if let Some(rest) = id.strip_prefix("every-") {
+        let (period, n) = rest.split_once("ms-")?;
+        let (period, n): (u64, u64) = (period.parse().ok()?, n.parse().ok()?);
+        let end = n.checked_add(1)?.checked_mul(period)?;
+        return UNIX_EPOCH.checked_add(Duration::from_millis(end));
+    }
+    let parts: Vec<&str> = id.split('-').collect();
+    let (y, m): (i64, u32) = match parts.as_slice() {
+        [y, m, ..] if y.len() == 4 && m.len() == 2 => (number(y)?, number(m)?),
+        _ => return None,
+    };
+    if !(1..=12).contains(&m) {
+        return None;
+    }
+    match parts.as_slice() {
+        [_, _] => {
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            Some(from_days(days_from_civil(ny, nm, 1)))
+        }
+        [_, _, d] if d.len() == 2 => {
+            let d: u32 = number(d)?;
+            (1..=31).contains(&d).then(|| from_days(days_from_civil(y, m, d) + 1))
+        }
+        _ => None,
+    }
+}
+
+/// A run of ASCII digits as a number (no sign, no spaces).
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse().ok()).flatten()
+}
+
 fn from_days(days: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs((days.max(0) as u64) * 86_400)
 }
@@ -84,5 +119,27 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(b, c);
         assert_eq!(next, at("2026-01-01T00:00:30Z"));
+    }
+
+    #[test]
+    fn a_window_id_alone_says_when_the_window_ends() {
+        let windows = [
+            BudgetWindow::Day,
+            BudgetWindow::Month,
+            BudgetWindow::Every(Duration::from_secs(8)),
+            BudgetWindow::Every(Duration::from_millis(1500)),
+        ];
+        let instants = ["2026-12-31T23:59:59Z", "2028-02-29T12:00:00Z", "2026-03-01T00:00:00Z"];
+        for w in windows {
+            for t in instants {
+                let (id, next) = window_of(w, at(t));
+                assert_eq!(window_end(&id), Some(next), "{id}");
+            }
+        }
+        for bad in
+            ["", "2026", "2026-13", "2026-1-01", "2026-02-32", "every-8000ms", "every-xms-1", "t"]
+        {
+            assert_eq!(window_end(bad), None, "{bad}");
+        }
     }
 }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use sluice::kafka::{create_topics, existing_topics};
+use sluice::kafka::{create_planned_topics, existing_topics};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,9 +28,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match args.action {
         Action::Create { topology } => {
             let t = super::load_topology(&topology)?;
-            let wanted: Vec<(String, i32)> =
-                t.topics().into_iter().map(|p| (p.name, p.partitions)).collect();
-            let created = create_topics(&t.kafka, &wanted).await?;
+            let wanted = t.topics();
+            let created = create_planned_topics(&t.kafka, &wanted).await?;
             println!("created {} of {} topics", created.len(), wanted.len());
             for name in created {
                 println!("  {name}");

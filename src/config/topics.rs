@@ -38,6 +38,16 @@ impl TopicRole {
             Self::BudgetLedger => "budget ledger".to_owned(),
         }
     }
+
+    /// Topic configs a topic of this role is created with, over the broker's defaults.
+    pub fn configs(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            // Every replica rebuilds its totals from the whole ledger: a claim deleted by the
+            // default retention (7 days) would under-count a monthly window, granting money twice.
+            Self::BudgetLedger => &[("retention.ms", "-1")],
+            _ => &[],
+        }
+    }
 }
 
 /// One topic of the plan.
@@ -127,5 +137,40 @@ impl Topology {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_budget_ledger_is_kept_forever_and_other_topics_use_the_broker_defaults() {
+        let yaml = r#"
+pipeline: p
+providers:
+  sim: { kind: simulated }
+budgets: { window: month, tenants: { t: { limit: 1.0 } } }
+inputs:
+  p.docs: { partitions: 2 }
+stages:
+  work:
+    kind: classify
+    input: p.docs
+    output: p.out
+    model: { provider: sim, name: m }
+    classify: { labels: [a] }
+"#;
+        let t = crate::config::compile(Path::new("t.yaml"), yaml).expect("compiles");
+        let topics = t.topics();
+        let ledger: Vec<_> = topics.iter().filter(|t| t.role == TopicRole::BudgetLedger).collect();
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger[0].role.configs(), &[("retention.ms", "-1")]);
+        assert_eq!(ledger[0].partitions, 1, "claims are decided in one log order");
+        for other in topics.iter().filter(|t| t.role != TopicRole::BudgetLedger) {
+            assert!(other.role.configs().is_empty(), "{}", other.name);
+        }
     }
 }

@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::admin_config;
-use crate::config::KafkaSettings;
+use crate::config::{KafkaSettings, PlannedTopic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicAdminError {
@@ -18,21 +18,50 @@ pub enum TopicAdminError {
     Topic { topic: String, error: String },
 }
 
-/// Creates the topics that do not exist yet; returns the names it created.
+/// Creates the topics that do not exist yet, with the broker's default topic configs; returns
+/// the names it created.
 pub async fn create_topics(
     settings: &KafkaSettings,
     topics: &[(String, i32)],
 ) -> Result<Vec<String>, TopicAdminError> {
-    let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
+    let replication = || TopicReplication::Fixed(settings.replication_factor);
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(name, partitions)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(settings.replication_factor))
-        })
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, replication()))
         .collect();
+    create(settings, &new).await
+}
+
+/// Creates the topology's topics that do not exist yet, each with the topic configs its role
+/// needs (see [`TopicRole::configs`](crate::config::TopicRole::configs)); returns the names it
+/// created. An existing topic's configs are left as they are.
+pub async fn create_planned_topics(
+    settings: &KafkaSettings,
+    topics: &[PlannedTopic],
+) -> Result<Vec<String>, TopicAdminError> {
+    create(settings, &new_topics(settings.replication_factor, topics)).await
+}
+
+/// The create requests for planned topics.
+fn new_topics(replication_factor: i32, topics: &[PlannedTopic]) -> Vec<NewTopic<'_>> {
+    topics
+        .iter()
+        .map(|t| {
+            let replication = TopicReplication::Fixed(replication_factor);
+            let new = NewTopic::new(&t.name, t.partitions, replication);
+            t.role.configs().iter().fold(new, |new, (key, value)| new.set(key, value))
+        })
+        .collect()
+}
+
+async fn create(
+    settings: &KafkaSettings,
+    new: &[NewTopic<'_>],
+) -> Result<Vec<String>, TopicAdminError> {
+    let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut created = Vec::new();
-    for result in admin.create_topics(&new, &options).await? {
+    for result in admin.create_topics(new, &options).await? {
         match result {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -49,4 +78,26 @@ pub fn existing_topics(settings: &KafkaSettings) -> Result<Vec<(String, usize)>,
     let consumer: BaseConsumer = admin_config(settings).create()?;
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     Ok(metadata.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avro::SchemaKind;
+    use crate::config::TopicRole;
+
+    #[test]
+    fn planned_topics_are_created_with_their_roles_configs() {
+        let topic = |name: &str, role| PlannedTopic {
+            name: name.to_owned(),
+            role,
+            partitions: 1,
+            schema: SchemaKind::BudgetClaim,
+        };
+        let planned =
+            [topic("p.budgets", TopicRole::BudgetLedger), topic("p.metering", TopicRole::Metering)];
+        let new = new_topics(1, &planned);
+        assert_eq!(new[0].config, vec![("retention.ms", "-1")]);
+        assert!(new[1].config.is_empty());
+    }
 }

@@ -3,7 +3,7 @@
 
 mod admin;
 
-pub use admin::{create_topics, existing_topics, TopicAdminError};
+pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
 
 use rdkafka::ClientConfig;
 

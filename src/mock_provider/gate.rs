@@ -1,7 +1,7 @@
 //! What every mock call goes through before it is answered — the door (hold), auth, the
 //! per-minute bucket, latency, injected faults — and the ledger entry it leaves.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -111,29 +111,35 @@ impl MockState {
             || get("x-api-key") == Some(key)
     }
 
-    /// The checks every call goes through, in a real provider's order: auth, rate limit,
-    /// then (after the latency) injected faults. `Err` is the response to send.
-    /// Waits while the door is held; `true` when this request waited and must be rejected.
-    async fn held(&self) -> bool {
+    /// Waits while the door is held; `None` when this request waited and must be rejected.
+    /// A request is counted in flight before it looks at the door, so once a hold is set and
+    /// the count reaches zero, no request is past the door.
+    async fn held(&self) -> Option<InFlight<'_>> {
         let mut rx = self.hold.subscribe();
+        let counted = InFlight::new(&self.in_flight);
         if *rx.borrow_and_update() != Hold::Holding {
-            return false;
+            return Some(counted);
         }
+        drop(counted);
         let released = rx.wait_for(|h| *h != Hold::Holding).await.map(|h| *h);
-        matches!(released, Ok(Hold::Released { reject: true }))
+        let reject = matches!(released, Ok(Hold::Released { reject: true }));
+        (!reject).then(|| InFlight::new(&self.in_flight))
     }
 
+    /// The checks every call goes through, in a real provider's order: the door, auth, rate
+    /// limit, then (after the latency) injected faults. `Err` is the response to send; keep the
+    /// `Ok` guard until the answer is recorded.
     pub(super) async fn gate(
         &self,
         api: Api,
         label: &'static str,
         model: &str,
         headers: &HeaderMap,
-    ) -> Result<(), Response> {
-        if self.held().await {
+    ) -> Result<InFlight<'_>, Response> {
+        let Some(in_flight) = self.held().await else {
             self.record(label, model, 503, 0, (0, 0), None);
             return Err(reply(503, error_body(api, 503, "request dropped while held"), None));
-        }
+        };
         if !self.authorized(headers) {
             self.record(label, model, 401, 0, (0, 0), None);
             return Err(reply(401, error_body(api, 401, "invalid api key"), None));
@@ -165,6 +171,22 @@ impl MockState {
             self.record(label, model, 503, 0, (0, 0), None);
             return Err(reply(503, error_body(api, 503, "injected server error"), None));
         }
-        Ok(())
+        Ok(in_flight)
+    }
+}
+
+/// One request counted in flight while this guard lives.
+pub(super) struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -35,9 +35,10 @@ fn text_of(content: &Value) -> String {
 }
 
 async fn chat(state: Arc<MockState>, headers: HeaderMap, body: Value, model: String) -> Response {
-    if let Err(r) = state.gate(Api::OpenAi, "chat", &model, &headers).await {
-        return r;
-    }
+    let _in_flight = match state.gate(Api::OpenAi, "chat", &model, &headers).await {
+        Ok(guard) => guard,
+        Err(r) => return r,
+    };
     let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
     let prompt: String =
         messages.iter().map(|m| text_of(&m["content"])).collect::<Vec<_>>().join("\n");
@@ -79,9 +80,10 @@ async fn embeddings(
     body: Value,
     model: String,
 ) -> Response {
-    if let Err(r) = state.gate(Api::OpenAi, "embeddings", &model, &headers).await {
-        return r;
-    }
+    let _in_flight = match state.gate(Api::OpenAi, "embeddings", &model, &headers).await {
+        Ok(guard) => guard,
+        Err(r) => return r,
+    };
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
@@ -160,9 +162,10 @@ pub async fn anthropic_messages(
             None,
         );
     }
-    if let Err(r) = state.gate(Api::Anthropic, "messages", &model, &headers).await {
-        return r;
-    }
+    let _in_flight = match state.gate(Api::Anthropic, "messages", &model, &headers).await {
+        Ok(guard) => guard,
+        Err(r) => return r,
+    };
     let system = text_of(body.get("system").unwrap_or(&Value::Null));
     let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
     let user = messages

@@ -13,7 +13,7 @@ mod ledger;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,8 @@ pub(crate) struct MockState {
     bucket: Mutex<(f64, Instant)>,
     /// Holding: new requests wait at the door; released with `reject`: those that waited fail.
     hold: tokio::sync::watch::Sender<Hold>,
+    /// Requests past the door and not yet answered.
+    in_flight: AtomicUsize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,12 @@ impl MockProvider {
         self.state.hold.send_replace(Hold::Holding);
     }
 
+    /// Requests past the door (see [`Self::hold`]) whose answer is not yet written: zero while
+    /// holding means no answer is on its way to a client.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Opens the door; with `reject`, the requests that waited are answered 503 (unbilled), as
     /// if the provider had failed them.
     pub fn release(&self, reject: bool) {
@@ -148,6 +156,7 @@ pub async fn serve(addr: SocketAddr, config: MockConfig) -> std::io::Result<Mock
         faults: Mutex::new(HashMap::new()),
         bucket: Mutex::new((burst, Instant::now())),
         hold: tokio::sync::watch::Sender::new(Hold::Open),
+        in_flight: AtomicUsize::new(0),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(handlers::openai_chat))

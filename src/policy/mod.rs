@@ -227,10 +227,7 @@ impl Gateway {
                 let max_cost = price.cost(input_estimate, 0, max_output);
                 match budgets.reserve(key.tenant, key.stage, max_cost).await {
                     Ok(r) => Some(r),
-                    Err(ex) => {
-                        let e = ProviderError::OverBudget { tenant: ex.tenant, until: ex.until };
-                        return (Err(e), None);
-                    }
+                    Err(e) => return (Err(e.into()), None),
                 }
             }
             None => None,

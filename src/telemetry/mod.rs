@@ -1,12 +1,16 @@
 //! Telemetry: each observable occurrence is a typed event whose `emit()` writes the log line and
 //! updates the metric together. Nothing per record is logged at INFO.
 
+mod budget_events;
 mod consumer_events;
 mod metrics;
 mod model_events;
 mod record_events;
 mod runner_metrics;
 
+pub use budget_events::{
+    budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerRegistryWait,
+};
 pub use consumer_events::*;
 pub use metrics::{metrics, render};
 pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
