@@ -62,11 +62,18 @@ impl Ledger {
         codec: Arc<Codec>,
         replica: String,
     ) -> Result<Self, LedgerError> {
-        let consumer: BaseConsumer = reader_config(kafka).create()?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
-        let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
+        // Asking the broker for the watermarks blocks: off the async threads.
+        let (settings, name) = (kafka.clone(), topic.to_owned());
+        let (consumer, high) = tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = reader_config(&settings).create()?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&name, 0, Offset::Beginning)?;
+            consumer.assign(&tpl)?;
+            let (_, high) = consumer.fetch_watermarks(&name, 0, Duration::from_secs(10))?;
+            Ok::<_, LedgerError>((consumer, high))
+        })
+        .await
+        .map_err(|e| LedgerError::Other(e.to_string()))??;
         let book = Arc::new(Mutex::new(Book::default()));
         let (changed, mut applied) = tokio::sync::watch::channel(0);
         let stop = Arc::new(AtomicBool::new(false));
