@@ -139,7 +139,7 @@ async fn a_failing_dead_letter_produce_leaves_the_input_offset_unstored() {
     h.produce_docs(0..1, Some(0), |_| None).await;
     let fail = HashMap::from([("id-0".to_owned(), StageError::permanent("content policy"))]);
     let stage = TestStage::new(Script { fail, ..Script::default() });
-    let cluster = h.stack.kafka.cluster();
+    let cluster = h.stack.kafka.cluster().expect("embedded broker");
     cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500],

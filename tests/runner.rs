@@ -78,7 +78,7 @@ async fn a_failing_output_produce_holds_the_input_offset_until_acknowledged() {
     .await;
     h.produce_docs(0..3, Some(0), |_| None).await;
     // From now on every produce request fails until the errors are cleared.
-    let cluster = h.stack.kafka.cluster();
+    let cluster = h.stack.kafka.cluster().expect("embedded broker");
     cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500],

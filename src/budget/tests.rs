@@ -134,7 +134,11 @@ async fn a_ledger_that_cannot_decide_makes_the_call_wait_briefly_not_until_the_n
         .expect("ledger")
         .expect("the topology has budgets");
     let rejected = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 1];
-    stack.kafka.cluster().request_errors(RDKafkaApiKey::Produce, &rejected);
+    stack
+        .kafka
+        .cluster()
+        .expect("embedded broker")
+        .request_errors(RDKafkaApiKey::Produce, &rejected);
     let error = budgets.reserve("t", "work", 10).await.expect_err("no ledger, no spending");
     let BudgetError::Unavailable { retry_after, .. } = &error else {
         panic!("a ledger error is not the budget running out: {error:?}")
@@ -146,7 +150,7 @@ async fn a_ledger_that_cannot_decide_makes_the_call_wait_briefly_not_until_the_n
         panic!("not a retryable error with a due time: {stage_error:?}")
     };
     assert!(at <= SystemTime::now() + Duration::from_secs(5));
-    stack.kafka.cluster().clear_request_errors(RDKafkaApiKey::Produce);
+    stack.kafka.cluster().expect("embedded broker").clear_request_errors(RDKafkaApiKey::Produce);
     let reservation = budgets.reserve("t", "work", 10).await.expect("the ledger is back");
     assert!(reservation.budget().is_some_and(|b| b.starts_with("t|")));
 }

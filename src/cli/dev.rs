@@ -21,7 +21,10 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut t = super::load_topology(&args.topology)?;
-    let stack = DevStack::start(&mut t, args.registry_addr).await?;
+    // With KAFKA_BOOTSTRAP_SERVERS set, the stages run on that broker; otherwise on the
+    // embedded one.
+    let external = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty());
+    let stack = DevStack::start_on(&mut t, args.registry_addr, external).await?;
     if let Some(addr) = args.metrics_addr {
         super::run::serve_metrics(addr).await?;
     }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use sluice::kafka::{create_planned_topics, existing_topics};
+use sluice::kafka::{create_planned_topics, existing_topics, require_admin_api};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +28,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match args.action {
         Action::Create { topology } => {
             let t = super::load_topology(&topology)?;
+            require_admin_api(&t.kafka, "`sluice topics create`").await?;
             let wanted = t.topics();
             let created = create_planned_topics(&t.kafka, &wanted).await?;
             println!("created {} of {} topics", created.len(), wanted.len());

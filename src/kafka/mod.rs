@@ -2,8 +2,10 @@
 //! idempotent producers with `acks=all`, and topic administration.
 
 mod admin;
+mod probe;
 
 pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
+pub use probe::{broker_kind, require_admin_api, BrokerKind, ProbeError};
 
 use rdkafka::ClientConfig;
 
