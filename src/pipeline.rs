@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::Semaphore;
 
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
@@ -13,6 +12,10 @@ use crate::policy::Gateway;
 use crate::runner::{self, RunError, RunReport};
 use crate::shutdown::Shutdown;
 use crate::stage::{AnyStage, BuildError};
+
+/// The registry settings live with the other client settings in [`crate::kafka`]; re-exported
+/// for callers that still name them here.
+pub use crate::kafka::registry_settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -46,10 +49,6 @@ pub fn stage_schema_pairs(topology: &Topology, spec: &StageSpec) -> Vec<(String,
         topics.push(&b.ledger_topic);
     }
     topics.into_iter().filter_map(|t| topology.schema_of(t).map(|k| (t.to_owned(), k))).collect()
-}
-
-pub fn registry_settings(topology: &Topology) -> SrSettings {
-    SrSettings::new(topology.schema_registry.url.clone())
 }
 
 /// Runs the named stages (all of them when `names` is empty) until `shutdown`.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 mod common;
 
+use sluice::call::{CallLog, Origin};
 use sluice::config::compile;
-use sluice::metering::{CallLog, Origin};
 use sluice::mock_provider::{serve, MockConfig, MockProvider};
 use sluice::policy::{BreakerState, Gateway};
 use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderError};

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use super::cache::{self, Entry};
 use super::{Answer, Gateway, Op, Served};
-use crate::metering::cache::{self, Entry};
-use crate::metering::{now_ms, CallLog, CostEvent};
+use crate::call::{now_ms, CallLog, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };

@@ -5,9 +5,11 @@
 //! It does not retry: retries (and Retry-After) belong to the runner's one retry module.
 
 mod breaker;
+pub mod cache;
 mod limiter;
 mod metered;
 pub mod prompts;
+mod resp;
 pub mod router;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,13 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use breaker::{Breaker, State as BreakerState};
+pub use cache::ResponseCache;
 pub use limiter::Limiter;
 pub use router::RouteInput;
 
 use crate::budget::Budgets;
+use crate::call::CostEvent;
 use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
-use crate::metering::cache::ResponseCache;
-use crate::metering::CostEvent;
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
 };

@@ -10,11 +10,10 @@ use std::time::{Duration, SystemTime};
 
 pub use anthropic::Anthropic;
 pub use openai::OpenAi;
-pub use simulated::{embed_text, stable_hash, structured_answer, summarize, Simulated};
+pub use simulated::{embed_text, structured_answer, summarize, Simulated};
 
+use crate::call::CallLog;
 use crate::config::{ProviderConfig, ProviderSpec};
-use crate::metering::CallLog;
-use crate::stage::StageError;
 
 /// A chat completion request, provider-neutral.
 #[derive(Debug, Clone)]
@@ -107,23 +106,6 @@ impl ProviderError {
             Self::Rejected(_) => "rejected",
             Self::Unauthorized(_) => "unauthorized",
             Self::OverBudget { .. } => "over_budget",
-        }
-    }
-}
-
-impl From<ProviderError> for StageError {
-    fn from(e: ProviderError) -> Self {
-        match &e {
-            ProviderError::RateLimited { retry_after, .. }
-            | ProviderError::Unavailable { retry_after, .. } => match retry_after {
-                Some(wait) => StageError::retry_after(e.to_string(), SystemTime::now() + *wait),
-                None => StageError::retryable(e.to_string()),
-            },
-            ProviderError::Rejected(_) => StageError::permanent(e.to_string()),
-            ProviderError::Unauthorized(_) => StageError::Fatal { reason: e.to_string() },
-            ProviderError::OverBudget { until, .. } => {
-                StageError::Deferred { reason: e.to_string(), until: *until }
-            }
         }
     }
 }

@@ -123,7 +123,7 @@ pub async fn run<S: Stage>(
                 // A retry record waits for its due time off the dispatch path: it keeps its place
                 // in its partition's window (so its offset is held) but blocks nothing else.
                 if let Some(wait) = RetryState::due_ms_of(&job.message)
-                    .map(|due| due - output::now_ms())
+                    .map(|due| due - crate::call::now_ms())
                     .filter(|ms| *ms > 0)
                 {
                     worker.partitions.defer(

@@ -3,7 +3,7 @@
 //! no second model call) until it succeeds or the worker stops, and the input offset stays
 //! unstored meanwhile.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::join_all;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -12,6 +12,7 @@ use rdkafka::util::Timeout;
 
 use super::retry_state::{is_retry_header, RetryState};
 use crate::avro::{DeadLetter, DeadLetterClass};
+use crate::call::now_ms;
 use crate::config::StageSpec;
 use crate::retry::infrastructure_backoff;
 use crate::shutdown::{Phase, Shutdown};
@@ -24,10 +25,6 @@ pub struct OutRecord {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The input's headers, carried to every output (W3C `traceparent` among them).

@@ -6,11 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{Message, OwnedMessage};
 
-use super::output::{dead_letter, now_ms, OutRecord};
+use super::output::{dead_letter, OutRecord};
 use super::retry_state::RetryState;
 use super::worker::{Disposition, Worker};
 use crate::avro::{DeadLetterClass, Envelope, SchemaKind};
-use crate::metering::CallLog;
+use crate::call::{now_ms, CallLog};
 use crate::pii::Redactor;
 use crate::stage::Stage;
 use crate::telemetry::{DeadLettered, RecordDeferred, RetryScheduled};

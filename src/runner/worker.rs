@@ -11,12 +11,12 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 
 use super::consumer::RunnerContext;
-use super::output::{carried_headers, now_ms, produce_all, OutRecord};
+use super::output::{carried_headers, produce_all, OutRecord};
 use super::partitions::{Job, Partitions};
 use super::retry_state::RetryState;
 use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope, SchemaKind};
+use crate::call::{now_ms, trace_id_of, CallLog, Origin};
 use crate::config::StageSpec;
-use crate::metering::{trace_id_of, CallLog, Origin};
 use crate::pii::Redactor;
 use crate::retry::{infrastructure_backoff, AttemptBackoff};
 use crate::shutdown::{Phase, Shutdown};

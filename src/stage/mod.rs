@@ -26,11 +26,11 @@ pub use models::Models;
 pub use retrieve::index_knowledge_base;
 
 use crate::avro::{Document, Envelope};
+use crate::call::CallLog;
 use crate::config::{ModelChoice, StageKindSpec, StageSpec, Topology};
-use crate::metering::CallLog;
 use crate::pii::Redactor;
 use crate::policy::Gateway;
-use crate::provider::CallKey;
+use crate::provider::{CallKey, ProviderError};
 
 /// Where an emitted record goes; the runner maps ports to topics from the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,25 @@ impl StageError {
             Self::Permanent { .. } => "permanent",
             Self::Fatal { .. } => "fatal",
             Self::Deferred { .. } => "deferred",
+        }
+    }
+}
+
+/// A provider's classification carried over: retry (after its Retry-After), dead-letter, stop,
+/// or wait for the next budget window.
+impl From<ProviderError> for StageError {
+    fn from(e: ProviderError) -> Self {
+        match &e {
+            ProviderError::RateLimited { retry_after, .. }
+            | ProviderError::Unavailable { retry_after, .. } => match retry_after {
+                Some(wait) => StageError::retry_after(e.to_string(), SystemTime::now() + *wait),
+                None => StageError::retryable(e.to_string()),
+            },
+            ProviderError::Rejected(_) => StageError::permanent(e.to_string()),
+            ProviderError::Unauthorized(_) => StageError::Fatal { reason: e.to_string() },
+            ProviderError::OverBudget { until, .. } => {
+                StageError::Deferred { reason: e.to_string(), until: *until }
+            }
         }
     }
 }

@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 
 use super::{Entry, StoreError};
 use crate::avro::Passage;
+use crate::call::stable_hash;
 use crate::config::SecretSource;
-use crate::provider::{http, stable_hash};
+use crate::provider::http;
 
 pub struct Qdrant {
     base: String,

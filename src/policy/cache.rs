@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::resp::Redis;
-use super::CostEvent;
+use crate::call::{stable_hash, CostEvent};
 use crate::config::CacheSpec;
-use crate::provider::{stable_hash, ChatRequest};
+use crate::provider::ChatRequest;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Answer {
