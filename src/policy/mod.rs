@@ -9,7 +9,6 @@ pub mod cache;
 mod limiter;
 mod metered;
 pub mod prompts;
-mod resp;
 pub mod router;
 
 use std::collections::{BTreeMap, HashMap};
@@ -106,7 +105,12 @@ impl Gateway {
         }
         let chains =
             topology.models.keys().map(|m| (m.clone(), fallback_chain(topology, m))).collect();
-        let cache = topology.cache.as_ref().map(ResponseCache::open).transpose()?;
+        let cache = topology
+            .cache
+            .as_ref()
+            .map(ResponseCache::open)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             models: topology.models.clone(),
             chains,

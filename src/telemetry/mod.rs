@@ -1,11 +1,13 @@
 //! Telemetry: each observable occurrence is a typed event whose `emit()` writes the log line and
 //! updates the metric together. Nothing per record is logged at INFO.
 
+mod cache_events;
 mod metrics;
 mod model_events;
 
 use std::time::Duration;
 
+pub use cache_events::{CacheBackend, CacheReadFailed, CacheWriteFailed};
 pub use metrics::{metrics, render};
 pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
 
