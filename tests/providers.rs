@@ -256,3 +256,35 @@ async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_
     assert_eq!(events.iter().filter(|e| e.cached).count(), 1, "one cached event for the hit");
     assert_eq!(events.iter().filter(|e| !e.cached).count(), 2, "two paid calls");
 }
+
+/// A stage deadline that cuts a call off in flight (the provider has the request and may bill
+/// it) must not lose the call's cost: the record's log keeps an event for it, estimated at the
+/// most the call could cost — its input and every output token it asked for.
+#[tokio::test]
+async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
+    let server =
+        mock(MockConfig { latency: Duration::from_secs(3), ..MockConfig::default() }).await;
+    let g = gateway(&server, "", "  big: { provider: m, name: big-model }");
+    let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "s", 1) };
+    let deadline = Duration::from_millis(300);
+    let cut = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
+    assert!(cut.is_err(), "the deadline cancelled the call");
+    let events = log.take();
+    assert_eq!(events.len(), 1, "the cancelled call is metered: {events:?}");
+    let e = &events[0];
+    assert_eq!(e.outcome, "cancelled");
+    assert!(e.estimated && !e.cached);
+    assert_eq!((e.model_requested.as_str(), e.model_served.as_str()), ("big", "big-model"));
+    assert_eq!(e.output_tokens, 32, "every output token asked for");
+    assert!(e.input_tokens > 0, "the input, counted");
+    // big: $2.50 a million input tokens, $10 a million output tokens, rounded up.
+    let upper = (e.input_tokens as u64 * 2_500_000 + 32 * 10_000_000).div_ceil(1_000_000);
+    assert_eq!(e.cost_micro_usd as u64, upper);
+
+    // Another call cancelled at the same coordinates (another replica's) counts on its own.
+    let again = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let key = CallKey { tenant: "acme", log: Some(&again), ..CallKey::new("d", "s", 1) };
+    let _ = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
+    assert_ne!(again.take()[0].event_id, e.event_id);
+}
