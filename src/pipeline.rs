@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
-use crate::budget::Budgets;
+use crate::budget::{Budgets, LedgerError};
 use crate::config::{StageSpec, Topology};
-use crate::policy::Gateway;
+use crate::policy::{Gateway, GatewayError};
 use crate::runner::{self, RunError, RunReport};
 use crate::shutdown::Shutdown;
 use crate::stage::{AnyStage, BuildError};
@@ -27,8 +27,10 @@ pub enum PipelineError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Build(#[from] BuildError),
-    #[error("{0}")]
-    Provider(String),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -73,12 +75,8 @@ pub async fn run_stages(
     let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
     // One gateway per process: every stage shares its rate limits and breakers.
     let replica = format!("{}-{}", std::process::id(), crate::metering::now_ms());
-    let budgets = Budgets::open(topology, codec.clone(), replica)
-        .await
-        .map_err(|e| PipelineError::Provider(e.to_string()))?
-        .map(Arc::new);
-    let gateway =
-        Arc::new(Gateway::new(topology).map_err(PipelineError::Provider)?.with_budgets(budgets));
+    let budgets = Budgets::open(topology, codec.clone(), replica).await?.map(Arc::new);
+    let gateway = Arc::new(Gateway::new(topology)?.with_budgets(budgets));
     let mut tasks = Vec::new();
     for spec in specs {
         let stage = AnyStage::build(spec, topology, gateway.clone()).await?;

@@ -10,8 +10,8 @@ mod common;
 use sluice::call::{CallLog, Origin};
 use sluice::config::compile;
 use sluice::mock_provider::{serve, MockConfig, MockProvider};
-use sluice::policy::{BreakerState, Gateway};
-use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderError};
+use sluice::policy::{BreakerState, Gateway, GatewayError};
+use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderBuildError, ProviderError};
 
 async fn mock(config: MockConfig) -> MockProvider {
     serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
@@ -24,6 +24,15 @@ fn gateway(server: &MockProvider, extra: &str, models: &str) -> Gateway {
 }
 
 fn gateway_with(server: &MockProvider, extra: &str, models: &str, top: &str) -> Gateway {
+    build_gateway(server, extra, models, top).expect("gateway")
+}
+
+fn build_gateway(
+    server: &MockProvider,
+    extra: &str,
+    models: &str,
+    top: &str,
+) -> Result<Gateway, GatewayError> {
     let yaml = format!(
         r#"
 pipeline: p
@@ -56,7 +65,7 @@ stages:
     );
     std::env::set_var("SLUICE_TEST_ANTHROPIC_KEY", "sk-ant-test-key");
     let t = compile(Path::new("t.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"));
-    Gateway::new(&t).expect("gateway")
+    Gateway::new(&t)
 }
 
 fn chat(user: &str) -> ChatRequest {
@@ -287,4 +296,32 @@ async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
     let key = CallKey { tenant: "acme", log: Some(&again), ..CallKey::new("d", "s", 1) };
     let _ = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
     assert_ne!(again.take()[0].event_id, e.event_id);
+}
+
+/// A gateway that cannot be built says which provider and what is missing, as a typed error
+/// whose chain reads as one sentence.
+#[tokio::test]
+async fn a_missing_api_key_names_the_provider_and_the_variable() {
+    let server = mock(MockConfig::default()).await;
+    let extra = "api_key_env: SLUICE_TEST_KEY_NEVER_SET";
+    let Err(err) = build_gateway(&server, extra, "  big: { provider: m, name: big-model }", "")
+    else {
+        panic!("a provider without its key cannot be built");
+    };
+    assert!(
+        matches!(&err, GatewayError::Provider { name, source: ProviderBuildError::KeyEnvUnset { var } }
+            if name == "m" && var == "SLUICE_TEST_KEY_NEVER_SET"),
+        "{err:?}"
+    );
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    assert_eq!(
+        text,
+        "provider 'm': environment variable SLUICE_TEST_KEY_NEVER_SET (named by api_key_env) is \
+         not set"
+    );
 }

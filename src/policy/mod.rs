@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use breaker::{Breaker, State as BreakerState};
-pub use cache::ResponseCache;
+pub use cache::{CacheError, ResponseCache};
 pub use limiter::Limiter;
 pub use router::RouteInput;
 
@@ -25,10 +25,24 @@ use crate::budget::Budgets;
 use crate::call::CostEvent;
 use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
 use crate::provider::{
-    CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
+    CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderBuildError,
+    ProviderError,
 };
 use crate::telemetry::FallbackTaken;
 use record::CallRecord;
+
+/// Why the gateway cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("provider '{name}'")]
+    Provider {
+        name: String,
+        #[source]
+        source: ProviderBuildError,
+    },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
 
 /// One provider endpoint with its breaker and limiters.
 struct Endpoint {
@@ -80,11 +94,11 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds every provider of the topology (reading API keys); errors name the provider.
-    pub fn new(topology: &Topology) -> Result<Self, String> {
+    pub fn new(topology: &Topology) -> Result<Self, GatewayError> {
         let mut endpoints = HashMap::new();
         for (name, config) in &topology.providers {
             let provider = Provider::from_config(name, config)
-                .map_err(|e| format!("provider '{name}': {e}"))?;
+                .map_err(|source| GatewayError::Provider { name: name.clone(), source })?;
             let limiter = |l: &RateLimit| Arc::new(Limiter::new(l));
             let limiters: HashMap<String, Arc<Limiter>> = config
                 .limits
@@ -106,12 +120,7 @@ impl Gateway {
         }
         let chains =
             topology.models.keys().map(|m| (m.clone(), fallback_chain(topology, m))).collect();
-        let cache = topology
-            .cache
-            .as_ref()
-            .map(ResponseCache::open)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let cache = topology.cache.as_ref().map(ResponseCache::open).transpose()?;
         Ok(Self {
             models: topology.models.clone(),
             chains,

@@ -6,7 +6,10 @@ pub mod http;
 mod openai;
 mod simulated;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+use reqwest::header::{InvalidHeaderName, InvalidHeaderValue};
 
 pub use anthropic::Anthropic;
 pub use openai::OpenAi;
@@ -110,6 +113,38 @@ impl ProviderError {
     }
 }
 
+/// Why a provider cannot be built from its configuration (read when the worker starts). No
+/// variant carries a secret's value: only where it was looked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderBuildError {
+    #[error("environment variable {var} (named by api_key_env) is not set")]
+    KeyEnvUnset { var: String },
+    #[error("environment variable {var} is empty")]
+    KeyEnvEmpty { var: String },
+    #[error("cannot read api key file {}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("api key file {} is empty", path.display())]
+    KeyFileEmpty { path: PathBuf },
+    #[error("the api key contains characters not allowed in a header")]
+    KeyNotHeaderSafe,
+    #[error("header name '{name}'")]
+    HeaderName {
+        name: String,
+        #[source]
+        source: InvalidHeaderName,
+    },
+    #[error("header '{name}'")]
+    HeaderValue {
+        name: String,
+        #[source]
+        source: InvalidHeaderValue,
+    },
+}
+
 /// Identifies one call: for providers that derive behaviour from it (the simulated one), for
 /// the cost event it produces, and for the response cache.
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +180,7 @@ pub enum Provider {
 
 impl Provider {
     /// Builds a provider, reading its API key; the error says what is missing.
-    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Self, String> {
+    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Self, ProviderBuildError> {
         Ok(match &config.spec {
             ProviderSpec::Simulated(s) => Self::Simulated(Simulated::new(name, s.clone())),
             ProviderSpec::OpenAi(h) => Self::OpenAi(OpenAi::new(name, h, config.timeout)?),

@@ -23,7 +23,7 @@ pub use retrieve::Retrieve;
 pub use review::Review;
 
 pub use models::Models;
-pub use retrieve::index_knowledge_base;
+pub use retrieve::{index_knowledge_base, RetrieveError};
 
 use crate::avro::{Document, Envelope};
 use crate::call::CallLog;
@@ -174,6 +174,12 @@ pub struct AnyStage {
 pub enum BuildError {
     #[error("stage '{stage}': {message}")]
     Invalid { stage: String, message: String },
+    #[error("stage '{stage}'")]
+    Retrieve {
+        stage: String,
+        #[source]
+        source: RetrieveError,
+    },
 }
 
 impl AnyStage {
@@ -225,7 +231,7 @@ impl AnyStage {
                         *dimensions,
                     )
                     .await
-                    .map_err(invalid)?,
+                    .map_err(|source| BuildError::Retrieve { stage: spec.name.clone(), source })?,
                 )
             }
             StageKindSpec::Generate { prompt, ab, max_output_tokens } => StageKind::Generate(

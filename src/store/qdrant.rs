@@ -24,9 +24,9 @@ impl Qdrant {
     ) -> Result<Self, StoreError> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(source) = api_key {
-            let key = http::load_secret(source).map_err(StoreError::Invalid)?;
+            let key = http::load_secret(source).map_err(StoreError::Credentials)?;
             http::insert_secret(&mut headers, "api-key", key.expose())
-                .map_err(StoreError::Invalid)?;
+                .map_err(StoreError::Credentials)?;
         }
         let store = Self {
             base: format!("{url}/collections/{collection}"),

@@ -21,7 +21,7 @@ use crate::provider::ChatRequest;
 /// Why a configured cache cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("response cache {}: {source}", path.display())]
+    #[error("response cache {}", path.display())]
     Directory {
         path: PathBuf,
         #[source]
@@ -29,7 +29,7 @@ pub enum CacheError {
     },
     /// The URL is not one the Redis client accepts; the URL itself is not repeated, as it may
     /// carry a password.
-    #[error("response cache: bad Redis URL: {source}")]
+    #[error("response cache: bad Redis URL")]
     RedisUrl {
         #[source]
         source: ::redis::RedisError,
