@@ -6,22 +6,29 @@
 //! acknowledged.
 //!
 //! # Layout
+//! Dependencies point one way: [`config`] → [`provider`] → [`policy`] → [`stage`] → [`runner`] →
+//! [`pipeline`] → `cli` (the binary), with shared leaf helpers ([`call`], [`avro`], [`tokens`],
+//! [`telemetry`]) below all of them.
+//!
+//! - [`call`]: call identity, below everything that makes, meters or caches a model call: the
+//!   stable hash, the millisecond clock, a record's call log and event ids, the cost event.
 //! - [`config`]: topology files, compiled in two phases with every error reported.
 //! - [`avro`]: the shipped schemas, record types, wire-format codec and registry calls.
-//! - [`stage`]: the `Stage` trait and the five stage kinds, one file each; no Kafka in sight.
 //! - [`provider`]: model providers behind a closed enum: `openai` (any OpenAI-compatible
 //!   server), `anthropic`, and `simulated` for offline runs.
 //! - [`policy`]: the gateway stages call models through: routing, fallback chains, rate limits,
-//!   circuit breakers, prompt templates and A/B splits.
+//!   circuit breakers, prompt templates, A/B splits, cost events and the response cache (on
+//!   disk or in Redis).
+//! - [`stage`]: the `Stage` trait and the five stage kinds, one file each; no Kafka in sight.
 //! - [`store`]: vector stores for retrieval (embedded, Qdrant).
 //! - [`budget`]: tenant budgets shared by replicas through a ledger topic.
-//! - [`metering`]: cost events with deterministic ids, the response cache, cost reports.
+//! - [`metering`]: the metering topic read back, and cost reports.
 //! - [`pii`]: PII detection and redaction.
 //! - [`tokens`]: token counting and chunking with tiktoken.
 //! - [`mock_provider`]: an OpenAI- and Anthropic-compatible mock server for tests and load tests.
 //! - [`runner`]: the generic at-least-once runner that owns consuming, producing and offsets.
 //! - [`retry`]: every backoff and retry timing.
-//! - [`kafka`]: client configuration and topic administration.
+//! - [`kafka`]: client configuration (Kafka and the schema registry) and topic administration.
 //! - [`pipeline`]: runs a topology's stages in one process.
 //! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
 //! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
@@ -30,6 +37,7 @@
 
 pub mod avro;
 pub mod budget;
+pub mod call;
 pub mod config;
 pub mod devstack;
 pub mod kafka;

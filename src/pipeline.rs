@@ -3,16 +3,19 @@
 
 use std::sync::Arc;
 
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use tokio::sync::Semaphore;
 
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
-use crate::budget::Budgets;
+use crate::budget::{Budgets, LedgerError};
 use crate::config::{StageSpec, Topology};
-use crate::policy::Gateway;
+use crate::policy::{Gateway, GatewayError};
 use crate::runner::{self, RunError, RunReport};
 use crate::shutdown::Shutdown;
 use crate::stage::{AnyStage, BuildError};
+
+/// The registry settings live with the other client settings in [`crate::kafka`]; re-exported
+/// for callers that still name them here.
+pub use crate::kafka::registry_settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -24,8 +27,10 @@ pub enum PipelineError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Build(#[from] BuildError),
-    #[error("{0}")]
-    Provider(String),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -46,10 +51,6 @@ pub fn stage_schema_pairs(topology: &Topology, spec: &StageSpec) -> Vec<(String,
         topics.push(&b.ledger_topic);
     }
     topics.into_iter().filter_map(|t| topology.schema_of(t).map(|k| (t.to_owned(), k))).collect()
-}
-
-pub fn registry_settings(topology: &Topology) -> SrSettings {
-    SrSettings::new(topology.schema_registry.url.clone())
 }
 
 /// Runs the named stages (all of them when `names` is empty) until `shutdown`.
@@ -73,12 +74,9 @@ pub async fn run_stages(
     let codec = Arc::new(Codec::connect(&settings, &pairs).await?);
     let permits = Arc::new(Semaphore::new(topology.process_max_in_flight));
     // One gateway per process: every stage shares its rate limits and breakers.
-    let budgets = Budgets::open(topology, codec.clone(), crate::budget::replica_id())
-        .await
-        .map_err(|e| PipelineError::Provider(e.to_string()))?
-        .map(Arc::new);
-    let gateway =
-        Arc::new(Gateway::new(topology).map_err(PipelineError::Provider)?.with_budgets(budgets));
+    let budgets =
+        Budgets::open(topology, codec.clone(), crate::budget::replica_id()).await?.map(Arc::new);
+    let gateway = Arc::new(Gateway::new(topology)?.with_budgets(budgets));
     let mut tasks = Vec::new();
     for spec in specs {
         let stage = AnyStage::build(spec, topology, gateway.clone()).await?;

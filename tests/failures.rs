@@ -13,7 +13,7 @@ use common::{one_stage_topology, wait_until, Harness, Script, TestStage};
 use schema_registry_converter::async_impl::schema_registry::post_schema;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use sluice::avro::subject_for;
-use sluice::pipeline::registry_settings;
+use sluice::kafka::registry_settings;
 use sluice::runner;
 use sluice::shutdown::Shutdown;
 use sluice::stage::StageError;

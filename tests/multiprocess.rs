@@ -20,7 +20,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluice::avro::{Codec, Document, Envelope, SchemaKind};
 use sluice::config::{compile, Topology};
 use sluice::devstack::{registry, MockKafka};
-use sluice::pipeline::{registry_settings, schema_pairs};
+use sluice::kafka::registry_settings;
+use sluice::pipeline::schema_pairs;
 use sluice::records_io::reader;
 
 const PARTITIONS: i32 = 3;

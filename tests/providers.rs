@@ -7,11 +7,11 @@ use std::time::Duration;
 
 mod common;
 
+use sluice::call::{CallLog, Origin};
 use sluice::config::compile;
-use sluice::metering::{CallLog, Origin};
 use sluice::mock_provider::{serve, MockConfig, MockProvider};
-use sluice::policy::{BreakerState, Gateway};
-use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderError};
+use sluice::policy::{BreakerState, Gateway, GatewayError};
+use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderBuildError, ProviderError};
 
 async fn mock(config: MockConfig) -> MockProvider {
     serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
@@ -24,6 +24,15 @@ fn gateway(server: &MockProvider, extra: &str, models: &str) -> Gateway {
 }
 
 fn gateway_with(server: &MockProvider, extra: &str, models: &str, top: &str) -> Gateway {
+    build_gateway(server, extra, models, top).expect("gateway")
+}
+
+fn build_gateway(
+    server: &MockProvider,
+    extra: &str,
+    models: &str,
+    top: &str,
+) -> Result<Gateway, GatewayError> {
     let yaml = format!(
         r#"
 pipeline: p
@@ -56,7 +65,7 @@ stages:
     );
     std::env::set_var("SLUICE_TEST_ANTHROPIC_KEY", "sk-ant-test-key");
     let t = compile(Path::new("t.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"));
-    Gateway::new(&t).expect("gateway")
+    Gateway::new(&t)
 }
 
 fn chat(user: &str) -> ChatRequest {
@@ -255,4 +264,64 @@ async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_
     let events = log.take();
     assert_eq!(events.iter().filter(|e| e.cached).count(), 1, "one cached event for the hit");
     assert_eq!(events.iter().filter(|e| !e.cached).count(), 2, "two paid calls");
+}
+
+/// A stage deadline that cuts a call off in flight (the provider has the request and may bill
+/// it) must not lose the call's cost: the record's log keeps an event for it, estimated at the
+/// most the call could cost — its input and every output token it asked for.
+#[tokio::test]
+async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
+    let server =
+        mock(MockConfig { latency: Duration::from_secs(3), ..MockConfig::default() }).await;
+    let g = gateway(&server, "", "  big: { provider: m, name: big-model }");
+    let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "s", 1) };
+    let deadline = Duration::from_millis(300);
+    let cut = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
+    assert!(cut.is_err(), "the deadline cancelled the call");
+    let events = log.take();
+    assert_eq!(events.len(), 1, "the cancelled call is metered: {events:?}");
+    let e = &events[0];
+    assert_eq!(e.outcome, "cancelled");
+    assert!(e.estimated && !e.cached);
+    assert_eq!((e.model_requested.as_str(), e.model_served.as_str()), ("big", "big-model"));
+    assert_eq!(e.output_tokens, 32, "every output token asked for");
+    assert!(e.input_tokens > 0, "the input, counted");
+    // big: $2.50 a million input tokens, $10 a million output tokens, rounded up.
+    let upper = (e.input_tokens as u64 * 2_500_000 + 32 * 10_000_000).div_ceil(1_000_000);
+    assert_eq!(e.cost_micro_usd as u64, upper);
+
+    // Another call cancelled at the same coordinates (another replica's) counts on its own.
+    let again = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let key = CallKey { tenant: "acme", log: Some(&again), ..CallKey::new("d", "s", 1) };
+    let _ = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
+    assert_ne!(again.take()[0].event_id, e.event_id);
+}
+
+/// A gateway that cannot be built says which provider and what is missing, as a typed error
+/// whose chain reads as one sentence.
+#[tokio::test]
+async fn a_missing_api_key_names_the_provider_and_the_variable() {
+    let server = mock(MockConfig::default()).await;
+    let extra = "api_key_env: SLUICE_TEST_KEY_NEVER_SET";
+    let Err(err) = build_gateway(&server, extra, "  big: { provider: m, name: big-model }", "")
+    else {
+        panic!("a provider without its key cannot be built");
+    };
+    assert!(
+        matches!(&err, GatewayError::Provider { name, source: ProviderBuildError::KeyEnvUnset { var } }
+            if name == "m" && var == "SLUICE_TEST_KEY_NEVER_SET"),
+        "{err:?}"
+    );
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    assert_eq!(
+        text,
+        "provider 'm': environment variable SLUICE_TEST_KEY_NEVER_SET (named by api_key_env) is \
+         not set"
+    );
 }

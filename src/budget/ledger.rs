@@ -18,9 +18,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::book::{Book, Claim, Decision};
 use crate::avro::{Codec, CodecError, SchemaKind};
+use crate::call::now_ms;
 use crate::config::KafkaSettings;
 use crate::kafka::{producer_config, reader_config};
-use crate::metering::now_ms;
 use crate::retry::infrastructure_backoff;
 use crate::telemetry::{LedgerClaimSkipped, LedgerRegistryWait};
 

@@ -47,7 +47,7 @@ impl From<BudgetError> for ProviderError {
         match e {
             BudgetError::Exceeded { tenant, until } => Self::OverBudget { tenant, until },
             e @ BudgetError::Unavailable { retry_after, .. } => {
-                Self::Unavailable { message: e.to_string(), retry_after: Some(retry_after) }
+                Self::BudgetUnavailable { message: e.to_string(), retry_after }
             }
         }
     }

@@ -15,7 +15,8 @@ use rdkafka::ClientConfig;
 use super::*;
 use crate::config::{compile, Topology};
 use crate::devstack::DevStack;
-use crate::pipeline::{registry_settings, schema_pairs};
+use crate::kafka::registry_settings;
+use crate::pipeline::schema_pairs;
 use crate::stage::StageError;
 use crate::telemetry::budget_metrics;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sluice::avro::Codec;
-use sluice::pipeline::registry_settings;
+use sluice::kafka::registry_settings;
 use sluice::records_io::{reader, record_json};
 
 #[derive(clap::Args)]

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use sluice::call::now_ms;
+use sluice::metering::read_events;
 use sluice::metering::report::{dedup, summarize, usd, GroupBy, Row};
-use sluice::metering::{now_ms, read_events};
 
 #[derive(clap::Args)]
 pub struct Args {

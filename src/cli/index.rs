@@ -36,7 +36,7 @@ pub async fn run(a: Args) -> Result<ExitCode> {
     };
     let StageKindSpec::Retrieve { store, dimensions, .. } = &spec.kind else { unreachable!() };
     let choice: ModelChoice = spec.model.clone().context("the retrieve stage names no model")?;
-    let gateway = Arc::new(Gateway::new(&t).map_err(anyhow::Error::msg)?);
+    let gateway = Arc::new(Gateway::new(&t)?);
     let models = Models { gateway, choice };
     let store = VectorStore::open(store, *dimensions).await?;
     let total = std::fs::read_to_string(&a.knowledge_base)
@@ -51,8 +51,7 @@ pub async fn run(a: Args) -> Result<ExitCode> {
     let n = index_knowledge_base(&models, &store, &a.knowledge_base, |done| {
         bar.set_position(done as u64)
     })
-    .await
-    .map_err(anyhow::Error::msg)?;
+    .await?;
     bar.finish();
     println!(
         "indexed {n} passages into stage '{}' ({} in the store)",

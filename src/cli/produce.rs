@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::avro::Codec;
-use sluice::pipeline::registry_settings;
+use sluice::kafka::registry_settings;
 use sluice::records_io::produce_json_lines;
 
 #[derive(clap::Args)]

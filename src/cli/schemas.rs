@@ -3,7 +3,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use sluice::avro::{check_registered, register_all};
-use sluice::pipeline::{registry_settings, schema_pairs};
+use sluice::kafka::registry_settings;
+use sluice::pipeline::schema_pairs;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,5 +1,6 @@
 //! Kafka clients as sluice configures them: consumers that never store an offset on their own,
-//! idempotent producers with `acks=all`, and topic administration.
+//! idempotent producers with `acks=all`, topic administration, and the schema registry client's
+//! settings.
 
 mod admin;
 mod probe;
@@ -9,7 +10,9 @@ pub use probe::{broker_kind, require_admin_api, BrokerKind, ProbeError};
 
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaSettings;
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+
+use crate::config::{KafkaSettings, Topology};
 
 /// Properties sluice sets on every consumer; the topology's `kafka.consumer` may not override the
 /// two that carry the delivery guarantee (see [`consumer_config`]).
@@ -78,4 +81,9 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 /// Admin clients use only the shared properties.
 pub fn admin_config(settings: &KafkaSettings) -> ClientConfig {
     base(settings)
+}
+
+/// The schema registry client's settings for a topology.
+pub fn registry_settings(topology: &Topology) -> SrSettings {
+    SrSettings::new(topology.schema_registry.url.clone())
 }

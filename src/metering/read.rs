@@ -7,7 +7,7 @@ use rdkafka::message::Message;
 use super::CostEvent;
 use crate::avro::Codec;
 use crate::config::Topology;
-use crate::pipeline::registry_settings;
+use crate::kafka::registry_settings;
 use crate::records_io::reader;
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::ledger::CallEntry;
 use super::{Hold, LatencyDist, MockState};
-use crate::provider::stable_hash;
+use crate::call::stable_hash;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Api {

@@ -1,11 +1,11 @@
 //! The gateway's metered entry points: the response cache in front of the fallback walk, and
-//! the cost event of every call.
+//! the events of cache hits (a provider call's own event is kept by [`super::record`]).
 
 use std::time::Duration;
 
+use super::cache::{self, Entry};
 use super::{Answer, Gateway, Op, Served};
-use crate::metering::cache::{self, Entry};
-use crate::metering::{now_ms, CallLog, CostEvent};
+use crate::call::{now_ms, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };
@@ -164,102 +164,6 @@ impl Gateway {
             budget: None,
         });
     }
-
-    /// The cost event of one provider call.
-    pub(super) fn cost_event(
-        &self,
-        log: &CallLog,
-        key: &CallKey<'_>,
-        call: &CallFacts<'_>,
-        result: &Result<Answer, ProviderError>,
-    ) -> CostEvent {
-        let CallFacts { provider, requested, hop, operation, latency, budget } = *call;
-        let call_index = log.next_call();
-        let spec = &self.models[hop];
-        let (served, input, output, cached, estimated, response_id) = match result {
-            Ok(Answer::Chat(c)) => (
-                c.model.clone(),
-                c.input_tokens,
-                c.output_tokens,
-                c.cached_tokens,
-                c.tokens_estimated,
-                c.response_id.clone(),
-            ),
-            Ok(Answer::Embed(e)) => {
-                (e.model.clone(), e.input_tokens, 0, 0, e.tokens_estimated, e.response_id.clone())
-            }
-            Err(_) => (spec.name.clone(), 0, 0, 0, false, None),
-        };
-        // Failed calls are not billed by the providers sluice speaks to: they cost nothing.
-        let price = self.prices.models.get(hop).copied().unwrap_or_default();
-        let cost = if result.is_ok() { price.cost(input, cached, output) } else { 0 };
-        CostEvent {
-            // The response's identity joins the coordinates: a record processed twice at once
-            // (two members during a rebalance, both missing the cache) makes two paid calls at
-            // the same coordinates, and both must count. Redeliveries of one event keep its id.
-            event_id: log.event_id(
-                key.attempt,
-                call_index,
-                &response_identity(result, &response_id),
-            ),
-            timestamp_ms: now_ms(),
-            tenant: key.tenant.to_owned(),
-            pipeline: log.pipeline.clone(),
-            stage: log.stage.clone(),
-            document_id: key.document_id.to_owned(),
-            provider: provider.to_owned(),
-            model_requested: requested.to_owned(),
-            model_served: served,
-            prompt_version: key.prompt_version.map(str::to_owned),
-            input_tokens: input as i64,
-            output_tokens: output as i64,
-            cached_tokens: cached as i64,
-            estimated,
-            cost_micro_usd: i64::try_from(cost).unwrap_or(i64::MAX),
-            latency_ms: latency.as_millis() as i64,
-            outcome: result.as_ref().map_or_else(ProviderError::class, |_| "ok").to_owned(),
-            trace_id: log.trace_id.clone(),
-            operation: operation.to_owned(),
-            cached: false,
-            attempt: key.attempt as i32,
-            call_index: call_index as i32,
-            response_id,
-            price_set_on: (!self.prices.set_on.is_empty()).then(|| self.prices.set_on.clone()),
-            budget: budget.map(str::to_owned),
-        }
-    }
-}
-
-/// The provider's response id; for an answer without one (OpenAI-style embeddings, the simulated
-/// provider), an id unique to this process and call; nothing for a failure.
-fn response_identity(
-    result: &Result<Answer, ProviderError>,
-    response_id: &Option<String>,
-) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    match (result, response_id) {
-        (Err(_), _) => String::new(),
-        (Ok(_), Some(id)) => id.clone(),
-        (Ok(_), None) => {
-            let process = PROCESS.get_or_init(|| format!("{}-{}", std::process::id(), now_ms()));
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            format!("local-{process}-{n}")
-        }
-    }
-}
-
-/// What the gateway knows about one provider call besides its result.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct CallFacts<'a> {
-    pub provider: &'a str,
-    /// The logical model routing asked for, and the one this call went to.
-    pub requested: &'a str,
-    pub hop: &'a str,
-    pub operation: &'static str,
-    pub latency: Duration,
-    /// The budget the call was charged to.
-    pub budget: Option<&'a str>,
 }
 
 fn entry_of(served: &Served<()>, answer: cache::Answer, event: CostEvent) -> Entry {

@@ -5,28 +5,44 @@
 //! It does not retry: retries (and Retry-After) belong to the runner's one retry module.
 
 mod breaker;
+pub mod cache;
 mod limiter;
 mod metered;
 pub mod prompts;
+mod record;
 pub mod router;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use breaker::{Breaker, State as BreakerState};
+pub use cache::{CacheError, ResponseCache};
 pub use limiter::Limiter;
 pub use router::RouteInput;
 
 use crate::budget::Budgets;
+use crate::call::CostEvent;
 use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
-use crate::metering::cache::ResponseCache;
-use crate::metering::CostEvent;
 use crate::provider::{
-    CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError,
+    CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderBuildError,
+    ProviderError,
 };
-use crate::telemetry::{FallbackTaken, ModelCalled};
-use crate::tokens;
+use crate::telemetry::FallbackTaken;
+use record::CallRecord;
+
+/// Why the gateway cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("provider '{name}'")]
+    Provider {
+        name: String,
+        #[source]
+        source: ProviderBuildError,
+    },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
 
 /// One provider endpoint with its breaker and limiters.
 struct Endpoint {
@@ -78,11 +94,11 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds every provider of the topology (reading API keys); errors name the provider.
-    pub fn new(topology: &Topology) -> Result<Self, String> {
+    pub fn new(topology: &Topology) -> Result<Self, GatewayError> {
         let mut endpoints = HashMap::new();
         for (name, config) in &topology.providers {
             let provider = Provider::from_config(name, config)
-                .map_err(|e| format!("provider '{name}': {e}"))?;
+                .map_err(|source| GatewayError::Provider { name: name.clone(), source })?;
             let limiter = |l: &RateLimit| Arc::new(Limiter::new(l));
             let limiters: HashMap<String, Arc<Limiter>> = config
                 .limits
@@ -169,6 +185,9 @@ impl Gateway {
                     };
                     return Ok((served, answer, event));
                 }
+                // The ledger could not decide: every model draws on the same budget, so no
+                // fallback; the record retries shortly.
+                Err(e @ ProviderError::BudgetUnavailable { .. }) => return Err(e),
                 // A budget is the tenant's, whichever model: no fallback, but maybe a cheaper route.
                 Err(e @ ProviderError::OverBudget { .. }) => {
                     let cheaper = self.budgets.as_ref().and_then(|b| b.route_to());
@@ -210,33 +229,32 @@ impl Gateway {
         // Input tokens (tiktoken) only when a token limit or a budget needs them: counting costs
         // more than the rest of this path.
         let input_estimate = if budgets.is_some() || limiter.is_some_and(Limiter::counts_tokens) {
-            match op {
-                Op::Chat(r) => tokens::count(model, &r.system) + tokens::count(model, &r.user),
-                Op::Embed(r) => r.inputs.iter().map(|t| tokens::count(model, t)).sum(),
-            }
+            record::input_tokens(model, op)
         } else {
             0
-        } as u64;
+        };
         let max_output = match op {
             Op::Chat(r) => u64::from(r.max_tokens),
             Op::Embed(_) => 0,
         };
-        let reservation = match budgets {
-            Some(budgets) => {
-                let price = self.prices.models.get(aliases.1).copied().unwrap_or_default();
-                let max_cost = price.cost(input_estimate, 0, max_output);
-                match budgets.reserve(key.tenant, key.stage, max_cost).await {
-                    Ok(r) => Some(r),
-                    Err(e) => return (Err(e.into()), None),
+        // From here on the books are kept even if this future is dropped (a stage deadline).
+        let mut record =
+            CallRecord::new(self, endpoint, aliases, op, key, limiter, input_estimate, max_output);
+        if let Some(budgets) = budgets {
+            let price = self.prices.models.get(aliases.1).copied().unwrap_or_default();
+            let max_cost = price.cost(input_estimate, 0, max_output);
+            match budgets.reserve(key.tenant, key.stage, max_cost).await {
+                Ok(r) => record.reservation = Some(r),
+                Err(e) => {
+                    return (Err(e.into()), None);
                 }
             }
-            None => None,
-        };
+        }
         let reserved = match limiter {
             Some(l) => l.acquire(input_estimate + max_output).await,
             None => 0,
         };
-        let started = Instant::now();
+        record.start(reserved);
         let call = async {
             match op {
                 Op::Chat(r) => {
@@ -256,43 +274,7 @@ impl Gateway {
                 endpoint.name, endpoint.timeout
             ))),
         };
-        let (input, output) = match &result {
-            Ok(Answer::Chat(c)) => (c.input_tokens, c.output_tokens),
-            Ok(Answer::Embed(e)) => (e.input_tokens, 0),
-            Err(_) => (0, 0),
-        };
-        if let Some(l) = limiter {
-            l.settle(reserved, input + output);
-        }
-        let latency = started.elapsed();
-        ModelCalled {
-            provider: &endpoint.name,
-            model,
-            outcome: result.as_ref().map_or_else(ProviderError::class, |_| "ok"),
-            latency,
-            input_tokens: input,
-            output_tokens: output,
-        }
-        .emit();
-        let event = key.log.map(|log| {
-            let facts = metered::CallFacts {
-                provider: &endpoint.name,
-                requested: aliases.0,
-                hop: aliases.1,
-                operation: match op {
-                    Op::Chat(_) => "chat",
-                    Op::Embed(_) => "embeddings",
-                },
-                latency,
-                budget: reservation.as_ref().and_then(|r| r.budget()),
-            };
-            let event = self.cost_event(log, &key, &facts, &result);
-            log.push(event.clone());
-            event
-        });
-        if let (Some(budgets), Some(r)) = (&self.budgets, reservation) {
-            budgets.settle(r, event.as_ref().map_or(0, |e| e.cost_micro_usd.max(0) as u64));
-        }
+        let event = record.finish(&result);
         (result, event)
     }
 }

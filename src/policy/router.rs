@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::call::stable_hash;
 use crate::config::{Condition, ModelChoice};
-use crate::provider::stable_hash;
 
 /// What routing rules can look at.
 #[derive(Debug, Clone, Copy)]

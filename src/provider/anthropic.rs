@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::http;
-use super::{ChatRequest, ChatResponse, ProviderError};
+use super::{ChatRequest, ChatResponse, ProviderBuildError, ProviderError};
 use crate::config::HttpSpec;
 
 #[derive(Debug, Clone)]
@@ -20,14 +20,16 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
-    pub fn new(name: &str, spec: &HttpSpec, timeout: Duration) -> Result<Self, String> {
+    pub fn new(name: &str, spec: &HttpSpec, timeout: Duration) -> Result<Self, ProviderBuildError> {
         let key = spec.api_key.as_ref().map(http::load_secret).transpose()?;
         let mut headers = http::base_headers(spec)?;
         if let Some(key) = key {
             http::insert_secret(&mut headers, "x-api-key", key.expose())?;
         }
-        let version = reqwest::header::HeaderValue::from_str(&spec.anthropic_version)
-            .map_err(|e| format!("anthropic_version: {e}"))?;
+        let version =
+            reqwest::header::HeaderValue::from_str(&spec.anthropic_version).map_err(|source| {
+                ProviderBuildError::HeaderValue { name: "anthropic_version".into(), source }
+            })?;
         headers.insert("anthropic-version", version);
         Ok(Self {
             name: name.to_owned(),

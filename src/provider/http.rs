@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
-use super::ProviderError;
+use super::{ProviderBuildError, ProviderError};
 use crate::config::{HttpSpec, SecretSource};
 
 /// An API key. `Debug` and `Display` print a placeholder, so it cannot reach a log by accident.
@@ -27,18 +27,19 @@ impl fmt::Debug for ApiKey {
 }
 
 /// Reads a secret when the worker starts; the error names where it looked, never the value.
-pub fn load_secret(source: &SecretSource) -> Result<ApiKey, String> {
+pub fn load_secret(source: &SecretSource) -> Result<ApiKey, ProviderBuildError> {
     let value = match source {
-        SecretSource::Env(var) => std::env::var(var)
-            .map_err(|_| format!("environment variable {var} (named by api_key_env) is not set"))?,
+        SecretSource::Env(var) => {
+            std::env::var(var).map_err(|_| ProviderBuildError::KeyEnvUnset { var: var.clone() })?
+        }
         SecretSource::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read api key file {}: {e}", path.display()))?,
+            .map_err(|source| ProviderBuildError::KeyFile { path: path.clone(), source })?,
     };
     let value = value.trim().to_owned();
     if value.is_empty() {
         return Err(match source {
-            SecretSource::Env(var) => format!("environment variable {var} is empty"),
-            SecretSource::File(p) => format!("api key file {} is empty", p.display()),
+            SecretSource::Env(var) => ProviderBuildError::KeyEnvEmpty { var: var.clone() },
+            SecretSource::File(p) => ProviderBuildError::KeyFileEmpty { path: p.clone() },
         });
     }
     Ok(ApiKey(value))
@@ -56,12 +57,13 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 }
 
 /// The configured extra headers of a provider.
-pub fn base_headers(spec: &HttpSpec) -> Result<HeaderMap, String> {
+pub fn base_headers(spec: &HttpSpec) -> Result<HeaderMap, ProviderBuildError> {
     let mut headers = HeaderMap::new();
     for (k, v) in &spec.headers {
-        let name =
-            HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header name '{k}': {e}"))?;
-        let value = HeaderValue::from_str(v).map_err(|e| format!("header '{k}': {e}"))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|source| ProviderBuildError::HeaderName { name: k.clone(), source })?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|source| ProviderBuildError::HeaderValue { name: k.clone(), source })?;
         headers.insert(name, value);
     }
     Ok(headers)
@@ -72,9 +74,9 @@ pub fn insert_secret(
     headers: &mut HeaderMap,
     name: &'static str,
     value: &str,
-) -> Result<(), String> {
-    let mut value = HeaderValue::from_str(value)
-        .map_err(|_| "the api key contains characters not allowed in a header".to_owned())?;
+) -> Result<(), ProviderBuildError> {
+    let mut value =
+        HeaderValue::from_str(value).map_err(|_| ProviderBuildError::KeyNotHeaderSafe)?;
     value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())

@@ -6,15 +6,17 @@ pub mod http;
 mod openai;
 mod simulated;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+use reqwest::header::{InvalidHeaderName, InvalidHeaderValue};
 
 pub use anthropic::Anthropic;
 pub use openai::OpenAi;
-pub use simulated::{embed_text, stable_hash, structured_answer, summarize, Simulated};
+pub use simulated::{embed_text, structured_answer, summarize, Simulated};
 
+use crate::call::CallLog;
 use crate::config::{ProviderConfig, ProviderSpec};
-use crate::metering::CallLog;
-use crate::stage::StageError;
 
 /// A chat completion request, provider-neutral.
 #[derive(Debug, Clone)]
@@ -78,6 +80,10 @@ pub enum ProviderError {
     /// Not a provider failure: the tenant's budget for this window is spent. No call was made.
     #[error("tenant '{tenant}' is over budget until the next window")]
     OverBudget { tenant: String, until: SystemTime },
+    /// Not a provider failure: the budget ledger could not decide in time. No call was made;
+    /// try again shortly (no fallback: every model draws on the same budget).
+    #[error("budget ledger unavailable: {message}")]
+    BudgetUnavailable { message: String, retry_after: Duration },
 }
 
 impl ProviderError {
@@ -95,6 +101,7 @@ impl ProviderError {
             Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
                 *retry_after
             }
+            Self::BudgetUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -107,25 +114,41 @@ impl ProviderError {
             Self::Rejected(_) => "rejected",
             Self::Unauthorized(_) => "unauthorized",
             Self::OverBudget { .. } => "over_budget",
+            Self::BudgetUnavailable { .. } => "budget_unavailable",
         }
     }
 }
 
-impl From<ProviderError> for StageError {
-    fn from(e: ProviderError) -> Self {
-        match &e {
-            ProviderError::RateLimited { retry_after, .. }
-            | ProviderError::Unavailable { retry_after, .. } => match retry_after {
-                Some(wait) => StageError::retry_after(e.to_string(), SystemTime::now() + *wait),
-                None => StageError::retryable(e.to_string()),
-            },
-            ProviderError::Rejected(_) => StageError::permanent(e.to_string()),
-            ProviderError::Unauthorized(_) => StageError::Fatal { reason: e.to_string() },
-            ProviderError::OverBudget { until, .. } => {
-                StageError::Deferred { reason: e.to_string(), until: *until }
-            }
-        }
-    }
+/// Why a provider cannot be built from its configuration (read when the worker starts). No
+/// variant carries a secret's value: only where it was looked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderBuildError {
+    #[error("environment variable {var} (named by api_key_env) is not set")]
+    KeyEnvUnset { var: String },
+    #[error("environment variable {var} is empty")]
+    KeyEnvEmpty { var: String },
+    #[error("cannot read api key file {}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("api key file {} is empty", path.display())]
+    KeyFileEmpty { path: PathBuf },
+    #[error("the api key contains characters not allowed in a header")]
+    KeyNotHeaderSafe,
+    #[error("header name '{name}'")]
+    HeaderName {
+        name: String,
+        #[source]
+        source: InvalidHeaderName,
+    },
+    #[error("header '{name}'")]
+    HeaderValue {
+        name: String,
+        #[source]
+        source: InvalidHeaderValue,
+    },
 }
 
 /// Identifies one call: for providers that derive behaviour from it (the simulated one), for
@@ -163,7 +186,7 @@ pub enum Provider {
 
 impl Provider {
     /// Builds a provider, reading its API key; the error says what is missing.
-    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Self, String> {
+    pub fn from_config(name: &str, config: &ProviderConfig) -> Result<Self, ProviderBuildError> {
         Ok(match &config.spec {
             ProviderSpec::Simulated(s) => Self::Simulated(Simulated::new(name, s.clone())),
             ProviderSpec::OpenAi(h) => Self::OpenAi(OpenAi::new(name, h, config.timeout)?),

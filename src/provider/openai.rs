@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http;
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError};
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderBuildError, ProviderError,
+};
 use crate::config::HttpSpec;
 use crate::tokens;
 
@@ -24,7 +26,7 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-    pub fn new(name: &str, spec: &HttpSpec, timeout: Duration) -> Result<Self, String> {
+    pub fn new(name: &str, spec: &HttpSpec, timeout: Duration) -> Result<Self, ProviderBuildError> {
         let key = spec.api_key.as_ref().map(http::load_secret).transpose()?;
         let mut headers = http::base_headers(spec)?;
         if let Some(key) = key {

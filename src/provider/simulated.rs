@@ -6,28 +6,13 @@
 use std::time::Duration;
 
 use super::{CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError};
+use crate::call::stable_hash;
 use crate::config::SimulatedSpec;
 
 #[derive(Debug, Clone)]
 pub struct Simulated {
     name: String,
     spec: SimulatedSpec,
-}
-
-/// FNV-1a over the parts, then a splitmix64 finaliser: stable across platforms and releases.
-pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in *part {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
 }
 
 /// A hash mapped to `[0, 1)`.
@@ -181,11 +166,5 @@ mod tests {
         let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
         assert!(dot(&a, &b) > dot(&a, &c));
         assert!((dot(&a, &a) - 1.0).abs() < 1e-5);
-    }
-
-    #[test]
-    fn hash_is_stable() {
-        assert_eq!(stable_hash(&[b"abc"]), stable_hash(&[b"abc"]));
-        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
     }
 }

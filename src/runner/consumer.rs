@@ -18,7 +18,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 
 use super::inbound::Inbound;
 use super::partitions::{Partitions, Tp};
-use crate::metering::now_ms;
+use crate::call::now_ms;
 use crate::retry::commit_backoff;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::{

@@ -30,9 +30,9 @@ pub use outputs::{classify as classify_produce_error, OutRecord, ProduceFailure}
 pub use window::Window;
 
 use crate::avro::Codec;
+use crate::call::now_ms;
 use crate::config::{StageKindSpec, StageSpec, Topology};
 use crate::kafka::{consumer_config, producer_config};
-use crate::metering::now_ms;
 use crate::pii::Redactor;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Port, Stage};

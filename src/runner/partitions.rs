@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::inbound::Inbound;
 use super::window::Window;
-use crate::metering::now_ms;
+use crate::call::now_ms;
 
 pub type Tp = (String, i32);
 

@@ -8,7 +8,7 @@ use super::inbound::Inbound;
 use super::outputs::OutRecord;
 use super::worker::{Disposition, Worker};
 use crate::avro::{DeadLetter, DeadLetterClass, Envelope, SchemaKind};
-use crate::metering::{now_ms, CallLog};
+use crate::call::{now_ms, CallLog};
 use crate::pii::Redactor;
 use crate::retry::state::HeaderPair;
 use crate::retry::{own_headers, RetryState};

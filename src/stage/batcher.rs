@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::models::{served_name, Models};
-use crate::metering::{CallLog, CallSite, CostEvent};
+use crate::call::{CallLog, CallSite, CostEvent};
 use crate::provider::{CallKey, EmbedRequest, ProviderError};
 
 /// The cost events of the calls made for a request (failed ones too), and its vectors in input

@@ -24,14 +24,14 @@ pub use retrieve::Retrieve;
 pub use review::Review;
 
 pub use models::Models;
-pub use retrieve::index_knowledge_base;
+pub use retrieve::{index_knowledge_base, RetrieveError};
 
 use crate::avro::{Document, Envelope};
+use crate::call::CallLog;
 use crate::config::{ModelChoice, StageKindSpec, StageSpec, Topology};
-use crate::metering::CallLog;
 use crate::pii::Redactor;
 use crate::policy::Gateway;
-use crate::provider::CallKey;
+use crate::provider::{CallKey, ProviderError};
 use crate::retry::Hint;
 
 /// Where an emitted record goes; the runner maps ports to topics from the topology.
@@ -109,6 +109,28 @@ impl StageError {
     }
 }
 
+/// A provider's classification carried over: retry (after its Retry-After), dead-letter, stop,
+/// or wait for the next budget window.
+impl From<ProviderError> for StageError {
+    fn from(e: ProviderError) -> Self {
+        match &e {
+            ProviderError::RateLimited { retry_after, .. }
+            | ProviderError::Unavailable { retry_after, .. } => match retry_after {
+                Some(wait) => StageError::retry_after(e.to_string(), SystemTime::now() + *wait),
+                None => StageError::retryable(e.to_string()),
+            },
+            ProviderError::BudgetUnavailable { retry_after, .. } => {
+                StageError::retry_after(e.to_string(), SystemTime::now() + *retry_after)
+            }
+            ProviderError::Rejected(_) => StageError::permanent(e.to_string()),
+            ProviderError::Unauthorized(_) => StageError::Fatal { reason: e.to_string() },
+            ProviderError::OverBudget { until, .. } => {
+                StageError::Deferred { reason: e.to_string(), until: *until }
+            }
+        }
+    }
+}
+
 /// What a stage knows about the record it is processing besides its content.
 #[derive(Debug, Clone, Copy)]
 pub struct StageContext<'a> {
@@ -167,6 +189,12 @@ pub struct AnyStage {
 pub enum BuildError {
     #[error("stage '{stage}': {message}")]
     Invalid { stage: String, message: String },
+    #[error("stage '{stage}'")]
+    Retrieve {
+        stage: String,
+        #[source]
+        source: RetrieveError,
+    },
 }
 
 impl AnyStage {
@@ -218,7 +246,7 @@ impl AnyStage {
                         *dimensions,
                     )
                     .await
-                    .map_err(invalid)?,
+                    .map_err(|source| BuildError::Retrieve { stage: spec.name.clone(), source })?,
                 )
             }
             StageKindSpec::Generate { prompt, ab, max_output_tokens } => StageKind::Generate(

@@ -3,13 +3,13 @@
 //! model, else one embedding call). [`index_knowledge_base`] fills a store from JSON lines
 //! (`id`, `text`, optional `source`); `sluice index` and the stage's start-up both use it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::models::{served_name, Models};
 use super::{Emit, StageContext, StageError};
 use crate::avro::{Envelope, Passage};
 use crate::config::StoreSpec;
-use crate::provider::{CallKey, EmbedRequest};
+use crate::provider::{CallKey, EmbedRequest, ProviderError};
 use crate::retry::infrastructure_backoff;
 use crate::store::{Entry, StoreError, VectorStore};
 use crate::tokens;
@@ -20,11 +20,38 @@ pub struct Retrieve {
     top_k: usize,
 }
 
+/// Why the stage cannot start, or a knowledge base cannot be indexed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrieveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read knowledge base {}", path.display())]
+    ReadKnowledgeBase {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}", path.display())]
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("provider returned {got} vectors for {expected} passages")]
+    VectorCount { got: usize, expected: usize },
+    #[error("embedding the knowledge base failed")]
+    Embed(#[source] ProviderError),
+}
+
 impl From<StoreError> for StageError {
     fn from(e: StoreError) -> Self {
-        match e {
+        match &e {
             StoreError::Unavailable(_) => StageError::retryable(e.to_string()),
             StoreError::Invalid(_) => StageError::Fatal { reason: e.to_string() },
+            StoreError::Credentials(source) => {
+                StageError::Fatal { reason: format!("{e}: {source}") }
+            }
         }
     }
 }
@@ -37,10 +64,10 @@ impl Retrieve {
         knowledge_base: Option<&Path>,
         top_k: usize,
         dimensions: usize,
-    ) -> Result<Self, String> {
-        let store = VectorStore::open(store, dimensions).await.map_err(|e| e.to_string())?;
+    ) -> Result<Self, RetrieveError> {
+        let store = VectorStore::open(store, dimensions).await?;
         if let Some(kb) = knowledge_base {
-            if store.count().await.map_err(|e| e.to_string())? == 0 {
+            if store.count().await? == 0 {
                 index_knowledge_base(&models, &store, kb, |_| {}).await?;
             }
         }
@@ -115,13 +142,16 @@ pub async fn index_knowledge_base(
     store: &VectorStore,
     kb: &Path,
     mut progress: impl FnMut(usize),
-) -> Result<usize, String> {
+) -> Result<usize, RetrieveError> {
     let text = std::fs::read_to_string(kb)
-        .map_err(|e| format!("cannot read knowledge base {}: {e}", kb.display()))?;
+        .map_err(|source| RetrieveError::ReadKnowledgeBase { path: kb.to_path_buf(), source })?;
     let mut lines = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let l: KbLine =
-            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", kb.display(), n + 1))?;
+        let l: KbLine = serde_json::from_str(line).map_err(|source| RetrieveError::BadLine {
+            path: kb.to_path_buf(),
+            line: n + 1,
+            source,
+        })?;
         lines.push(l);
     }
     let default_source =
@@ -139,11 +169,10 @@ pub async fn index_knowledge_base(
             match models.gateway.embed(&models.choice.default, &request, key).await {
                 Ok(s) if s.value.vectors.len() == batch.len() => break s.value.vectors,
                 Ok(s) => {
-                    return Err(format!(
-                        "provider returned {} vectors for {} passages",
-                        s.value.vectors.len(),
-                        batch.len()
-                    ))
+                    return Err(RetrieveError::VectorCount {
+                        got: s.value.vectors.len(),
+                        expected: batch.len(),
+                    })
                 }
                 Err(e) if e.is_retryable() && attempt < 8 => {
                     let wait =
@@ -151,7 +180,7 @@ pub async fn index_knowledge_base(
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(format!("embedding the knowledge base failed: {e}")),
+                Err(e) => return Err(RetrieveError::Embed(e)),
             }
         };
         let entries = batch
@@ -167,7 +196,7 @@ pub async fn index_knowledge_base(
                 vector,
             })
             .collect();
-        store.upsert(entries).await.map_err(|e| e.to_string())?;
+        store.upsert(entries).await?;
         done += batch.len();
         progress(done);
     }

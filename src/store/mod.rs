@@ -18,6 +18,9 @@ pub enum StoreError {
     /// The store's content or configuration is wrong: an operator must act.
     #[error("vector store: {0}")]
     Invalid(String),
+    /// The store's API key cannot be read or used.
+    #[error("vector store api key")]
+    Credentials(#[source] crate::provider::ProviderBuildError),
 }
 
 /// A passage with its vector, as stored.

@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 
 use super::{Entry, StoreError};
 use crate::avro::Passage;
+use crate::call::stable_hash;
 use crate::config::SecretSource;
-use crate::provider::{http, stable_hash};
+use crate::provider::http;
 
 pub struct Qdrant {
     base: String,
@@ -23,9 +24,9 @@ impl Qdrant {
     ) -> Result<Self, StoreError> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(source) = api_key {
-            let key = http::load_secret(source).map_err(StoreError::Invalid)?;
+            let key = http::load_secret(source).map_err(StoreError::Credentials)?;
             http::insert_secret(&mut headers, "api-key", key.expose())
-                .map_err(StoreError::Invalid)?;
+                .map_err(StoreError::Credentials)?;
         }
         let store = Self {
             base: format!("{url}/collections/{collection}"),

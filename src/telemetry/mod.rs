@@ -2,6 +2,7 @@
 //! updates the metric together. Nothing per record is logged at INFO.
 
 mod budget_events;
+mod cache_events;
 mod consumer_events;
 mod metrics;
 mod model_events;
@@ -11,6 +12,7 @@ mod runner_metrics;
 pub use budget_events::{
     budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerRegistryWait,
 };
+pub use cache_events::{CacheBackend, CacheReadFailed, CacheWriteFailed};
 pub use consumer_events::*;
 pub use metrics::{metrics, render};
 pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};

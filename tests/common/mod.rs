@@ -21,7 +21,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluice::avro::{Classification, Codec, Document, Envelope, SchemaKind};
 use sluice::config::{compile, Topology};
 use sluice::devstack::DevStack;
-use sluice::pipeline::{registry_settings, schema_pairs};
+use sluice::kafka::registry_settings;
+use sluice::pipeline::schema_pairs;
 use sluice::records_io::reader;
 use sluice::stage::{Emit, Stage, StageContext, StageError};
 

@@ -21,6 +21,11 @@ pub fn start() -> RedisServer {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    start_on(port)
+}
+
+/// A server on `port` (a restart on the port of one that stopped).
+pub fn start_on(port: u16) -> RedisServer {
     let child = Command::new("redis-server")
         .args([
             "--port",
