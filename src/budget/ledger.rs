@@ -22,7 +22,7 @@ use crate::call::now_ms;
 use crate::config::KafkaSettings;
 use crate::kafka::{producer_config, reader_config};
 use crate::retry::infrastructure_backoff;
-use crate::telemetry::{LedgerClaimSkipped, LedgerRegistryWait};
+use crate::telemetry::{LedgerClaimSkipped, LedgerReadFailed, LedgerRegistryWait};
 
 /// How long a claimer waits for the decision on its claim.
 const DECISION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -201,7 +201,7 @@ impl Reader {
             let m = match result {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(topic = %self.topic, error = %e, "budget ledger read failed");
+                    LedgerReadFailed { topic: &self.topic, error: &e }.emit();
                     continue;
                 }
             };

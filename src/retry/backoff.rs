@@ -51,6 +51,36 @@ pub fn infrastructure_backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// Runs `op` (given the attempt number, from 1) until it succeeds, fails for good, or `attempts`
+/// are spent, waiting between tries with the infrastructure backoff — at least as long as the
+/// error asks. `retry_after` says whether an error is worth another try: `None` if not,
+/// `Some(wait)` with the wait it asks for (zero if none). For work outside a record's attempt
+/// loop, such as indexing a knowledge base.
+pub async fn with_retries<T, E, F, Fut>(
+    attempts: u32,
+    mut op: F,
+    retry_after: impl Fn(&E) -> Option<Duration>,
+) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut waits = infrastructure_backoff();
+    let mut attempt = 1;
+    loop {
+        match op(attempt).await {
+            Ok(v) => return Ok(v),
+            Err(e) => match retry_after(&e).filter(|_| attempt < attempts) {
+                Some(asked) => {
+                    tokio::time::sleep(waits.next().unwrap_or_default().max(asked)).await;
+                    attempt += 1;
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
 /// Waits between offset-commit attempts that met a rebalance in progress: a few short tries,
 /// since offsets not committed before a revocation completes are lost to this member.
 pub fn commit_backoff() -> impl Iterator<Item = Duration> {
@@ -84,6 +114,43 @@ mod tests {
         // Jitter adds up to one more min_delay on top of the capped value.
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(800)), "{delays:?}");
         assert!(delays[5] >= Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn with_retries_stops_at_success_a_permanent_error_or_the_last_attempt() {
+        let retryable = |e: &&str| (*e == "busy").then_some(Duration::from_millis(1));
+        let ok = with_retries(
+            5,
+            |n| async move {
+                if n < 3 {
+                    Err("busy")
+                } else {
+                    Ok(n)
+                }
+            },
+            retryable,
+        );
+        assert_eq!(ok.await, Ok(3));
+        let calls = std::cell::Cell::new(0);
+        let permanent = with_retries(
+            5,
+            |_| {
+                calls.set(calls.get() + 1);
+                async { Err::<(), _>("bad") }
+            },
+            retryable,
+        );
+        assert_eq!((permanent.await, calls.get()), (Err("bad"), 1));
+        calls.set(0);
+        let spent = with_retries(
+            4,
+            |_| {
+                calls.set(calls.get() + 1);
+                async { Err::<(), _>("busy") }
+            },
+            retryable,
+        );
+        assert_eq!((spent.await, calls.get()), (Err("busy"), 4));
     }
 
     #[test]

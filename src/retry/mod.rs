@@ -13,6 +13,6 @@ pub mod backoff;
 pub mod decision;
 pub mod state;
 
-pub use backoff::{commit_backoff, infrastructure_backoff, until, AttemptBackoff};
+pub use backoff::{commit_backoff, infrastructure_backoff, until, with_retries, AttemptBackoff};
 pub use decision::{Attempts, Hint, Next};
 pub use state::{own_headers, HeaderError, Origin, RetryState, MAX_PARK};

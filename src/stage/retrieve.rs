@@ -10,7 +10,7 @@ use super::{Emit, StageContext, StageError};
 use crate::avro::{Envelope, Passage};
 use crate::config::StoreSpec;
 use crate::provider::{CallKey, EmbedRequest, ProviderError};
-use crate::retry::infrastructure_backoff;
+use crate::retry::with_retries;
 use crate::store::{Entry, StoreError, VectorStore};
 use crate::tokens;
 
@@ -162,27 +162,17 @@ pub async fn index_knowledge_base(
             model: String::new(),
             inputs: batch.iter().map(|l| l.text.clone()).collect(),
         };
-        let mut backoff = infrastructure_backoff();
-        let mut attempt = 1;
-        let vectors = loop {
+        let call = |attempt| {
             let key = CallKey::new(&batch[0].id, "index", attempt);
-            match models.gateway.embed(&models.choice.default, &request, key).await {
-                Ok(s) if s.value.vectors.len() == batch.len() => break s.value.vectors,
-                Ok(s) => {
-                    return Err(RetrieveError::VectorCount {
-                        got: s.value.vectors.len(),
-                        expected: batch.len(),
-                    })
-                }
-                Err(e) if e.is_retryable() && attempt < 8 => {
-                    let wait =
-                        backoff.next().unwrap_or_default().max(e.retry_after().unwrap_or_default());
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(RetrieveError::Embed(e)),
-            }
+            models.gateway.embed(&models.choice.default, &request, key)
         };
+        let retryable =
+            |e: &ProviderError| e.is_retryable().then(|| e.retry_after().unwrap_or_default());
+        let served = with_retries(8, call, retryable).await.map_err(RetrieveError::Embed)?;
+        let vectors = served.value.vectors;
+        if vectors.len() != batch.len() {
+            return Err(RetrieveError::VectorCount { got: vectors.len(), expected: batch.len() });
+        }
         let entries = batch
             .iter()
             .zip(vectors)

@@ -104,3 +104,15 @@ impl BudgetClaimFailed<'_> {
         );
     }
 }
+
+/// The ledger's consumer reported an error (a broker down, a partition moving); it keeps polling.
+pub struct LedgerReadFailed<'a> {
+    pub topic: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl LedgerReadFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(topic = self.topic, error = %self.error, "budget ledger read failed");
+    }
+}

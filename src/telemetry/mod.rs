@@ -10,7 +10,8 @@ mod record_events;
 mod runner_metrics;
 
 pub use budget_events::{
-    budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerRegistryWait,
+    budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerReadFailed,
+    LedgerRegistryWait,
 };
 pub use cache_events::{CacheBackend, CacheReadFailed, CacheWriteFailed};
 pub use consumer_events::*;
