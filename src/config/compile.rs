@@ -152,6 +152,20 @@ fn kafka(s: &mut Section<'_>) -> KafkaSettings {
 
 /// Phase two: checks that need the whole file.
 fn cross_check(t: &Topology, errors: &mut Errors) {
+    if t.kafka.uses_consumer_group_protocol() {
+        for key in super::model::CLASSIC_ONLY_SETTINGS {
+            if t.kafka.consumer.contains_key(*key) || t.kafka.properties.contains_key(*key) {
+                errors.push(
+                    None,
+                    "kafka.consumer",
+                    format!(
+                        "'{key}' belongs to the classic group protocol; with \
+                         'group.protocol: consumer' (KIP-848) the broker decides it — remove it"
+                    ),
+                );
+            }
+        }
+    }
     // Who writes each topic: external inputs and stage outputs.
     let mut writers: HashMap<&str, Vec<String>> = HashMap::new();
     for input in &t.inputs {

@@ -136,6 +136,25 @@ impl StageKindSpec {
     }
 }
 
+/// Settings of the classic group protocol that KIP-848 groups (`group.protocol: consumer`) define
+/// on the broker instead; librdkafka refuses a consumer that sets them.
+pub const CLASSIC_ONLY_SETTINGS: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+];
+
+impl KafkaSettings {
+    /// Whether the topology's consumers join KIP-848 groups (`kafka.consumer.group.protocol:
+    /// consumer`, Apache Kafka 4.0 and later) rather than classic ones.
+    pub fn uses_consumer_group_protocol(&self) -> bool {
+        let protocol =
+            self.consumer.get("group.protocol").or(self.properties.get("group.protocol"));
+        protocol.is_some_and(|p| p == "consumer")
+    }
+}
+
 /// One stage: its own consumer group reading one topic.
 #[derive(Debug, Clone)]
 pub struct StageSpec {

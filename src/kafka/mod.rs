@@ -20,8 +20,12 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("enable.partition.eof", "false"),
     ("auto.commit.interval.ms", "1000"),
-    ("session.timeout.ms", "45000"),
 ];
+
+/// Defaults for classic consumer groups: cooperative rebalancing, so scaling a group moves only
+/// the partitions that change owner instead of stopping every member.
+const CLASSIC_GROUP_DEFAULTS: &[(&str, &str)] =
+    &[("session.timeout.ms", "45000"), ("partition.assignment.strategy", "cooperative-sticky")];
 
 /// Properties sluice sets on every producer unless the topology overrides them.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5"), ("compression.type", "lz4")];
@@ -43,6 +47,11 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     let mut config = base(settings);
     for (k, v) in CONSUMER_DEFAULTS {
         config.set(*k, *v);
+    }
+    if !settings.uses_consumer_group_protocol() {
+        for (k, v) in CLASSIC_GROUP_DEFAULTS {
+            config.set(*k, *v);
+        }
     }
     for (k, v) in &settings.consumer {
         config.set(k, v);
@@ -86,4 +95,48 @@ pub fn admin_config(settings: &KafkaSettings) -> ClientConfig {
 /// The schema registry client's settings for a topology.
 pub fn registry_settings(topology: &Topology) -> SrSettings {
     SrSettings::new(topology.schema_registry.url.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::compile;
+
+    fn kafka_block(consumer: &str) -> String {
+        let base = std::fs::read_to_string("topologies/backfill-embed.yaml").expect("shipped");
+        base.replace(
+            "    partition.assignment.strategy: cooperative-sticky\n",
+            &format!("{consumer}\n"),
+        )
+    }
+
+    #[test]
+    fn classic_groups_rebalance_cooperatively_by_default_and_kip848_groups_get_no_classic_settings()
+    {
+        let classic = compile(Path::new("t.yaml"), &kafka_block("    x.unused: \"1\"")).unwrap();
+        let config = super::consumer_config(&classic.kafka, "g");
+        assert_eq!(config.get("partition.assignment.strategy"), Some("cooperative-sticky"));
+        let yaml = kafka_block("    group.protocol: consumer");
+        let kip848 = compile(Path::new("t.yaml"), &yaml).unwrap();
+        let config = super::consumer_config(&kip848.kafka, "g");
+        assert_eq!(config.get("group.protocol"), Some("consumer"));
+        for key in crate::config::CLASSIC_ONLY_SETTINGS {
+            assert_eq!(config.get(key), None, "{key} would make librdkafka refuse the consumer");
+        }
+    }
+
+    #[test]
+    fn a_kip848_topology_with_classic_settings_is_rejected_naming_each() {
+        let yaml = kafka_block(
+            "    group.protocol: consumer\n    session.timeout.ms: \"6000\"\n    \
+             partition.assignment.strategy: range",
+        );
+        let errors = compile(Path::new("t.yaml"), &yaml).unwrap_err().to_string();
+        assert!(errors.contains("'session.timeout.ms' belongs to the classic"), "{errors}");
+        assert!(
+            errors.contains("'partition.assignment.strategy' belongs to the classic"),
+            "{errors}"
+        );
+    }
 }
