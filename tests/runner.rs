@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use common::oracle::replay_bound;
+use common::oracle::ReplayBound;
 use common::{field, ids, Harness, OneStage, Script, TestStage};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio::sync::Semaphore;
@@ -141,9 +141,18 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
         "committed offsets cover every record"
     );
     // One event (the join): the first member's revoked partitions replay at most what it had
-    // not committed — its windows, plus what it finished since its last commit (200 ms) if the
-    // coordinator refused the commit on revocation mid-rebalance. Usually zero.
-    let bound = replay_bound(PARTITIONS, 4, 4, 1, 16, 200, 40);
+    // not committed (see `ReplayBound`). Usually zero: the revocation drains and commits.
+    let bound = ReplayBound {
+        partitions: PARTITIONS,
+        per_partition: 4,
+        buffer_per_partition: 4,
+        members: 1,
+        max_in_flight: 16,
+        commit_interval_ms: 200,
+        heartbeat_interval_ms: 500,
+        min_record_ms: 40,
+    }
+    .per_event();
     eprintln!("rebalance duplicates: {} (bound {bound})", oracle.duplicates());
     assert!(
         oracle.duplicates() <= bound,

@@ -114,22 +114,32 @@ impl Oracle {
 }
 
 /// At-least-once replays after one group event (a member joining, leaving, killed): at most the
-/// records not yet committed, which are those in the partitions' windows
-/// (`partitions × (per_partition + buffer_per_partition)`) plus those finished since the last
-/// background commit (at most `max_in_flight` per `min_record_ms`, over one commit interval, per
-/// member).
-pub fn replay_bound(
-    partitions: usize,
-    per_partition: usize,
-    buffer_per_partition: usize,
-    members: usize,
-    max_in_flight: usize,
-    commit_interval_ms: u64,
-    min_record_ms: u64,
-) -> usize {
-    let windows = partitions * (per_partition + buffer_per_partition);
-    let since_commit = members * max_in_flight * (commit_interval_ms / min_record_ms + 1) as usize;
-    windows + since_commit
+/// records its members had not committed. Those are the ones in the partitions' windows
+/// (`partitions × (per_partition + buffer_per_partition)`), plus the ones finished since the last
+/// commit the coordinator accepted: over one commit interval, and one heartbeat interval more in
+/// which a member does not yet know of a rebalance and the coordinator refuses its commits. A
+/// member finishes at most `max_in_flight` records per `min_record_ms`.
+pub struct ReplayBound {
+    pub partitions: usize,
+    pub per_partition: usize,
+    pub buffer_per_partition: usize,
+    /// Members whose uncommitted records the event replays.
+    pub members: usize,
+    pub max_in_flight: usize,
+    pub commit_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    /// The fastest a record can be processed.
+    pub min_record_ms: u64,
+}
+
+impl ReplayBound {
+    /// Records one event can replay.
+    pub fn per_event(&self) -> usize {
+        let windows = self.partitions * (self.per_partition + self.buffer_per_partition);
+        let uncommitted_ms = self.commit_interval_ms + self.heartbeat_interval_ms;
+        let finished = self.max_in_flight * (uncommitted_ms / self.min_record_ms + 1) as usize;
+        windows + self.members * finished
+    }
 }
 
 #[cfg(test)]
