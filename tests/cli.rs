@@ -1,9 +1,13 @@
 //! The `sluice` binary as users run it: validate, demo, dev with external produce/consume and cost
 //! reports, index, and the mock provider.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::procs::Worker as Dev;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -27,6 +31,31 @@ fn validate_exits_zero_for_good_files_and_two_with_every_problem() {
         stderr.contains("bad-topology.yaml: stage 'embed': field 'colour': unknown key"),
         "{stderr}"
     );
+}
+
+#[test]
+fn validate_takes_files_with_or_without_topology_like_every_command() {
+    let both = sluice(&[
+        "validate",
+        "--topology",
+        "topologies/support-rag.yaml",
+        "topologies/backfill-embed.yaml",
+        "--topology",
+        "tests/fixtures/bad-topology.yaml",
+    ])
+    .output()
+    .expect("run");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&both.stdout), String::from_utf8_lossy(&both.stderr));
+    assert_eq!(both.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("topologies/support-rag.yaml: ok"), "{stdout}");
+    assert!(stdout.contains("topologies/backfill-embed.yaml: ok"), "{stdout}");
+    assert!(stderr.contains("bad-topology.yaml: stage 'embed'"), "{stderr}");
+    let one =
+        sluice(&["validate", "--topology", "topologies/support-rag.yaml"]).output().expect("run");
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let none = sluice(&["validate"]).output().expect("run");
+    assert_eq!(none.status.code(), Some(2), "no file is a usage error");
 }
 
 #[test]
@@ -58,14 +87,6 @@ fn demo_runs_every_example_document_to_a_final_topic() {
     let cols: Vec<&str> = generate.split_whitespace().collect();
     assert_eq!(cols[1], "7", "{generate}");
     assert!(cols[5].parse::<f64>().is_ok_and(|usd| usd > 0.0), "{generate}");
-}
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
 }
 
 #[test]

@@ -151,7 +151,9 @@ async fn the_rate_limit_holds_at_the_server_and_avoids_its_429s() {
     let times: Vec<u64> = ledger.calls.iter().map(|c| c.at_us).collect();
     let span = (times[n - 1] - times[0]) as f64 / 1e6;
     let rate = (n - 1) as f64 / span;
-    assert!((rate - 20.0).abs() / 20.0 <= 0.05, "measured {rate:.2} calls/s against a limit of 20");
+    // An upper bound only: a loaded machine may call slower than the limit, never faster (5% for
+    // the jitter of the first and last arrival).
+    assert!(rate <= 20.0 * 1.05, "measured {rate:.2} calls/s against a limit of 20");
 }
 
 #[tokio::test]
