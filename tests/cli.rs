@@ -60,13 +60,19 @@ fn validate_takes_files_with_or_without_topology_like_every_command() {
 
 #[test]
 fn demo_runs_every_example_document_to_a_final_topic() {
-    let out = sluice(&["demo"]).output().expect("run demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // As a first-time user runs it: no RUST_LOG, so demo's own default (warnings only) applies.
+    let out = sluice(&["demo"]).env_remove("RUST_LOG").output().expect("run demo");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(!stderr.contains("INFO"), "demo logs at WARN unless RUST_LOG asks for more:\n{stderr}");
+    // Every column ends before the next begins: two spaces before the answer column.
+    let header = stdout.lines().find(|l| l.starts_with("DOCUMENT ")).expect("result table");
+    let answer_at = header.find("ANSWER / REASON").expect("answer column");
+    for row in stdout.lines().filter(|l| l.starts_with("doc-")) {
+        let before: String = row.chars().skip(answer_at - 2).take(2).collect();
+        assert_eq!(before, "  ", "a column runs into the answer:\n{header}\n{row}");
+    }
     assert!(stdout
         .lines()
         .next()

@@ -60,6 +60,17 @@ pub enum Command {
     MockProvider(mock_provider::Args),
 }
 
+impl Command {
+    /// The log filter when `RUST_LOG` is not set: `demo` is for a first look and shows only
+    /// warnings above its progress line and tables; every other command logs at INFO.
+    pub fn default_log_filter(&self) -> Option<&'static str> {
+        match self {
+            Self::Demo(_) => Some("warn"),
+            _ => None,
+        }
+    }
+}
+
 pub async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Validate(a) => Ok(validate::run(a)),
