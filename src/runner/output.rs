@@ -80,6 +80,8 @@ pub fn dead_letter(
         error_message: reason.to_owned(),
         attempts: state.history.clone(),
         failed_at_ms: now_ms(),
+        model: None,
+        prompt_version: None,
     };
     let mut headers: Vec<(String, Vec<u8>)> =
         carried_headers(message).into_iter().filter(|(k, _)| !is_retry_header(k)).collect();
