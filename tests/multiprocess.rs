@@ -111,8 +111,9 @@ async fn produce(t: &Topology, codec: &Codec) -> HashMap<String, (i32, i64)> {
 async fn oracle(t: &Topology) -> Oracle {
     let stage = &t.stages[0];
     let idle = Until::Idle(Duration::from_secs(3));
-    let outputs = keys_on(&t.kafka, &[stage.output.clone()], idle).await;
-    let dead_letters = keys_on(&t.kafka, &[stage.dead_letter_topic.clone()], idle).await;
+    let outputs = keys_on(&t.kafka, std::slice::from_ref(&stage.output), idle).await;
+    let dead_letters =
+        keys_on(&t.kafka, std::slice::from_ref(&stage.dead_letter_topic), idle).await;
     Oracle::new((0..DOCS).map(|i| format!("d{i}")), outputs, dead_letters)
 }
 

@@ -370,8 +370,17 @@ mod tests {
         let mut old_value = dead_letter().to_value();
         let Value::Record(fields) = &mut old_value else { panic!("record") };
         fields.retain(|(name, _)| name != "model" && name != "prompt_version");
-        let bytes = apache_avro::to_avro_datum(&old, old_value).expect("old datum");
-        let read = apache_avro::from_avro_datum(&old, &mut bytes.as_slice(), Some(new))
+        let mut bytes = Vec::new();
+        apache_avro::writer::datum::GenericDatumWriter::builder(&old)
+            .build()
+            .expect("old writer")
+            .write_value_ref(&mut bytes, &old_value)
+            .expect("old datum");
+        let read = apache_avro::reader::datum::GenericDatumReader::builder(&old)
+            .reader_schema(new)
+            .build()
+            .expect("resolving reader")
+            .read_value(&mut bytes.as_slice())
             .expect("resolved to the new schema");
         let Value::Record(fields) = read else { panic!("record") };
         let model = fields.iter().find(|(n, _)| n == "model").expect("model field");
