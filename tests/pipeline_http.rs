@@ -9,12 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::run::PipelineRun;
 use common::{unique, wait_until, Harness};
 use sluice::avro::SchemaKind;
-use sluice::mock_provider::{serve, MockConfig, MockProvider};
+use sluice::mock_provider::MockConfig;
 use sluice::records_io::produce_json_lines;
-
-async fn mock(config: MockConfig) -> MockProvider {
-    serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
-}
 
 fn classify_topology(p: &str, url: &str, retry: &str) -> String {
     format!(
@@ -52,8 +48,11 @@ async fn stop(running: PipelineRun) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
-    let server =
-        mock(MockConfig { retry_after: Duration::from_secs(1), ..MockConfig::default() }).await;
+    let server = common::mock_provider(MockConfig {
+        retry_after: Duration::from_secs(1),
+        ..MockConfig::default()
+    })
+    .await;
     server.set_fault("cls", Some(429));
     let p = unique("ra");
     let h = Harness::start(&classify_topology(
@@ -81,8 +80,11 @@ async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_time() {
-    let server =
-        mock(MockConfig { retry_after: Duration::from_secs(30), ..MockConfig::default() }).await;
+    let server = common::mock_provider(MockConfig {
+        retry_after: Duration::from_secs(30),
+        ..MockConfig::default()
+    })
+    .await;
     server.set_fault("cls", Some(429));
     let p = unique("park");
     let h = Harness::start(&classify_topology(
@@ -111,7 +113,7 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
 async fn the_trace_id_of_a_record_reaches_its_outputs_and_cost_events() {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let p = unique("trace");
     let h = Harness::start(&classify_topology(&p, &server.openai_url(), "{ attempts: 2 }")).await;
     let running = start(&h);
@@ -149,7 +151,7 @@ async fn the_trace_id_of_a_record_reaches_its_outputs_and_cost_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn documents_past_their_deadline_are_dead_lettered_without_a_model_call() {
     use rdkafka::producer::FutureRecord;
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let p = unique("expiry");
     let yaml = classify_topology(&p, &server.openai_url(), "{ attempts: 1 }").replace(
         "    retry: { attempts: 1 }",
@@ -194,7 +196,7 @@ async fn documents_past_their_deadline_are_dead_lettered_without_a_model_call() 
 /// redacted error texts; the model never saw the raw values either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_of_a_redacting_stage_carry_no_pii() {
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     server.set_fault("cls", Some(400));
     let p = unique("pii");
     let yaml = classify_topology(&p, &server.openai_url(), "{ attempts: 1 }").replace(
@@ -233,7 +235,7 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     // The mock's own vectors are 1536-dimensional; the provider asks for 64, as it would OpenAI.
     let config =
         MockConfig { api_key: Some(key.into()), embedding_dim: 1536, ..MockConfig::default() };
-    let server = mock(config).await;
+    let server = common::mock_provider(config).await;
     let original = std::fs::read_to_string("topologies/support-rag.yaml").expect("topology");
     let start_at = original.find("\nproviders:").expect("providers block");
     let end_at = original.find("\n# Logical models").expect("models block");

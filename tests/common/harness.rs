@@ -19,6 +19,15 @@ use super::oracle::Oracle;
 use super::read::{committed, each_record, keys_on, Until};
 use super::topology::document;
 
+/// The mock model provider (OpenAI and Anthropic shapes, billing ledger) on a free loopback port.
+pub async fn mock_provider(
+    config: sluice::mock_provider::MockConfig,
+) -> sluice::mock_provider::MockProvider {
+    sluice::mock_provider::serve("127.0.0.1:0".parse().expect("addr"), config)
+        .await
+        .expect("mock provider")
+}
+
 pub struct Harness {
     pub stack: DevStack,
     pub topology: Topology,

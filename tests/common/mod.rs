@@ -19,7 +19,7 @@ pub mod run;
 pub mod stage;
 pub mod topology;
 
-pub use harness::Harness;
+pub use harness::{mock_provider, Harness};
 pub use oracle::Oracle;
 pub use read::{committed, field, raw_headers};
 pub use run::{wait_until, Running, StopOnDrop};
