@@ -8,6 +8,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    if let Some(filter) = args.command.default_log_filter() {
+        if std::env::var_os("RUST_LOG").is_none() {
+            // Still single-threaded: nothing else reads the environment yet.
+            std::env::set_var("RUST_LOG", filter);
+        }
+    }
     sluice::telemetry::init_logging(args.log_json);
     let runtime =
         tokio::runtime::Builder::new_multi_thread()

@@ -15,7 +15,7 @@ use crate::stage::{AnyStage, BuildError};
 
 /// The registry settings live with the other client settings in [`crate::kafka`]; re-exported
 /// for callers that still name them here.
-pub use crate::kafka::registry_settings;
+use crate::kafka::registry_settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

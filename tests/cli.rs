@@ -1,9 +1,13 @@
 //! The `sluice` binary as users run it: validate, demo, dev with external produce/consume and cost
 //! reports, index, and the mock provider.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::procs::Worker as Dev;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -30,14 +34,45 @@ fn validate_exits_zero_for_good_files_and_two_with_every_problem() {
 }
 
 #[test]
+fn validate_takes_files_with_or_without_topology_like_every_command() {
+    let both = sluice(&[
+        "validate",
+        "--topology",
+        "topologies/support-rag.yaml",
+        "topologies/backfill-embed.yaml",
+        "--topology",
+        "tests/fixtures/bad-topology.yaml",
+    ])
+    .output()
+    .expect("run");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&both.stdout), String::from_utf8_lossy(&both.stderr));
+    assert_eq!(both.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("topologies/support-rag.yaml: ok"), "{stdout}");
+    assert!(stdout.contains("topologies/backfill-embed.yaml: ok"), "{stdout}");
+    assert!(stderr.contains("bad-topology.yaml: stage 'embed'"), "{stderr}");
+    let one =
+        sluice(&["validate", "--topology", "topologies/support-rag.yaml"]).output().expect("run");
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let none = sluice(&["validate"]).output().expect("run");
+    assert_eq!(none.status.code(), Some(2), "no file is a usage error");
+}
+
+#[test]
 fn demo_runs_every_example_document_to_a_final_topic() {
-    let out = sluice(&["demo"]).output().expect("run demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // As a first-time user runs it: no RUST_LOG, so demo's own default (warnings only) applies.
+    let out = sluice(&["demo"]).env_remove("RUST_LOG").output().expect("run demo");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(!stderr.contains("INFO"), "demo logs at WARN unless RUST_LOG asks for more:\n{stderr}");
+    // Every column ends before the next begins: two spaces before the answer column.
+    let header = stdout.lines().find(|l| l.starts_with("DOCUMENT ")).expect("result table");
+    let answer_at = header.find("ANSWER / REASON").expect("answer column");
+    for row in stdout.lines().filter(|l| l.starts_with("doc-")) {
+        let before: String = row.chars().skip(answer_at - 2).take(2).collect();
+        assert_eq!(before, "  ", "a column runs into the answer:\n{header}\n{row}");
+    }
     assert!(stdout
         .lines()
         .next()
@@ -58,14 +93,6 @@ fn demo_runs_every_example_document_to_a_final_topic() {
     let cols: Vec<&str> = generate.split_whitespace().collect();
     assert_eq!(cols[1], "7", "{generate}");
     assert!(cols[5].parse::<f64>().is_ok_and(|usd| usd > 0.0), "{generate}");
-}
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
 }
 
 #[test]

@@ -5,52 +5,23 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use common::{one_stage_topology, wait_until, Harness, Script, TestStage};
+use common::{field, ids, Harness, OneStage, Script, TestStage};
 use schema_registry_converter::async_impl::schema_registry::post_schema;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use sluice::avro::subject_for;
 use sluice::kafka::registry_settings;
 use sluice::runner;
-use sluice::shutdown::Shutdown;
 use sluice::stage::StageError;
-use tokio::sync::Semaphore;
 
-fn field<'v>(value: &'v Value, name: &str) -> &'v Value {
-    let Value::Record(fields) = value else { panic!("not a record: {value:?}") };
-    let v = &fields.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no field {name}")).1;
-    match v {
-        Value::Union(_, inner) => inner,
-        other => other,
-    }
-}
-
-async fn run_until<F: std::future::Future<Output = bool>>(
-    h: &Harness,
-    stage: TestStage,
-    done: impl FnMut() -> F,
-) -> Result<(), runner::RunError> {
-    let codec = Arc::new(h.codec().await);
-    let shutdown = Shutdown::new();
-    let _stop = common::StopOnDrop(shutdown.clone());
-    let (spec, topology, s2) = (h.topology.stages[0].clone(), h.topology.clone(), shutdown.clone());
-    let task = tokio::spawn(async move {
-        runner::run(stage, &spec, &topology, codec, Arc::new(Semaphore::new(100)), s2).await
-    });
-    let finished = wait_until(Duration::from_secs(30), done).await;
-    shutdown.request();
-    let result = task.await.expect("runner task").map(|_| ());
-    assert!(finished, "condition not reached");
-    result
-}
+const WINDOW: &str = "{ max_in_flight: 8, per_partition: 8 }";
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_records_are_dead_lettered_with_their_bytes_and_the_partition_moves_on() {
-    let h =
-        Harness::start(&one_stage_topology(1, "{ max_in_flight: 8, per_partition: 8 }", "")).await;
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
     let producer = h.producer();
     let input = h.input();
     let bad: Vec<(&str, Vec<u8>)> = vec![
@@ -65,14 +36,21 @@ async fn undecodable_records_are_dead_lettered_with_their_bytes_and_the_partitio
     }
     h.produce_docs(0..2, Some(0), |_| None).await;
     let stage = TestStage::new(Script::default());
-    let (dlq, out) = (h.dlq(), h.output());
-    run_until(&h, stage.clone(), || async {
-        h.read_all(&dlq).await.len() == 5 && h.read_all(&out).await.len() == 2
-    })
-    .await
-    .expect("run");
+    let mut inputs: Vec<String> = bad.iter().map(|(key, _)| (*key).to_owned()).collect();
+    inputs.extend(ids(0..2));
+    h.start_stage(stage.clone())
+        .await
+        .run_until(TIMEOUT, "every record ended", || async {
+            h.oracle(inputs.clone()).await.all_ended()
+        })
+        .await
+        .expect("run");
+    let oracle = h.oracle(inputs.clone()).await;
+    oracle.check();
+    assert_eq!(oracle.delivered(), ids(0..2).iter().map(String::as_str).collect());
+    assert_eq!(oracle.dead_lettered(), bad.iter().map(|(key, _)| *key).collect());
 
-    let letters = h.read_all(&dlq).await;
+    let letters = h.read_all(&h.dlq()).await;
     for (key, bytes) in &bad {
         let (_, _, _, value) = letters
             .iter()
@@ -90,29 +68,33 @@ async fn undecodable_records_are_dead_lettered_with_their_bytes_and_the_partitio
     }
     assert_eq!(stage.call_count(), 2, "the stage only saw decodable records");
     assert!(
-        wait_until(Duration::from_secs(5), || async { h.committed(1) == vec![7] }).await,
+        common::wait_until(Duration::from_secs(5), || async { h.committed(1) == vec![7] }).await,
         "offsets passed every record"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_and_exhausted_errors_are_dead_lettered_with_their_attempts() {
-    let h =
-        Harness::start(&one_stage_topology(1, "{ max_in_flight: 8, per_partition: 8 }", "")).await;
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
     h.produce_docs(0..3, Some(0), |_| None).await;
     let fail = HashMap::from([
         ("id-0".to_owned(), StageError::permanent("content policy")),
         ("id-1".to_owned(), StageError::retryable("model overloaded")),
     ]);
     let stage = TestStage::new(Script { fail, ..Script::default() });
-    let (dlq, out) = (h.dlq(), h.output());
-    run_until(&h, stage.clone(), || async {
-        h.read_all(&dlq).await.len() == 2 && h.read_all(&out).await.len() == 1
-    })
-    .await
-    .expect("run");
+    h.start_stage(stage.clone())
+        .await
+        .run_until(TIMEOUT, "every record ended", || async {
+            h.oracle(ids(0..3)).await.all_ended()
+        })
+        .await
+        .expect("run");
+    let oracle = h.oracle(ids(0..3)).await;
+    oracle.check();
+    assert_eq!(oracle.dead_lettered(), ["id-0", "id-1"].into());
+    assert_eq!(oracle.duplicates(), 0, "{:?}", oracle.duplicated());
 
-    let letters = h.read_all(&dlq).await;
+    let letters = h.read_all(&h.dlq()).await;
     let by_key = |k: &str| {
         letters
             .iter()
@@ -135,18 +117,14 @@ async fn permanent_and_exhausted_errors_are_dead_lettered_with_their_attempts() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_error_stops_the_worker_without_committing_the_record() {
     let h =
-        Harness::start(&one_stage_topology(1, "{ max_in_flight: 1, per_partition: 1 }", "")).await;
+        Harness::start(&OneStage::new(1, "{ max_in_flight: 1, per_partition: 1 }").yaml()).await;
     h.produce_docs(0..3, Some(0), |_| None).await;
     let fail = HashMap::from([(
         "id-1".to_owned(),
         StageError::Fatal { reason: "bad credentials".into() },
     )]);
     let stage = TestStage::new(Script { fail, ..Script::default() });
-    let codec = Arc::new(h.codec().await);
-    let (spec, topology) = (h.topology.stages[0].clone(), h.topology.clone());
-    let result =
-        runner::run(stage, &spec, &topology, codec, Arc::new(Semaphore::new(10)), Shutdown::new())
-            .await;
+    let result = h.start_stage(stage).await.finished().await;
     assert!(matches!(result, Err(runner::RunError::Fatal { .. })), "{result:?}");
     assert_eq!(h.committed(1), vec![1], "committed up to, not past, the failed record");
     assert!(
@@ -157,8 +135,7 @@ async fn a_fatal_error_stops_the_worker_without_committing_the_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compatible_schema_change_mid_stream_keeps_flowing() {
-    let h =
-        Harness::start(&one_stage_topology(1, "{ max_in_flight: 8, per_partition: 8 }", "")).await;
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
     h.produce_docs(0..3, Some(0), |_| None).await;
 
     // A producer moves to v2 of the document schema: a new field with a default.
@@ -195,11 +172,16 @@ async fn a_compatible_schema_change_mid_stream_keeps_flowing() {
     h.produce_docs(6..8, Some(0), |_| None).await;
 
     let stage = TestStage::new(Script::default());
-    let out = h.output();
-    run_until(&h, stage.clone(), || async { h.read_all(&out).await.len() == 8 })
+    h.start_stage(stage.clone())
+        .await
+        .run_until(TIMEOUT, "every record ended", || async {
+            h.oracle(ids(0..8)).await.all_ended()
+        })
         .await
         .expect("run");
-    assert!(h.read_all(&h.dlq()).await.is_empty(), "nothing was dead-lettered");
+    let oracle = h.oracle(ids(0..8)).await;
+    oracle.check();
+    assert!(oracle.dead_lettered().is_empty(), "nothing was dead-lettered");
     assert_eq!(
         stage.calls_for("id-4"),
         1,

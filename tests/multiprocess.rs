@@ -1,31 +1,44 @@
 //! The `sluice` binary as separate worker processes against a broker outside them: the embedded
 //! broker hosted by this test, or any real broker given by `KAFKA_BOOTSTRAP_SERVERS` (CI also runs
 //! this suite against tansu). A worker is killed with SIGKILL mid-stream and restarted; every
-//! input id must end in the output or the dead-letter topic. Duplicates are counted and reported
-//! (see the note at the end of the test for why they are not bounded tightly).
+//! input id must end in the output, or in the dead-letter topic if (and only if) it is empty, and
+//! duplicates are bounded by what was uncommitted at each group event.
 
 mod common;
 
+use common::oracle::ReplayBound;
 use common::procs::start_worker;
+use common::read::{keys_on, Until};
+use common::{committed, Oracle};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use sluice::avro::{Codec, Document, Envelope, SchemaKind};
 use sluice::config::{compile, Topology};
 use sluice::devstack::{registry, MockKafka};
 use sluice::kafka::registry_settings;
 use sluice::pipeline::schema_pairs;
-use sluice::records_io::reader;
 
 const PARTITIONS: i32 = 3;
 const DOCS: usize = 3000;
+/// The stage's window and commit settings, as in [`topology_yaml`], for the duplicate bound.
+const MAX_IN_FLIGHT: usize = 24;
+const PER_PARTITION: usize = 8;
+const BUFFER_PER_PARTITION: usize = 8;
+const COMMIT_INTERVAL_MS: u64 = 100;
+const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// The simulated provider's fastest answer (latency − jitter).
+const MIN_CALL_MS: u64 = 20;
+
+/// Whether document `i` is empty (the stage dead-letters those).
+fn is_empty(i: usize) -> bool {
+    i % 20 == 7
+}
 
 fn topology_yaml(pipeline: &str) -> String {
     format!(
@@ -34,9 +47,9 @@ pipeline: {pipeline}
 kafka:
   partitions: {PARTITIONS}
   consumer:
-    auto.commit.interval.ms: "500"
+    auto.commit.interval.ms: "{COMMIT_INTERVAL_MS}"
     session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
+    heartbeat.interval.ms: "{HEARTBEAT_INTERVAL_MS}"
     # The rebalance timeout: how long a broker may wait for a killed member to rejoin.
     max.poll.interval.ms: "12000"
   producer:
@@ -52,7 +65,7 @@ stages:
     output: {pipeline}.out
     model: {{ provider: sim, name: m }}
     classify: {{ labels: [billing, technical, other] }}
-    concurrency: {{ max_in_flight: 24, per_partition: 8 }}
+    concurrency: {{ max_in_flight: {MAX_IN_FLIGHT}, per_partition: {PER_PARTITION}, buffer_per_partition: {BUFFER_PER_PARTITION} }}
     retry: {{ attempts: 4, initial_backoff: 5ms, max_backoff: 20ms }}
     shutdown_grace: 5s
 "#
@@ -71,7 +84,7 @@ async fn produce(t: &Topology, codec: &Codec) -> HashMap<String, (i32, i64)> {
     let mut sends = Vec::new();
     for i in 0..DOCS {
         let content =
-            if i % 20 == 7 { String::new() } else { format!("invoice {i} was billed twice") };
+            if is_empty(i) { String::new() } else { format!("invoice {i} was billed twice") };
         let doc = Document {
             id: format!("d{i}"),
             tenant: "t".into(),
@@ -94,43 +107,29 @@ async fn produce(t: &Topology, codec: &Codec) -> HashMap<String, (i32, i64)> {
     placed
 }
 
-/// Keys of every record on the final topics (output and dead letters), with repeats.
-fn final_keys(t: &Topology, idle: Duration) -> Vec<String> {
+/// Where each document ended. Not read up to the end offsets: that needs ListOffsets(latest),
+/// which some brokers (tansu) answer wrongly; until 3 s pass without a record instead.
+async fn oracle(t: &Topology) -> Oracle {
     let stage = &t.stages[0];
-    let r = reader(&t.kafka, &[stage.output.as_str(), stage.dead_letter_topic.as_str()], true)
-        .expect("reader");
-    let mut keys = Vec::new();
-    // Not stop_at_end: it needs ListOffsets(latest), which some brokers (tansu) answer wrongly.
-    r.drain(
-        None,
-        false,
-        idle,
-        || false,
-        |m| {
-            keys.push(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
-            true
-        },
-    )
-    .expect("drain");
-    keys
+    let idle = Until::Idle(Duration::from_secs(3));
+    let outputs = keys_on(&t.kafka, std::slice::from_ref(&stage.output), idle).await;
+    let dead_letters =
+        keys_on(&t.kafka, std::slice::from_ref(&stage.dead_letter_topic), idle).await;
+    Oracle::new((0..DOCS).map(|i| format!("d{i}")), outputs, dead_letters)
 }
 
-fn committed(t: &Topology) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &t.kafka.bootstrap_servers)
-        .set("group.id", &t.stages[0].group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(&t.inputs[0].name, p);
-    }
-    let c = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed");
-    c.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).collect()
+/// The group's committed positions, read on a blocking thread.
+async fn positions(t: &Topology) -> Vec<i64> {
+    let t = t.clone();
+    tokio::task::spawn_blocking(move || {
+        committed(&t.kafka.bootstrap_servers, &t.stages[0].group, &t.inputs[0].name, PARTITIONS)
+    })
+    .await
+    .expect("committed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_a_worker_mid_stream_loses_nothing_and_reports_duplicates() {
+async fn kill_9_of_a_worker_mid_stream_loses_nothing_and_bounds_duplicates() {
     let external = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty());
     let mock =
         if external.is_none() { Some(MockKafka::start(1).expect("mock broker")) } else { None };
@@ -162,15 +161,7 @@ async fn kill_9_of_a_worker_mid_stream_loses_nothing_and_reports_duplicates() {
     let mut a = start_worker(&path, &bootstrap, &url);
     let _b = start_worker(&path, &bootstrap, &url);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let committed_total = |t: &Topology| {
-        let t = t.clone();
-        async move {
-            tokio::task::spawn_blocking(move || committed(&t).iter().sum::<i64>())
-                .await
-                .expect("committed")
-        }
-    };
-    while committed_total(&t).await < (DOCS / 4) as i64 {
+    while positions(&t).await.iter().sum::<i64>() < (DOCS / 4) as i64 {
         assert!(Instant::now() < deadline, "workers made no progress");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -188,54 +179,61 @@ async fn kill_9_of_a_worker_mid_stream_loses_nothing_and_reports_duplicates() {
     }
     a.0.wait().expect("reaped");
     // The killed member can commit nothing more: these are the positions its partitions resume from.
-    let resume_at = committed(&t);
+    let resume_at = positions(&t).await;
     assert!(
         resume_at.iter().sum::<i64>() < DOCS as i64,
         "the kill must land mid-stream: {resume_at:?}"
     );
     let _a2 = start_worker(&path, &bootstrap, &url);
 
-    let expected: HashSet<&String> = placed.keys().collect();
-    let keys = loop {
-        let t = t.clone();
-        let keys = tokio::task::spawn_blocking(move || final_keys(&t, Duration::from_secs(3)))
-            .await
-            .expect("reader");
-        let seen: HashSet<&String> = keys.iter().collect();
-        if expected.iter().all(|id| seen.contains(*id)) {
-            break keys;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {DOCS} ids arrived before the deadline",
-            seen.len()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let ended =
+        common::wait_until(deadline - Instant::now(), || async { oracle(&t).await.all_ended() });
+    assert!(ended.await, "{} ids ended nowhere", oracle(&t).await.missing().len());
+    let oracle = oracle(&t).await;
+    oracle.check();
+    let empty: BTreeSet<String> =
+        (0..DOCS).filter(|i| is_empty(*i)).map(|i| format!("d{i}")).collect();
+    assert_eq!(
+        oracle.dead_lettered(),
+        empty.iter().map(String::as_str).collect(),
+        "exactly the empty documents are dead-lettered; the simulated failures are retried"
+    );
+    assert_eq!(oracle.delivered().len(), DOCS - empty.len());
 
-    let mut counts: HashMap<&String, usize> = HashMap::new();
-    for k in &keys {
-        *counts.entry(k).or_default() += 1;
+    // Every group event replays at most what was uncommitted then. The events: the second
+    // member joins (the first revokes), the kill (the killed member's uncommitted records), its
+    // expiry from the group and the restarted member's join (the survivor revokes each time).
+    const EVENTS: usize = 4;
+    let per_event = ReplayBound {
+        partitions: PARTITIONS as usize,
+        per_partition: PER_PARTITION,
+        buffer_per_partition: BUFFER_PER_PARTITION,
+        members: 1,
+        max_in_flight: MAX_IN_FLIGHT,
+        commit_interval_ms: COMMIT_INTERVAL_MS,
+        heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+        min_record_ms: MIN_CALL_MS,
     }
-    // Duplicates are reported, not bounded tightly: besides the killed worker's uncommitted
-    // window, every rebalance after the kill can replay records when the coordinator refuses the
-    // commit on revocation (librdkafka's mock refuses every commit while a group rebalances), and
-    // those replays land past the kill-time positions too. By input offset: at or past the
-    // partition's committed position at the kill, or before it (an earlier replay).
+    .per_event();
+    // By input offset: at or past the partition's committed position at the kill, or before it.
     let (mut after_kill_position, mut before) = (0, 0);
-    for (id, count) in counts.iter().filter(|(_, c)| **c > 1) {
-        let (partition, offset) = placed[*id];
+    for (id, extra) in oracle.duplicated() {
+        let (partition, offset) = placed[id];
         if offset >= resume_at[partition as usize] {
-            after_kill_position += count - 1;
+            after_kill_position += extra;
         } else {
-            before += count - 1;
+            before += extra;
         }
     }
     eprintln!(
-        "multi-process crash suite ({}): {DOCS} documents, {} records on final topics; duplicates: {after_kill_position} at or past the committed position at the kill, {before} before it; committed at kill: {resume_at:?}",
+        "multi-process crash suite ({}): {DOCS} documents; duplicates: {after_kill_position} at or past the committed position at the kill, {before} before it (bound {}); committed at kill: {resume_at:?}",
         if external.is_some() { "external broker" } else { "embedded broker" },
-        keys.len(),
+        EVENTS * per_event,
     );
-    assert_eq!(counts.len(), DOCS, "nothing lost, nothing unexpected");
-    assert!(after_kill_position + before < DOCS / 2, "runaway reprocessing");
+    assert!(
+        oracle.duplicates() <= EVENTS * per_event,
+        "{} duplicates, more than {EVENTS} events × {per_event} uncommitted records",
+        oracle.duplicates()
+    );
+    assert!(oracle.max_copies() <= 1 + EVENTS, "a record replayed more often than events happened");
 }

@@ -6,16 +6,11 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{unique, wait_until, Harness, StopOnDrop};
+use common::run::PipelineRun;
+use common::{unique, wait_until, Harness};
 use sluice::avro::SchemaKind;
-use sluice::mock_provider::{serve, MockConfig, MockProvider};
-use sluice::pipeline::run_stages;
+use sluice::mock_provider::MockConfig;
 use sluice::records_io::produce_json_lines;
-use sluice::shutdown::Shutdown;
-
-async fn mock(config: MockConfig) -> MockProvider {
-    serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
-}
 
 fn classify_topology(p: &str, url: &str, retry: &str) -> String {
     format!(
@@ -40,37 +35,24 @@ stages:
     )
 }
 
-/// The pipeline running in the background; stop it before the broker goes away, or its
-/// consumers wait out their session timeouts while the test's runtime shuts down.
-struct Running {
-    shutdown: Shutdown,
-    _guard: StopOnDrop,
-    task: tokio::task::JoinHandle<()>,
+/// The pipeline running in the background; stopped before the broker goes away, or its
+/// consumers would wait out their session timeouts while the test's runtime shuts down.
+fn start(h: &Harness) -> PipelineRun {
+    h.start_pipeline()
 }
 
-impl Running {
-    async fn stop(self) {
-        self.shutdown.request();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("the pipeline stops")
-            .expect("pipeline task");
-    }
-}
-
-fn start(h: &Harness) -> Running {
-    let shutdown = Shutdown::new();
-    let (t, s) = (h.topology.clone(), shutdown.clone());
-    let task = tokio::spawn(async move {
-        run_stages(&t, &[], s).await.expect("pipeline runs");
-    });
-    Running { _guard: StopOnDrop(shutdown.clone()), shutdown, task }
+/// Stops the pipeline and checks it ran without error.
+async fn stop(running: PipelineRun) {
+    running.stop().await.expect("pipeline runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
-    let server =
-        mock(MockConfig { retry_after: Duration::from_secs(1), ..MockConfig::default() }).await;
+    let server = common::mock_provider(MockConfig {
+        retry_after: Duration::from_secs(1),
+        ..MockConfig::default()
+    })
+    .await;
     server.set_fault("cls", Some(429));
     let p = unique("ra");
     let h = Harness::start(&classify_topology(
@@ -93,13 +75,16 @@ async fn retry_after_is_honoured_no_call_comes_before_the_due_time() {
         let gap = Duration::from_micros(pair[1] - pair[0]);
         assert!(gap >= Duration::from_secs(1), "a call came {gap:?} after a 429 asking for 1 s");
     }
-    running.stop().await;
+    stop(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_time() {
-    let server =
-        mock(MockConfig { retry_after: Duration::from_secs(30), ..MockConfig::default() }).await;
+    let server = common::mock_provider(MockConfig {
+        retry_after: Duration::from_secs(30),
+        ..MockConfig::default()
+    })
+    .await;
     server.set_fault("cls", Some(429));
     let p = unique("park");
     let h = Harness::start(&classify_topology(
@@ -120,7 +105,7 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
     let due: i64 =
         records[0].get("sluice-retry-due-ms").and_then(|v| v.parse().ok()).expect("due header");
     assert!(due >= before + 30_000, "due {} ms after the produce", due - before);
-    running.stop().await;
+    stop(running).await;
 }
 
 /// A record's W3C `traceparent` travels to its outputs and its cost events carry the trace id.
@@ -128,7 +113,7 @@ async fn a_long_retry_after_parks_the_record_on_the_retry_topic_with_that_due_ti
 async fn the_trace_id_of_a_record_reaches_its_outputs_and_cost_events() {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let p = unique("trace");
     let h = Harness::start(&classify_topology(&p, &server.openai_url(), "{ attempts: 2 }")).await;
     let running = start(&h);
@@ -159,14 +144,14 @@ async fn the_trace_id_of_a_record_reaches_its_outputs_and_cost_events() {
     assert_eq!((events[0].tenant.as_str(), events[0].document_id.as_str()), ("acme", "tr1"));
     let metering = common::raw_headers(&h, &h.topology.metering_topic).await;
     assert_eq!(metering[0].get("traceparent").map(String::as_str), Some(traceparent));
-    running.stop().await;
+    stop(running).await;
 }
 
 /// A stage with `document_deadline` dead-letters stale documents without calling a model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn documents_past_their_deadline_are_dead_lettered_without_a_model_call() {
     use rdkafka::producer::FutureRecord;
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let p = unique("expiry");
     let yaml = classify_topology(&p, &server.openai_url(), "{ attempts: 1 }").replace(
         "    retry: { attempts: 1 }",
@@ -190,22 +175,28 @@ async fn documents_past_their_deadline_are_dead_lettered_without_a_model_call() 
         let record = FutureRecord::to(&input).key(id).payload(&payload).timestamp(written);
         h.producer().send(record, Duration::from_secs(10)).await.expect("produce");
     }
-    let done = || async { h.count(&h.output()).await + h.count(&h.dlq()).await == 2 };
-    assert!(wait_until(Duration::from_secs(20), done).await);
-    assert_eq!(h.ids_on(&h.output()).await.into_keys().collect::<Vec<_>>(), ["fresh"]);
-    let (_, _, key, value) = h.read_all(&h.dlq()).await.remove(0);
-    assert_eq!(key.as_deref(), Some("stale"));
+    let inputs = || ["stale".to_owned(), "fresh".to_owned()];
+    running
+        .until(Duration::from_secs(20), "both documents ended", || async {
+            h.oracle(inputs()).await.all_ended()
+        })
+        .await;
+    let oracle = h.oracle(inputs()).await;
+    oracle.check();
+    assert_eq!(oracle.delivered(), ["fresh"].into());
+    assert_eq!(oracle.dead_lettered(), ["stale"].into());
+    let (_, _, _, value) = h.read_all(&h.dlq()).await.remove(0);
     let reason = sluice::avro::avro_to_json(&value.expect("decodes"))["error_message"].to_string();
     assert!(reason.contains("document expired: written 2m"), "{reason}");
     assert_eq!(server.ledger().calls.len(), 1, "only the fresh document reached the model");
-    running.stop().await;
+    stop(running).await;
 }
 
 /// With `redact_input`, a dead letter carries the record re-encoded with its PII redacted, and
 /// redacted error texts; the model never saw the raw values either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_letters_of_a_redacting_stage_carry_no_pii() {
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     server.set_fault("cls", Some(400));
     let p = unique("pii");
     let yaml = classify_topology(&p, &server.openai_url(), "{ attempts: 1 }").replace(
@@ -224,15 +215,14 @@ async fn dead_letters_of_a_redacting_stage_carry_no_pii() {
     let value = value.expect("dead letter decodes");
     let text = sluice::avro::avro_to_json(&value).to_string();
     assert!(!text.contains("jane@example.com") && !text.contains("4111"), "{text}");
-    let apache_avro::types::Value::Record(fields) = value else { panic!("{value:?}") };
-    let original = fields.into_iter().find(|(k, _)| k == "original_value").expect("field").1;
-    let apache_avro::types::Value::Union(_, bytes) = original else { panic!("{original:?}") };
-    let apache_avro::types::Value::Bytes(bytes) = *bytes else { panic!() };
-    let (_, doc) = codec.decode_any(Some(&bytes)).await.expect("the redacted original decodes");
+    let apache_avro::types::Value::Bytes(bytes) = common::field(&value, "original_value") else {
+        panic!("{value:?}")
+    };
+    let (_, doc) = codec.decode_any(Some(bytes)).await.expect("the redacted original decodes");
     let doc = sluice::avro::avro_to_json(&doc);
     assert_eq!(doc["content"], "Mail [EMAIL], card [CARD]");
     assert_eq!(server.ledger().calls.len(), 1, "one call, rejected");
-    running.stop().await;
+    stop(running).await;
 }
 
 /// `topologies/support-rag.yaml` with only its provider block changed to an `openai` provider
@@ -245,7 +235,7 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     // The mock's own vectors are 1536-dimensional; the provider asks for 64, as it would OpenAI.
     let config =
         MockConfig { api_key: Some(key.into()), embedding_dim: 1536, ..MockConfig::default() };
-    let server = mock(config).await;
+    let server = common::mock_provider(config).await;
     let original = std::fs::read_to_string("topologies/support-rag.yaml").expect("topology");
     let start_at = original.find("\nproviders:").expect("providers block");
     let end_at = original.find("\n# Logical models").expect("models block");
@@ -314,5 +304,5 @@ async fn support_rag_runs_end_to_end_through_the_mock_provider() {
     );
     assert!(ledger.totals("gpt-4o-mini").calls >= 7);
     assert_eq!(ledger.rate_limited(), 0);
-    running.stop().await;
+    stop(running).await;
 }

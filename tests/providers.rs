@@ -9,13 +9,9 @@ mod common;
 
 use sluice::call::{CallLog, Origin};
 use sluice::config::compile;
-use sluice::mock_provider::{serve, MockConfig, MockProvider};
+use sluice::mock_provider::{MockConfig, MockProvider};
 use sluice::policy::{BreakerState, Gateway, GatewayError};
 use sluice::provider::{CallKey, ChatRequest, EmbedRequest, ProviderBuildError, ProviderError};
-
-async fn mock(config: MockConfig) -> MockProvider {
-    serve("127.0.0.1:0".parse().expect("addr"), config).await.expect("mock provider")
-}
 
 /// A gateway over one `openai` provider `m` at the mock; `extra` adds provider settings and
 /// `models` declares logical models.
@@ -84,7 +80,7 @@ fn key(id: &str) -> CallKey<'_> {
 
 #[tokio::test]
 async fn a_failing_primary_falls_back_and_the_answer_names_the_model_that_served() {
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let g = gateway(
         &server,
         "",
@@ -111,7 +107,7 @@ async fn a_failing_primary_falls_back_and_the_answer_names_the_model_that_served
 
 #[tokio::test]
 async fn the_breaker_opens_stops_calling_and_recovers_after_its_cool_down() {
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let g = gateway(
         &server,
         "breaker: { consecutive_failures: 3, window: 50, cool_down: 300ms }",
@@ -136,7 +132,8 @@ async fn the_breaker_opens_stops_calling_and_recovers_after_its_cool_down() {
 #[tokio::test]
 async fn the_rate_limit_holds_at_the_server_and_avoids_its_429s() {
     // The mock enforces 1,200 requests a minute (20/s); sluice is configured with the same.
-    let server = mock(MockConfig { rpm: Some(1200), ..MockConfig::default() }).await;
+    let server =
+        common::mock_provider(MockConfig { rpm: Some(1200), ..MockConfig::default() }).await;
     let g = Arc::new(gateway(
         &server,
         "limits: { big-model: { requests_per_minute: 1200 } }",
@@ -160,12 +157,14 @@ async fn the_rate_limit_holds_at_the_server_and_avoids_its_429s() {
     let times: Vec<u64> = ledger.calls.iter().map(|c| c.at_us).collect();
     let span = (times[n - 1] - times[0]) as f64 / 1e6;
     let rate = (n - 1) as f64 / span;
-    assert!((rate - 20.0).abs() / 20.0 <= 0.05, "measured {rate:.2} calls/s against a limit of 20");
+    // An upper bound only: a loaded machine may call slower than the limit, never faster (5% for
+    // the jitter of the first and last arrival).
+    assert!(rate <= 20.0 * 1.05, "measured {rate:.2} calls/s against a limit of 20");
 }
 
 #[tokio::test]
 async fn anthropic_messages_and_openai_embeddings_speak_their_apis() {
-    let server = mock(MockConfig {
+    let server = common::mock_provider(MockConfig {
         api_key: Some("sk-ant-test-key".into()),
         embedding_dim: 16,
         ..MockConfig::default()
@@ -200,8 +199,11 @@ async fn anthropic_messages_and_openai_embeddings_speak_their_apis() {
 
 #[tokio::test]
 async fn wrong_credentials_are_unauthorized_and_never_echoed() {
-    let server =
-        mock(MockConfig { api_key: Some("the-right-key".into()), ..MockConfig::default() }).await;
+    let server = common::mock_provider(MockConfig {
+        api_key: Some("the-right-key".into()),
+        ..MockConfig::default()
+    })
+    .await;
     std::env::set_var("SLUICE_TEST_WRONG_KEY", "sk-wrong-secret-value");
     let g = gateway(
         &server,
@@ -220,7 +222,7 @@ async fn wrong_credentials_are_unauthorized_and_never_echoed() {
 #[tokio::test]
 async fn replicas_share_answers_through_a_redis_cache() {
     let redis = common::redis::start();
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let cache = format!("cache: {{ kind: redis, url: {}, ttl: 1h }}", redis.url);
     let models = "  big: { provider: m, name: big-model }";
     let (a, b) =
@@ -246,7 +248,8 @@ async fn replicas_share_answers_through_a_redis_cache() {
 #[tokio::test]
 async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_sent() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = mock(MockConfig { embedding_dim: 8, ..MockConfig::default() }).await;
+    let server =
+        common::mock_provider(MockConfig { embedding_dim: 8, ..MockConfig::default() }).await;
     let cache = format!("cache: {{ path: {} }}", dir.path().display());
     let g = gateway_with(&server, "", "  emb: { provider: m, name: e }", &cache);
     let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
@@ -271,8 +274,11 @@ async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_
 /// most the call could cost — its input and every output token it asked for.
 #[tokio::test]
 async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
-    let server =
-        mock(MockConfig { latency: Duration::from_secs(3), ..MockConfig::default() }).await;
+    let server = common::mock_provider(MockConfig {
+        latency: Duration::from_secs(3),
+        ..MockConfig::default()
+    })
+    .await;
     let g = gateway(&server, "", "  big: { provider: m, name: big-model }");
     let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
     let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "s", 1) };
@@ -302,7 +308,7 @@ async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
 /// whose chain reads as one sentence.
 #[tokio::test]
 async fn a_missing_api_key_names_the_provider_and_the_variable() {
-    let server = mock(MockConfig::default()).await;
+    let server = common::mock_provider(MockConfig::default()).await;
     let extra = "api_key_env: SLUICE_TEST_KEY_NEVER_SET";
     let Err(err) = build_gateway(&server, extra, "  big: { provider: m, name: big-model }", "")
     else {

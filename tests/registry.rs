@@ -86,3 +86,21 @@ async fn an_unreachable_registry_is_a_retriable_error() {
     let err = get_schema_by_id(1, &SrSettings::new(url)).await.expect_err("nothing listens");
     assert!(err.retriable);
 }
+
+#[tokio::test]
+async fn a_simulated_outage_refuses_requests_and_counts_them() {
+    let registry = serve("127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+    let settings = SrSettings::new(registry.url());
+    post_schema(&settings, "docs-value".into(), avro(SchemaKind::Document.text()))
+        .await
+        .expect("register");
+    assert_eq!(registry.refused_requests(), 0);
+    registry.set_available(false);
+    let err = get_schema_by_id(1, &settings).await.expect_err("outage");
+    assert!(err.retriable, "an outage is retriable: {err:?}");
+    assert!(registry.refused_requests() >= 1, "the refused lookup is counted");
+    registry.set_available(true);
+    let before = registry.refused_requests();
+    get_schema_by_id(1, &settings).await.expect("available again");
+    assert_eq!(registry.refused_requests(), before, "answered requests are not counted");
+}

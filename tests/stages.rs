@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sluice::avro::{Answer, Classification, Document, Envelope, Passage, Verdict};
+use sluice::avro::{Answer, Classification, Envelope, Passage, Verdict};
 use sluice::config::compile;
 use sluice::mock_provider::{serve, MockConfig, MockProvider};
 use sluice::policy::Gateway;
@@ -67,12 +67,7 @@ stages:
 }
 
 fn doc(id: &str, content: &str) -> Envelope {
-    Envelope::new(Document {
-        id: id.into(),
-        tenant: "acme".into(),
-        content: content.into(),
-        metadata: BTreeMap::new(),
-    })
+    common::document(id, "acme", content)
 }
 
 async fn run(stage: &AnyStage, input: Envelope) -> Vec<Emit> {
@@ -289,5 +284,17 @@ async fn rules_classify_without_a_model_call_and_generate_routes_and_splits_prom
     assert_eq!(out[0].record.answer.as_ref().expect("answer").model, "m/large-model");
     let ledger = s.server.ledger();
     assert_eq!(ledger.totals("small-model").calls + ledger.totals("large-model").calls, 4);
-    assert!(versions.keys().all(|v| v == "answer@1" || v == "answer@2"));
+
+    // The A/B split is a hash of the document id: over 20 documents, both prompts serve (with a
+    // weight of 0.5, all 20 on one side would be a one-in-500,000 hash split).
+    for i in 0..20 {
+        let out = run(generate, doc(&format!("ab{i}"), "Where is my refund?")).await;
+        let a = out[0].record.answer.as_ref().expect("answer");
+        *versions.entry(a.prompt_version.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        versions.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["answer@1", "answer@2"],
+        "both prompt versions serve, and no other: {versions:?}"
+    );
 }

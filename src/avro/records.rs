@@ -181,6 +181,11 @@ pub struct DeadLetter {
     pub error_message: String,
     pub attempts: Vec<AttemptRecord>,
     pub failed_at_ms: i64,
+    /// The model the failed attempt called (`provider/model`), if it called one: with the prompt
+    /// version, what an operator needs to decide whether a redrive can succeed now.
+    pub model: Option<String>,
+    /// The prompt template version (`name@version`) of the failed attempt, if it used one.
+    pub prompt_version: Option<String>,
 }
 
 impl DeadLetter {
@@ -188,6 +193,10 @@ impl DeadLetter {
     pub fn to_value(&self) -> Value {
         let opt_bytes = |b: &Option<Vec<u8>>| match b {
             Some(b) => Value::Union(1, Box::new(Value::Bytes(b.clone()))),
+            None => Value::Union(0, Box::new(Value::Null)),
+        };
+        let opt_string = |s: &Option<String>| match s {
+            Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
             None => Value::Union(0, Box::new(Value::Null)),
         };
         let headers = self
@@ -242,6 +251,8 @@ impl DeadLetter {
             ("error_message".into(), Value::String(self.error_message.clone())),
             ("attempts".into(), Value::Array(attempts)),
             ("failed_at_ms".into(), Value::Long(self.failed_at_ms)),
+            ("model".into(), opt_string(&self.model)),
+            ("prompt_version".into(), opt_string(&self.prompt_version)),
         ])
     }
 }
@@ -296,9 +307,8 @@ mod tests {
         assert!(Envelope::new(doc()).to_value(SchemaKind::Generated).is_err());
     }
 
-    #[test]
-    fn dead_letter_value_validates_against_its_schema() {
-        let dl = DeadLetter {
+    fn dead_letter() -> DeadLetter {
+        DeadLetter {
             pipeline: "p".into(),
             stage: "s".into(),
             consumer_group: "g".into(),
@@ -318,7 +328,62 @@ mod tests {
                 message: "bad".into(),
             }],
             failed_at_ms: 9,
+            model: None,
+            prompt_version: None,
+        }
+    }
+
+    #[test]
+    fn dead_letter_value_validates_against_its_schema() {
+        assert!(dead_letter().to_value().validate(SchemaKind::DeadLetter.schema()));
+        let dl = DeadLetter {
+            model: Some("sim/sim-small".into()),
+            prompt_version: Some("answer@2".into()),
+            ..dead_letter()
         };
-        assert!(dl.to_value().validate(SchemaKind::DeadLetter.schema()));
+        let value = dl.to_value();
+        assert!(value.validate(SchemaKind::DeadLetter.schema()));
+        let json = super::super::avro_to_json(&value);
+        assert_eq!(
+            (json["model"].as_str(), json["prompt_version"].as_str()),
+            (Some("sim/sim-small"), Some("answer@2"))
+        );
+    }
+
+    /// The schema as it was before `model` and `prompt_version`.
+    fn dead_letter_schema_before_model() -> apache_avro::Schema {
+        let mut json: serde_json::Value =
+            serde_json::from_str(SchemaKind::DeadLetter.text()).expect("schema JSON");
+        let fields = json["fields"].as_array_mut().expect("fields");
+        fields.retain(|f| f["name"] != "model" && f["name"] != "prompt_version");
+        apache_avro::Schema::parse(&json).expect("previous schema")
+    }
+
+    #[test]
+    fn the_model_fields_are_a_fully_compatible_evolution_of_the_dead_letter_schema() {
+        use apache_avro::schema_compatibility::SchemaCompatibility;
+        let (old, new) = (dead_letter_schema_before_model(), SchemaKind::DeadLetter.schema());
+        SchemaCompatibility::can_read(&old, new).expect("new readers read old dead letters");
+        SchemaCompatibility::can_read(new, &old).expect("old readers read new dead letters");
+
+        // An old dead letter, read with the new schema: both fields default to null.
+        let mut old_value = dead_letter().to_value();
+        let Value::Record(fields) = &mut old_value else { panic!("record") };
+        fields.retain(|(name, _)| name != "model" && name != "prompt_version");
+        let mut bytes = Vec::new();
+        apache_avro::writer::datum::GenericDatumWriter::builder(&old)
+            .build()
+            .expect("old writer")
+            .write_value_ref(&mut bytes, &old_value)
+            .expect("old datum");
+        let read = apache_avro::reader::datum::GenericDatumReader::builder(&old)
+            .reader_schema(new)
+            .build()
+            .expect("resolving reader")
+            .read_value(&mut bytes.as_slice())
+            .expect("resolved to the new schema");
+        let Value::Record(fields) = read else { panic!("record") };
+        let model = fields.iter().find(|(n, _)| n == "model").expect("model field");
+        assert_eq!(model.1, Value::Union(0, Box::new(Value::Null)));
     }
 }

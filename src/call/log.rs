@@ -108,6 +108,17 @@ impl CallLog {
         self.events.lock().expect("call log lock").push(event);
     }
 
+    /// The model (as served, else as requested) and prompt version of the latest call, for a
+    /// dead letter to name what failed.
+    pub fn last_call(&self) -> Option<(String, Option<String>)> {
+        let events = self.events.lock().expect("call log lock");
+        events.last().map(|e| {
+            let model =
+                if e.model_served.is_empty() { &e.model_requested } else { &e.model_served };
+            (model.clone(), e.prompt_version.clone())
+        })
+    }
+
     /// Every event so far, each id once (a re-emitted original may repeat within a record).
     pub fn take(&self) -> Vec<CostEvent> {
         let mut events = std::mem::take(&mut *self.events.lock().expect("call log lock"));

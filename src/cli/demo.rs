@@ -1,6 +1,8 @@
 //! `sluice demo`: the whole pipeline offline. Starts the embedded broker and registry, runs every
 //! stage, produces the example documents, waits until each one reached a final topic (an output
-//! no stage reads, or a dead-letter topic) and prints where each ended up.
+//! no stage reads, or a dead-letter topic) and prints where each ended up. Logs stay at WARN unless
+//! `RUST_LOG` asks for more (see `Command::default_log_filter`): the user sees a progress line and
+//! the tables.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -8,11 +10,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value as Json;
 use sluice::avro::Codec;
 use sluice::config::{compile, Topology};
 use sluice::devstack::DevStack;
-use sluice::pipeline::{registry_settings, run_stages};
+use sluice::kafka::registry_settings;
+use sluice::pipeline::run_stages;
 use sluice::records_io::{produce_json_lines, reader, record_json};
 use sluice::shutdown::Shutdown;
 
@@ -146,6 +150,11 @@ async fn collect_results(
         )?;
         Ok(())
     });
+    // Drawn on stderr, and only on a terminal.
+    let bar = ProgressBar::new(expected.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} documents finished {elapsed}")
+            .expect("template"),
+    );
     let mut results = BTreeMap::new();
     while results.len() < expected.len() {
         let Ok(Some(message)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else {
@@ -154,20 +163,29 @@ async fn collect_results(
         let json = record_json(codec, &message).await;
         if let Some(id) = json["key"].as_str().filter(|id| expected.contains(*id)) {
             results.insert(id.to_owned(), json);
+            bar.set_position(results.len() as u64);
         }
     }
+    bar.finish_and_clear();
     drop(rx);
     let _ = reading.await;
     Ok(results)
 }
 
-fn print_table(results: &BTreeMap<String, Json>) {
-    println!(
-        "\n{:<9} {:<9} {:<24} {:<10} {:<10} ANSWER / REASON",
-        "DOCUMENT", "TENANT", "RESULT", "LABEL", "MODEL"
-    );
-    for (id, r) in results {
+/// One row of the result table.
+struct Row {
+    id: String,
+    tenant: String,
+    result: String,
+    label: String,
+    model: String,
+    detail: String,
+}
+
+impl Row {
+    fn of(id: &str, r: &Json) -> Self {
         let v = &r["value"];
+        let text = |j: &Json| j.as_str().unwrap_or("-").to_owned();
         let (result, detail) = if v.get("error_class").is_some() {
             (
                 format!("dead letter ({})", v["stage"].as_str().unwrap_or("?")),
@@ -180,11 +198,60 @@ fn print_table(results: &BTreeMap<String, Json>) {
         let tenant = v["document"]["tenant"]
             .as_str()
             .or_else(|| v["original_value"]["decoded"]["tenant"].as_str())
-            .unwrap_or("-");
-        let label = v["classification"]["label"].as_str().unwrap_or("-");
-        let model = v["answer"]["model"].as_str().unwrap_or("-");
-        let detail: String = detail.chars().take(60).collect();
-        println!("{id:<9} {tenant:<9} {result:<24} {label:<10} {model:<10} {detail}");
+            .unwrap_or("-")
+            .to_owned();
+        Self {
+            id: id.to_owned(),
+            tenant,
+            result,
+            label: text(&v["classification"]["label"]),
+            model: text(&v["answer"]["model"]),
+            detail: detail.chars().take(60).collect(),
+        }
+    }
+}
+
+/// The result table; every column as wide as its longest value, so none runs into the next.
+fn print_table(results: &BTreeMap<String, Json>) {
+    let rows: Vec<Row> = results.iter().map(|(id, r)| Row::of(id, r)).collect();
+    let width = |header: &str, cell: fn(&Row) -> &str| {
+        rows.iter().map(|r| cell(r).chars().count()).chain([header.len()]).max().unwrap_or(0)
+    };
+    let w = [
+        width("DOCUMENT", |r| &r.id),
+        width("TENANT", |r| &r.tenant),
+        width("RESULT", |r| &r.result),
+        width("LABEL", |r| &r.label),
+        width("MODEL", |r| &r.model),
+    ];
+    println!(
+        "\n{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  ANSWER / REASON",
+        "DOCUMENT",
+        "TENANT",
+        "RESULT",
+        "LABEL",
+        "MODEL",
+        w0 = w[0],
+        w1 = w[1],
+        w2 = w[2],
+        w3 = w[3],
+        w4 = w[4],
+    );
+    for r in &rows {
+        println!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
+            r.id,
+            r.tenant,
+            r.result,
+            r.label,
+            r.model,
+            r.detail,
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4],
+        );
     }
 }
 

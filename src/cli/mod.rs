@@ -13,7 +13,7 @@ mod schemas;
 mod topics;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Compile topology files and report every problem (exit code 2 on any).
-    Validate { files: Vec<PathBuf> },
+    Validate(validate::Args),
     /// Register or check the Avro schemas of every topic (subject `<topic>-value`).
     Schemas(schemas::Args),
     /// Create or list the topology's topics.
@@ -60,9 +60,20 @@ pub enum Command {
     MockProvider(mock_provider::Args),
 }
 
+impl Command {
+    /// The log filter when `RUST_LOG` is not set: `demo` is for a first look and shows only
+    /// warnings above its progress line and tables; every other command logs at INFO.
+    pub fn default_log_filter(&self) -> Option<&'static str> {
+        match self {
+            Self::Demo(_) => Some("warn"),
+            _ => None,
+        }
+    }
+}
+
 pub async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Validate { files } => Ok(validate::run(&files)),
+        Command::Validate(a) => Ok(validate::run(a)),
         Command::Schemas(a) => schemas::run(a).await,
         Command::Topics(a) => topics::run(a).await,
         Command::Produce(a) => produce::run(a).await,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use apache_avro::schema_compatibility::SchemaCompatibility;
@@ -50,7 +50,14 @@ struct LevelBody {
 /// A running registry; dropping the handle does not stop it (it lives as long as the runtime).
 pub struct DevRegistry {
     pub addr: SocketAddr,
-    available: Arc<AtomicBool>,
+    outage: Arc<Outage>,
+}
+
+/// The simulated outage switch, and how many requests it refused.
+#[derive(Default)]
+struct Outage {
+    down: AtomicBool,
+    refused: AtomicU64,
 }
 
 impl DevRegistry {
@@ -60,19 +67,22 @@ impl DevRegistry {
 
     /// Simulates an outage: while unavailable, every request is answered 503.
     pub fn set_available(&self, available: bool) {
-        self.available.store(available, Ordering::SeqCst);
+        self.outage.down.store(!available, Ordering::SeqCst);
+    }
+
+    /// How many requests a simulated outage has refused so far: a test can wait until a client
+    /// actually met the outage before asserting what it did about it.
+    pub fn refused_requests(&self) -> u64 {
+        self.outage.refused.load(Ordering::SeqCst)
     }
 }
 
-async fn outage(
-    State(available): State<Arc<AtomicBool>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if available.load(Ordering::SeqCst) {
-        next.run(request).await
-    } else {
+async fn outage(State(outage): State<Arc<Outage>>, request: Request, next: Next) -> Response {
+    if outage.down.load(Ordering::SeqCst) {
+        outage.refused.fetch_add(1, Ordering::SeqCst);
         error(StatusCode::SERVICE_UNAVAILABLE, 50301, "registry unavailable (simulated outage)")
+    } else {
+        next.run(request).await
     }
 }
 
@@ -80,7 +90,7 @@ async fn outage(
 pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
     let store: Shared =
         Arc::new(Mutex::new(Store { level: "BACKWARD".into(), ..Store::default() }));
-    let available = Arc::new(AtomicBool::new(true));
+    let outage_state = Arc::new(Outage::default());
     let app = Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -91,7 +101,7 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
         .route("/config", get(get_level).put(put_level))
         .route("/config/{subject}", get(get_subject_level).put(put_subject_level))
         .with_state(store)
-        .layer(axum::middleware::from_fn_with_state(available.clone(), outage));
+        .layer(axum::middleware::from_fn_with_state(outage_state.clone(), outage));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -99,7 +109,7 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<DevRegistry> {
             tracing::error!(error = %e, "dev schema registry stopped");
         }
     });
-    Ok(DevRegistry { addr, available })
+    Ok(DevRegistry { addr, outage: outage_state })
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

@@ -17,6 +17,7 @@ use super::inbound::Inbound;
 use super::side_outputs::Letter;
 use super::worker::{Disposition, Worker};
 use crate::avro::{DeadLetterClass, SchemaKind};
+use crate::call::CallLog;
 use crate::retry::state::HeaderPair;
 use crate::retry::{infrastructure_backoff, own_headers, RetryState};
 use crate::shutdown::{Phase, Shutdown};
@@ -136,6 +137,7 @@ impl<S: Stage> Worker<S> {
         inbound: &Inbound,
         state: &RetryState,
         emits: Vec<Emit>,
+        log: &CallLog,
     ) -> Disposition {
         let headers = own_headers(&inbound.headers);
         let mut out = Vec::with_capacity(emits.len());
@@ -166,7 +168,7 @@ impl<S: Stage> Worker<S> {
                 Err(e) => {
                     let reason = format!("stage output does not fit the schema of '{topic}': {e}");
                     let class = DeadLetterClass::Permanent;
-                    return self.dead_letter(inbound, state, class, &reason);
+                    return self.dead_letter(inbound, state, class, &reason, Some(log));
                 }
             }
         }
@@ -200,14 +202,14 @@ impl<S: Stage> Worker<S> {
             reasons.push(format!("output to '{}' refused by the broker: {error}", r.topic));
         }
         let (state, reason) = (inbound.state_or_fresh(), reasons.join("; "));
-        let letter = self.letter(inbound, &state, DeadLetterClass::Permanent, &reason);
+        let letter = self.letter(inbound, &state, DeadLetterClass::Permanent, &reason, None);
         let refusal = match self.send_letter(letter).await {
             Ok(delivered) => return delivered,
             Err(refusal) => refusal,
         };
         // Too large with the input's bytes: send it without them (the record stays at its
         // original coordinates, which the dead letter names).
-        let mut letter = self.letter(inbound, &state, DeadLetterClass::Permanent, &reason);
+        let mut letter = self.letter(inbound, &state, DeadLetterClass::Permanent, &reason, None);
         letter.envelope.original_value = None;
         letter.envelope.error_message += &format!("; original value omitted: {refusal}");
         match self.send_letter(letter).await {

@@ -89,6 +89,7 @@ impl<S: Stage> Worker<S> {
         state: &RetryState,
         class: DeadLetterClass,
         reason: &str,
+        log: Option<&CallLog>,
     ) -> Letter {
         let (reason, history) = match &self.redactor {
             Some(r) => {
@@ -107,6 +108,8 @@ impl<S: Stage> Worker<S> {
         };
         let origin = &state.origin;
         let own = own_headers(&inbound.headers);
+        let (model, prompt_version) = log.and_then(CallLog::last_call).unzip();
+        let prompt_version = prompt_version.flatten();
         let envelope = DeadLetter {
             pipeline: self.pipeline.clone(),
             stage: self.spec.name.clone(),
@@ -122,6 +125,8 @@ impl<S: Stage> Worker<S> {
             error_message: reason.clone(),
             attempts: history,
             failed_at_ms: now_ms(),
+            model,
+            prompt_version,
         };
         let exception = format!("sluice.{}", class.symbol());
         let text = |s: &str| Some(s.as_bytes().to_vec());
@@ -162,8 +167,9 @@ impl<S: Stage> Worker<S> {
         state: &RetryState,
         class: DeadLetterClass,
         reason: &str,
+        log: Option<&CallLog>,
     ) -> Disposition {
-        let letter = self.letter(inbound, state, class, reason);
+        let letter = self.letter(inbound, state, class, reason, log);
         let e = &letter.envelope;
         DeadLettered {
             stage: &self.spec.name,

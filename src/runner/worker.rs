@@ -97,6 +97,7 @@ impl<S: Stage> Worker<S> {
                     &inbound.state_or_fresh(),
                     DeadLetterClass::Permanent,
                     &reason,
+                    Some(&log),
                 )
             });
         let outputs =
@@ -142,21 +143,39 @@ impl<S: Stage> Worker<S> {
             Err(e) => {
                 let reason = format!("retry headers cannot be trusted: {e}");
                 let fresh = inbound.state_or_fresh();
-                return self.dead_letter(inbound, &fresh, DeadLetterClass::Decode, &reason);
+                return self.dead_letter(
+                    inbound,
+                    &fresh,
+                    DeadLetterClass::Decode,
+                    &reason,
+                    Some(log),
+                );
             }
         };
         let input = match self.decode(inbound).await {
             Ok(Some(input)) => input,
             Ok(None) => return Disposition::Abandoned,
             Err(reason) => {
-                return self.dead_letter(inbound, &state, DeadLetterClass::Decode, &reason)
+                return self.dead_letter(
+                    inbound,
+                    &state,
+                    DeadLetterClass::Decode,
+                    &reason,
+                    Some(log),
+                )
             }
         };
         if let Some(r) = &self.redactor {
             state.redacted_value = self.redacted(inbound, &input, r);
         }
         if let Some(reason) = self.expired(&state) {
-            return self.dead_letter(inbound, &state, DeadLetterClass::Permanent, &reason);
+            return self.dead_letter(
+                inbound,
+                &state,
+                DeadLetterClass::Permanent,
+                &reason,
+                Some(log),
+            );
         }
         let mut attempts = Attempts::new(&self.spec.retry);
         loop {
@@ -166,7 +185,7 @@ impl<S: Stage> Worker<S> {
             let deadline = self.spec.deadline;
             let error =
                 match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
-                    Ok(Ok(emits)) => return self.encode(inbound, &state, emits),
+                    Ok(Ok(emits)) => return self.encode(inbound, &state, emits, log),
                     Ok(Err(e)) => e,
                     Err(_) => StageError::retryable(format!(
                         "attempt exceeded the stage deadline of {deadline:?}"
@@ -198,13 +217,19 @@ impl<S: Stage> Worker<S> {
                 }
                 Next::Defer { due_ms } => return self.to_deferred(inbound, &state, due_ms, &text),
                 Next::DeadLetter => {
-                    return self.dead_letter(inbound, &state, DeadLetterClass::Permanent, &text)
+                    return self.dead_letter(
+                        inbound,
+                        &state,
+                        DeadLetterClass::Permanent,
+                        &text,
+                        Some(log),
+                    )
                 }
                 Next::Exhausted => {
                     let reason =
                         format!("gave up after {} attempt(s): {text}", state.attempts_made());
                     let class = DeadLetterClass::RetriesExhausted;
-                    return self.dead_letter(inbound, &state, class, &reason);
+                    return self.dead_letter(inbound, &state, class, &reason, Some(log));
                 }
                 Next::Stop => return Disposition::Fatal(text),
             }

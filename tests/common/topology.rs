@@ -1,0 +1,105 @@
+//! Unique names per test, record builders, and the one-stage topology of the runner tests.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sluice::avro::{Document, Envelope};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique to this process and call: topic prefixes and consumer groups never collide
+/// between tests sharing a broker.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The ids `id-<i>` of `range`, as [`super::Harness::produce_docs`] names its documents.
+pub fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("id-{i}")).collect()
+}
+
+/// A document envelope with no stage sections yet.
+pub fn document(id: &str, tenant: &str, content: &str) -> Envelope {
+    Envelope::new(Document {
+        id: id.into(),
+        tenant: tenant.into(),
+        content: content.into(),
+        metadata: BTreeMap::new(),
+    })
+}
+
+/// A one-stage topology: `<p>.docs` → stage `work` (a classify stage) → `<p>.out`, with dead
+/// letters on `<p>.work.dlq`; `<p>` is unique per call.
+#[derive(Debug, Clone)]
+pub struct OneStage {
+    partitions: i32,
+    concurrency: String,
+    producer: String,
+    retry: String,
+    shutdown_grace: String,
+}
+
+impl OneStage {
+    /// `concurrency` is the stage's `concurrency:` value, e.g. `{ max_in_flight: 8, per_partition: 8 }`.
+    pub fn new(partitions: i32, concurrency: &str) -> Self {
+        Self {
+            partitions,
+            concurrency: concurrency.to_owned(),
+            producer: String::new(),
+            retry: "{ attempts: 3, initial_backoff: 10ms, max_backoff: 50ms }".to_owned(),
+            shutdown_grace: "10s".to_owned(),
+        }
+    }
+
+    /// An extra producer property line, e.g. `message.timeout.ms: "1000"`.
+    pub fn producer(mut self, property: &str) -> Self {
+        self.producer = property.to_owned();
+        self
+    }
+
+    /// The stage's `retry:` value.
+    pub fn retry(mut self, retry: &str) -> Self {
+        self.retry = retry.to_owned();
+        self
+    }
+
+    /// The stage's `shutdown_grace:` value.
+    pub fn shutdown_grace(mut self, grace: &str) -> Self {
+        self.shutdown_grace = grace.to_owned();
+        self
+    }
+
+    pub fn yaml(&self) -> String {
+        let p = unique("t");
+        let Self { partitions, concurrency, producer, retry, shutdown_grace } = self;
+        format!(
+            r#"
+pipeline: {p}
+kafka:
+  partitions: {partitions}
+  consumer:
+    auto.commit.interval.ms: "200"
+    session.timeout.ms: "6000"
+    heartbeat.interval.ms: "500"
+    partition.assignment.strategy: cooperative-sticky
+  producer:
+    linger.ms: "1"
+    {producer}
+providers:
+  sim: {{ kind: simulated, latency: 1ms }}
+inputs:
+  {p}.docs: {{ partitions: {partitions} }}
+stages:
+  work:
+    kind: classify
+    input: {p}.docs
+    output: {p}.out
+    model: {{ provider: sim, name: m }}
+    classify: {{ labels: [a] }}
+    concurrency: {concurrency}
+    retry: {retry}
+    shutdown_grace: {shutdown_grace}
+"#
+        )
+    }
+}
