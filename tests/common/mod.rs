@@ -9,6 +9,7 @@
 //! - [`procs`], [`qdrant`], [`redis`]: worker processes and real servers on loopback.
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
 
+pub mod crash;
 pub mod harness;
 pub mod oracle;
 pub mod procs;

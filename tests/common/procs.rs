@@ -20,6 +20,15 @@ impl Worker {
         self.0.kill().expect("SIGKILL");
         self.0.wait().expect("reaped");
     }
+
+    /// SIGTERM: drain, commit, leave the group; waits for the process to exit and returns
+    /// whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(sent.success(), "SIGTERM to {pid}");
+        self.0.wait().expect("reaped").success()
+    }
 }
 
 /// Runs stage `work` of `topology` against the given broker and registry.

@@ -76,25 +76,31 @@ pub async fn keys_on(kafka: &KafkaSettings, topics: &[String], until: Until) -> 
 /// (`auto.offset.reset=earliest`), and every test topic starts at offset 0. So the sum over
 /// partitions is the number of records the group has finished for good.
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
+    try_committed(bootstrap, group, topic, partitions).expect("committed offsets")
+}
+
+/// [`committed`], or the broker's error (a coordinator that is still loading after a restart).
+pub fn try_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> rdkafka::error::KafkaResult<Vec<i64>> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed =
-        consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
-    committed
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(committed
         .elements()
         .iter()
         .map(|e| match e.offset() {
             Offset::Offset(o) => o,
             _ => 0,
         })
-        .collect()
+        .collect())
 }
 
 /// Field `name` of an Avro record; the branch's value for an optional (union) field.
