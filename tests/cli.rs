@@ -170,6 +170,22 @@ fn dev_stack_serves_external_producers_and_consumers_and_stops_on_sigterm() {
     seen.sort();
     assert_eq!(seen, ["x1", "x3"]);
 
+    // Creating topics needs the admin API: on the embedded broker the command says so at once
+    // and names the alternative; on a real broker (`sluice dev` under scripts/with-kafka) every
+    // topic already exists. (Before, the request waited for librdkafka's 60 s timeout.)
+    let asked = Instant::now();
+    let create = with_env(&["topics", "create", "--topology", "topologies/support-rag.yaml"]);
+    let (out, err) =
+        (String::from_utf8_lossy(&create.stdout), String::from_utf8_lossy(&create.stderr));
+    if std::env::var("KAFKA_BOOTSTRAP_SERVERS").is_ok_and(|s| !s.is_empty()) {
+        assert!(create.status.success(), "{err}");
+        assert!(out.starts_with("created 0 of "), "sluice dev created every topic: {out}");
+    } else {
+        assert!(!create.status.success());
+        assert!(err.contains("embedded broker") && err.contains("scripts/with-kafka"), "{err}");
+        assert!(asked.elapsed() < Duration::from_secs(30), "refused at once, not after a timeout");
+    }
+
     let listed = with_env(&["topics", "list", "--topology", "topologies/support-rag.yaml"]);
     let listing = String::from_utf8_lossy(&listed.stdout);
     assert!(
