@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
 
 pub mod harness;
+pub mod hostile;
 pub mod oracle;
 pub mod procs;
 pub mod qdrant;
