@@ -17,9 +17,17 @@ pub fn duration(sec: &mut Section<'_>, key: &str, default: Duration) -> Duration
     }
 }
 
+/// The longest duration a topology may hold: far beyond any sensible timeout or retry delay,
+/// and short enough that the runner can add it to `Instant::now()` or `SystemTime::now()`
+/// without overflowing (a panic), which a duration of billions of years would.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600); // 100 y of 365.25 d
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err(format!("duration '{text}' must be greater than zero")),
+        Ok(d) if d > MAX_DURATION => {
+            Err(format!("duration '{text}' is longer than the limit of 100 years"))
+        }
         Ok(d) => Ok(d),
         Err(e) => Err(format!("bad duration '{text}': {e} (write e.g. 250ms, 10s, 1m)")),
     }
@@ -59,4 +67,18 @@ pub fn is_valid_topic(name: &str) -> bool {
         && name != "."
         && name != ".."
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_the_clocks_cannot_hold_are_refused() {
+        assert_eq!(parse_duration("100y"), Ok(Duration::from_secs(3_155_760_000)));
+        for text in ["101y", "500000000000y", "9223372036854775808s", "18446744073709551615s"] {
+            let e = parse_duration(text).expect_err(text);
+            assert!(e.contains("longer than the limit"), "{text}: {e}");
+        }
+    }
 }

@@ -11,6 +11,7 @@
 
 pub mod crash;
 pub mod harness;
+pub mod hostile;
 pub mod oracle;
 pub mod procs;
 pub mod qdrant;
