@@ -208,6 +208,10 @@ pub struct Concurrency {
     pub buffer_per_partition: usize,
     /// Records with the same key are processed in order, one at a time.
     pub key_ordering: bool,
+    /// Commit metadata carries the offsets completed beyond the committed position, and a
+    /// member that takes the partition over skips them: after a rebalance or a crash only what
+    /// was truly in flight is processed again (default on).
+    pub commit_completed: bool,
 }
 
 /// What happens to a record whose processing fails with a retryable error.

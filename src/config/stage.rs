@@ -114,7 +114,14 @@ fn concurrency(sec: &mut Section<'_>) -> Concurrency {
     let buffer_per_partition =
         limit(sec, "buffer_per_partition", d::buffer_per_partition(per_partition), 0, 1_000_000);
     let key_ordering = sec.or("key_ordering", false);
-    Concurrency { max_in_flight, per_partition, buffer_per_partition, key_ordering }
+    let commit_completed = sec.or("commit_completed", true);
+    Concurrency {
+        max_in_flight,
+        per_partition,
+        buffer_per_partition,
+        key_ordering,
+        commit_completed,
+    }
 }
 
 fn retry(sec: &mut Section<'_>, pipeline: &str, stage: &str) -> RetryPolicy {

@@ -4,7 +4,7 @@
 //! the main queue while full partitions are left unread, so a slow model never causes a
 //! `max.poll.interval.ms` eviction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use rdkafka::message::{BorrowedMessage, Message};
 
+use super::completed;
 use super::inbound::Inbound;
 use super::partitions::{Partitions, Tp};
 use crate::call::now_ms;
@@ -81,6 +82,29 @@ pub fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>, stage: &str
     }
 }
 
+/// The completed-offset maps in the group's last commits of `assigned` (see [`completed`]).
+/// A coordinator that cannot answer only costs the skip: the records are processed again.
+fn completed_by_previous_owner(
+    consumer: &BaseConsumer<RunnerContext>,
+    assigned: &TopicPartitionList,
+) -> HashMap<Tp, BTreeSet<i64>> {
+    let Ok(committed) = consumer.committed_offsets(assigned.clone(), Duration::from_secs(10))
+    else {
+        return HashMap::new();
+    };
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(position) => {
+                let done = completed::decode(position, e.metadata());
+                (!done.is_empty()).then(|| ((e.topic().to_owned(), e.partition()), done))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
@@ -103,14 +127,22 @@ impl ConsumerContext for RunnerContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let assigned = tps(tpl);
                 let (stage, partitions) = (&self.stage, assigned.len());
                 let kind = RebalanceKind::Assigned;
                 Rebalanced { stage, kind, partitions, abandoned: 0, committed: false }.emit();
-                self.partitions.assign(assigned.iter().cloned());
+                let done = if self.partitions.commit_completed() {
+                    completed_by_previous_owner(consumer, tpl)
+                } else {
+                    HashMap::new()
+                };
+                self.partitions.assign(assigned.iter().map(|tp| {
+                    let skip = done.get(tp).cloned().unwrap_or_default();
+                    (tp.clone(), skip)
+                }));
                 let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else { return };
                 let mut queues = self.queues.lock().expect("queues lock");
                 for tp in assigned {
@@ -151,7 +183,7 @@ pub fn poll_loop(
     let admit = |message: BorrowedMessage<'_>| {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         let inbound = Inbound::read(&message, rungs, now_ms());
-        if !partitions.admit(inbound) && shutdown.phase() == Phase::Running {
+        if !partitions.admit(inbound, consumer) && shutdown.phase() == Phase::Running {
             RecordNotAdmitted { stage, topic, partition, offset }.emit();
         }
     };

@@ -8,6 +8,7 @@
 //! Records with the same key can be kept in order. Offsets are committed in the background, on
 //! revoke and on shutdown.
 
+mod completed;
 mod consumer;
 mod inbound;
 mod outputs;
@@ -81,6 +82,7 @@ pub async fn run<S: Stage>(
         spec.concurrency.per_partition,
         spec.concurrency.buffer_per_partition,
         spec.concurrency.key_ordering,
+        spec.concurrency.commit_completed,
         jobs_tx,
     ));
     let rungs = spec.retry.ladder.len();

@@ -8,7 +8,7 @@
 //! no processing slot), waiting behind an earlier record of its key, ready (waiting for a slot),
 //! running (at most `per_partition`), or processed and waiting for its outputs' acknowledgements.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 
+use super::completed;
 use super::inbound::Inbound;
 use super::window::Window;
 use crate::call::now_ms;
@@ -52,15 +53,21 @@ pub enum Dispatch {
     Park { job: Job, due_ms: i64, revoked: watch::Receiver<()> },
 }
 
-/// Where a newly stored position goes: the consumer (its offset store), or a test's record.
+/// Where a newly stored position goes — with its metadata, the completed-offset map — the
+/// consumer (its offset store, committed in the background), or a test's record.
 pub trait OffsetStore {
-    fn store(&self, tp: &Tp, position: i64);
+    fn store(&self, tp: &Tp, position: i64, metadata: &str);
 }
 
 impl<C: ConsumerContext> OffsetStore for BaseConsumer<C> {
-    fn store(&self, tp: &Tp, position: i64) {
+    fn store(&self, tp: &Tp, position: i64, metadata: &str) {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(position)).expect("valid offset");
+        if !metadata.is_empty() {
+            if let Some(mut e) = tpl.find_partition(&tp.0, tp.1) {
+                e.set_metadata(metadata);
+            }
+        }
         if let Err(e) = self.store_offsets(&tpl) {
             crate::telemetry::OffsetStoreFailed {
                 topic: &tp.0,
@@ -89,6 +96,9 @@ struct PartState {
     keys: HashMap<Vec<u8>, VecDeque<Job>>,
     /// Dropped with the state: closes every parked record's `revoked` receiver.
     revoked: watch::Sender<()>,
+    /// Offsets the previous owner completed beyond its committed position (from the commit's
+    /// metadata): admitted as done, never processed again.
+    skip: BTreeSet<i64>,
 }
 
 impl PartState {
@@ -137,6 +147,8 @@ pub struct Partitions {
     /// Records admitted beyond `per_partition` before the partition is no longer read.
     buffer: usize,
     key_ordering: bool,
+    /// Store the completed-offset map with each position (`concurrency.commit_completed`).
+    commit_completed: bool,
     jobs: UnboundedSender<Dispatch>,
 }
 
@@ -145,6 +157,7 @@ impl Partitions {
         per_partition: usize,
         buffer: usize,
         key_ordering: bool,
+        commit_completed: bool,
         jobs: UnboundedSender<Dispatch>,
     ) -> Self {
         let inner = Inner { parts: HashMap::new(), next_epoch: 1, closing: false };
@@ -154,7 +167,24 @@ impl Partitions {
             per_partition,
             buffer,
             key_ordering,
+            commit_completed,
             jobs,
+        }
+    }
+
+    /// Whether positions are stored with the completed-offset map.
+    pub fn commit_completed(&self) -> bool {
+        self.commit_completed
+    }
+
+    /// Stores the partition's progress: on a new position, or — with the completed-offset map —
+    /// whenever the set of offsets done beyond it changed.
+    fn store_progress(&self, tp: &Tp, w: &Window, advanced: bool, store: &impl OffsetStore) {
+        let Some((position, done)) = w.progress() else { return };
+        if self.commit_completed {
+            store.store(tp, position, &completed::encode(position, done));
+        } else if advanced {
+            store.store(tp, position, "");
         }
     }
 
@@ -162,9 +192,11 @@ impl Partitions {
         self.inner.lock().expect("partition state lock")
     }
 
-    pub fn assign(&self, tps: impl IntoIterator<Item = Tp>) {
+    /// Takes new partitions, each with the offsets its previous owner completed beyond the
+    /// committed position (empty without the completed-offset map).
+    pub fn assign(&self, tps: impl IntoIterator<Item = (Tp, BTreeSet<i64>)>) {
         let mut inner = self.lock();
-        for tp in tps {
+        for (tp, skip) in tps {
             let epoch = inner.next_epoch;
             inner.next_epoch += 1;
             let state = PartState {
@@ -175,6 +207,7 @@ impl Partitions {
                 ready: VecDeque::new(),
                 keys: HashMap::new(),
                 revoked: watch::channel(()).0,
+                skip,
             };
             inner.parts.insert(tp, state);
         }
@@ -185,15 +218,23 @@ impl Partitions {
     /// record of its key is ahead of it). The poll loop reads a partition only while
     /// [`Partitions::has_room`]. Returns false if the record was not admitted (shutting down,
     /// or its partition is not assigned here).
-    pub fn admit(&self, inbound: Inbound) -> bool {
+    pub fn admit(&self, inbound: Inbound, store: &impl OffsetStore) -> bool {
         let tp = (inbound.message.topic().to_owned(), inbound.message.partition());
         let due_ms = inbound.due_ms().filter(|due| *due > now_ms());
+        let offset = inbound.message.offset();
         let mut inner = self.lock();
         if inner.closing {
             return false;
         }
         let Some(state) = inner.parts.get_mut(&tp) else { return false };
-        state.window.open(inbound.message.offset());
+        state.window.open(offset);
+        if state.skip.remove(&offset) {
+            // Done by the previous owner: counts as complete without a second model call.
+            let advanced = state.window.complete(offset).is_some();
+            self.store_progress(&tp, &state.window, advanced, store);
+            crate::telemetry::RecordAlreadyDone { topic: &tp.0 }.emit();
+            return true;
+        }
         if state.window.len() >= self.per_partition + self.buffer {
             crate::telemetry::PartitionPaused { topic: &tp.0, partition: tp.1 }.emit();
         }
@@ -256,9 +297,8 @@ impl Partitions {
     ) {
         let mut inner = self.lock();
         let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
-        if let Some(position) = state.window.complete(offset) {
-            store.store(tp, position);
-        }
+        let advanced = state.window.complete(offset).is_some();
+        self.store_progress(tp, &state.window, advanced, store);
         if let Some(key) = key.filter(|_| self.key_ordering) {
             if let Some(behind) = state.keys.get_mut(key) {
                 match behind.pop_front() {

@@ -1,5 +1,6 @@
 //! Unit tests of the partition state: slots, parking, epochs, revocation, offset order.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,18 @@ const TOPIC: &str = "in";
 struct Stored(Mutex<Vec<i64>>);
 
 impl OffsetStore for Stored {
-    fn store(&self, _tp: &Tp, position: i64) {
+    fn store(&self, _tp: &Tp, position: i64, _metadata: &str) {
         self.0.lock().unwrap().push(position);
+    }
+}
+
+/// Every position and metadata stored, in order.
+#[derive(Default)]
+struct StoredWithMaps(Mutex<Vec<(i64, String)>>);
+
+impl OffsetStore for StoredWithMaps {
+    fn store(&self, _tp: &Tp, position: i64, metadata: &str) {
+        self.0.lock().unwrap().push((position, metadata.to_owned()));
     }
 }
 
@@ -50,8 +61,8 @@ fn setup(
     key_ordering: bool,
 ) -> (Arc<Partitions>, UnboundedReceiver<Dispatch>) {
     let (tx, rx) = unbounded_channel();
-    let p = Arc::new(Partitions::new(per_partition, 4, key_ordering, tx));
-    p.assign([tp()]);
+    let p = Arc::new(Partitions::new(per_partition, 4, key_ordering, false, tx));
+    p.assign([(tp(), BTreeSet::new())]);
     (p, rx)
 }
 
@@ -74,9 +85,9 @@ fn kinds(d: &[(char, i64, Option<Dispatch>)]) -> Vec<(char, i64)> {
 #[test]
 fn a_parked_record_holds_no_slot_and_queues_for_one_when_due() {
     let (p, mut rx) = setup(1, false);
-    assert!(p.admit(record(0, "a", Some(60_000))));
-    assert!(p.admit(record(1, "b", None)));
-    assert!(p.admit(record(2, "c", None)));
+    assert!(p.admit(record(0, "a", Some(60_000)), &Stored::default()));
+    assert!(p.admit(record(1, "b", None), &Stored::default()));
+    assert!(p.admit(record(2, "c", None), &Stored::default()));
     let first = drain(&mut rx);
     // The parked head does not stop the record behind it; the slot limit still holds.
     assert_eq!(kinds(&first), vec![('P', 0), ('R', 1)]);
@@ -92,8 +103,8 @@ fn a_parked_record_holds_no_slot_and_queues_for_one_when_due() {
 #[test]
 fn revocation_waits_for_working_records_not_parked_ones_and_ends_their_timers() {
     let (p, mut rx) = setup(2, false);
-    p.admit(record(0, "a", Some(60_000)));
-    p.admit(record(1, "b", None));
+    p.admit(record(0, "a", Some(60_000)), &Stored::default());
+    p.admit(record(1, "b", None), &Stored::default());
     let d = drain(&mut rx);
     let Some(Dispatch::Park { revoked, .. }) = &d[0].2 else { panic!("parked first") };
     let revoked = revoked.clone();
@@ -117,10 +128,13 @@ fn revocation_waits_for_working_records_not_parked_ones_and_ends_their_timers() 
 #[test]
 fn revocation_gives_up_after_its_grace_and_reports_what_was_left() {
     let (p, _rx) = setup(2, false);
-    p.admit(record(0, "a", None));
-    p.admit(record(1, "b", None));
+    p.admit(record(0, "a", None), &Stored::default());
+    p.admit(record(1, "b", None), &Stored::default());
     assert_eq!(p.revoke(&[tp()], Duration::from_millis(20)), 2);
-    assert!(!p.admit(record(2, "c", None)), "a revoked partition admits nothing");
+    assert!(
+        !p.admit(record(2, "c", None), &Stored::default()),
+        "a revoked partition admits nothing"
+    );
 }
 
 #[test]
@@ -128,7 +142,7 @@ fn stale_epochs_are_ignored_and_only_the_contiguous_prefix_is_stored() {
     let (p, mut rx) = setup(4, false);
     let store = Stored::default();
     for o in 0..3 {
-        p.admit(record(o, "k", None));
+        p.admit(record(o, "k", None), &Stored::default());
     }
     drain(&mut rx);
     p.complete(&tp(), 1, 1, None, &store);
@@ -137,8 +151,8 @@ fn stale_epochs_are_ignored_and_only_the_contiguous_prefix_is_stored() {
     assert_eq!(*store.0.lock().unwrap(), vec![2]);
     // A new assignment of the same partition: completions of the old one count for nothing.
     p.revoke(&[tp()], Duration::ZERO);
-    p.assign([tp()]);
-    p.admit(record(2, "k", None));
+    p.assign([(tp(), BTreeSet::new())]);
+    p.admit(record(2, "k", None), &Stored::default());
     p.complete(&tp(), 1, 2, None, &store);
     assert_eq!(*store.0.lock().unwrap(), vec![2]);
     assert!(p.is_current(&tp(), 2));
@@ -148,11 +162,40 @@ fn stale_epochs_are_ignored_and_only_the_contiguous_prefix_is_stored() {
 fn with_key_ordering_a_key_waits_for_its_predecessor() {
     let (p, mut rx) = setup(4, true);
     let store = Stored::default();
-    p.admit(record(0, "a", None));
-    p.admit(record(1, "a", None));
-    p.admit(record(2, "b", None));
+    p.admit(record(0, "a", None), &Stored::default());
+    p.admit(record(1, "a", None), &Stored::default());
+    p.admit(record(2, "b", None), &Stored::default());
     assert_eq!(kinds(&drain(&mut rx)), vec![('R', 0), ('R', 2)]);
     p.processed(&tp(), 1);
     p.complete(&tp(), 1, 0, Some(b"a"), &store);
     assert_eq!(kinds(&drain(&mut rx)), vec![('R', 1)]);
+}
+
+#[test]
+fn the_completed_offset_map_is_stored_and_a_new_owner_skips_what_it_lists() {
+    let (tx, mut rx) = unbounded_channel();
+    let p = Partitions::new(4, 4, false, true, tx);
+    p.assign([(tp(), BTreeSet::new())]);
+    let store = StoredWithMaps::default();
+    for o in 10..14 {
+        p.admit(record(o, "k", None), &store);
+    }
+    drain(&mut rx);
+    p.complete(&tp(), 1, 12, None, &store);
+    p.complete(&tp(), 1, 13, None, &store);
+    let (position, map) = store.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((position, map.as_str()), (10, "sluice1:10:2-3"), "10 and 11 are still open");
+
+    // The partition moves to a new owner, which reads that commit.
+    let (tx, mut rx) = unbounded_channel();
+    let next = Partitions::new(4, 4, false, true, tx);
+    next.assign([(tp(), super::completed::decode(position, &map))]);
+    let store = StoredWithMaps::default();
+    for o in 10..14 {
+        next.admit(record(o, "k", None), &store);
+    }
+    assert_eq!(kinds(&drain(&mut rx)), vec![('R', 10), ('R', 11)], "12 and 13 are not run again");
+    next.complete(&tp(), 1, 10, None, &store);
+    next.complete(&tp(), 1, 11, None, &store);
+    assert_eq!(store.0.lock().unwrap().last().unwrap(), &(14, String::new()));
 }

@@ -13,6 +13,8 @@ pub struct Window {
     highest: Option<i64>,
     /// The position last returned by [`Window::complete`] (next offset to consume after restart).
     stored: Option<i64>,
+    /// Offsets completed above the stored position (out of order): the completed-offset map.
+    done: BTreeSet<i64>,
 }
 
 impl Window {
@@ -46,12 +48,19 @@ impl Window {
         if !self.open.remove(&offset) {
             return None;
         }
+        self.done.insert(offset);
         let position = self.committable()?;
         if self.stored.is_some_and(|s| s >= position) {
             return None;
         }
         self.stored = Some(position);
+        self.done = self.done.split_off(&position);
         Some(position)
+    }
+
+    /// The position stored last (or where the window began) and the offsets completed above it.
+    pub fn progress(&self) -> Option<(i64, &BTreeSet<i64>)> {
+        self.stored.map(|s| (s, &self.done))
     }
 }
 

@@ -195,3 +195,15 @@ impl CostEventUnencodable<'_> {
         tracing::error!(stage = self.stage, error = self.error, "cannot encode a cost event");
     }
 }
+
+/// A record the partition's previous owner had completed (the completed-offset map in its last
+/// commit): admitted as done, not processed again.
+pub struct RecordAlreadyDone<'a> {
+    pub topic: &'a str,
+}
+
+impl RecordAlreadyDone<'_> {
+    pub fn emit(self) {
+        runner_metrics().already_done.with_label_values(&[self.topic]).inc();
+    }
+}

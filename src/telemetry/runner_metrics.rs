@@ -16,6 +16,7 @@ pub(super) struct RunnerMetrics {
     pub(super) worker_stops: IntCounterVec,
     pub(super) outputs_refused: IntCounterVec,
     pub(super) consumer_errors: IntCounterVec,
+    pub(super) already_done: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -61,6 +62,11 @@ pub(super) fn runner_metrics() -> &'static RunnerMetrics {
             "outputs_refused_total",
             "Outputs the broker refused for good, by stage and topic.",
             &["stage", "topic"],
+        ),
+        already_done: counter(
+            "records_already_done_total",
+            "Records skipped because the partition's previous owner had completed them.",
+            &["topic"],
         ),
         consumer_errors: counter(
             "consumer_errors_total",
