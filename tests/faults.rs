@@ -18,10 +18,8 @@ use common::faults::{counter, replay_events, Feed, Measured, Sampler, SERIAL};
 use common::oracle::ReplayBound;
 use common::run::Running;
 use common::{ids, unique, Harness, OneStage, Script, TestStage};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCoordinator;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::ClientConfig;
 use schema_registry_converter::async_impl::schema_registry::post_schema;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use sluice::avro::{subject_for, SchemaKind};
@@ -30,6 +28,7 @@ use sluice::mock_provider::MockConfig;
 
 /// Input partitions of the runner cases.
 const PARTITIONS: i32 = 4;
+const ALL: [i32; 4] = [0, 1, 2, 3];
 /// The runner cases' window: 4 partitions × (4 + 4) records, 16 in the stage at once.
 const WINDOW: &str = "{ max_in_flight: 16, per_partition: 4, buffer_per_partition: 4 }";
 /// How long the test stage works on a record.
@@ -41,7 +40,7 @@ const WARM_UP: Duration = Duration::from_secs(4);
 /// The long outages of the matrix.
 const OUTAGE: Duration = Duration::from_secs(30);
 /// How long the pipeline may take to catch up once a fault ends.
-const CATCH_UP: Duration = Duration::from_secs(30);
+const CATCH_UP: Duration = Duration::from_secs(40);
 
 /// The replay bound of the runner cases' group (one member): see [`ReplayBound`].
 /// `uncommitted_ms` is how long finished records may go uncommitted around one event.
@@ -60,25 +59,6 @@ fn runner_bound(uncommitted_ms: u64) -> ReplayBound {
 
 fn slow_stage() -> TestStage {
     TestStage::new(Script { default_delay: Duration::from_millis(STAGE_MS), ..Script::default() })
-}
-
-/// Sum of the high watermarks of `topic`'s partitions (ListOffsets only: no fetch).
-fn high_watermarks(h: &Harness, topic: &str, partitions: i32) -> i64 {
-    high_watermarks_of(h, topic, &(0..partitions).collect::<Vec<_>>())
-}
-
-/// Sum of the high watermarks of `partitions` of `topic`.
-fn high_watermarks_of(h: &Harness, topic: &str, partitions: &[i32]) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", h.stack.kafka.bootstrap_servers())
-        .create()
-        .expect("consumer");
-    partitions
-        .iter()
-        .map(|p| {
-            consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks").1
-        })
-        .sum()
 }
 
 /// The end of every fault case: stops the feed, waits until every record it sent has ended
@@ -147,15 +127,15 @@ async fn broker_down(case: &'static str, failover: bool) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Watermarks, not a read: see `reading_with_one_broker_of_three_down_works`.
     let (out, live) = (h.output(), [1, 2]);
-    let before = high_watermarks_of(&h, &out, &live);
+    let before = h.high_watermarks(&out, &live);
     tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
-    let during = high_watermarks_of(&h, &out, &live) - before;
+    let during = h.high_watermarks(&out, &live) - before;
     h.cluster().broker_up(1).expect("broker up");
     let healed = Instant::now();
 
     // Finished records go uncommitted while the coordinator is unreachable: until the failover,
-    // or for the whole outage without one.
-    let unreachable = if failover { failover_after } else { OUTAGE };
+    // or, without one, until the member's session times out and it stops (6 s, see OneStage).
+    let unreachable = if failover { failover_after } else { Duration::from_secs(6) };
     let bound = runner_bound(200 + unreachable.as_millis() as u64);
     finish(&h, case, run, feed, healed, events_before, &bound).await.2.expect("runner");
     if failover {
@@ -202,7 +182,8 @@ async fn partition_leaders_moving_mid_run_lose_nothing() {
     h.place_leaders(|_, p| Some(p % 3 + 1));
     let (run, feed, events_before) = flowing(&h, slow_stage()).await;
 
-    let before = h.count(&h.output()).await;
+    let out = h.output();
+    let before = h.high_watermarks(&out, &ALL);
     // Every partition of every topic (input, output, dead letters) moves to the next broker.
     // (No leaderless moment: the mock cluster dereferences a partition's leader unchecked, and
     // a leaderless partition crashes it.)
@@ -210,7 +191,7 @@ async fn partition_leaders_moving_mid_run_lose_nothing() {
         h.place_leaders(|_, p| Some((p + round) % 3 + 1));
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    let during = h.count(&h.output()).await - before;
+    let during = h.high_watermarks(&out, &ALL) - before;
     let healed = Instant::now();
 
     let bound = runner_bound(200);
@@ -249,9 +230,9 @@ async fn produce_and_fetch_errors_for_a_window_lose_nothing() {
     // Outputs already on their way may still land at the window's start.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let out = h.output();
-    let at_start = high_watermarks(&h, &out, PARTITIONS);
+    let at_start = h.high_watermarks(&out, &ALL);
     tokio::time::sleep(Duration::from_secs(6).saturating_sub(window.elapsed())).await;
-    let at_end = high_watermarks(&h, &out, PARTITIONS);
+    let at_end = h.high_watermarks(&out, &ALL);
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
     cluster.clear_request_errors(RDKafkaApiKey::Fetch);
     let healed = Instant::now();
@@ -272,10 +253,11 @@ async fn two_seconds_round_trip_to_the_coordinator_lose_nothing() {
     let (run, feed, events_before) = flowing(&h, slow_stage()).await;
 
     let committed_before: i64 = h.committed(PARTITIONS).iter().sum();
-    let output_before = h.count(&h.output()).await;
+    let out = h.output();
+    let output_before = h.high_watermarks(&out, &ALL);
     h.cluster().broker_round_trip_time(1, Duration::from_secs(2)).expect("rtt");
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let output_during = h.count(&h.output()).await - output_before;
+    let output_during = h.high_watermarks(&out, &ALL) - output_before;
     // This read itself goes through the slow coordinator.
     let committed_during = h.committed(PARTITIONS).iter().sum::<i64>() - committed_before;
     h.cluster().broker_round_trip_time(1, Duration::ZERO).expect("rtt");
@@ -422,6 +404,8 @@ async fn the_model_answering_5xx_for_30_s_opens_and_closes_the_breaker_and_dead_
 
     let failures = || counter("sluice_attempt_failures_total", &[("stage", "work")]);
     let failures_before = failures();
+    let parked = || counter("sluice_retries_scheduled_total", &[("stage", "work")]);
+    let parked_before = parked();
     server.set_fault("cls", Some(500));
     tokio::time::sleep(OUTAGE).await;
     let dead_during = h.count(&h.dlq()).await;
@@ -430,7 +414,7 @@ async fn the_model_answering_5xx_for_30_s_opens_and_closes_the_breaker_and_dead_
     let healed = Instant::now();
     let attempts_failed = failures() - failures_before;
     let endpoint_failed = server.ledger().totals("cls").errors;
-    let parked = counter("sluice_retries_scheduled_total", &[("stage", "work")]);
+    let parked = parked() - parked_before;
 
     let bound = ReplayBound {
         partitions: 2,

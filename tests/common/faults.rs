@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
@@ -62,6 +63,19 @@ impl Harness {
                 self.cluster().partition_leader(&t.name, p, leader(&t.name, p)).expect("leader");
             }
         }
+    }
+
+    /// Sum of the high watermarks of `partitions` of `topic`: how many records were written
+    /// there, asked with ListOffsets only (no fetch, no reader that gives up on an error event).
+    pub fn high_watermarks(&self, topic: &str, partitions: &[i32]) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.stack.kafka.bootstrap_servers())
+            .create()
+            .expect("consumer");
+        let high = |p: i32| {
+            consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1
+        };
+        partitions.iter().map(|p| high(*p)).sum()
     }
 
     /// A feed of documents `id-0`, `id-1`, … to the input topic at `per_second`, encoded as the
