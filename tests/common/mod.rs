@@ -5,11 +5,13 @@
 //! - [`read`]: reading topics, committed offsets and Avro fields back.
 //! - [`run`]: the one way to drive a runner: start it, wait for a condition with a deadline, stop.
 //! - [`stage`]: a scripted test stage that records its calls and its peak concurrency.
+//! - [`faults`]: several brokers, a feed that keeps producing through a fault, leaders, counters.
 //! - [`oracle`]: where every input id ended (output or dead letter), duplicates counted.
 //! - [`procs`], [`qdrant`], [`redis`]: worker processes and real servers on loopback.
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
 
 pub mod crash;
+pub mod faults;
 pub mod harness;
 pub mod hostile;
 pub mod oracle;
