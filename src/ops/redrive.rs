@@ -103,6 +103,7 @@ pub async fn redrive(
     let position = Position::load(consumer.clone(), &spec.dead_letter_topic, &group).await?;
     consumer.assign(&position.assignment()?)?;
     let producer = if opts.execute { Some(producer_config(&t.kafka).create()?) } else { None };
+    let done_before = position.finished_before() as usize;
     let mut run = Run {
         opts,
         codec,
@@ -111,6 +112,7 @@ pub async fn redrive(
         limiter: opts.rate_per_second.map(|r| RateLimiter::direct(Quota::per_second(r))),
         pending: Vec::new(),
         report: RedriveReport {
+            done_before,
             stage: spec.name.clone(),
             dead_letter_topic: spec.dead_letter_topic.clone(),
             group,

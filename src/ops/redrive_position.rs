@@ -25,6 +25,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// One partition of the dead-letter topic.
 #[derive(Debug)]
 pub struct Part {
+    /// The first record still on the partition.
+    pub low: i64,
     /// Where this run starts reading.
     pub start: i64,
     /// The high watermark when the run began: records from here on are for a later run.
@@ -70,7 +72,7 @@ impl Position {
                 let (from, metadata) = last.clone().unwrap_or((low, String::new()));
                 let done = DoneSet::from_commit(from.max(low), &metadata);
                 let start = done.next();
-                parts.insert(e.partition(), Part { start, end: high, done, last });
+                parts.insert(e.partition(), Part { low, start, end: high, done, last });
             }
             Ok(parts)
         })
@@ -91,6 +93,11 @@ impl Position {
     /// Records this run reads.
     pub fn total(&self) -> u64 {
         self.parts.values().map(|p| (p.end - p.start).max(0) as u64).sum()
+    }
+
+    /// Records still on the topic that earlier runs finished before this run's start.
+    pub fn finished_before(&self) -> u64 {
+        self.parts.values().map(|p| (p.start - p.low).max(0) as u64).sum()
     }
 
     /// Commits every partition whose finished set changed since it was last committed, after

@@ -25,7 +25,7 @@ pub struct RedriveReport {
     pub unredrivable: Vec<Skipped>,
     /// Not selected by the filters: left for a later run.
     pub passed_over: usize,
-    /// Finished by an earlier run.
+    /// Still on the topic, finished by an earlier run (redriven or unredrivable).
     pub done_before: usize,
     /// Selected to redrive but not redriven: the whole plan in a dry run; after `--execute`,
     /// what an error (see `stopped`) left.
