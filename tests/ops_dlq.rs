@@ -1,19 +1,24 @@
 //! `sluice dlq inspect` and `sluice dlq redrive` in process, on the embedded broker, with dead
 //! letters a real stage run wrote: counts, a dry run that changes nothing, redrives of exactly the
 //! selected records with their key, value and headers, resumption without a second redrive, the
-//! loop guard, and a redriven record processed once its failure is gone.
+//! loop guard, a redriven record processed once its failure is gone, and a position another
+//! redrive moved left standing.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{document, ids, Harness, OneStage, Script, TestStage};
+use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
 use sluice::avro::{DeadLetter, DeadLetterClass};
-use sluice::ops::{self, Filter, PlanRow, RedriveOptions, RedriveReport, REDRIVE_COUNT};
+use sluice::ops::redrive_position::Position;
+use sluice::ops::{self, DlqError, Filter, PlanRow, RedriveOptions, RedriveReport, REDRIVE_COUNT};
 use sluice::stage::StageError;
 
 const WINDOW: &str = "{ max_in_flight: 8, per_partition: 8 }";
@@ -295,4 +300,30 @@ async fn ids_select_and_a_withheld_value_is_reported_and_passed_for_good() {
     let position = common::committed(h.stack.kafka.bootstrap_servers(), &group, &dlq, 1);
     assert_eq!(position, [3], "a record that can never be redriven is passed for good");
     assert_eq!(h.count(&input).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_moved_by_another_redrive_is_not_overwritten() {
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
+    let (codec, producer, dlq) = (h.codec().await, h.producer(), h.dlq());
+    for id in ["id-0", "id-1"] {
+        let bytes = codec.encode(&dlq, &letter(&h, id, None).to_value()).expect("encode");
+        h.send_raw(&producer, &dlq, Some(id.as_bytes()), &bytes, Some(0)).await;
+    }
+    let group = ops::redrive_group(&h.topology.stages[0]);
+    let consumer = || {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", h.stack.kafka.bootstrap_servers()).set("group.id", &group);
+        Arc::new(config.create::<StreamConsumer>().expect("consumer"))
+    };
+    let mut mine = Position::load(consumer(), &dlq, &group).await.expect("position");
+    let mut theirs = Position::load(consumer(), &dlq, &group).await.expect("position");
+    theirs.parts.get_mut(&0).expect("partition 0").done.insert(0);
+    theirs.commit().await.expect("the other run commits first");
+
+    mine.parts.get_mut(&0).expect("partition 0").done.insert(1);
+    let error = mine.commit().await.expect_err("the position moved");
+    assert!(matches!(error, DlqError::PositionMoved { partition: 0, .. }), "{error}");
+    let position = common::committed(h.stack.kafka.bootstrap_servers(), &group, &dlq, 1);
+    assert_eq!(position, [1], "the other run's commit stands");
 }

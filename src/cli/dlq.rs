@@ -36,6 +36,7 @@ enum Format {
 
 #[derive(clap::Args)]
 struct Common {
+    /// The topology file.
     #[arg(long)]
     topology: PathBuf,
     /// The stage whose dead-letter topic to read.

@@ -76,8 +76,11 @@ pub fn redrive_group(spec: &StageSpec) -> String {
     format!("{}.redrive", spec.group)
 }
 
+/// An assign-only consumer of the redrive group. It never joins the group, so the group protocol
+/// of the topology's stages does not apply: commits without a member work on every broker.
 fn redrive_consumer(kafka: &KafkaSettings, group: &str) -> rdkafka::ClientConfig {
     let mut config = reader_config(kafka);
+    config.remove("group.protocol");
     config.set("group.id", group);
     config.set("enable.auto.commit", "false");
     config.set("enable.auto.offset.store", "false");
