@@ -5,6 +5,7 @@ mod consume;
 mod cost;
 mod demo;
 mod dev;
+mod dlq;
 mod index;
 mod mock_provider;
 mod produce;
@@ -51,6 +52,8 @@ pub enum Command {
     Dev(dev::Args),
     /// Run the example documents through the pipeline offline and print where each ended up.
     Demo(demo::Args),
+    /// Dead letters of a stage: inspect them, or redrive them to their original topic.
+    Dlq(dlq::Args),
     /// Cost reports from the metering topic (duplicates removed by event id).
     Cost(cost::Args),
     /// Embed a knowledge base (JSON lines) into a retrieve stage's vector store.
@@ -83,6 +86,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Demo(a) => demo::run(a).await,
         Command::Index(a) => index::run(a).await,
         Command::Cost(a) => cost::run(a).await,
+        Command::Dlq(a) => dlq::run(a).await,
         Command::MockProvider(a) => mock_provider::run(a).await,
     }
 }

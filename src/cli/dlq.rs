@@ -1,0 +1,242 @@
+//! `sluice dlq inspect` and `sluice dlq redrive`: printing what [`sluice::ops`] returns, as a
+//! table or as JSON for scripts.
+
+use std::io::IsTerminal;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use sluice::avro::DeadLetterClass;
+use sluice::call::now_ms;
+use sluice::ops::{self, Filter, Inspection, RedriveOptions, RedriveReport, Skipped};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Counts by error class and message (first and last seen), and the newest records decoded.
+    Inspect(InspectArgs),
+    /// Republish dead letters to their original topic (a dry run unless --execute); resumable,
+    /// with a loop guard.
+    Redrive(RedriveArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The topology file.
+    #[arg(long)]
+    topology: PathBuf,
+    /// The stage whose dead-letter topic to read.
+    #[arg(long)]
+    stage: String,
+    /// Only dead letters that failed since then: a duration back (24h) or an RFC 3339 time.
+    #[arg(long, value_parser = instant)]
+    since: Option<i64>,
+    /// Only this error class: DECODE, PERMANENT or RETRIES_EXHAUSTED.
+    #[arg(long, value_parser = ops::parse_class)]
+    error_class: Option<DeadLetterClass>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    common: Common,
+    /// How many of the newest dead letters to show decoded.
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+}
+
+#[derive(clap::Args)]
+struct RedriveArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only dead letters that failed before then: a duration back (1h) or an RFC 3339 time.
+    #[arg(long, value_parser = instant)]
+    until: Option<i64>,
+    /// Only these documents (the record key or the document id); repeatable.
+    #[arg(long = "id", value_name = "DOC", num_args = 1..)]
+    ids: Vec<String>,
+    /// Republish at most this many records per second, e.g. 50/s.
+    #[arg(long, value_parser = rate)]
+    rate: Option<NonZeroU32>,
+    /// Leave a dead letter in place once it was redriven this many times.
+    #[arg(long, default_value_t = 3)]
+    max_redrives: u32,
+    /// Republish and commit; without it, only show the plan.
+    #[arg(long)]
+    execute: bool,
+}
+
+fn instant(text: &str) -> Result<i64, String> {
+    ops::parse_instant(text, now_ms())
+}
+
+fn rate(text: &str) -> Result<NonZeroU32, String> {
+    let n = text.trim().strip_suffix("/s").unwrap_or(text.trim());
+    n.parse().map_err(|_| format!("'{text}' is not a rate like 50/s"))
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        Command::Inspect(a) => inspect(a).await,
+        Command::Redrive(a) => redrive(a).await,
+    }
+}
+
+async fn inspect(a: InspectArgs) -> Result<ExitCode> {
+    let t = super::load_topology(&a.common.topology)?;
+    let filter =
+        Filter { error_class: a.common.error_class, since_ms: a.common.since, ..Filter::default() };
+    let found = ops::inspect(&t, &a.common.stage, &filter, a.samples).await?;
+    match a.common.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+        Format::Table => print_inspection(&found),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn redrive(a: RedriveArgs) -> Result<ExitCode> {
+    let t = super::load_topology(&a.common.topology)?;
+    let opts = RedriveOptions {
+        filter: Filter {
+            error_class: a.common.error_class,
+            since_ms: a.common.since,
+            until_ms: a.until,
+            ids: a.ids,
+        },
+        max_redrives: a.max_redrives,
+        rate_per_second: a.rate,
+        execute: a.execute,
+    };
+    let bar = if a.common.format == Format::Table && std::io::stderr().is_terminal() {
+        ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} dead letters read {msg}")
+                .expect("template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = ops::redrive(&t, &a.common.stage, &opts, |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.read);
+        bar.set_message(format!("{} redriven", p.redriven));
+    })
+    .await?;
+    bar.finish_and_clear();
+    match a.common.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print_redrive(&report, a.max_redrives),
+    }
+    Ok(if report.stopped.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Milliseconds since the epoch as an RFC 3339 time in seconds.
+fn time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn print_inspection(i: &Inspection) {
+    println!(
+        "{}: {} dead letter(s) selected of {} record(s) (stage {}){}",
+        i.dead_letter_topic,
+        i.selected,
+        i.records,
+        i.stage,
+        if i.undecodable > 0 { format!("; {} not dead letters", i.undecodable) } else { "".into() }
+    );
+    if i.selected == 0 {
+        return;
+    }
+    println!("\n{:<18} {:>7}", "ERROR CLASS", "COUNT");
+    for c in &i.by_class {
+        println!("{:<18} {:>7}", c.error_class, c.count);
+    }
+    println!(
+        "\n{:<18} {:>7} {:<20} {:<20} MESSAGE",
+        "ERROR CLASS", "COUNT", "FIRST SEEN", "LAST SEEN"
+    );
+    for m in &i.by_message {
+        let (first, last) = (time(m.first_seen_ms), time(m.last_seen_ms));
+        println!("{:<18} {:>7} {first:<20} {last:<20} {}", m.error_class, m.count, m.message);
+    }
+    println!("\nnewest {}:", i.samples.len());
+    for s in &i.samples {
+        println!(
+            "- {}@{} key {} from {}/{}@{}: {} after {} attempt(s) at {}",
+            s.partition,
+            s.offset,
+            s.key.as_deref().unwrap_or("-"),
+            s.original_topic,
+            s.original_partition,
+            s.original_offset,
+            s.error_class,
+            s.attempts,
+            time(s.failed_at_ms)
+        );
+        println!("  error: {}", s.error_message);
+        println!(
+            "  model: {}  prompt version: {}  redriven before: {}",
+            s.model.as_deref().unwrap_or("-"),
+            s.prompt_version.as_deref().unwrap_or("-"),
+            s.redrive_count.map_or("?".to_owned(), |c| c.to_string())
+        );
+        println!("  value: {}", s.original_value);
+    }
+}
+
+fn print_skipped(title: &str, skipped: &[Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    println!("\n{title}: {}", skipped.len());
+    for s in skipped {
+        let key = s.key.as_deref().unwrap_or("-");
+        println!("- {}@{} key {key}: {}", s.partition, s.offset, s.reason);
+    }
+}
+
+fn print_redrive(r: &RedriveReport, max_redrives: u32) {
+    if !r.executed {
+        println!("DRY RUN: nothing is produced or committed; add --execute to redrive.");
+    }
+    println!("{} (stage {}, position in group {})", r.dead_letter_topic, r.stage, r.group);
+    println!("\n{:<40} {:<18} {:>8}", "ORIGINAL TOPIC", "ERROR CLASS", "RECORDS");
+    for row in &r.plan {
+        println!("{:<40} {:<18} {:>8}", row.original_topic, row.error_class, row.records);
+    }
+    println!("{:<40} {:<18} {:>8}", "total", "", r.planned());
+    print_skipped(
+        &format!("left in place by the loop guard (--max-redrives {max_redrives})"),
+        &r.loop_guarded,
+    );
+    print_skipped("unredrivable", &r.unredrivable);
+    println!(
+        "\nredriven {}, skipped by the loop guard {}, unredrivable {}, not selected {}, \
+         done by earlier runs {}, remaining {}",
+        r.redriven,
+        r.loop_guarded.len(),
+        r.unredrivable.len(),
+        r.passed_over,
+        r.done_before,
+        r.remaining
+    );
+    if let Some(why) = &r.stopped {
+        println!("stopped early: {why}");
+    }
+}

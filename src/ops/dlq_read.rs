@@ -1,0 +1,254 @@
+//! Reading a stage's dead-letter topic: the envelope (`schemas/dead_letter.avsc`) decoded back
+//! into a [`DeadLetter`], the filters `dlq inspect` and `dlq redrive` share, the redrive count a
+//! record carries, and an original value shown decoded when it decodes, as base64 when not.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use serde_json::{json, Value as Json};
+
+use super::letter::letter_from_value;
+use crate::avro::{
+    avro_to_json, Codec, CodecError, DeadLetter, DeadLetterClass, Envelope, RegistryError,
+    SchemaKind,
+};
+use crate::config::{StageSpec, Topology};
+use crate::records_io::reader;
+
+/// The header counting how often a record was redriven; carried on the republished record, so a
+/// record dead-lettered again brings it back in its `original_headers`.
+pub const REDRIVE_COUNT: &str = "sluice-redrive-count";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("no stage '{0}' in the topology")]
+    UnknownStage(String),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The registry did not answer: nothing was decided about the record; run again later.
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
+    #[error(
+        "the redrive position of group '{group}' on partition {partition} moved while this run \
+         held it: is another redrive of this stage running? Stopped; run again when it is done"
+    )]
+    PositionMoved { group: String, partition: i32 },
+    #[error("republishing dead letter {partition}@{offset} to '{topic}' failed: {error}")]
+    Produce { partition: i32, offset: i64, topic: String, error: KafkaError },
+}
+
+/// The stage named `name`, or [`DlqError::UnknownStage`].
+pub fn stage<'t>(t: &'t Topology, name: &str) -> Result<&'t StageSpec, DlqError> {
+    t.stage(name).ok_or_else(|| DlqError::UnknownStage(name.to_owned()))
+}
+
+/// One record of a dead-letter topic; `letter` is why it is not a dead letter when it is not.
+#[derive(Debug, Clone)]
+pub struct DlqRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub letter: Result<DeadLetter, String>,
+}
+
+/// Decodes a dead-letter record's value. The outer error is only a registry that did not answer
+/// (nothing can be said about the record); the inner one is a record that is no dead letter.
+pub async fn decode_letter(
+    codec: &Codec,
+    payload: Option<&[u8]>,
+) -> Result<Result<DeadLetter, String>, DlqError> {
+    match codec.decode(payload).await {
+        Ok(d) if d.kind == SchemaKind::DeadLetter => Ok(letter_from_value(&d.value)),
+        Ok(d) => Ok(Err(format!("not a dead letter but a {}", d.kind.full_name()))),
+        Err(CodecError::RegistryUnavailable(e)) => Err(DlqError::RegistryUnavailable(e)),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// Every record of `topic` from the beginning to its end when the read began, decoded.
+pub async fn read_all(
+    t: &Topology,
+    codec: &Codec,
+    topic: &str,
+) -> Result<Vec<DlqRecord>, DlqError> {
+    let (kafka, name) = (t.kafka.clone(), topic.to_owned());
+    let raw = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
+        let r = reader(&kafka, &[name.as_str()], true)?;
+        let mut out = Vec::new();
+        r.drain(
+            None,
+            true,
+            Duration::from_secs(10),
+            || false,
+            |m| {
+                let key = m.key().map(<[u8]>::to_vec);
+                out.push((m.partition(), m.offset(), key, m.payload().map(<[u8]>::to_vec)));
+                true
+            },
+        )?;
+        Ok(out)
+    })
+    .await
+    .expect("the reader thread does not panic")?;
+    let mut records = Vec::with_capacity(raw.len());
+    for (partition, offset, key, payload) in raw {
+        let letter = decode_letter(codec, payload.as_deref()).await?;
+        records.push(DlqRecord { partition, offset, key, letter });
+    }
+    Ok(records)
+}
+
+/// Which dead letters a command looks at. Times are `failed_at_ms` (when the stage gave up).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub error_class: Option<DeadLetterClass>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Document ids: a record's key, or the `id` of its decoded original document.
+    pub ids: Vec<String>,
+}
+
+impl Filter {
+    /// Whether `letter` passes every filter but `ids` (which needs the codec).
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        self.error_class.is_none_or(|c| c == letter.error_class)
+            && self.since_ms.is_none_or(|s| letter.failed_at_ms >= s)
+            && self.until_ms.is_none_or(|u| letter.failed_at_ms < u)
+    }
+
+    /// Whether `letter` passes every filter.
+    pub async fn selects(&self, codec: &Codec, letter: &DeadLetter) -> Result<bool, DlqError> {
+        if !self.matches(letter) {
+            return Ok(false);
+        }
+        if self.ids.is_empty() {
+            return Ok(true);
+        }
+        let key = letter.original_key.as_deref().map(String::from_utf8_lossy);
+        if key.is_some_and(|k| self.ids.iter().any(|id| *id == k)) {
+            return Ok(true);
+        }
+        Ok(document_id(codec, letter).await?.is_some_and(|id| self.ids.contains(&id)))
+    }
+}
+
+/// The id of the document a dead letter holds, when its original value decodes.
+async fn document_id(codec: &Codec, letter: &DeadLetter) -> Result<Option<String>, DlqError> {
+    match codec.decode(letter.original_value.as_deref()).await {
+        Ok(d) => Ok(Envelope::from_value(d.kind, d.value).ok().map(|e| e.document.id)),
+        Err(CodecError::RegistryUnavailable(e)) => Err(DlqError::RegistryUnavailable(e)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// An error class as written on the command line: `PERMANENT`, `retries-exhausted`, …
+pub fn parse_class(text: &str) -> Result<DeadLetterClass, String> {
+    let symbol = text.trim().to_uppercase().replace('-', "_");
+    [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted]
+        .into_iter()
+        .find(|c| c.symbol() == symbol)
+        .ok_or_else(|| format!("'{text}' is not DECODE, PERMANENT or RETRIES_EXHAUSTED"))
+}
+
+/// An instant as written on the command line: a duration back from `now_ms` (`24h`, `90m`) or
+/// an RFC 3339 time (`2025-06-01T12:00:00Z`); milliseconds since the epoch.
+pub fn parse_instant(text: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(d) = humantime::parse_duration(text) {
+        return Ok(now_ms.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64));
+    }
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|_| format!("'{text}' is neither a duration (24h) nor an RFC 3339 time"))?;
+    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+}
+
+/// How often the record was redriven before: the last `sluice-redrive-count` header, 0 without.
+pub fn redrive_count(headers: &[(String, Option<Vec<u8>>)]) -> Result<u32, String> {
+    let Some((_, value)) = headers.iter().rev().find(|(k, _)| k == REDRIVE_COUNT) else {
+        return Ok(0);
+    };
+    let text = value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+    text.trim().parse().map_err(|_| format!("header {REDRIVE_COUNT} is '{}', not a count", text))
+}
+
+/// The original value for people: decoded when it decodes, base64 when not, or withheld.
+pub async fn original_json(codec: &Codec, value: Option<&[u8]>) -> Json {
+    let Some(bytes) = value else {
+        return json!({ "withheld": "the stage redacts: the value was not kept" });
+    };
+    match codec.decode_any(Some(bytes)).await {
+        Ok((id, v)) => json!({ "schema_id": id, "decoded": avro_to_json(&v) }),
+        Err(e) => json!({
+            "undecodable": e.to_string(),
+            "base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avro::AttemptRecord;
+
+    fn letter() -> DeadLetter {
+        DeadLetter {
+            pipeline: "p".into(),
+            stage: "s".into(),
+            consumer_group: "g".into(),
+            original_topic: "t".into(),
+            original_partition: 1,
+            original_offset: 7,
+            original_timestamp_ms: Some(5),
+            original_key: Some(b"k".to_vec()),
+            original_value: None,
+            original_headers: vec![("h".into(), Some(b"v".to_vec())), ("n".into(), None)],
+            error_class: DeadLetterClass::RetriesExhausted,
+            error_message: "bad".into(),
+            attempts: vec![AttemptRecord {
+                attempt: 1,
+                at_ms: 5,
+                error_class: "retryable".into(),
+                message: "bad".into(),
+            }],
+            failed_at_ms: 9,
+            model: Some("sim/m".into()),
+            prompt_version: None,
+        }
+    }
+
+    #[test]
+    fn filters_by_class_and_failure_time() {
+        let l = letter();
+        let f = |error_class, since_ms, until_ms| Filter {
+            error_class,
+            since_ms,
+            until_ms,
+            ids: vec![],
+        };
+        assert!(f(None, None, None).matches(&l));
+        assert!(f(Some(DeadLetterClass::RetriesExhausted), Some(9), Some(10)).matches(&l));
+        assert!(!f(Some(DeadLetterClass::Permanent), None, None).matches(&l));
+        assert!(!f(None, Some(10), None).matches(&l));
+        assert!(!f(None, None, Some(9)).matches(&l), "until is exclusive");
+    }
+
+    #[test]
+    fn classes_and_instants_parse_as_operators_write_them() {
+        assert_eq!(parse_class("retries-exhausted"), Ok(DeadLetterClass::RetriesExhausted));
+        assert!(parse_class("fatal").is_err());
+        assert_eq!(parse_instant("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert_eq!(parse_instant("1970-01-01T00:00:01Z", 0), Ok(1000));
+        assert!(parse_instant("yesterday", 0).is_err());
+    }
+
+    #[test]
+    fn the_redrive_count_is_the_last_header_and_zero_without_one() {
+        let h = |v: &str| (REDRIVE_COUNT.to_owned(), Some(v.as_bytes().to_vec()));
+        assert_eq!(redrive_count(&[]), Ok(0));
+        assert_eq!(redrive_count(&[h("1"), h("2")]), Ok(2));
+        assert!(redrive_count(&[h("many")]).is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! What a redrive found and did: the plan (records per original topic and error class), what it
+//! left in place and why, and the counts of the summary.
+
+use serde::Serialize;
+
+use crate::avro::DeadLetter;
+
+/// The outcome of `sluice dlq redrive`, dry run or not.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedriveReport {
+    pub stage: String,
+    pub dead_letter_topic: String,
+    /// The consumer group holding the redrive's position in the dead-letter topic.
+    pub group: String,
+    /// False for a dry run: nothing was produced or committed.
+    pub executed: bool,
+    /// Records this run selected to redrive, per original topic and error class.
+    pub plan: Vec<PlanRow>,
+    /// Records republished and acknowledged.
+    pub redriven: usize,
+    /// Left in place: already redriven `--max-redrives` times.
+    pub loop_guarded: Vec<Skipped>,
+    /// Can never be redriven: the value was withheld (a redacting stage), the record is not a
+    /// dead letter, or its redrive count is unreadable. The position moves past them.
+    pub unredrivable: Vec<Skipped>,
+    /// Not selected by the filters: left for a later run.
+    pub passed_over: usize,
+    /// Still on the topic, finished by an earlier run (redriven or unredrivable).
+    pub done_before: usize,
+    /// Selected to redrive but not redriven: the whole plan in a dry run; after `--execute`,
+    /// what an error (see `stopped`) left.
+    pub remaining: usize,
+    /// Why the run stopped before the end, if it did; what was acknowledged is committed.
+    pub stopped: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanRow {
+    pub original_topic: String,
+    pub error_class: String,
+    pub records: usize,
+}
+
+/// A dead letter left where it is, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub partition: i32,
+    pub offset: i64,
+    /// The original key as text (lossy when not UTF-8).
+    pub key: Option<String>,
+    pub original_topic: Option<String>,
+    pub error_class: Option<String>,
+    pub redrive_count: Option<u32>,
+    pub reason: String,
+}
+
+impl Skipped {
+    pub fn new(partition: i32, offset: i64, letter: Option<&DeadLetter>, reason: String) -> Self {
+        Self {
+            partition,
+            offset,
+            key: letter
+                .and_then(|l| l.original_key.as_deref())
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            original_topic: letter.map(|l| l.original_topic.clone()),
+            error_class: letter.map(|l| l.error_class.symbol().to_owned()),
+            redrive_count: None,
+            reason,
+        }
+    }
+}
+
+impl RedriveReport {
+    /// Records selected to redrive (the sum of the plan).
+    pub fn planned(&self) -> usize {
+        self.plan.iter().map(|r| r.records).sum()
+    }
+
+    pub(super) fn add_to_plan(&mut self, letter: &DeadLetter) {
+        let (topic, class) = (&letter.original_topic, letter.error_class.symbol());
+        match self.plan.iter_mut().find(|r| r.original_topic == *topic && r.error_class == class) {
+            Some(row) => row.records += 1,
+            None => self.plan.push(PlanRow {
+                original_topic: topic.clone(),
+                error_class: class.to_owned(),
+                records: 1,
+            }),
+        }
+    }
+
+    /// Records stop to the first reason given.
+    pub(super) fn stop(&mut self, reason: String) {
+        self.stopped.get_or_insert(reason);
+    }
+}
