@@ -30,6 +30,7 @@
 //! - [`retry`]: every backoff and retry timing.
 //! - [`kafka`]: client configuration (Kafka and the schema registry) and topic administration.
 //! - [`pipeline`]: runs a topology's stages in one process.
+//! - [`ops`]: operator commands' library side: replay plans, group members, stage status.
 //! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
 //! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
 //! - [`telemetry`]: typed events, logs and Prometheus metrics.
@@ -43,6 +44,7 @@ pub mod devstack;
 pub mod kafka;
 pub mod metering;
 pub mod mock_provider;
+pub mod ops;
 pub mod pii;
 pub mod pipeline;
 pub mod policy;

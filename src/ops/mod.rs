@@ -1,0 +1,19 @@
+//! The operator's side: commands that look at or change what consumer groups have done.
+//!
+//! - [`groups`]: a group's state and members, committed offsets, watermarks, offsets by time,
+//!   and a commit made for a group without joining it.
+//! - [`replay`]: `sluice replay`: the plan of new offsets for a stage's group (the
+//!   `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will cost, and its
+//!   execution while the group has no members.
+//! - [`plan_csv`]: a replay plan as `topic,partition,offset` lines, exported and read back.
+//! - [`replay_cost`]: what re-processing a replay's records will cost, the response cache
+//!   counted.
+//! - [`ranges`]: reading offset ranges of partitions with a short-lived standalone consumer.
+//! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
+
+pub mod groups;
+pub mod plan_csv;
+pub mod ranges;
+pub mod replay;
+pub mod replay_cost;
+pub mod status;
