@@ -5,6 +5,7 @@
 //! - [`replay`]: `sluice replay`: the plan of new offsets for a stage's group (the
 //!   `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will cost, and its
 //!   execution while the group has no members.
+//! - [`iso8601`]: the date-time and duration arguments of the reset vocabulary.
 //! - [`plan_csv`]: a replay plan as `topic,partition,offset` lines, exported and read back.
 //! - [`replay_cost`]: what re-processing a replay's records will cost, the response cache
 //!   counted.
@@ -12,6 +13,7 @@
 //! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
 
 pub mod groups;
+pub mod iso8601;
 pub mod plan_csv;
 pub mod ranges;
 pub mod replay;

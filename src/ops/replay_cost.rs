@@ -248,3 +248,117 @@ async fn read_windows(t: &Topology, plan: &Plan) -> Result<Vec<Raw>, CostError> 
     .await
     .expect("reader thread does not panic")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::compile;
+
+    fn event(
+        id: &str,
+        doc: &str,
+        cost: i64,
+        cached: bool,
+        prompt: Option<&str>,
+        at: i64,
+    ) -> CostEvent {
+        CostEvent {
+            event_id: id.into(),
+            timestamp_ms: at,
+            tenant: "t".into(),
+            pipeline: "p".into(),
+            stage: "answer".into(),
+            document_id: doc.into(),
+            provider: "sim".into(),
+            model_requested: "m".into(),
+            model_served: "m".into(),
+            prompt_version: prompt.map(str::to_owned),
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_tokens: 0,
+            estimated: false,
+            cost_micro_usd: cost,
+            latency_ms: 1,
+            outcome: "ok".into(),
+            trace_id: None,
+            operation: "chat".into(),
+            cached,
+            attempt: 1,
+            call_index: 0,
+            response_id: None,
+            price_set_on: None,
+            budget: None,
+        }
+    }
+
+    fn topology(cache: &str) -> Topology {
+        let yaml = format!(
+            r#"
+pipeline: p
+providers:
+  sim: {{ kind: simulated }}
+prompts:
+  answer@1: {{ system: "s", user: "{{{{document}}}}" }}
+  answer@2: {{ system: "s2", user: "{{{{document}}}}" }}
+{cache}
+inputs:
+  p.docs: {{}}
+stages:
+  answer:
+    kind: generate
+    input: p.docs
+    output: p.out
+    model: {{ provider: sim, name: m }}
+    generate: {{ prompt: answer@2 }}
+"#
+        );
+        compile(Path::new("t.yaml"), &yaml).expect("compiles")
+    }
+
+    fn events() -> Vec<CostEvent> {
+        vec![
+            // d1: paid 100 with the current prompt; d2: paid 40 with the old prompt; d3: a
+            // cache hit re-emitting its original call (paid 70, current prompt).
+            event("a", "d1", 100, false, Some("answer@2"), 1_000),
+            event("b", "d2", 40, false, Some("answer@1"), 1_000),
+            event("c", "d3", 70, false, Some("answer@2"), 500),
+            event("c'", "d3", 0, true, Some("answer@2"), 2_000),
+        ]
+    }
+
+    #[test]
+    fn without_a_cache_every_record_pays_what_it_paid() {
+        let t = topology("");
+        let ids: Vec<String> = ["d1", "d2", "d3", "d4"].map(String::from).to_vec();
+        let e = estimate(&t, &t.stages[0], &events(), &ids, 8, 10_000);
+        assert_eq!((e.scanned, e.metered, e.cached), (4, 3, 0));
+        assert_eq!(e.per_record_micro_usd, 210 / 4);
+        assert_eq!(e.without_cache_micro_usd, 420, "4 of 8 records read: doubled");
+        assert_eq!(e.with_cache_micro_usd, 420);
+        assert!(e.notes.iter().any(|n| n.contains("read 4 of the 8 records")), "{:?}", e.notes);
+        assert!(e.notes.iter().any(|n| n.contains("1 read records have no cost event")));
+    }
+
+    #[test]
+    fn with_a_cache_answered_records_are_free_unless_another_prompt_answered_them() {
+        let t = topology("cache: { path: /tmp/c }");
+        let ids: Vec<String> = ["d1", "d2", "d3"].map(String::from).to_vec();
+        let e = estimate(&t, &t.stages[0], &events(), &ids, 3, 10_000);
+        assert_eq!((e.cached, e.without_cache_micro_usd), (2, 210));
+        assert_eq!(e.with_cache_micro_usd, 40, "d2 was answered by answer@1: paid again");
+        assert!(e.notes.iter().any(|n| n.contains("assumes the response cache")), "{:?}", e.notes);
+    }
+
+    #[test]
+    fn redis_entries_older_than_the_ttl_pay_again() {
+        let d = DocCost { paid_micro_usd: 5, answered_ms: Some(1_000), hit: true };
+        let redis = CacheSpec::Redis { url: "redis://x".into(), ttl: Duration::from_secs(60) };
+        assert!(in_cache(Some(&redis), &d, 60_999));
+        assert!(!in_cache(Some(&redis), &d, 61_000));
+        let disk = CacheSpec::Embedded { path: "/tmp/c".into() };
+        assert!(in_cache(Some(&disk), &DocCost { answered_ms: None, ..d }, i64::MAX));
+        assert!(!in_cache(None, &d, 0));
+    }
+}
