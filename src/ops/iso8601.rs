@@ -41,7 +41,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim().to_ascii_uppercase();
     let body = s.strip_prefix('P').ok_or_else(|| bad("it starts with P"))?;
     let (date, time) = match body.split_once('T') {
-        Some((_, t)) if t.is_empty() => return Err(bad("nothing after T")),
+        Some((_, "")) => return Err(bad("nothing after T")),
         Some((d, t)) => (d, t),
         None => (body, ""),
     };
