@@ -11,6 +11,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::crash::{external_broker, is_empty, Scenario};
@@ -19,8 +20,10 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use sluice::call::now_ms;
 use sluice::config::KafkaSettings;
+use sluice::config::Price;
+use sluice::metering::read_events;
 use sluice::metering::report::dedup;
-use sluice::metering::{read_events, CostEvent};
+use sluice::mock_provider::MockConfig;
 use sluice::ops::groups::{self, GroupInfo};
 use sluice::ops::plan_csv;
 use sluice::ops::replay::{execute, plan_async, Plan, ReplayError, ResetTo};
@@ -36,10 +39,14 @@ fn require_real_broker() {
     );
 }
 
-/// One classify stage `work` on a simulated model with a price (so calls cost something), a
-/// one-rung retry ladder, and optionally a response cache in `cache_dir`.
-fn topology(p: &str, cache_dir: Option<&std::path::Path>) -> String {
+/// One classify stage `work` on a priced model (so calls cost something) — simulated, or the
+/// mock provider at `provider_url` (whose ledger says what was paid) — a one-rung retry ladder,
+/// and optionally a response cache in `cache_dir`.
+fn topology(p: &str, cache_dir: Option<&std::path::Path>, provider_url: Option<&str>) -> String {
     let cache = cache_dir.map_or(String::new(), |d| format!("cache: {{ path: {} }}", d.display()));
+    let provider = provider_url.map_or("{ kind: simulated, latency: 1ms }".to_owned(), |url| {
+        format!("{{ kind: openai, base_url: {url}, timeout: 5s }}")
+    });
     format!(
         r#"
 pipeline: {p}
@@ -50,11 +57,11 @@ kafka:
     session.timeout.ms: "6000"
     heartbeat.interval.ms: "500"
 providers:
-  sim: {{ kind: simulated, latency: 1ms }}
+  sim: {provider}
 prices:
   set_on: 2026-11-01
   models:
-    sim/m: {{ input: 1.5, output: 6.0 }}
+    sim/m: {{ input: 0.15, output: 0.6 }}
 {cache}
 inputs:
   {p}.docs: {{ partitions: {PARTITIONS} }}
@@ -140,7 +147,7 @@ fn news(plan: &Plan) -> Vec<i64> {
 #[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
 async fn every_reset_scenario_plans_current_to_new_within_the_log() {
     require_real_broker();
-    let sc = Scenario::start(200, PARTITIONS, |p| topology(p, None)).await;
+    let sc = Scenario::start(200, PARTITIONS, |p| topology(p, None, None)).await;
     let (k, g, topic) = (&sc.t.kafka, group(&sc), input(&sc));
     let highs = per_partition(&sc);
     // The group finished half of each partition; then records stamped an hour ahead arrive.
@@ -217,7 +224,7 @@ async fn wait_empty(sc: &Scenario) {
 #[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
 async fn execute_is_refused_while_a_worker_runs_and_reprocesses_exactly_the_plan_after() {
     require_real_broker();
-    let sc = Scenario::start(300, PARTITIONS, |p| topology(p, None)).await;
+    let sc = Scenario::start(300, PARTITIONS, |p| topology(p, None, None)).await;
     let (k, g, topic) = (&sc.t.kafka, group(&sc), input(&sc));
     let mut worker = sc.worker();
     finish(&sc).await;
@@ -248,42 +255,34 @@ async fn execute_is_refused_while_a_worker_runs_and_reprocesses_exactly_the_plan
     assert_eq!(after - before, plan.reprocessed(), "each re-processed record ended once more");
 }
 
-/// The stage's cost events, every copy (a replay re-emits the ids of the first run).
-async fn raw_spend(sc: &Scenario) -> (i64, usize) {
-    let events: Vec<CostEvent> = read_events(&sc.t).await.expect("events");
-    let paid = events.iter().filter(|e| !e.cached).map(|e| e.cost_micro_usd).sum();
-    (paid, events.len())
-}
-
 async fn estimate_matches_what_the_replay_paid(cached: bool) {
     require_real_broker();
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = cached.then(|| dir.path().join("cache"));
-    let sc = Scenario::start(120, PARTITIONS, |p| topology(p, cache.as_deref())).await;
+    let price = Price { input: 150_000, output: 600_000, cached_input: 150_000, per_request: 0 };
+    let config =
+        MockConfig { prices: BTreeMap::from([("m".to_owned(), price)]), ..MockConfig::default() };
+    let provider = common::mock_provider(config).await;
+    let url = provider.openai_url();
+    let sc = Scenario::start(120, PARTITIONS, |p| topology(p, cache.as_deref(), Some(&url))).await;
     let (k, g, topic) = (&sc.t.kafka, group(&sc), input(&sc));
     let mut worker = sc.worker();
     finish(&sc).await;
     assert!(worker.terminate());
     wait_empty(&sc).await;
-    let first_run: i64 = dedup(read_events(&sc.t).await.expect("events"))
-        .iter()
-        .filter(|e| !e.cached)
-        .map(|e| e.cost_micro_usd)
-        .sum();
+    let first_run = provider.ledger().billed_micro_usd();
     assert!(first_run > 0, "the priced model was paid");
     let plan = plan_async(k, &g, &topic, &ResetTo::Earliest, None).await.expect("plan");
     let estimate = estimate_plan(&sc.t, &sc.t.stages[0], &plan).await.expect("estimate");
     let called = (0..sc.docs).filter(|i| !is_empty(*i)).count() as u64;
     assert_eq!((estimate.records, estimate.scanned), (120, 120));
     assert_eq!(estimate.metered, called, "empty documents make no call");
-    assert_eq!(estimate.without_cache_micro_usd, first_run as u64);
+    assert_eq!(estimate.without_cache_micro_usd, first_run, "what the provider billed");
     assert_eq!(estimate.cache, cached);
-    let (paid_before, _) = raw_spend(&sc).await;
     execute(k, &plan, "").await.expect("executed");
     let _again = sc.worker();
     finish(&sc).await;
-    let (paid_after, _) = raw_spend(&sc).await;
-    let replay_paid = (paid_after - paid_before) as u64;
+    let replay_paid = provider.ledger().billed_micro_usd() - first_run;
     eprintln!(
         "cache {cached}: estimate {} µUSD without cache, {} with ({} cached); replay paid {}",
         estimate.without_cache_micro_usd,
@@ -315,7 +314,7 @@ async fn with_the_response_cache_a_replay_is_estimated_free_and_pays_nothing() {
 #[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
 async fn status_reports_members_lag_backlogs_dead_letters_and_spend() {
     require_real_broker();
-    let sc = Scenario::start(200, PARTITIONS, |p| topology(p, None)).await;
+    let sc = Scenario::start(200, PARTITIONS, |p| topology(p, None, None)).await;
     let k = &sc.t.kafka;
     let highs = per_partition(&sc);
 
@@ -382,4 +381,37 @@ async fn on_the_embedded_broker_execute_and_status_fail_at_once_naming_the_alter
     assert!(err.contains("`sluice status` needs the Kafka admin API"), "{err}");
     assert!(err.contains("scripts/with-kafka"), "{err}");
     assert_eq!(h.committed(2), vec![0, 0], "nothing was committed");
+}
+
+/// KIP-848 groups are invisible to DescribeGroups (reported `Dead`, no members): status says
+/// their members are unknown rather than absent, and the broker itself refuses the commit of
+/// `--execute` while a member runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
+async fn a_kip848_group_is_protected_by_the_broker_and_its_members_shown_unknown() {
+    require_real_broker();
+    let yaml = |p: &str| {
+        topology(p, None, None).replace(
+            "    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"",
+            "    group.protocol: consumer",
+        )
+    };
+    let sc = Scenario::start(100, PARTITIONS, yaml).await;
+    let (k, g, topic) = (&sc.t.kafka, group(&sc), input(&sc));
+    let mut worker = sc.worker();
+    finish(&sc).await;
+    let r = report(&sc.t).await.expect("status");
+    assert!(!r.stages[0].members_known && r.problems().is_empty(), "{:?}", r.stages[0]);
+    let plan = plan_async(k, &g, &topic, &ResetTo::ShiftBy(-5), None).await.expect("plan");
+    let refused = execute(k, &plan, "Stop the workers.").await.unwrap_err();
+    assert!(matches!(refused, ReplayError::Refused { .. }), "{refused}");
+    assert!(refused.to_string().contains("Stop the workers."), "{refused}");
+    assert_eq!(sc.positions().await, per_partition(&sc), "nothing was committed");
+    assert!(worker.terminate());
+    let applied = common::wait_until(Duration::from_secs(30), || async {
+        execute(k, &plan, "").await.is_ok()
+    })
+    .await;
+    assert!(applied, "applied once the member left");
+    assert_eq!(sc.positions().await, news(&plan));
 }

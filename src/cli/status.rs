@@ -103,7 +103,7 @@ fn show(r: &Report, format: Format) -> Result<()> {
             "{:<16} {:<18} {:>7} {:>9} {:>14} {:>10} {:>9} {:>9} {:>7} {:>8} {:>14}",
             s.stage,
             s.state,
-            s.members.len(),
+            if s.members_known { s.members.len().to_string() } else { "?".into() },
             s.lag,
             s.worst_partition.map_or("-".into(), |p| format!("{p}: {}", s.worst_partition_lag)),
             s.oldest_unprocessed_age_s.map_or("-".into(), |a| format!("{a}s")),

@@ -50,6 +50,10 @@ pub struct GroupInfo {
     pub group: String,
     pub state: String,
     pub members: Vec<Member>,
+    /// False for a KIP-848 group (`group.protocol: consumer`): DescribeGroups describes classic
+    /// groups only, and reports a KIP-848 group with members as `Dead` with none, so its
+    /// members are unknown here (the broker still refuses a commit while it has any).
+    pub members_known: bool,
 }
 
 impl GroupInfo {
@@ -75,12 +79,22 @@ fn group_client(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, K
 }
 
 /// The group's state and members. A group the cluster does not know is reported `Dead` with
-/// no members, as Kafka does.
+/// no members, as Kafka does. When the settings make the group a KIP-848 one and it is
+/// reported without members, its state is `Unknown` and its members are not known.
 pub fn describe(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
+    let info = describe_classic(settings, group)?;
+    if settings.uses_consumer_group_protocol() && info.members.is_empty() {
+        return Ok(GroupInfo { state: "Unknown (KIP-848)".into(), members_known: false, ..info });
+    }
+    Ok(info)
+}
+
+fn describe_classic(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
     let client: BaseConsumer = admin_config(settings).create()?;
     let list = client.fetch_group_list(Some(group), TIMEOUT)?;
     let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
-        return Ok(GroupInfo { group: group.to_owned(), state: "Dead".into(), members: vec![] });
+        let (group, state) = (group.to_owned(), "Dead".to_owned());
+        return Ok(GroupInfo { group, state, members: vec![], members_known: true });
     };
     let members = info
         .members()
@@ -92,7 +106,8 @@ pub fn describe(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, Grou
             assigned: m.assignment().map(parse_assignment).unwrap_or_default(),
         })
         .collect();
-    Ok(GroupInfo { group: group.to_owned(), state: info.state().to_owned(), members })
+    let state = info.state().to_owned();
+    Ok(GroupInfo { group: group.to_owned(), state, members, members_known: true })
 }
 
 /// The partitions of a classic consumer-protocol assignment (`ConsumerProtocolAssignment`:

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
 use super::groups::{self, GroupError, GroupInfo, Position};
@@ -62,6 +64,11 @@ pub enum ReplayError {
         group = info.group
     )]
     ActiveMembers { info: GroupInfo, how: String },
+    #[error(
+        "the broker refused to commit for group '{group}' ({code}): the group has active \
+         members, which a KIP-848 group does not show to DescribeGroups.\n{how}"
+    )]
+    Refused { group: String, code: RDKafkaErrorCode, how: String },
     #[error("after the commit, group '{group}' resumes at {found:?} instead of {wanted:?}")]
     NotApplied { group: String, wanted: Vec<(i32, i64)>, found: Vec<(i32, i64)> },
 }
@@ -246,7 +253,12 @@ pub async fn execute(
         }
         let offsets: Vec<(String, i32, i64)> =
             p.partitions.iter().map(|x| (x.topic.clone(), x.partition, x.new)).collect();
-        groups::commit(&s, &p.group, &offsets)?;
+        match groups::commit(&s, &p.group, &offsets) {
+            Err(GroupError::Kafka(KafkaError::ConsumerCommit(code))) if refused(code) => {
+                return Err(ReplayError::Refused { group: p.group.clone(), code, how });
+            }
+            other => other?,
+        }
         let ids: Vec<i32> = p.partitions.iter().map(|x| x.partition).collect();
         let after = groups::positions(&s, &p.group, &p.topic, Some(&ids))?;
         let wanted: Vec<(i32, i64)> = p.partitions.iter().map(|x| (x.partition, x.new)).collect();
@@ -259,6 +271,12 @@ pub async fn execute(
     })
     .await
     .expect("execute thread does not panic")
+}
+
+/// The answers of a broker that will not take a commit from outside a group with members.
+fn refused(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(code, UnknownMemberId | IllegalGeneration | StaleMemberEpoch | RebalanceInProgress)
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub struct StageStatus {
     /// The group's state as the coordinator reports it (`Stable`, `Empty`, `Dead`…).
     pub state: String,
     pub members: Vec<Member>,
+    /// False for KIP-848 groups, whose members DescribeGroups does not show.
+    pub members_known: bool,
     pub input: String,
     /// High watermark minus committed offset, summed over the input's partitions.
     pub lag: i64,
@@ -87,7 +89,7 @@ impl Report {
     pub fn problems(&self) -> Vec<String> {
         self.stages
             .iter()
-            .filter(|s| s.members.is_empty())
+            .filter(|s| s.members_known && s.members.is_empty())
             .map(|s| {
                 format!(
                     "stage '{}': group '{}' has no members ({}); lag {}",
@@ -143,6 +145,7 @@ pub fn stage_status(t: &Topology, spec: &StageSpec, now: i64) -> Result<StageSta
         group: spec.group.clone(),
         state: info.state,
         members: info.members,
+        members_known: info.members_known,
         input: spec.input.clone(),
         lag: input.iter().map(Position::lag).sum(),
         worst_partition: worst.map(|p| p.partition),
@@ -288,6 +291,7 @@ mod tests {
             group: format!("g-{name}"),
             state: if members.is_empty() { "Empty".into() } else { "Stable".into() },
             members,
+            members_known: true,
             input: "in".into(),
             lag: 7,
             worst_partition: Some(0),
@@ -310,8 +314,12 @@ mod tests {
         let report = Report {
             pipeline: "p".into(),
             taken_ms: 0,
-            stages: vec![stage("a", vec![member]), stage("b", vec![])],
+            stages: vec![stage("a", vec![member]), stage("b", vec![]), stage("c", vec![])],
         };
-        assert_eq!(report.problems(), vec!["stage 'b': group 'g-b' has no members (Empty); lag 7"]);
+        let mut report = report;
+        report.stages[2].members_known = false;
+        let kip848_unknown_is_no_problem =
+            vec!["stage 'b': group 'g-b' has no members (Empty); lag 7"];
+        assert_eq!(report.problems(), kip848_unknown_is_no_problem);
     }
 }
