@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use sluice::ops::status::{report, rfc3339, LagTrend, Report, StageStatus};
+use sluice::ops::iso8601::rfc3339;
+use sluice::ops::status::{report, LagTrend, Report, StageStatus};
 
 /// The exit code of an unhealthy pipeline (distinct from 1, a failure to ask).
 const UNHEALTHY: u8 = 3;

@@ -78,6 +78,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Milliseconds since the epoch as an RFC 3339 time in milliseconds (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +96,7 @@ mod tests {
         assert_eq!(parse_datetime("2026-05-01T12:00:00+02:00").unwrap(), utc);
         assert_eq!(parse_datetime("2026-05-01T05:30:00-0430").unwrap(), utc);
         assert_eq!(utc, 1_777_629_600_000);
+        assert_eq!(rfc3339(utc), "2026-05-01T10:00:00.000Z");
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2026-05-01T10:00:00+2").is_err());
     }

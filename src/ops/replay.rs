@@ -37,7 +37,7 @@ impl ResetTo {
     /// The scenario as `kafka-consumer-groups` names it.
     pub fn describe(&self) -> String {
         match self {
-            Self::Datetime(ms) => format!("--to-datetime {}", super::status::rfc3339(*ms)),
+            Self::Datetime(ms) => format!("--to-datetime {}", super::iso8601::rfc3339(*ms)),
             Self::Duration(d) => format!("--by-duration {}", humantime::format_duration(*d)),
             Self::Offset(o) => format!("--to-offset {o}"),
             Self::ShiftBy(n) => format!("--shift-by {n}"),
@@ -66,7 +66,8 @@ pub enum ReplayError {
     ActiveMembers { info: GroupInfo, how: String },
     #[error(
         "the broker refused to commit for group '{group}' ({code}): the group has active \
-         members, which a KIP-848 group does not show to DescribeGroups.\n{how}"
+         members (one joined after the check, or the group is a KIP-848 one, whose members \
+         DescribeGroups does not show).\n{how}"
     )]
     Refused { group: String, code: RDKafkaErrorCode, how: String },
     #[error("after the commit, group '{group}' resumes at {found:?} instead of {wanted:?}")]

@@ -261,12 +261,6 @@ impl LagTrend {
     }
 }
 
-/// Milliseconds since the epoch as an RFC 3339 time in milliseconds (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
