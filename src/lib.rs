@@ -30,7 +30,8 @@
 //! - [`retry`]: every backoff and retry timing.
 //! - [`kafka`]: client configuration (Kafka and the schema registry) and topic administration.
 //! - [`pipeline`]: runs a topology's stages in one process.
-//! - [`ops`]: operator commands as library functions: dead-letter inspection and redrive.
+//! - [`ops`]: the operator's side as library functions: replay plans, group members, stage
+//!   status, dead-letter inspection and redrive.
 //! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
 //! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
 //! - [`telemetry`]: typed events, logs and Prometheus metrics.

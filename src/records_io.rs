@@ -186,6 +186,10 @@ impl Reader {
         let mut remaining = self.ends.clone();
         let mut seen = 0;
         let mut idle_since = std::time::Instant::now();
+        // A transient error event (a broker of several down, a leader moving) is not the end:
+        // librdkafka recovers on its own. It is returned only if the reader then goes idle
+        // before reaching the ends it was asked to read to.
+        let mut last_error = None;
         loop {
             if max.is_some_and(|m| seen >= m) || (stop_at_end && remaining.is_empty()) || stop() {
                 return Ok(seen);
@@ -193,10 +197,14 @@ impl Reader {
             match self.consumer.poll(Duration::from_millis(100)) {
                 None | Some(Err(KafkaError::PartitionEOF(_))) => {
                     if idle_since.elapsed() >= idle_timeout {
-                        return Ok(seen);
+                        return match last_error.take() {
+                            Some(e) if stop_at_end && !remaining.is_empty() => Err(e),
+                            _ => Ok(seen),
+                        };
                     }
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) if is_permanent(&e) => return Err(e),
+                Some(Err(e)) => last_error = Some(e),
                 Some(Ok(m)) => {
                     idle_since = std::time::Instant::now();
                     let tp = (m.topic().to_owned(), m.partition());
@@ -211,4 +219,25 @@ impl Reader {
             }
         }
     }
+}
+
+/// Errors a reader cannot outwait: the topic is gone, or this client may not read it.
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    let code = match e {
+        KafkaError::MessageConsumption(code) | KafkaError::MetadataFetch(code) => *code,
+        KafkaError::Global(code) => *code,
+        _ => return true,
+    };
+    matches!(
+        code,
+        C::UnknownTopicOrPartition
+            | C::UnknownTopic
+            | C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::Fatal
+    )
 }

@@ -9,8 +9,10 @@ mod dlq;
 mod index;
 mod mock_provider;
 mod produce;
+mod replay;
 mod run;
 mod schemas;
+mod status;
 mod topics;
 mod validate;
 
@@ -56,6 +58,12 @@ pub enum Command {
     Dlq(dlq::Args),
     /// Cost reports from the metering topic (duplicates removed by event id).
     Cost(cost::Args),
+    /// Move a stage's (or any group's) committed offsets to re-process or skip records, with
+    /// what re-processing will cost; a dry run unless --execute.
+    Replay(replay::Args),
+    /// Per stage: group members, lag, oldest unprocessed record, retry and deferred backlogs,
+    /// dead letters and spend today; exit code 3 when a stage is unhealthy.
+    Status(status::Args),
     /// Embed a knowledge base (JSON lines) into a retrieve stage's vector store.
     Index(index::Args),
     /// Serve a mock model provider (OpenAI chat/embeddings, Anthropic messages) with latency,
@@ -87,6 +95,8 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Index(a) => index::run(a).await,
         Command::Cost(a) => cost::run(a).await,
         Command::Dlq(a) => dlq::run(a).await,
+        Command::Replay(a) => replay::run(a).await,
+        Command::Status(a) => status::run(a).await,
         Command::MockProvider(a) => mock_provider::run(a).await,
     }
 }

@@ -1,6 +1,17 @@
-//! Operator commands as library functions, for the CLI and tests: each reads (and, given
+//! The operator's side as library functions, for the CLI and tests: each reads (and, given
 //! `execute`, changes) what a running pipeline left in Kafka, and returns a report to print.
 //!
+//! - [`groups`]: a group's state and members, committed offsets, watermarks, offsets by time,
+//!   and a commit made for a group without joining it.
+//! - [`replay`]: `sluice replay`: the plan of new offsets for a stage's group (the
+//!   `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will cost, and its
+//!   execution while the group has no members.
+//! - [`iso8601`]: the date-time and duration arguments of the reset vocabulary.
+//! - [`plan_csv`]: a replay plan as `topic,partition,offset` lines, exported and read back.
+//! - [`replay_cost`]: what re-processing a replay's records will cost, the response cache
+//!   counted.
+//! - [`ranges`]: reading offset ranges of partitions with a short-lived standalone consumer.
+//! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
 //! - [`dlq_read`]: reading a stage's dead-letter topic, and the filters the `dlq` commands share.
 //! - [`letter`]: a dead letter read back from its Avro value.
 //! - [`inspect`]: `sluice dlq inspect`, counts by error class and message, and samples.
@@ -10,11 +21,18 @@
 
 pub mod dlq_read;
 pub mod done_set;
+pub mod groups;
 pub mod inspect;
+pub mod iso8601;
 pub mod letter;
+pub mod plan_csv;
+pub mod ranges;
 pub mod redrive;
 pub mod redrive_position;
 pub mod redrive_report;
+pub mod replay;
+pub mod replay_cost;
+pub mod status;
 
 pub use dlq_read::{parse_class, parse_instant, DlqError, Filter, REDRIVE_COUNT};
 pub use inspect::{inspect, Inspection};

@@ -1,0 +1,306 @@
+//! Consumer groups as an operator sees them: the group's state and members (ListGroups and
+//! DescribeGroups), its committed offsets, the topics' watermarks and offsets by time, and a
+//! commit made for a group by a client that never joins it. Every function here blocks: call
+//! it from `tokio::task::spawn_blocking`.
+//!
+//! librdkafka's mock cluster (the embedded broker) implements neither ListGroups nor
+//! DescribeGroups; the async entry points of [`super::replay`] and [`super::status`] ask
+//! [`crate::kafka::require_admin_api`] first, so they fail at once there and name the
+//! alternative.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::config::KafkaSettings;
+use crate::kafka::{admin_config, ProbeError};
+
+/// How long one request to the cluster may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("topic '{topic}' has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+}
+
+/// One member of a group, as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub member_id: String,
+    pub client_id: String,
+    pub host: String,
+    /// Partitions assigned to it, as `topic:partition`; empty when the assignment is not in the
+    /// classic consumer protocol's format.
+    pub assigned: Vec<String>,
+}
+
+/// A group's state (`Stable`, `PreparingRebalance`, `Empty`, `Dead`…) and members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    pub group: String,
+    pub state: String,
+    pub members: Vec<Member>,
+    /// False for a KIP-848 group (`group.protocol: consumer`): DescribeGroups describes classic
+    /// groups only, and reports a KIP-848 group with members as `Dead` with none, so its
+    /// members are unknown here (the broker still refuses a commit while it has any).
+    pub members_known: bool,
+}
+
+impl GroupInfo {
+    /// One line per member, `client id on host (member id)`, for messages.
+    pub fn describe_members(&self) -> String {
+        let lines: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("  {} on {} (member {})", m.client_id, m.host, m.member_id))
+            .collect();
+        lines.join("\n")
+    }
+}
+
+/// A client for reading a group's offsets and committing them. It has `group.id = group` but
+/// never subscribes, so it never joins the group.
+fn group_client(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, KafkaError> {
+    let mut config: ClientConfig = admin_config(settings);
+    config.set("group.id", group);
+    config.set("enable.auto.commit", "false");
+    config.set("enable.auto.offset.store", "false");
+    config.create()
+}
+
+/// The group's state and members. A group the cluster does not know is reported `Dead` with
+/// no members, as Kafka does. When the settings make the group a KIP-848 one and it is
+/// reported without members, its state is `Unknown` and its members are not known.
+pub fn describe(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
+    let info = describe_classic(settings, group)?;
+    if settings.uses_consumer_group_protocol() && info.members.is_empty() {
+        return Ok(GroupInfo { state: "Unknown (KIP-848)".into(), members_known: false, ..info });
+    }
+    Ok(info)
+}
+
+fn describe_classic(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
+    let client: BaseConsumer = admin_config(settings).create()?;
+    let list = client.fetch_group_list(Some(group), TIMEOUT)?;
+    let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
+        let (group, state) = (group.to_owned(), "Dead".to_owned());
+        return Ok(GroupInfo { group, state, members: vec![], members_known: true });
+    };
+    let members = info
+        .members()
+        .iter()
+        .map(|m| Member {
+            member_id: m.id().to_owned(),
+            client_id: m.client_id().to_owned(),
+            host: m.client_host().to_owned(),
+            assigned: m.assignment().map(parse_assignment).unwrap_or_default(),
+        })
+        .collect();
+    let state = info.state().to_owned();
+    Ok(GroupInfo { group: group.to_owned(), state, members, members_known: true })
+}
+
+/// The partitions of a classic consumer-protocol assignment (`ConsumerProtocolAssignment`:
+/// version i16, then topics as [string i16-length, partitions i32 array]); whatever does not
+/// parse is left out.
+pub fn parse_assignment(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut r = Bytes(bytes);
+    let Some(_version) = r.i16() else { return out };
+    let Some(topics) = r.i32() else { return out };
+    for _ in 0..topics.max(0) {
+        let Some(topic) = r.i16().and_then(|len| r.take(len.max(0) as usize)) else { break };
+        let topic = String::from_utf8_lossy(topic).into_owned();
+        let Some(n) = r.i32() else { break };
+        for _ in 0..n.max(0) {
+            let Some(p) = r.i32() else { return out };
+            out.push(format!("{topic}:{p}"));
+        }
+    }
+    out
+}
+
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        (self.0.len() >= n).then(|| {
+            let (head, tail) = self.0.split_at(n);
+            self.0 = tail;
+            head
+        })
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Where each partition of a topic stands for a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Position {
+    pub partition: i32,
+    /// Log start offset.
+    pub low: i64,
+    /// High watermark: the offset the next record will get.
+    pub high: i64,
+    /// The group's committed offset; `None` when it has committed none (it would start at the
+    /// log start, `auto.offset.reset=earliest`).
+    pub committed: Option<i64>,
+}
+
+impl Position {
+    /// Where the group resumes: its committed offset (within the log), or the log start.
+    pub fn current(&self) -> i64 {
+        self.committed.unwrap_or(self.low).clamp(self.low, self.high)
+    }
+
+    /// Records written but not yet finished by the group.
+    pub fn lag(&self) -> i64 {
+        self.high - self.current()
+    }
+}
+
+/// The partition numbers of a topic.
+pub fn partitions(settings: &KafkaSettings, topic: &str) -> Result<Vec<i32>, GroupError> {
+    let client: BaseConsumer = admin_config(settings).create()?;
+    let metadata = client.fetch_metadata(Some(topic), TIMEOUT)?;
+    let t = metadata.topics().first().filter(|t| t.error().is_none() && !t.partitions().is_empty());
+    let t = t.ok_or_else(|| GroupError::UnknownTopic(topic.to_owned()))?;
+    let mut out: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Watermarks and the group's committed offset of the given partitions of `topic` (every
+/// partition when `only` is `None`).
+pub fn positions(
+    settings: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    only: Option<&[i32]>,
+) -> Result<Vec<Position>, GroupError> {
+    let all = partitions(settings, topic)?;
+    let wanted: Vec<i32> = match only {
+        None => all,
+        Some(list) => {
+            if let Some(p) = list.iter().find(|p| !all.contains(p)) {
+                let topic = topic.to_owned();
+                return Err(GroupError::UnknownPartition { topic, partition: *p });
+            }
+            list.to_vec()
+        }
+    };
+    let client = group_client(settings, group)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in &wanted {
+        tpl.add_partition(topic, *p);
+    }
+    let committed = client.committed_offsets(tpl, TIMEOUT)?;
+    wanted
+        .iter()
+        .map(|&partition| {
+            let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT)?;
+            let committed =
+                committed.find_partition(topic, partition).and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            Ok(Position { partition, low, high, committed })
+        })
+        .collect()
+}
+
+/// `(partition, low, high)` of every partition of a topic.
+pub fn watermarks(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<Vec<(i32, i64, i64)>, GroupError> {
+    let client: BaseConsumer = admin_config(settings).create()?;
+    partitions(settings, topic)?
+        .into_iter()
+        .map(|p| {
+            let (low, high) = client.fetch_watermarks(topic, p, TIMEOUT)?;
+            Ok((p, low, high))
+        })
+        .collect()
+}
+
+/// Per partition, the offset of the first record with a timestamp at or after `at_ms`, or
+/// `None` when there is none (every record is older).
+pub fn offsets_at(
+    settings: &KafkaSettings,
+    topic: &str,
+    partitions: &[i32],
+    at_ms: i64,
+) -> Result<Vec<(i32, Option<i64>)>, GroupError> {
+    let client: BaseConsumer = admin_config(settings).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(at_ms))?;
+    }
+    let found = client.offsets_for_times(tpl, TIMEOUT)?;
+    Ok(partitions
+        .iter()
+        .map(|&p| {
+            let offset = found.find_partition(topic, p).and_then(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(o),
+                _ => None,
+            });
+            (p, offset)
+        })
+        .collect())
+}
+
+/// Commits `offsets` (topic, partition, offset) for `group` synchronously, from a client that
+/// does not join it. The broker accepts such a commit only while the group has no members.
+pub fn commit(
+    settings: &KafkaSettings,
+    group: &str,
+    offsets: &[(String, i32, i64)],
+) -> Result<(), GroupError> {
+    let client = group_client(settings, group)?;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    client.commit(&tpl, CommitMode::Sync)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_classic_assignment_parses_and_a_truncated_one_yields_what_it_holds() {
+        let mut bytes = vec![0, 1, 0, 0, 0, 1, 0, 4];
+        bytes.extend_from_slice(b"docs");
+        bytes.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(parse_assignment(&bytes), vec!["docs:0", "docs:3"]);
+        assert_eq!(parse_assignment(&bytes[..bytes.len() - 2]), vec!["docs:0"]);
+        assert!(parse_assignment(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_current_position_is_the_commit_within_the_log_or_its_start() {
+        let p = Position { partition: 0, low: 10, high: 50, committed: None };
+        assert_eq!((p.current(), p.lag()), (10, 40));
+        let p = Position { committed: Some(45), ..p };
+        assert_eq!((p.current(), p.lag()), (45, 5));
+        let p = Position { committed: Some(3), ..p };
+        assert_eq!(p.current(), 10, "a commit below the log start resumes at the start");
+    }
+}
