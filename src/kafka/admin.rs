@@ -70,7 +70,49 @@ async fn create(
             }
         }
     }
+    // CreateTopics returns before every partition has a leader everywhere: a client that reads
+    // a new topic at once is told NotLeaderForPartition. Return when they are usable.
+    let (settings, names) = (settings.clone(), created.clone());
+    tokio::task::spawn_blocking(move || wait_for_leaders(&settings, &names))
+        .await
+        .expect("metadata thread does not panic")?;
     Ok(created)
+}
+
+/// Waits (up to 30 s) until every partition of `topics` has a leader in the cluster's metadata.
+fn wait_for_leaders(settings: &KafkaSettings, topics: &[String]) -> Result<(), TopicAdminError> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let consumer: BaseConsumer = admin_config(settings).create()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut waits = crate::retry::infrastructure_backoff();
+    for topic in topics {
+        loop {
+            let ready = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics().first().map(|t| {
+                        t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+                    })
+                })
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(TopicAdminError::Topic {
+                    topic: topic.clone(),
+                    error: "created, but its partitions have no leader after 30 s".into(),
+                });
+            }
+            std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
+        }
+    }
+    Ok(())
 }
 
 /// Names and partition counts of the topics that exist on the cluster.
