@@ -191,33 +191,8 @@ pub async fn original_json(codec: &Codec, value: Option<&[u8]>) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::AttemptRecord;
 
-    fn letter() -> DeadLetter {
-        DeadLetter {
-            pipeline: "p".into(),
-            stage: "s".into(),
-            consumer_group: "g".into(),
-            original_topic: "t".into(),
-            original_partition: 1,
-            original_offset: 7,
-            original_timestamp_ms: Some(5),
-            original_key: Some(b"k".to_vec()),
-            original_value: None,
-            original_headers: vec![("h".into(), Some(b"v".to_vec())), ("n".into(), None)],
-            error_class: DeadLetterClass::RetriesExhausted,
-            error_message: "bad".into(),
-            attempts: vec![AttemptRecord {
-                attempt: 1,
-                at_ms: 5,
-                error_class: "retryable".into(),
-                message: "bad".into(),
-            }],
-            failed_at_ms: 9,
-            model: Some("sim/m".into()),
-            prompt_version: None,
-        }
-    }
+    use crate::ops::fixtures::letter;
 
     #[test]
     fn filters_by_class_and_failure_time() {

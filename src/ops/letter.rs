@@ -114,33 +114,10 @@ pub fn letter_from_value(value: &Value) -> Result<DeadLetter, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::DeadLetterClass;
 
     #[test]
     fn a_dead_letter_reads_back_from_its_avro_value() {
-        let letter = DeadLetter {
-            pipeline: "p".into(),
-            stage: "s".into(),
-            consumer_group: "g".into(),
-            original_topic: "t".into(),
-            original_partition: 1,
-            original_offset: 7,
-            original_timestamp_ms: Some(5),
-            original_key: Some(b"k".to_vec()),
-            original_value: None,
-            original_headers: vec![("h".into(), Some(b"v".to_vec())), ("n".into(), None)],
-            error_class: DeadLetterClass::RetriesExhausted,
-            error_message: "bad".into(),
-            attempts: vec![AttemptRecord {
-                attempt: 1,
-                at_ms: 5,
-                error_class: "retryable".into(),
-                message: "bad".into(),
-            }],
-            failed_at_ms: 9,
-            model: Some("sim/m".into()),
-            prompt_version: None,
-        };
+        let letter = crate::ops::fixtures::letter();
         assert_eq!(letter_from_value(&letter.to_value()), Ok(letter.clone()));
         let other = DeadLetter {
             original_value: Some(vec![0, 1]),

@@ -38,3 +38,36 @@ pub use dlq_read::{parse_class, parse_instant, DlqError, Filter, REDRIVE_COUNT};
 pub use inspect::{inspect, Inspection};
 pub use redrive::{redrive, redrive_group, Progress, RedriveOptions};
 pub use redrive_report::{PlanRow, RedriveReport, Skipped};
+
+/// What the unit tests of the dead-letter commands share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::avro::{AttemptRecord, DeadLetter, DeadLetterClass};
+
+    /// A dead letter with every field set (the original value withheld).
+    pub fn letter() -> DeadLetter {
+        DeadLetter {
+            pipeline: "p".into(),
+            stage: "s".into(),
+            consumer_group: "g".into(),
+            original_topic: "t".into(),
+            original_partition: 1,
+            original_offset: 7,
+            original_timestamp_ms: Some(5),
+            original_key: Some(b"k".to_vec()),
+            original_value: None,
+            original_headers: vec![("h".into(), Some(b"v".to_vec())), ("n".into(), None)],
+            error_class: DeadLetterClass::RetriesExhausted,
+            error_message: "bad".into(),
+            attempts: vec![AttemptRecord {
+                attempt: 1,
+                at_ms: 5,
+                error_class: "retryable".into(),
+                message: "bad".into(),
+            }],
+            failed_at_ms: 9,
+            model: Some("sim/m".into()),
+            prompt_version: None,
+        }
+    }
+}
