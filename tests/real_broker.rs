@@ -1,5 +1,6 @@
 //! Against Apache Kafka itself (`scripts/with-kafka`, run by `scripts/test kafka`): consumer groups
-//! scaled 1 → 3 → 1 with a SIGKILL, in the classic protocol (cooperative-sticky) and in KIP-848's;
+//! scaled 1 → 3 → 1 with a SIGKILL and a restart, in the classic protocol (cooperative-sticky) and
+//! in KIP-848's;
 //! the broker SIGKILLed and restarted mid-run; a worker stopped with SIGTERM. Oracle: every id
 //! ends in the output (or, if empty, the dead-letter topic), nothing lost; duplicates counted and
 //! bounded by what each group event can replay.
@@ -50,7 +51,7 @@ kafka:
   producer:
     linger.ms: "2"
 providers:
-  sim: {{ kind: simulated, latency: {CALL_MS}ms, failure_rate: 0.02 }}
+  sim: {{ kind: simulated, latency: {CALL_MS}ms, jitter: 40ms, failure_rate: 0.02 }}
 inputs:
   {pipeline}.docs: {{ partitions: {PARTITIONS} }}
 stages:
@@ -78,7 +79,7 @@ fn per_event() -> usize {
         max_in_flight: MAX_IN_FLIGHT,
         commit_interval_ms: COMMIT_INTERVAL_MS,
         heartbeat_interval_ms: 500,
-        min_record_ms: CALL_MS,
+        min_record_ms: CALL_MS - 40,
     }
     .per_event()
 }
@@ -90,7 +91,8 @@ fn require_real_broker() {
     );
 }
 
-/// One worker; two more join; one is SIGKILLed; one is stopped with SIGTERM; the last finishes.
+/// One worker; two more join; one is SIGKILLed and restarted; two are stopped with SIGTERM; the
+/// first finishes.
 /// Returns the duplicates.
 async fn scale_1_3_1_with_a_kill(protocol: Protocol, map: bool) -> usize {
     require_real_broker();
@@ -102,15 +104,19 @@ async fn scale_1_3_1_with_a_kill(protocol: Protocol, map: bool) -> usize {
     sc.progress(0.05, deadline).await;
     let mut b = sc.worker();
     let mut c = sc.worker();
-    sc.progress(0.35, deadline).await;
+    sc.progress(0.3, deadline).await;
     b.kill_9();
+    sc.progress(0.45, deadline).await;
+    let mut b2 = sc.worker();
     sc.progress(0.6, deadline).await;
     assert!(c.terminate(), "a SIGTERMed worker drains, commits and exits cleanly");
+    sc.progress(0.75, deadline).await;
+    assert!(b2.terminate(), "a SIGTERMed worker drains, commits and exits cleanly");
     let oracle = sc.settle(deadline).await;
-    // Joins of b and c, b's kill and its expiry, c's departure.
-    const EVENTS: usize = 5;
+    // Joins of b and c, b's kill and its expiry, b's restart, c's and the restarted b's departure.
+    const EVENTS: usize = 7;
     eprintln!(
-        "real broker, {protocol:?} group scaled 1→3→1 with a SIGKILL, completed-offset map \
+        "real broker, {protocol:?} group scaled 1→3→1 with a SIGKILL and a restart, completed-offset map \
          {}: {DOCS} documents, lost 0, duplicates {} (bound {}), max copies {}, {:.1} s",
         if map { "on" } else { "off" },
         oracle.duplicates(),
