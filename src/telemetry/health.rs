@@ -25,6 +25,9 @@
 //!   probe);
 //! - before a probe has answered once, its check fails ("not checked yet").
 //!
+//! A ready answer lists each stage with the partitions assigned to it, over its input, retry and
+//! deferred topics.
+//!
 //! Producer fencing: sluice's producers are idempotent, not transactional; a fenced or fatally
 //! failed producer surfaces as a fatal delivery error, which stops the worker
 //! ([`super::WorkerStopped`]) and so fails both endpoints.
