@@ -14,7 +14,7 @@ pub struct Args {
     /// Address of the development schema registry.
     #[arg(long, default_value = "127.0.0.1:0")]
     registry_addr: SocketAddr,
-    /// Serve Prometheus metrics on this address.
+    /// Serve Prometheus metrics, /healthz and /readyz on this address.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
 }
@@ -26,7 +26,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let external = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty());
     let stack = DevStack::start_on(&mut t, args.registry_addr, external).await?;
     if let Some(addr) = args.metrics_addr {
-        super::run::serve_metrics(addr).await?;
+        super::run::serve_metrics(addr, &t).await?;
     }
     // Shell-sourceable: `eval "$(sluice dev ... | head -2)"` or copy them into another shell.
     println!("{}", stack.env_lines());

@@ -1,8 +1,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
+use sluice::config::Topology;
 use sluice::pipeline::run_stages;
 use sluice::shutdown::Shutdown;
 
@@ -21,7 +23,8 @@ pub struct Args {
     /// of waiting for the session timeout and a rebalance.
     #[arg(long, env = "SLUICE_GROUP_INSTANCE_ID")]
     instance_id: Option<String>,
-    /// Serve Prometheus metrics on this address (e.g. 0.0.0.0:9464).
+    /// Serve Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness (`/readyz`)
+    /// on this address (e.g. 0.0.0.0:9464).
     #[arg(long, env = "SLUICE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
 }
@@ -36,7 +39,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         t.kafka.consumer.insert("group.instance.id".into(), id.clone());
     }
     if let Some(addr) = args.metrics_addr {
-        serve_metrics(addr).await?;
+        serve_metrics(addr, &t).await?;
     }
     let shutdown = Shutdown::new();
     shutdown.on_signals();
@@ -51,12 +54,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `GET /metrics` in Prometheus text format.
-pub async fn serve_metrics(addr: SocketAddr) -> Result<()> {
-    let app = axum::Router::new()
-        .route("/metrics", axum::routing::get(|| async { sluice::telemetry::render() }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving metrics");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+/// How often `/readyz`'s broker and registry checks run.
+const REACHABILITY_EVERY: Duration = Duration::from_secs(5);
+
+/// `GET /metrics` in Prometheus text format, `GET /healthz` and `GET /readyz`; starts the
+/// broker and registry checks `/readyz` reports.
+pub async fn serve_metrics(addr: SocketAddr, topology: &Topology) -> Result<()> {
+    let bound = sluice::telemetry::http::serve(addr).await?;
+    tracing::info!(addr = %bound, "serving metrics, /healthz and /readyz");
+    sluice::kafka::watch_reachability(topology, REACHABILITY_EVERY);
     Ok(())
 }

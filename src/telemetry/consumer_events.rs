@@ -1,9 +1,11 @@
 //! The runner's consumer-side and lifecycle occurrences: partitions assigned, revoked or lost;
 //! offsets stored and committed; the registry unavailable; workers starting, stopping and
-//! failing; shutdown signals. Each `emit()` writes the log line and updates the metric together.
+//! failing; shutdown signals. Each `emit()` writes the log line and updates the metric together;
+//! the lifecycle events also update the process's [`super::Health`].
 
 use std::time::Duration;
 
+use super::health::health;
 use super::runner_metrics::runner_metrics;
 
 pub struct OffsetStoreFailed<'a> {
@@ -77,6 +79,7 @@ pub struct Rebalanced<'a> {
 impl Rebalanced<'_> {
     pub fn emit(self) {
         runner_metrics().rebalances.with_label_values(&[self.stage, self.kind.label()]).inc();
+        health().rebalanced(self.stage, self.kind, self.partitions);
         tracing::info!(
             stage = self.stage,
             kind = self.kind.label(),
@@ -141,6 +144,8 @@ pub struct RegistryUnavailable<'a> {
 impl RegistryUnavailable<'_> {
     pub fn emit(self) {
         runner_metrics().registry_unavailable.with_label_values(&[self.stage]).inc();
+        // The error text may name the registry's URL: the health body says only what happened.
+        health().registry_checked(Err(format!("stage {} waited on it (see the log)", self.stage)));
         tracing::warn!(
             stage = self.stage,
             error = %self.error,
@@ -158,6 +163,7 @@ pub struct WorkerStopped<'a> {
 impl WorkerStopped<'_> {
     pub fn emit(self) {
         runner_metrics().worker_stops.with_label_values(&[self.stage]).inc();
+        health().worker_stopped(self.stage);
         tracing::error!(
             stage = self.stage,
             error = self.reason,
@@ -174,6 +180,7 @@ pub struct StageRunning<'a> {
 
 impl StageRunning<'_> {
     pub fn emit(self) {
+        health().stage_running(self.stage);
         tracing::info!(stage = self.stage, group = self.group, input = self.input, "stage running");
     }
 }
@@ -185,6 +192,7 @@ pub struct StageStopped<'a> {
 
 impl StageStopped<'_> {
     pub fn emit(self) {
+        health().stage_stopped(self.stage);
         tracing::info!(stage = self.stage, abandoned = self.abandoned, "stage stopped");
     }
 }

@@ -1,9 +1,12 @@
 //! Telemetry: each observable occurrence is a typed event whose `emit()` writes the log line and
-//! updates the metric together. Nothing per record is logged at INFO.
+//! updates the metric together (and, for the runner's lifecycle events, the process's
+//! [`Health`]). Nothing per record is logged at INFO. [`http`] serves metrics and health.
 
 mod budget_events;
 mod cache_events;
 mod consumer_events;
+mod health;
+pub mod http;
 mod metrics;
 mod model_events;
 mod record_events;
@@ -15,6 +18,7 @@ pub use budget_events::{
 };
 pub use cache_events::{CacheBackend, CacheReadFailed, CacheWriteFailed};
 pub use consumer_events::*;
+pub use health::{health, Health, Verdict};
 pub use metrics::{metrics, render};
 pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
 pub use record_events::*;

@@ -1,0 +1,194 @@
+//! The Kubernetes manifests under `deploy/kubernetes/` against the topology they deploy
+//! (`topologies/support-rag.yaml`, compiled): every stage has a Deployment, a KEDA ScaledObject
+//! and a PodDisruptionBudget whose names and labels agree; the ScaledObject watches the stage's
+//! group on its input topic, never scales past the topic's partitions and ignores persistent lag;
+//! the pod outlives the stage's shutdown grace; the probes ask `/healthz` and `/readyz` on the
+//! port the container exposes and serves its metrics on. Each check is shown to bite by breaking
+//! it in a copy of the files.
+
+mod checks;
+
+use checks::{check, files, topology, TOPOLOGY};
+
+fn shipped_topology() -> String {
+    std::fs::read_to_string(TOPOLOGY).expect("shipped topology")
+}
+
+#[test]
+fn the_manifests_deploy_every_stage_of_the_topology_consistently() {
+    let t = topology(&shipped_topology());
+    assert_eq!(t.stages.len(), 5, "classify, embed, retrieve, generate, review");
+    let problems = check(&files(), &t);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `files()` with `from` replaced by `to` in `file` (exactly once: the break must land).
+fn broken(file: &str, from: &str, to: &str) -> Vec<(String, String)> {
+    let mut files = files();
+    let (_, text) = files.iter_mut().find(|(f, _)| f == file).expect("file exists");
+    assert_eq!(text.matches(from).count(), 1, "{from:?} occurs once in {file}");
+    *text = text.replacen(from, to, 1);
+    files
+}
+
+#[test]
+fn each_check_bites_when_its_manifest_is_broken() {
+    let t = topology(&shipped_topology());
+    let pdb_selector = "  maxUnavailable: 1\n  selector:\n    matchLabels: { app: sluice, \
+                        pipeline: support-rag, stage: generate }";
+    let embed_scaler =
+        "kind: ScaledObject\nmetadata:\n  name: sluice-embed\n  labels: { app: sluice, \
+                        pipeline: support-rag, stage: embed }";
+    let embed_relabelled = embed_scaler.replace("stage: embed }", "stage: classify }");
+    let pdb_reselected = pdb_selector.replace("generate }", "review }");
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "support-rag-embed.yaml",
+            embed_scaler,
+            &embed_relabelled,
+            "ScaledObject sluice-embed: metadata.labels",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "      labels: { app: sluice, pipeline: support-rag, stage: embed }",
+            "      labels: { app: sluice, stage: embed }",
+            "the pod template's labels are not the selector's",
+        ),
+        (
+            "support-rag-embed.yaml",
+            // Labels in another order are the same labels.
+            "reset it).\n  selector:\n    matchLabels: { app: sluice, pipeline: support-rag, \
+             stage: embed }\n",
+            "reset it).\n  replicas: 3\n  selector:\n    matchLabels: { stage: embed, app: sluice, \
+             pipeline: support-rag }\n",
+            "sets replicas",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "consumerGroup: sluice.support-rag.embed",
+            "consumerGroup: support-rag.embed",
+            "consumerGroup",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "topic: support.documents",
+            "topic: support.classified",
+            "is not the stage's input",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "maxReplicaCount: 6",
+            "maxReplicaCount: 12",
+            "maxReplicaCount",
+        ),
+        (
+            "support-rag-review.yaml",
+            "excludePersistentLag: \"true\"",
+            "excludePersistentLag: \"false\"",
+            "excludePersistentLag",
+        ),
+        (
+            "support-rag-retrieve.yaml",
+            "terminationGracePeriodSeconds: 45",
+            "terminationGracePeriodSeconds: 35",
+            "terminationGracePeriodSeconds",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "path: /readyz",
+            "path: /healthz",
+            "readinessProbe must GET /readyz",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "path: /healthz",
+            "path: /metrics",
+            "livenessProbe must GET /healthz",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "value: \"0.0.0.0:9464\"",
+            "value: \"0.0.0.0:9000\"",
+            "does not expose the metrics port 9000",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "containerPort: 9464 }",
+            "containerPort: 8080 }",
+            "does not expose the metrics port 9464",
+        ),
+        (
+            "support-rag-generate.yaml",
+            pdb_selector,
+            &pdb_reselected,
+            "PodDisruptionBudget sluice-generate: selector",
+        ),
+        (
+            "support-rag-review.yaml",
+            "\"--stage\", \"review\"",
+            "\"--stage\", \"generate\"",
+            "do not run `--stage review`",
+        ),
+        (
+            "support-rag-review.yaml",
+            "kind: Deployment\nmetadata:\n  name: sluice-review\n",
+            "kind: Deployment\nmetadata:\n  name: sluice-reviews\n",
+            "0 Deployment named sluice-review",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "bootstrapServers: \"kafka:9092\"",
+            "bootstrapServers: \"kafka-0:9092\"",
+            "bootstrapServers",
+        ),
+        (
+            "support-rag-retrieve.yaml",
+            "offsetResetPolicy: earliest",
+            "offsetResetPolicy: latest",
+            "offsetResetPolicy",
+        ),
+        (
+            "kustomization.yaml",
+            "  - support-rag-review.yaml\n",
+            "",
+            "does not list support-rag-review.yaml",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "kind: PodDisruptionBudget",
+            "kind: PodDisruptionBudget\n  bad: [",
+            "does not parse",
+        ),
+    ];
+    for &(file, from, to, expected) in cases {
+        let problems = check(&broken(file, from, to), &t);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{file}: {from:?} → {to:?} should be caught with {expected:?}; got {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_checks_follow_the_topology_not_a_copy_of_it() {
+    // A topology that names its own group, or drains for longer, needs other manifests.
+    let text = shipped_topology();
+    let grouped = text.replace(
+        "  classify:\n    kind: classify\n",
+        "  classify:\n    kind: classify\n    group: support-classifiers\n",
+    );
+    let problems = check(&files(), &topology(&grouped));
+    assert!(
+        problems.iter().any(|p| p.contains("is not the stage's group support-classifiers")),
+        "{problems:#?}"
+    );
+    let slow = text.replace(
+        "  generate:\n    kind: generate\n",
+        "  generate:\n    kind: generate\n    shutdown_grace: 40s\n",
+    );
+    let problems = check(&files(), &topology(&slow));
+    assert!(
+        problems.iter().any(|p| p.contains("sluice-generate: terminationGracePeriodSeconds")),
+        "{problems:#?}"
+    );
+}
