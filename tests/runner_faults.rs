@@ -199,3 +199,37 @@ async fn outputs_carry_the_records_headers_but_not_its_retry_state() {
         assert!(leaked.is_empty(), "retry state leaked into an output: {leaked:?}");
     }
 }
+
+/// The completed-offset map: the first owner finishes 1..8 but not 0 (held), and stops at once;
+/// its commit is position 0 with 1..8 in the metadata, so the next owner processes only 0.
+/// With the map off, the next owner processes all eight again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_skips_what_the_previous_one_finished_out_of_order() {
+    for map in [true, false] {
+        let concurrency =
+            format!("{{ max_in_flight: 8, per_partition: 8, commit_completed: {map} }}");
+        let h = Harness::start(&OneStage::new(1, &concurrency).yaml()).await;
+        h.produce_docs(0..8, None, |_| None).await;
+        let held = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let script = Script { gate: HashMap::from([("id-0".into(), held)]), ..Script::default() };
+        let first = h.start_stage(TestStage::new(script)).await;
+        first.until(WAIT, "seven outputs", || async { h.count(&h.output()).await == 7 }).await;
+        // No drain: id-0 is abandoned, the stored position stays at 0.
+        first.shutdown.stop();
+        first.finished().await.expect("runner ends cleanly");
+        assert_eq!(h.committed(1), vec![0]);
+
+        let next = TestStage::new(Script::default());
+        let run = h.start_stage(next.clone()).await;
+        run.run_until(WAIT, "every record done", || async { h.committed(1) == vec![8] })
+            .await
+            .expect("runner ends cleanly");
+        let again = next.call_count();
+        if map {
+            assert_eq!(again, 1, "only the record that was in flight is processed again");
+            assert_eq!(next.calls_for("id-0"), 1);
+        } else {
+            assert_eq!(again, 8, "without the map every record is processed again");
+        }
+    }
+}
