@@ -48,7 +48,8 @@ struct ReportArgs {
     /// ISO 8601 time (2026-11-26T14:00:00Z; no zone means UTC). Default: the topic's start.
     #[arg(long, value_parser = bound)]
     since: Option<Bound>,
-    /// Only events before this (exclusive), in the same forms as --since. Default: now.
+    /// Only events before this (exclusive), in the same forms as --since. Default: the topic's
+    /// end.
     #[arg(long, value_parser = bound)]
     until: Option<Bound>,
     /// The keys to group by, comma-separated, e.g. template,model.
