@@ -1,13 +1,17 @@
-//! `sluice cost report`: the metering topic, duplicates removed by event id, grouped.
+//! `sluice cost report`: the metering topic, duplicates removed by event id, in a time window,
+//! grouped by one or more keys, with latency percentiles per group.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use sluice::call::now_ms;
 use sluice::metering::read_events;
-use sluice::metering::report::{dedup, summarize, usd, GroupBy, Row};
+use sluice::metering::report::{dedup, summarize, GroupBy};
+use sluice::metering::report_format::{csv, table};
+use sluice::metering::report_window::Window;
+use sluice::ops::iso8601::parse_datetime;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,9 +21,17 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Requests, tokens, USD and p50/p95 latency per tenant, stage, model or prompt template.
+    /// Requests, tokens, USD and p50/p95/p99 latency per tenant, stage, model or prompt template
+    /// (or several at once), in a time window.
+    #[command(after_help = EXAMPLE)]
     Report(ReportArgs),
 }
+
+const EXAMPLE: &str = "Which prompt versions were live at 14:23 UTC, against which models, and \
+                       their p95:\n  sluice cost report --topology T --since \
+                       2026-11-26T14:23:00Z --until 2026-11-26T14:24:00Z --by template,model\n\n\
+                       Latency percentiles are nearest-rank over model calls; cache hits are \
+                       not model calls and are left out of them.";
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Format {
@@ -32,99 +44,107 @@ enum Format {
 struct ReportArgs {
     #[arg(long)]
     topology: PathBuf,
-    /// Only events from this far back (e.g. 24h, 7d); default: everything on the topic.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    since: Option<Duration>,
-    #[arg(long, value_enum, default_value_t = GroupBy::Tenant)]
-    by: GroupBy,
+    /// Only events at or after this: a duration back from now (24h, 90m) or an RFC 3339 /
+    /// ISO 8601 time (2026-11-26T14:00:00Z; no zone means UTC). Default: the topic's start.
+    #[arg(long, value_parser = bound)]
+    since: Option<Bound>,
+    /// Only events before this (exclusive), in the same forms as --since. Default: the topic's
+    /// end.
+    #[arg(long, value_parser = bound)]
+    until: Option<Bound>,
+    /// The keys to group by, comma-separated, e.g. template,model.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tenant")]
+    by: Vec<GroupBy>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
 
+/// One end of the window as typed: a duration back from now, or an instant (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Ago(Duration),
+    At(i64),
+}
+
+impl Bound {
+    fn at(self, now_ms: i64) -> i64 {
+        match self {
+            Self::Ago(d) => now_ms.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+            Self::At(ms) => ms,
+        }
+    }
+}
+
+fn bound(text: &str) -> Result<Bound, String> {
+    if let Ok(d) = humantime::parse_duration(text.trim()) {
+        return Ok(Bound::Ago(d));
+    }
+    parse_datetime(text).map(Bound::At).map_err(|_| {
+        format!(
+            "'{text}' is neither a duration back from now (24h, 90m, 7d) nor an RFC 3339 / ISO \
+             8601 time (2026-11-26T14:23:00Z, 2026-11-26T15:23:00+01:00)"
+        )
+    })
+}
+
+/// The keys in the order given; a key named twice is refused.
+fn keys(by: &[GroupBy]) -> Result<Vec<GroupBy>> {
+    for (i, b) in by.iter().enumerate() {
+        if by[..i].contains(b) {
+            bail!("--by names '{}' twice", b.name());
+        }
+    }
+    Ok(by.to_vec())
+}
+
 pub async fn run(args: Args) -> Result<ExitCode> {
     let Command::Report(a) = args.command;
+    let by = keys(&a.by)?;
+    let now = now_ms();
+    let window = Window::new(a.since.map(|b| b.at(now)), a.until.map(|b| b.at(now)))?;
     let t = super::load_topology(&a.topology)?;
-    let from = a.since.map_or(i64::MIN, |d| now_ms() - d.as_millis() as i64);
-    let events: Vec<_> =
-        dedup(read_events(&t).await?).into_iter().filter(|e| e.timestamp_ms >= from).collect();
-    let rows = summarize(&events, a.by);
+    let events: Vec<_> = dedup(read_events(&t).await?)
+        .into_iter()
+        .filter(|e| window.contains(e.timestamp_ms))
+        .collect();
+    let rows = summarize(&events, &by);
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Csv => {
-            println!("{}", HEADERS.map(|h| h.to_lowercase().replace(' ', "_")).join(","));
-            for r in &rows {
-                println!("{}", cells(r).map(|c| csv(&c)).join(","));
-            }
-        }
-        Format::Table => table(&rows, a.by, events.len()),
+        Format::Csv => print!("{}", csv(&rows, &by)),
+        Format::Table => print!("{}", table(&rows, &by, &window, events.len())),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Milliseconds since the epoch as an RFC 3339 time in seconds.
-fn time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn csv(field: &str) -> String {
-    if field.contains([',', '"', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
+    #[test]
+    fn bounds_are_durations_back_or_instants_with_or_without_a_zone() {
+        assert_eq!(bound("24h"), Ok(Bound::Ago(Duration::from_secs(86_400))));
+        assert_eq!(bound("90m").unwrap().at(10_000_000), 10_000_000 - 5_400_000);
+        let utc = 1_795_702_980_000; // 2026-11-26T14:23:00Z
+        assert_eq!(bound("2026-11-26T14:23:00Z"), Ok(Bound::At(utc)));
+        assert_eq!(bound("2026-11-26T14:23:00"), Ok(Bound::At(utc)));
+        assert_eq!(bound("2026-11-26T15:23:00+01:00"), Ok(Bound::At(utc)));
+        assert_eq!(bound("2026-11-26T14:23:00.250Z"), Ok(Bound::At(utc + 250)));
+        assert_eq!(bound("2026-11-26T14:23:00Z").unwrap().at(0), utc, "an instant ignores now");
     }
-}
 
-const HEADERS: [&str; 11] = [
-    "GROUP",
-    "REQUESTS",
-    "FAILED",
-    "CACHED",
-    "IN TOKENS",
-    "OUT TOKENS",
-    "USD",
-    "P50 MS",
-    "P95 MS",
-    "FIRST SEEN",
-    "LAST SEEN",
-];
-const WIDTHS: [usize; 11] = [24, 9, 7, 7, 12, 12, 14, 8, 8, 20, 20];
-
-fn cells(r: &Row) -> [String; 11] {
-    [
-        r.group.clone(),
-        r.requests.to_string(),
-        r.failed.to_string(),
-        r.cache_hits.to_string(),
-        r.input_tokens.to_string(),
-        r.output_tokens.to_string(),
-        usd(r.cost_micro_usd),
-        r.latency_p50_ms.to_string(),
-        r.latency_p95_ms.to_string(),
-        time(r.first_ms),
-        time(r.last_ms),
-    ]
-}
-
-/// Columns padded to their width: the group and times left-aligned, numbers right-aligned.
-fn line(cells: &[String; 11]) -> String {
-    let mut out = String::new();
-    for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
-        match i {
-            0 | 9 | 10 => out.push_str(&format!("{c:<w$} ")),
-            _ => out.push_str(&format!("{c:>w$} ")),
+    #[test]
+    fn a_bound_that_is_neither_names_both_forms() {
+        for bad in ["yesterday", "14:23", "2026-11-26T14:23:00+1", "2026-13-01T00:00:00Z", ""] {
+            let e = bound(bad).unwrap_err();
+            assert!(e.contains("duration back from now") && e.contains("RFC 3339"), "{bad}: {e}");
         }
     }
-    out.trim_end().to_owned()
-}
 
-fn table(rows: &[Row], by: GroupBy, events: usize) {
-    let mut headers = HEADERS.map(str::to_owned);
-    headers[0] = format!("{by:?}").to_uppercase();
-    println!("{}", line(&headers));
-    for r in rows {
-        println!("{}", line(&cells(r)));
+    #[test]
+    fn a_key_named_twice_is_refused() {
+        let ok = keys(&[GroupBy::Template, GroupBy::Model]).unwrap();
+        assert_eq!(ok, [GroupBy::Template, GroupBy::Model]);
+        let twice = keys(&[GroupBy::Model, GroupBy::Stage, GroupBy::Model]).unwrap_err();
+        assert_eq!(twice.to_string(), "--by names 'model' twice");
     }
-    let total: u64 = rows.iter().map(|r| r.cost_micro_usd).sum();
-    println!("{events} events after removing duplicates; total {} USD", usd(total));
 }

@@ -275,10 +275,10 @@ fn print_costs(events: &[sluice::metering::CostEvent]) {
         "\n{:<10} {:>6} {:>7} {:>10} {:>11} {:>12}",
         "COST", "CALLS", "CACHED", "IN TOKENS", "OUT TOKENS", "USD"
     );
-    for r in summarize(&events, GroupBy::Stage) {
+    for r in summarize(&events, &[GroupBy::Stage]) {
         println!(
             "{:<10} {:>6} {:>7} {:>10} {:>11} {:>12}",
-            r.group,
+            r.key.joined(),
             r.requests,
             r.cache_hits,
             r.input_tokens,

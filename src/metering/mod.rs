@@ -4,6 +4,9 @@
 
 mod read;
 pub mod report;
+pub mod report_format;
+pub mod report_latency;
+pub mod report_window;
 
 pub use read::{read_events, ReadError};
 

@@ -1,8 +1,13 @@
-//! `sluice cost report`: cost events grouped by tenant, stage, model or template, duplicates
-//! removed by event id.
+//! `sluice cost report`: cost events grouped by one or more of tenant, stage, model and prompt
+//! template, duplicates removed by event id, with exact latency percentiles per group. The time
+//! window is [`report_window`](super::report_window), the percentiles
+//! [`report_latency`](super::report_latency), the table and CSV [`report_format`](super::report_format).
 
 use std::collections::{BTreeMap, HashSet};
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::report_latency::Latency;
 use super::CostEvent;
 
 /// What to group by.
@@ -10,11 +15,23 @@ use super::CostEvent;
 pub enum GroupBy {
     Tenant,
     Stage,
+    /// `provider/model`, the model that served the call.
     Model,
+    /// The prompt template and its version (`answer@2`); `-` for calls without one.
     Template,
 }
 
 impl GroupBy {
+    /// The key's name: its `--by` value, CSV column and JSON field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::Stage => "stage",
+            Self::Model => "model",
+            Self::Template => "template",
+        }
+    }
+
     fn key(self, e: &CostEvent) -> String {
         match self {
             Self::Tenant => e.tenant.clone(),
@@ -25,20 +42,51 @@ impl GroupBy {
     }
 }
 
-/// One group's totals. Requests, tokens and latency count provider calls only; cache hits are
-/// counted apart and cost nothing.
+/// A group's key: one value per group-by key, in the order they were asked for. In JSON it is
+/// `group` (the values joined by commas) and one field per key (`"template": "answer@2"`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupKey(pub Vec<(GroupBy, String)>);
+
+impl GroupKey {
+    /// The values joined by commas, as the `--by` keys are.
+    pub fn joined(&self) -> String {
+        self.0.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn value(&self, by: GroupBy) -> Option<&str> {
+        self.0.iter().find(|(b, _)| *b == by).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for GroupKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len() + 1))?;
+        map.serialize_entry("group", &self.joined())?;
+        for (by, value) in &self.0 {
+            map.serialize_entry(by.name(), value)?;
+        }
+        map.end()
+    }
+}
+
+/// One group's totals. Requests, failures, tokens and latency count model calls only: a cache
+/// hit is not a model call, so it is counted apart, costs nothing and has no latency.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Row {
-    pub group: String,
+    #[serde(flatten)]
+    pub key: GroupKey,
     pub requests: u64,
     pub failed: u64,
     pub cache_hits: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_micro_usd: u64,
-    pub latency_p50_ms: u64,
-    pub latency_p95_ms: u64,
-    /// First and last event in the group (ms since the epoch).
+    /// Nearest-rank percentiles of the model calls' latency (failed calls included); `null`
+    /// when the group made no model call.
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p95_ms: Option<u64>,
+    pub latency_p99_ms: Option<u64>,
+    /// First and last event in the group, cache hits included (ms since the epoch).
     pub first_ms: i64,
     pub last_ms: i64,
 }
@@ -49,20 +97,16 @@ pub fn dedup(events: impl IntoIterator<Item = CostEvent>) -> Vec<CostEvent> {
     events.into_iter().filter(|e| seen.insert(e.event_id.clone())).collect()
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Groups deduplicated events.
-pub fn summarize(events: &[CostEvent], by: GroupBy) -> Vec<Row> {
-    let mut groups: BTreeMap<String, (Row, Vec<u64>)> = BTreeMap::new();
+/// Groups deduplicated events by the keys in `by` (in that order), rows sorted by key.
+pub fn summarize(events: &[CostEvent], by: &[GroupBy]) -> Vec<Row> {
+    let mut groups: BTreeMap<Vec<String>, (Row, Vec<u64>)> = BTreeMap::new();
     for e in events {
-        let key = by.key(e);
-        let (row, latencies) = groups.entry(key.clone()).or_insert_with(|| {
-            (Row { group: key, first_ms: e.timestamp_ms, ..Row::default() }, Vec::new())
+        let values: Vec<String> = by.iter().map(|b| b.key(e)).collect();
+        let (row, latencies) = groups.entry(values.clone()).or_insert_with(|| {
+            let key = GroupKey(by.iter().copied().zip(values).collect());
+            let first =
+                Row { key, first_ms: e.timestamp_ms, last_ms: e.timestamp_ms, ..Row::default() };
+            (first, Vec::new())
         });
         row.first_ms = row.first_ms.min(e.timestamp_ms);
         row.last_ms = row.last_ms.max(e.timestamp_ms);
@@ -81,11 +125,14 @@ pub fn summarize(events: &[CostEvent], by: GroupBy) -> Vec<Row> {
     }
     groups
         .into_values()
-        .map(|(mut row, mut latencies)| {
-            latencies.sort_unstable();
-            row.latency_p50_ms = percentile(&latencies, 0.5);
-            row.latency_p95_ms = percentile(&latencies, 0.95);
-            row
+        .map(|(row, latencies)| {
+            let l = Latency::of(latencies);
+            Row {
+                latency_p50_ms: l.p50_ms,
+                latency_p95_ms: l.p95_ms,
+                latency_p99_ms: l.p99_ms,
+                ..row
+            }
         })
         .collect()
 }
@@ -96,54 +143,5 @@ pub fn usd(micro: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(id: &str, tenant: &str, cost: i64, latency: i64, cached: bool) -> CostEvent {
-        CostEvent {
-            event_id: id.into(),
-            timestamp_ms: 1,
-            tenant: tenant.into(),
-            pipeline: "p".into(),
-            stage: "s".into(),
-            document_id: "d".into(),
-            provider: "m".into(),
-            model_requested: "x".into(),
-            model_served: "x".into(),
-            prompt_version: Some("answer@1".into()),
-            input_tokens: 10,
-            output_tokens: 5,
-            cached_tokens: 0,
-            estimated: false,
-            cost_micro_usd: cost,
-            latency_ms: latency,
-            outcome: "ok".into(),
-            trace_id: None,
-            operation: "chat".into(),
-            cached,
-            attempt: 1,
-            call_index: 0,
-            response_id: None,
-            price_set_on: None,
-            budget: None,
-        }
-    }
-
-    #[test]
-    fn duplicates_count_once_and_cache_hits_cost_nothing() {
-        let events = dedup(vec![
-            event("a", "acme", 1_500_000, 10, false),
-            event("a", "acme", 1_500_000, 10, false),
-            event("b", "acme", 250, 30, false),
-            event("c", "acme", 0, 0, true),
-            event("d", "globex", 7, 20, false),
-        ]);
-        let rows = summarize(&events, GroupBy::Tenant);
-        assert_eq!(rows.len(), 2);
-        let acme = &rows[0];
-        assert_eq!((acme.requests, acme.cache_hits, acme.input_tokens), (2, 1, 20));
-        assert_eq!(usd(acme.cost_micro_usd), "1.500250");
-        assert_eq!((acme.latency_p50_ms, acme.latency_p95_ms), (30, 30));
-        assert_eq!(rows[1].group, "globex");
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;
