@@ -1,5 +1,6 @@
-//! The gateway's metered entry points: the response cache in front of the fallback walk, and
-//! the events of cache hits (a provider call's own event is kept by [`super::record`]).
+//! The gateway's metered entry points: the response cache in front of the fallback walk (its
+//! lookups counted by stage, model and result), and the events of cache hits (a provider call's
+//! own event is kept by [`super::record`]).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use crate::call::{now_ms, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };
+use crate::telemetry::CacheLookups;
 
 impl Gateway {
     /// A chat call: from the cache when the same prompt version, model, parameters and input
@@ -21,7 +23,13 @@ impl Gateway {
     ) -> Result<Served<ChatResponse>, ProviderError> {
         let cache_key = cache::chat_key(key.prompt_version, alias, req);
         let hit = match &self.cache {
-            Some(c) => c.get(&cache_key).await,
+            Some(c) => {
+                let hit = c.get(&cache_key).await;
+                let (hits, misses) = if hit.is_some() { (1, 0) } else { (0, 1) };
+                CacheLookups { stage: key.stage, model: self.model_name(alias), hits, misses }
+                    .emit();
+                hit
+            }
             None => None,
         };
         if let Some(entry) = hit {
@@ -102,6 +110,9 @@ impl Gateway {
             self.cache_hit(key, alias, "embeddings", entry);
         }
         let missing: Vec<usize> = (0..vectors.len()).filter(|i| vectors[*i].is_none()).collect();
+        let misses = missing.len() as u64;
+        let hits = vectors.len() as u64 - misses;
+        CacheLookups { stage: key.stage, model: self.model_name(alias), hits, misses }.emit();
         if missing.is_empty() {
             let entry = hit.expect("no input missing means every input was a hit");
             let value = EmbedResponse {
@@ -130,6 +141,11 @@ impl Gateway {
         }
         value.vectors = vectors.into_iter().flatten().collect();
         Ok(served.with(value))
+    }
+
+    /// The provider's model name of a logical model (the label model metrics carry).
+    fn model_name<'a>(&'a self, alias: &'a str) -> &'a str {
+        self.models.get(alias).map_or(alias, |m| m.name.as_str())
     }
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::client_stats;
 use super::runner_metrics::runner_metrics;
 
 pub struct OffsetStoreFailed<'a> {
@@ -77,6 +78,9 @@ pub struct Rebalanced<'a> {
 impl Rebalanced<'_> {
     pub fn emit(self) {
         runner_metrics().rebalances.with_label_values(&[self.stage, self.kind.label()]).inc();
+        let delta = self.partitions as i64;
+        let delta = if matches!(self.kind, RebalanceKind::Assigned) { delta } else { -delta };
+        client_stats::partitions_changed(self.stage, delta);
         tracing::info!(
             stage = self.stage,
             kind = self.kind.label(),
@@ -174,6 +178,7 @@ pub struct StageRunning<'a> {
 
 impl StageRunning<'_> {
     pub fn emit(self) {
+        client_stats::stage_started(self.stage);
         tracing::info!(stage = self.stage, group = self.group, input = self.input, "stage running");
     }
 }
@@ -185,6 +190,7 @@ pub struct StageStopped<'a> {
 
 impl StageStopped<'_> {
     pub fn emit(self) {
+        client_stats::stage_stopped(self.stage);
         tracing::info!(stage = self.stage, abandoned = self.abandoned, "stage stopped");
     }
 }
