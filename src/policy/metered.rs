@@ -201,3 +201,62 @@ fn served<T>(requested: &str, entry: &Entry, value: T) -> Served<T> {
         model_name: entry.model_name.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Gateway;
+    use crate::call::{CallLog, Origin};
+    use crate::provider::{CallKey, ChatRequest, EmbedRequest};
+
+    /// `sluice_cache_lookups_total` of model `sim-small` as the metrics page shows it.
+    fn lookups(stage: &str, result: &str) -> u64 {
+        let series = format!(
+            "sluice_cache_lookups_total{{model=\"sim-small\",result=\"{result}\",stage=\"{stage}\"}} "
+        );
+        let text = crate::telemetry::render();
+        text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |v| v.parse().expect("count"))
+    }
+
+    #[tokio::test]
+    async fn cache_lookups_are_counted_by_stage_model_and_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            r#"
+pipeline: p
+providers:
+  sim: {{ kind: simulated, latency: 1ms, jitter: 1ms, failure_rate: 0 }}
+models:
+  small: {{ provider: sim, name: sim-small }}
+cache: {{ path: {} }}
+inputs: {{ docs: {{}} }}
+stages:
+  c: {{ kind: classify, input: docs, output: out, model: small, classify: {{ labels: [a, other] }} }}
+"#,
+            dir.path().display()
+        );
+        let t = crate::config::compile(Path::new("t.yaml"), &yaml).expect("compiles");
+        let g = Gateway::new(&t).expect("gateway");
+        let log =
+            CallLog::new("p", "lookups", Origin { topic: "in".into(), partition: 0, offset: 1 });
+        let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "lookups", 1) };
+        let chat = ChatRequest {
+            model: String::new(),
+            system: "Be brief.".into(),
+            user: "same question".into(),
+            json_schema: None,
+            max_tokens: 16,
+        };
+        g.chat("small", &chat, key).await.expect("paid call");
+        g.chat("small", &chat, key).await.expect("cache hit");
+        assert_eq!((lookups("lookups", "hit"), lookups("lookups", "miss")), (1, 1));
+        let embed = |inputs: &[&str]| EmbedRequest {
+            model: String::new(),
+            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        g.embed("small", &embed(&["alpha"]), key).await.expect("paid call");
+        g.embed("small", &embed(&["alpha", "beta", "gamma"]), key).await.expect("one hit");
+        assert_eq!((lookups("lookups", "hit"), lookups("lookups", "miss")), (2, 4));
+    }
+}
