@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::BreakerSpec;
-use crate::telemetry::BreakerTransition;
+use crate::telemetry::{BreakerCreated, BreakerTransition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -50,6 +50,7 @@ pub struct Permit {
 
 impl Breaker {
     pub fn new(provider: &str, spec: BreakerSpec) -> Self {
+        BreakerCreated { provider }.emit();
         Self {
             provider: provider.to_owned(),
             spec,

@@ -1,6 +1,7 @@
 //! Client-side rate limits per provider and model: requests with governor (GCRA), tokens with a
 //! bucket that can go into debt, so a call reserves its estimate up front and settles to what the
-//! provider reports afterwards. governor cannot hand capacity back, which settling needs.
+//! provider reports afterwards. governor cannot hand capacity back, which settling needs. Every
+//! acquisition's wait is observed ([`LimiterWaited`]).
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -9,16 +10,19 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimit;
+use crate::telemetry::LimiterWaited;
 
 /// The limits of one (provider, model).
 #[derive(Debug)]
 pub struct Limiter {
+    /// The provider's name, for the wait metric.
+    provider: String,
     requests: Option<DefaultDirectRateLimiter>,
     tokens: Option<TokenBucket>,
 }
 
 impl Limiter {
-    pub fn new(spec: &RateLimit) -> Self {
+    pub fn new(spec: &RateLimit, provider: &str) -> Self {
         let requests = spec.requests_per_second.map(|rps| {
             let period = Duration::from_secs_f64(1.0 / rps);
             let burst = NonZeroU32::new(spec.burst.max(1)).expect("max(1) is non-zero");
@@ -28,7 +32,7 @@ impl Limiter {
             RateLimiter::direct(quota)
         });
         let tokens = spec.tokens_per_minute.map(TokenBucket::per_minute);
-        Self { requests, tokens }
+        Self { provider: provider.to_owned(), requests, tokens }
     }
 
     /// Whether this limiter needs a token estimate.
@@ -36,18 +40,22 @@ impl Limiter {
         self.tokens.is_some()
     }
 
-    /// Waits until one request and `estimated_tokens` may go; returns what was reserved.
-    pub async fn acquire(&self, estimated_tokens: u64) -> u64 {
+    /// Waits until one request and `estimated_tokens` may go to `model`; returns what was
+    /// reserved.
+    pub async fn acquire(&self, estimated_tokens: u64, model: &str) -> u64 {
+        let started = Instant::now();
         if let Some(r) = &self.requests {
             r.until_ready().await;
         }
-        match &self.tokens {
+        let reserved = match &self.tokens {
             Some(t) => {
                 t.reserve(estimated_tokens).await;
                 estimated_tokens
             }
             None => 0,
-        }
+        };
+        LimiterWaited { provider: &self.provider, model, waited: started.elapsed() }.emit();
+        reserved
     }
 
     /// Corrects a reservation to the tokens the call actually used.

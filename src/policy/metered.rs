@@ -1,5 +1,6 @@
-//! The gateway's metered entry points: the response cache in front of the fallback walk, and
-//! the events of cache hits (a provider call's own event is kept by [`super::record`]).
+//! The gateway's metered entry points: the response cache in front of the fallback walk (its
+//! lookups counted by stage, model and result), and the events of cache hits (a provider call's
+//! own event is kept by [`super::record`]).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use crate::call::{now_ms, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };
+use crate::telemetry::CacheLookups;
 
 impl Gateway {
     /// A chat call: from the cache when the same prompt version, model, parameters and input
@@ -21,7 +23,13 @@ impl Gateway {
     ) -> Result<Served<ChatResponse>, ProviderError> {
         let cache_key = cache::chat_key(key.prompt_version, alias, req);
         let hit = match &self.cache {
-            Some(c) => c.get(&cache_key).await,
+            Some(c) => {
+                let hit = c.get(&cache_key).await;
+                let (hits, misses) = if hit.is_some() { (1, 0) } else { (0, 1) };
+                CacheLookups { stage: key.stage, model: self.model_name(alias), hits, misses }
+                    .emit();
+                hit
+            }
             None => None,
         };
         if let Some(entry) = hit {
@@ -102,6 +110,9 @@ impl Gateway {
             self.cache_hit(key, alias, "embeddings", entry);
         }
         let missing: Vec<usize> = (0..vectors.len()).filter(|i| vectors[*i].is_none()).collect();
+        let misses = missing.len() as u64;
+        let hits = vectors.len() as u64 - misses;
+        CacheLookups { stage: key.stage, model: self.model_name(alias), hits, misses }.emit();
         if missing.is_empty() {
             let entry = hit.expect("no input missing means every input was a hit");
             let value = EmbedResponse {
@@ -130,6 +141,11 @@ impl Gateway {
         }
         value.vectors = vectors.into_iter().flatten().collect();
         Ok(served.with(value))
+    }
+
+    /// The provider's model name of a logical model (the label model metrics carry).
+    fn model_name<'a>(&'a self, alias: &'a str) -> &'a str {
+        self.models.get(alias).map_or(alias, |m| m.name.as_str())
     }
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.
@@ -183,5 +199,64 @@ fn served<T>(requested: &str, entry: &Entry, value: T) -> Served<T> {
         served: entry.served.clone(),
         provider: entry.provider.clone(),
         model_name: entry.model_name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Gateway;
+    use crate::call::{CallLog, Origin};
+    use crate::provider::{CallKey, ChatRequest, EmbedRequest};
+
+    /// `sluice_cache_lookups_total` of model `sim-small` as the metrics page shows it.
+    fn lookups(stage: &str, result: &str) -> u64 {
+        let series = format!(
+            "sluice_cache_lookups_total{{model=\"sim-small\",result=\"{result}\",stage=\"{stage}\"}} "
+        );
+        let text = crate::telemetry::render();
+        text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |v| v.parse().expect("count"))
+    }
+
+    #[tokio::test]
+    async fn cache_lookups_are_counted_by_stage_model_and_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = format!(
+            r#"
+pipeline: p
+providers:
+  sim: {{ kind: simulated, latency: 1ms, jitter: 1ms, failure_rate: 0 }}
+models:
+  small: {{ provider: sim, name: sim-small }}
+cache: {{ path: {} }}
+inputs: {{ docs: {{}} }}
+stages:
+  c: {{ kind: classify, input: docs, output: out, model: small, classify: {{ labels: [a, other] }} }}
+"#,
+            dir.path().display()
+        );
+        let t = crate::config::compile(Path::new("t.yaml"), &yaml).expect("compiles");
+        let g = Gateway::new(&t).expect("gateway");
+        let log =
+            CallLog::new("p", "lookups", Origin { topic: "in".into(), partition: 0, offset: 1 });
+        let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "lookups", 1) };
+        let chat = ChatRequest {
+            model: String::new(),
+            system: "Be brief.".into(),
+            user: "same question".into(),
+            json_schema: None,
+            max_tokens: 16,
+        };
+        g.chat("small", &chat, key).await.expect("paid call");
+        g.chat("small", &chat, key).await.expect("cache hit");
+        assert_eq!((lookups("lookups", "hit"), lookups("lookups", "miss")), (1, 1));
+        let embed = |inputs: &[&str]| EmbedRequest {
+            model: String::new(),
+            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        g.embed("small", &embed(&["alpha"]), key).await.expect("paid call");
+        g.embed("small", &embed(&["alpha", "beta", "gamma"]), key).await.expect("one hit");
+        assert_eq!((lookups("lookups", "hit"), lookups("lookups", "miss")), (2, 4));
     }
 }

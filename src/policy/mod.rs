@@ -99,7 +99,7 @@ impl Gateway {
         for (name, config) in &topology.providers {
             let provider = Provider::from_config(name, config)
                 .map_err(|source| GatewayError::Provider { name: name.clone(), source })?;
-            let limiter = |l: &RateLimit| Arc::new(Limiter::new(l));
+            let limiter = |l: &RateLimit| Arc::new(Limiter::new(l, name));
             let limiters: HashMap<String, Arc<Limiter>> = config
                 .limits
                 .iter()
@@ -251,7 +251,7 @@ impl Gateway {
             }
         }
         let reserved = match limiter {
-            Some(l) => l.acquire(input_estimate + max_output).await,
+            Some(l) => l.acquire(input_estimate + max_output, model).await,
             None => 0,
         };
         record.start(reserved);

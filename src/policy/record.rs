@@ -158,12 +158,14 @@ impl<'a> CallRecord<'a> {
         }
         let latency = started.elapsed();
         ModelCalled {
+            stage: self.key.stage,
             provider: &self.endpoint.name,
             model: self.model(),
             outcome: usage.outcome,
             latency,
             input_tokens: usage.input,
             output_tokens: usage.output,
+            cost_micro_usd: usage.cost,
         }
         .emit();
         let event = self.key.log.map(|log| {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 
@@ -23,7 +24,8 @@ use crate::call::now_ms;
 use crate::retry::commit_backoff;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::{
-    CommitFailed, ConsumerError, RebalanceFailed, RebalanceKind, Rebalanced, RecordNotAdmitted,
+    ClientStatistics, CommitFailed, ConsumerError, RebalanceFailed, RebalanceKind, Rebalanced,
+    RecordNotAdmitted,
 };
 
 pub struct RunnerContext {
@@ -38,6 +40,8 @@ pub struct RunnerContext {
     pub queues: Mutex<HashMap<Tp, PartitionQueue<RunnerContext>>>,
     /// Length of the stage's retry ladder, to check the rung a record claims.
     pub rungs: usize,
+    /// The stage's producer, whose queue depth the statistics callback samples.
+    pub producer: OnceLock<FutureProducer>,
 }
 
 impl RunnerContext {
@@ -49,11 +53,25 @@ impl RunnerContext {
             consumer: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
             rungs,
+            producer: OnceLock::new(),
         }
     }
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    /// librdkafka's statistics, every `statistics.interval.ms` on the poll thread: the lag gauges,
+    /// with the paused partitions and the producer's queue sampled now. `try_lock`: the poll
+    /// thread may hold the queues while it reads them.
+    fn stats_raw(&self, json: &[u8]) {
+        let paused = self
+            .queues
+            .try_lock()
+            .ok()
+            .map(|queues| queues.keys().filter(|tp| !self.partitions.has_room(tp)).count());
+        let producer_queue = self.producer.get().map(Producer::in_flight_count);
+        ClientStatistics { stage: &self.stage, json, paused, producer_queue }.emit();
+    }
+}
 
 fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()

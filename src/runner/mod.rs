@@ -88,8 +88,9 @@ pub async fn run<S: Stage>(
     let rungs = spec.retry.ladder.len();
     let context =
         RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace, rungs);
-    let consumer: Arc<BaseConsumer<RunnerContext>> =
-        Arc::new(consumer_config(&topology.kafka, &spec.group).create_with_context(context)?);
+    let mut config = consumer_config(&topology.kafka, &spec.group);
+    crate::telemetry::enable_statistics(&mut config); // lag and queue gauges, off the record path
+    let consumer: Arc<BaseConsumer<RunnerContext>> = Arc::new(config.create_with_context(context)?);
     // The stage reads its input and every rung of its retry ladder.
     let retry_topics: Vec<String> = spec.retry.retry_topics().into_iter().map(|(t, _)| t).collect();
     let mut topics = vec![spec.input.as_str()];
@@ -98,6 +99,7 @@ pub async fn run<S: Stage>(
         topics.push(&spec.deferred_topic);
     }
     consumer.context().consumer.set(Arc::downgrade(&consumer)).expect("set once");
+    let _ = consumer.context().producer.set(producer.clone()); // set once, here
     consumer.subscribe(&topics)?;
 
     let worker = Arc::new(Worker {

@@ -1,6 +1,7 @@
-//! Events of the response cache. A cache that cannot be read or written costs money on replays,
-//! never correctness (the call goes to the model), so a failure is a warning and a count by
-//! backend and operation; the error text goes to the log only.
+//! Events of the response cache. Lookups are counted by stage, model and result (hit, miss), for
+//! the hit ratio. A cache that cannot be read or written costs money on replays, never
+//! correctness (the call goes to the model), so a failure is a warning and a count by backend and
+//! operation; the error text goes to the log only.
 
 use std::fmt::Display;
 use std::sync::OnceLock;
@@ -24,6 +25,41 @@ fn cache_errors() -> &'static IntCounterVec {
         metrics().registry.register(Box::new(c.clone())).expect("unique metric");
         c
     })
+}
+
+/// `sluice_cache_lookups_total{stage, model, result}`, registered in the one registry on first use.
+fn cache_lookups() -> &'static IntCounterVec {
+    static LOOKUPS: OnceLock<IntCounterVec> = OnceLock::new();
+    LOOKUPS.get_or_init(|| {
+        let c = IntCounterVec::new(
+            Opts::new(
+                "cache_lookups_total",
+                "Response cache lookups by stage, model and result (hit: no model call).",
+            ),
+            &["stage", "model", "result"],
+        )
+        .expect("valid");
+        metrics().registry.register(Box::new(c.clone())).expect("unique metric");
+        c
+    })
+}
+
+/// The response cache was asked for the answers of one call: `hits` answered from it, `misses`
+/// go to the model (an embeddings call looks up each input; a chat call one answer).
+pub struct CacheLookups<'a> {
+    pub stage: &'a str,
+    /// The provider's model name of the logical model asked for.
+    pub model: &'a str,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CacheLookups<'_> {
+    pub fn emit(self) {
+        let c = cache_lookups();
+        c.with_label_values(&[self.stage, self.model, "hit"]).inc_by(self.hits);
+        c.with_label_values(&[self.stage, self.model, "miss"]).inc_by(self.misses);
+    }
 }
 
 /// Which cache failed.

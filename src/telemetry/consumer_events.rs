@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::client_stats;
 use super::health::health;
 use super::runner_metrics::runner_metrics;
 
@@ -80,6 +81,9 @@ impl Rebalanced<'_> {
     pub fn emit(self) {
         runner_metrics().rebalances.with_label_values(&[self.stage, self.kind.label()]).inc();
         health().rebalanced(self.stage, self.kind, self.partitions);
+        let delta = self.partitions as i64;
+        let delta = if matches!(self.kind, RebalanceKind::Assigned) { delta } else { -delta };
+        client_stats::partitions_changed(self.stage, delta);
         tracing::info!(
             stage = self.stage,
             kind = self.kind.label(),
@@ -181,6 +185,7 @@ pub struct StageRunning<'a> {
 impl StageRunning<'_> {
     pub fn emit(self) {
         health().stage_running(self.stage);
+        client_stats::stage_started(self.stage);
         tracing::info!(stage = self.stage, group = self.group, input = self.input, "stage running");
     }
 }
@@ -193,6 +198,7 @@ pub struct StageStopped<'a> {
 impl StageStopped<'_> {
     pub fn emit(self) {
         health().stage_stopped(self.stage);
+        client_stats::stage_stopped(self.stage);
         tracing::info!(stage = self.stage, abandoned = self.abandoned, "stage stopped");
     }
 }

@@ -24,12 +24,15 @@ pub struct Metrics {
     pub produce_retries: IntCounterVec,
     /// Records parked on a retry topic, by stage and rung.
     pub retries_scheduled: IntCounterVec,
-    /// Model calls by provider, model (the topology's names) and outcome.
+    /// Model calls by stage, provider, model (the topology's names) and outcome.
     pub model_calls: IntCounterVec,
     /// Latency of successful model calls.
     pub model_call_seconds: HistogramVec,
-    /// Tokens billed by provider, model and direction (input, output).
+    /// Tokens billed by stage, provider, model and direction (input, output).
     pub model_tokens: IntCounterVec,
+    /// What model calls cost, in integer micro-dollars (the cost events' `cost_micro_usd`), by
+    /// stage, provider and model.
+    pub model_cost: IntCounterVec,
     /// Calls that went to a fallback model, by the model that failed.
     pub fallbacks: IntCounterVec,
     /// Breaker state per provider: 0 closed, 1 half-open, 2 open.
@@ -83,8 +86,8 @@ fn build() -> Metrics {
     )
     .expect("valid");
     let model_calls = IntCounterVec::new(
-        Opts::new("model_calls_total", "Model calls by provider, model and outcome."),
-        &["provider", "model", "outcome"],
+        Opts::new("model_calls_total", "Model calls by stage, provider, model and outcome."),
+        &["stage", "provider", "model", "outcome"],
     )
     .expect("valid");
     let model_call_seconds = HistogramVec::new(
@@ -97,7 +100,15 @@ fn build() -> Metrics {
     .expect("valid");
     let model_tokens = IntCounterVec::new(
         Opts::new("model_tokens_total", "Tokens billed by providers."),
-        &["provider", "model", "direction"],
+        &["stage", "provider", "model", "direction"],
+    )
+    .expect("valid");
+    let model_cost = IntCounterVec::new(
+        Opts::new(
+            "model_cost_micro_usd_total",
+            "What model calls cost, in micro-dollars (cancelled calls at the most they could cost).",
+        ),
+        &["stage", "provider", "model"],
     )
     .expect("valid");
     let fallbacks = IntCounterVec::new(
@@ -124,6 +135,7 @@ fn build() -> Metrics {
         &retries_scheduled,
         &model_calls,
         &model_tokens,
+        &model_cost,
         &fallbacks,
     ] {
         registry.register(Box::new(c.clone())).expect("unique metric");
@@ -146,6 +158,7 @@ fn build() -> Metrics {
         model_calls,
         model_call_seconds,
         model_tokens,
+        model_cost,
         fallbacks,
         breaker_state,
         deferred,
@@ -159,6 +172,8 @@ pub fn metrics() -> &'static Metrics {
 
 /// The registry in Prometheus text format.
 pub fn render() -> String {
+    // A family without labels shows from the start (0), not only after its first event.
+    super::export_events::spans_dropped();
     let mut out = Vec::new();
     TextEncoder::new().encode(&metrics().registry.gather(), &mut out).expect("text encoding");
     String::from_utf8(out).expect("prometheus text is UTF-8")

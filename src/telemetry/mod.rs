@@ -4,7 +4,9 @@
 
 mod budget_events;
 mod cache_events;
+mod client_stats;
 mod consumer_events;
+mod export_events;
 mod health;
 pub mod http;
 mod metrics;
@@ -16,11 +18,15 @@ pub use budget_events::{
     budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerReadFailed,
     LedgerRegistryWait,
 };
-pub use cache_events::{CacheBackend, CacheReadFailed, CacheWriteFailed};
+pub use cache_events::{CacheBackend, CacheLookups, CacheReadFailed, CacheWriteFailed};
+pub use client_stats::{enable_statistics, ClientStatistics, STATISTICS_INTERVAL_MS};
 pub use consumer_events::*;
+pub use export_events::SpansDropped;
 pub use health::{health, Health, Verdict};
 pub use metrics::{metrics, render};
-pub use model_events::{BreakerTransition, FallbackTaken, ModelCalled};
+pub use model_events::{
+    BreakerCreated, BreakerTransition, FallbackTaken, LimiterWaited, ModelCalled,
+};
 pub use record_events::*;
 
 /// Installs the log subscriber: `RUST_LOG` filters (default `info`); `json` selects JSON lines.

@@ -15,7 +15,7 @@ use sluice::devstack::{registry, DevRegistry, MockKafka};
 use sluice::kafka::registry_settings;
 use sluice::pipeline::schema_pairs;
 
-use super::procs::{start_worker, Worker};
+use super::procs::{start_worker, start_worker_with, Worker};
 use super::read::{keys_on, try_committed, Until};
 use super::Oracle;
 
@@ -107,6 +107,11 @@ impl Scenario {
     /// A `sluice run --stage work` worker process.
     pub fn worker(&self) -> Worker {
         start_worker(&self.path, &self.bootstrap, &self.registry.url())
+    }
+
+    /// [`Scenario::worker`] with more arguments for `sluice run`.
+    pub fn worker_with(&self, args: &[&str]) -> Worker {
+        start_worker_with(&self.path, &self.bootstrap, &self.registry.url(), args)
     }
 
     /// The group's committed positions, read on a blocking thread; asked again while the

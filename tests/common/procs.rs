@@ -33,8 +33,19 @@ impl Worker {
 
 /// Runs stage `work` of `topology` against the given broker and registry.
 pub fn start_worker(topology: &Path, bootstrap: &str, registry_url: &str) -> Worker {
+    start_worker_with(topology, bootstrap, registry_url, &[])
+}
+
+/// [`start_worker`] with more arguments for `sluice run` (e.g. `--metrics-addr`).
+pub fn start_worker_with(
+    topology: &Path,
+    bootstrap: &str,
+    registry_url: &str,
+    args: &[&str],
+) -> Worker {
     let child = Command::new(BIN)
         .args(["run", "--topology", topology.to_str().expect("utf-8 path"), "--stage", "work"])
+        .args(args)
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("SCHEMA_REGISTRY_URL", registry_url)
         .env("RUST_LOG", std::env::var("SLUICE_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
