@@ -9,6 +9,7 @@ use crate::call::{now_ms, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };
+use crate::telemetry::{ModelCall, ModelUsage};
 
 impl Gateway {
     /// A chat call: from the cache when the same prompt version, model, parameters and input
@@ -134,6 +135,23 @@ impl Gateway {
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.
     fn cache_hit(&self, key: CallKey<'_>, alias: &str, operation: &str, entry: &Entry) {
+        let call = ModelCall {
+            operation,
+            provider: self.endpoints.get(&entry.provider).map_or("", |e| e.kind()),
+            endpoint: &entry.provider,
+            model: &entry.model_name,
+            tenant: key.tenant,
+            prompt_version: key.prompt_version,
+            attempt: key.attempt,
+        };
+        call.cache_hit(&ModelUsage {
+            response_model: &entry.event.model_served,
+            response_id: entry.event.response_id.as_deref(),
+            input_tokens: entry.event.input_tokens.max(0) as u64,
+            output_tokens: entry.event.output_tokens.max(0) as u64,
+            cost_micro_usd: 0,
+            outcome: "ok",
+        });
         let Some(log) = key.log else { return };
         let call_index = log.next_call();
         log.push(CostEvent {

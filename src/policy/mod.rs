@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 pub use breaker::{Breaker, State as BreakerState};
 pub use cache::{CacheError, ResponseCache};
 pub use limiter::Limiter;
@@ -28,7 +30,7 @@ use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderBuildError,
     ProviderError,
 };
-use crate::telemetry::FallbackTaken;
+use crate::telemetry::{self, FallbackTaken};
 use record::CallRecord;
 
 /// Why the gateway cannot be built.
@@ -55,6 +57,15 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    /// The kind of provider, as the GenAI conventions' `gen_ai.provider.name`.
+    fn kind(&self) -> &'static str {
+        match self.provider {
+            Provider::Simulated(_) => "simulated",
+            Provider::OpenAi(_) => "openai",
+            Provider::Anthropic(_) => "anthropic",
+        }
+    }
+
     fn limiter(&self, model: &str) -> Option<&Limiter> {
         self.limiters.get(model).or(self.default_limit.as_ref()).map(Arc::as_ref)
     }
@@ -243,7 +254,8 @@ impl Gateway {
         if let Some(budgets) = budgets {
             let price = self.prices.models.get(aliases.1).copied().unwrap_or_default();
             let max_cost = price.cost(input_estimate, 0, max_output);
-            match budgets.reserve(key.tenant, key.stage, max_cost).await {
+            let wait = telemetry::wait_span(&record.span, "budget");
+            match budgets.reserve(key.tenant, key.stage, max_cost).instrument(wait).await {
                 Ok(r) => record.reservation = Some(r),
                 Err(e) => {
                     return (Err(e.into()), None);
@@ -251,7 +263,10 @@ impl Gateway {
             }
         }
         let reserved = match limiter {
-            Some(l) => l.acquire(input_estimate + max_output).await,
+            Some(l) => {
+                let wait = telemetry::wait_span(&record.span, "rate_limit");
+                l.acquire(input_estimate + max_output).instrument(wait).await
+            }
             None => 0,
         };
         record.start(reserved);
