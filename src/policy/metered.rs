@@ -135,11 +135,12 @@ impl Gateway {
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.
     fn cache_hit(&self, key: CallKey<'_>, alias: &str, operation: &str, entry: &Entry) {
+        let endpoint = self.endpoints.get(&entry.provider);
         let call = ModelCall {
             operation,
-            provider: self.endpoints.get(&entry.provider).map_or("", |e| e.kind()),
+            provider: endpoint.map_or("", |e| e.kind),
             endpoint: &entry.provider,
-            model: &entry.model_name,
+            model: endpoint.map_or(&entry.model_name, |e| e.wire_model(&entry.model_name)),
             tenant: key.tenant,
             prompt_version: key.prompt_version,
             attempt: key.attempt,

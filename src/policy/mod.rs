@@ -25,7 +25,7 @@ pub use router::RouteInput;
 
 use crate::budget::Budgets;
 use crate::call::CostEvent;
-use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
+use crate::config::{fallback_chain, ModelSpec, PriceTable, ProviderSpec, RateLimit, Topology};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderBuildError,
     ProviderError,
@@ -54,16 +54,15 @@ struct Endpoint {
     timeout: Duration,
     limiters: HashMap<String, Arc<Limiter>>,
     default_limit: Option<Arc<Limiter>>,
+    /// The kind of provider, as the GenAI conventions' `gen_ai.provider.name`.
+    kind: &'static str,
+    model_names: BTreeMap<String, String>,
 }
 
 impl Endpoint {
-    /// The kind of provider, as the GenAI conventions' `gen_ai.provider.name`.
-    fn kind(&self) -> &'static str {
-        match self.provider {
-            Provider::Simulated(_) => "simulated",
-            Provider::OpenAi(_) => "openai",
-            Provider::Anthropic(_) => "anthropic",
-        }
+    /// The name the provider's API knows `model` by (its `model_names` entry, if any).
+    fn wire_model<'m>(&'m self, model: &'m str) -> &'m str {
+        self.model_names.get(model).map_or(model, String::as_str)
     }
 
     fn limiter(&self, model: &str) -> Option<&Limiter> {
@@ -117,6 +116,11 @@ impl Gateway {
                 .filter(|(m, _)| m.as_str() != "*")
                 .map(|(m, l)| (m.clone(), limiter(l)))
                 .collect();
+            let (kind, model_names) = match &config.spec {
+                ProviderSpec::Simulated(_) => ("simulated", BTreeMap::new()),
+                ProviderSpec::OpenAi(h) => ("openai", h.model_names.clone()),
+                ProviderSpec::Anthropic(h) => ("anthropic", h.model_names.clone()),
+            };
             endpoints.insert(
                 name.clone(),
                 Endpoint {
@@ -126,6 +130,8 @@ impl Gateway {
                     timeout: config.timeout,
                     limiters,
                     default_limit: config.limits.get("*").map(limiter),
+                    kind,
+                    model_names,
                 },
             );
         }

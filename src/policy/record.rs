@@ -64,9 +64,9 @@ impl<'a> CallRecord<'a> {
     ) -> Self {
         let span = ModelCall {
             operation: operation(op),
-            provider: endpoint.kind(),
+            provider: endpoint.kind,
             endpoint: &endpoint.name,
-            model: &gateway.models[aliases.1].name,
+            model: endpoint.wire_model(&gateway.models[aliases.1].name),
             tenant: key.tenant,
             prompt_version: key.prompt_version,
             attempt: key.attempt,
