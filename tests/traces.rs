@@ -25,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -42,6 +43,8 @@ struct Got {
     parent: String,
     name: String,
     kind: SpanKind,
+    /// The span's status is an error.
+    error: bool,
     attrs: HashMap<String, String>,
     resource: HashMap<String, String>,
 }
@@ -113,6 +116,7 @@ async fn export(
                 id: hex(&span.span_id),
                 parent: hex(&span.parent_span_id),
                 kind: span.kind(),
+                error: span.status.as_ref().is_some_and(|s| s.code() == SpanStatus::Error),
                 name: span.name,
                 attrs: text(&span.attributes),
                 resource: resource.clone(),
@@ -214,7 +218,11 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
     let input = t.inputs[0].name.clone();
     let producer = h.producer();
     let send = |id: &'static str, traceparent: Option<&'static str>| {
-        let content = format!("I was charged twice this month for order {id}, please refund");
+        // An empty document is dead-lettered by classify.
+        let content = match id {
+            "tr-4" => String::new(),
+            _ => format!("I was charged twice this month for order {id}, please refund"),
+        };
         let doc = common::document(id, "acme", &content);
         let payload = codec
             .encode(&input, &doc.to_value(SchemaKind::Document).expect("value"))
@@ -247,14 +255,17 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
     // A malformed header never fails a record; a document without one starts a trace.
     send("tr-2", Some("00-not-a-trace-context")).await;
     send("tr-3", None).await;
+    // The dead-letter hop continues the trace too.
+    let letter_trace = "0af7651916cd43dd8448eb211c80319c";
+    send("tr-4", Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).await;
 
     let review = t.stages.iter().find(|s| s.name == "review").expect("review stage");
     let mut finals: Vec<String> = review.output_topics().into_iter().map(str::to_owned).collect();
     finals.extend(t.stages.iter().map(|s| s.dead_letter_topic.clone()));
     let final_refs: Vec<&str> = finals.iter().map(String::as_str).collect();
     running
-        .until(Duration::from_secs(90), "the three documents finish", || async {
-            h.count_many(&final_refs).await >= 3
+        .until(Duration::from_secs(90), "the four documents finish", || async {
+            h.count_many(&final_refs).await >= 4
         })
         .await;
     running.stop().await.expect("the pipeline runs");
@@ -275,9 +286,10 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
             ended.insert(key, (topic.clone(), tp));
         }
     }
-    assert_eq!(ended.len(), 3, "{ended:?}");
+    assert_eq!(ended.len(), 4, "{ended:?}");
     for (id, (topic, _)) in &ended {
-        assert!(!topic.ends_with(".dlq"), "{id} was dead-lettered on {topic}");
+        let dead = topic == &t.stages[0].dead_letter_topic;
+        assert_eq!(dead, id == "tr-4", "{id} ended on {topic}");
     }
     let guard = tokio::task::spawn_blocking(move || {
         guard.flush();
@@ -354,12 +366,15 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
     let calls: Vec<&Got> = trace.iter().filter(|s| s.kind == SpanKind::Client).collect();
     let stage_of =
         |s: &Got| by_id.get(s.parent.as_str()).map(|p| p.attr("sluice.stage").to_owned());
-    let failed: Vec<&&Got> =
+    let classify_calls: Vec<&&Got> =
         calls.iter().filter(|c| stage_of(c).as_deref() == Some("classify")).collect();
+    let failed: Vec<&&&Got> =
+        classify_calls.iter().filter(|c| !c.attr("error.type").is_empty()).collect();
+    assert_eq!(failed.len(), 2, "the model and its fallback failed: {failed:#?}");
     assert!(failed
         .iter()
-        .any(|c| !c.attr("error.type").is_empty() && c.attr("sluice.attempt") == "1"));
-    let answered = failed
+        .all(|c| c.error && c.attr("sluice.attempt") == "1" && c.parent == first.id));
+    let answered = classify_calls
         .iter()
         .find(|c| c.attr("error.type").is_empty())
         .expect("classify's second attempt answered");
@@ -413,6 +428,15 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
         assert!(by_stage["classify"][0].parent.is_empty(), "{id}'s trace starts at classify");
         assert_eq!(by_stage["review"][0].id, span_id);
     }
+    // The dead letter carries the trace on, from the classify span that gave up.
+    let (_, tp) = &ended["tr-4"];
+    let letter = ours(letter_trace);
+    let gave_up = record_spans(&letter).remove("classify").expect("classify's span")[0].clone();
+    assert_eq!(tp, &format!("00-{letter_trace}-{}-01", gave_up.id));
+    let dlq = &t.stages[0].dead_letter_topic;
+    assert!(letter.iter().any(|s| s.kind == SpanKind::Producer
+        && s.parent == gave_up.id
+        && s.attr("messaging.destination.name") == dlq.as_str()));
     assert_eq!(guard.dropped(), 0, "nothing dropped with a collector that keeps up");
     tokio::task::spawn_blocking(move || drop(guard)).await.expect("exporter stops");
 }
