@@ -14,7 +14,14 @@ fn main() -> ExitCode {
             std::env::set_var("RUST_LOG", filter);
         }
     }
-    sluice::telemetry::init_logging(args.log_json);
+    // Flushes the last spans when main returns, after the runtime (declared later) has stopped.
+    let _traces = match sluice::telemetry::init(args.log_json) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.worker_threads.unwrap_or_else(|| {

@@ -10,7 +10,7 @@ use crate::call::{now_ms, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };
-use crate::telemetry::CacheLookups;
+use crate::telemetry::{CacheLookups, ModelCall, ModelUsage};
 
 impl Gateway {
     /// A chat call: from the cache when the same prompt version, model, parameters and input
@@ -150,6 +150,24 @@ impl Gateway {
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.
     fn cache_hit(&self, key: CallKey<'_>, alias: &str, operation: &str, entry: &Entry) {
+        let endpoint = self.endpoints.get(&entry.provider);
+        let call = ModelCall {
+            operation,
+            provider: endpoint.map_or("", |e| e.kind),
+            endpoint: &entry.provider,
+            model: endpoint.map_or(&entry.model_name, |e| e.wire_model(&entry.model_name)),
+            tenant: key.tenant,
+            prompt_version: key.prompt_version,
+            attempt: key.attempt,
+        };
+        call.cache_hit(&ModelUsage {
+            response_model: &entry.event.model_served,
+            response_id: entry.event.response_id.as_deref(),
+            input_tokens: entry.event.input_tokens.max(0) as u64,
+            output_tokens: entry.event.output_tokens.max(0) as u64,
+            cost_micro_usd: 0,
+            outcome: "ok",
+        });
         let Some(log) = key.log else { return };
         let call_index = log.next_call();
         log.push(CostEvent {

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 pub use breaker::{Breaker, State as BreakerState};
 pub use cache::{CacheError, ResponseCache};
 pub use limiter::Limiter;
@@ -23,12 +25,12 @@ pub use router::RouteInput;
 
 use crate::budget::Budgets;
 use crate::call::CostEvent;
-use crate::config::{fallback_chain, ModelSpec, PriceTable, RateLimit, Topology};
+use crate::config::{fallback_chain, ModelSpec, PriceTable, ProviderSpec, RateLimit, Topology};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderBuildError,
     ProviderError,
 };
-use crate::telemetry::FallbackTaken;
+use crate::telemetry::{self, FallbackTaken};
 use record::CallRecord;
 
 /// Why the gateway cannot be built.
@@ -52,9 +54,17 @@ struct Endpoint {
     timeout: Duration,
     limiters: HashMap<String, Arc<Limiter>>,
     default_limit: Option<Arc<Limiter>>,
+    /// The kind of provider, as the GenAI conventions' `gen_ai.provider.name`.
+    kind: &'static str,
+    model_names: BTreeMap<String, String>,
 }
 
 impl Endpoint {
+    /// The name the provider's API knows `model` by (its `model_names` entry, if any).
+    fn wire_model<'m>(&'m self, model: &'m str) -> &'m str {
+        self.model_names.get(model).map_or(model, String::as_str)
+    }
+
     fn limiter(&self, model: &str) -> Option<&Limiter> {
         self.limiters.get(model).or(self.default_limit.as_ref()).map(Arc::as_ref)
     }
@@ -106,6 +116,11 @@ impl Gateway {
                 .filter(|(m, _)| m.as_str() != "*")
                 .map(|(m, l)| (m.clone(), limiter(l)))
                 .collect();
+            let (kind, model_names) = match &config.spec {
+                ProviderSpec::Simulated(_) => ("simulated", BTreeMap::new()),
+                ProviderSpec::OpenAi(h) => ("openai", h.model_names.clone()),
+                ProviderSpec::Anthropic(h) => ("anthropic", h.model_names.clone()),
+            };
             endpoints.insert(
                 name.clone(),
                 Endpoint {
@@ -115,6 +130,8 @@ impl Gateway {
                     timeout: config.timeout,
                     limiters,
                     default_limit: config.limits.get("*").map(limiter),
+                    kind,
+                    model_names,
                 },
             );
         }
@@ -243,7 +260,8 @@ impl Gateway {
         if let Some(budgets) = budgets {
             let price = self.prices.models.get(aliases.1).copied().unwrap_or_default();
             let max_cost = price.cost(input_estimate, 0, max_output);
-            match budgets.reserve(key.tenant, key.stage, max_cost).await {
+            let wait = telemetry::wait_span(&record.span, "budget");
+            match budgets.reserve(key.tenant, key.stage, max_cost).instrument(wait).await {
                 Ok(r) => record.reservation = Some(r),
                 Err(e) => {
                     return (Err(e.into()), None);
@@ -251,7 +269,10 @@ impl Gateway {
             }
         }
         let reserved = match limiter {
-            Some(l) => l.acquire(input_estimate + max_output, model).await,
+            Some(l) => {
+                let wait = telemetry::wait_span(&record.span, "rate_limit");
+                l.acquire(input_estimate + max_output, model).instrument(wait).await
+            }
             None => 0,
         };
         record.start(reserved);

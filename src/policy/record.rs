@@ -13,7 +13,7 @@ use super::{Answer, Endpoint, Gateway, Limiter, Op};
 use crate::budget::Reservation;
 use crate::call::{now_ms, CostEvent};
 use crate::provider::{CallKey, ProviderError};
-use crate::telemetry::ModelCalled;
+use crate::telemetry::{ModelCall, ModelCalled, ModelUsage};
 use crate::tokens;
 
 /// What a call used, as its cost event records it.
@@ -43,6 +43,8 @@ pub(super) struct CallRecord<'a> {
     pub input_estimate: u64,
     pub max_output: u64,
     pub reservation: Option<Reservation>,
+    /// The call's span: its waits and its answer.
+    pub span: tracing::Span,
     /// Tokens taken from the rate limiter, once the call has started.
     started: Option<(Instant, u64)>,
     done: bool,
@@ -60,7 +62,18 @@ impl<'a> CallRecord<'a> {
         input_estimate: u64,
         max_output: u64,
     ) -> Self {
+        let span = ModelCall {
+            operation: operation(op),
+            provider: endpoint.kind,
+            endpoint: &endpoint.name,
+            model: endpoint.wire_model(&gateway.models[aliases.1].name),
+            tenant: key.tenant,
+            prompt_version: key.prompt_version,
+            attempt: key.attempt,
+        }
+        .span();
         Self {
+            span,
             gateway,
             endpoint,
             aliases,
@@ -157,6 +170,15 @@ impl<'a> CallRecord<'a> {
             l.settle(limiter_tokens, usage.input + usage.output);
         }
         let latency = started.elapsed();
+        let usage_of_span = ModelUsage {
+            response_model: &usage.served,
+            response_id: usage.response_id.as_deref(),
+            input_tokens: usage.input,
+            output_tokens: usage.output,
+            cost_micro_usd: usage.cost,
+            outcome: usage.outcome,
+        };
+        ModelCall::finished(&self.span, &usage_of_span);
         ModelCalled {
             stage: self.key.stage,
             provider: &self.endpoint.name,
@@ -203,11 +225,7 @@ impl<'a> CallRecord<'a> {
             latency_ms: latency.as_millis() as i64,
             outcome: usage.outcome.to_owned(),
             trace_id: log.trace_id.clone(),
-            operation: match self.op {
-                Op::Chat(_) => "chat",
-                Op::Embed(_) => "embeddings",
-            }
-            .to_owned(),
+            operation: operation(self.op).to_owned(),
             cached: false,
             attempt: key.attempt as i32,
             call_index: call_index as i32,
@@ -224,6 +242,14 @@ impl Drop for CallRecord<'_> {
             let usage = self.usage_cancelled();
             self.settle(usage);
         }
+    }
+}
+
+/// The call's operation, as cost events and spans name it.
+pub(super) fn operation(op: &Op<'_>) -> &'static str {
+    match op {
+        Op::Chat(_) => "chat",
+        Op::Embed(_) => "embeddings",
     }
 }
 

@@ -22,7 +22,7 @@ use crate::retry::state::HeaderPair;
 use crate::retry::{infrastructure_backoff, own_headers, RetryState};
 use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Emit, Stage};
-use crate::telemetry::{Outcome, OutputRejected, ProduceRetry};
+use crate::telemetry::{self, Outcome, OutputRejected, ProduceRetry};
 
 /// One record to produce.
 #[derive(Debug, Clone)]
@@ -73,6 +73,7 @@ pub enum Produced<'r> {
 }
 
 async fn send(producer: &FutureProducer, r: &OutRecord) -> Result<(), KafkaError> {
+    let span = telemetry::send_span(&r.topic);
     let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
     for (key, value) in &r.headers {
         headers = headers.insert(Header { key, value: value.as_deref() });
@@ -81,11 +82,9 @@ async fn send(producer: &FutureProducer, r: &OutRecord) -> Result<(), KafkaError
     if let Some(k) = &r.key {
         record = record.key(k);
     }
-    producer
-        .send(record, Timeout::After(Duration::from_secs(30)))
-        .await
-        .map(|_| ())
-        .map_err(|(e, _)| e)
+    let delivered = producer.send(record, Timeout::After(Duration::from_secs(30))).await;
+    telemetry::sent(&span, delivered.as_ref().map(|d| (d.partition, d.offset)).map_err(|(e, _)| e));
+    delivered.map(|_| ()).map_err(|(e, _)| e)
 }
 
 /// Produces every record and waits for all acknowledgements, retrying transient failures with

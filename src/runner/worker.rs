@@ -12,6 +12,7 @@ use futures::FutureExt;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
+use tracing::{Instrument, Span};
 
 use super::consumer::RunnerContext;
 use super::inbound::Inbound;
@@ -78,7 +79,10 @@ impl<S: Stage> Worker<S> {
         }
         telemetry::in_flight(stage, 1);
         let started = Instant::now();
-        let Job { inbound, epoch } = job;
+        let Job { mut inbound, epoch } = job;
+        let span =
+            telemetry::record_span(stage, &self.spec.group, &inbound.message, &inbound.headers);
+        telemetry::continue_trace(&span, &mut inbound.headers);
         let origin = inbound.state_or_fresh().origin;
         let log = CallLog::new(
             &self.pipeline,
@@ -89,6 +93,7 @@ impl<S: Stage> Worker<S> {
         // A panic in the stage (or here) must not leave the slot and the offset stuck.
         let disposition = AssertUnwindSafe(self.dispose(&inbound, &log))
             .catch_unwind()
+            .instrument(span.clone())
             .await
             .unwrap_or_else(|panic| {
                 let reason = format!("the stage panicked: {}", panic_text(&*panic));
@@ -117,7 +122,7 @@ impl<S: Stage> Worker<S> {
             };
         drop(permits);
         self.partitions.processed(&tp, epoch);
-        let outcome = match self.deliver(&inbound, outputs).await {
+        let outcome = match self.deliver(&inbound, outputs).instrument(span).await {
             Delivered::Acked(outcome) => outcome,
             Delivered::Stopped => {
                 telemetry::in_flight(stage, -1);
@@ -209,7 +214,8 @@ impl<S: Stage> Worker<S> {
             }
             match attempts.after(error.hint(), &state, SystemTime::now()) {
                 Next::Retry(delay) => tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = tokio::time::sleep(delay)
+                        .instrument(telemetry::wait_span(&Span::current(), "retry_backoff")) => {}
                     _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
                 },
                 Next::Rung { rung, topic, due_ms } => {

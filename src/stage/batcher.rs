@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::models::{served_name, Models};
 use crate::call::{CallLog, CallSite, CostEvent};
@@ -42,6 +43,8 @@ struct Caller {
     tenant: String,
     stage: String,
     attempt: u32,
+    /// The record's span: the batch's call is traced below the first request's.
+    span: tracing::Span,
 }
 
 /// A handle to the batching task; cloning shares the queue.
@@ -67,6 +70,7 @@ impl Batcher {
             tenant: key.tenant.to_owned(),
             stage: key.stage.to_owned(),
             attempt: key.attempt,
+            span: tracing::Span::current(),
         };
         let request = Request { texts, caller, reply };
         let stopped = || (Vec::new(), Err(ProviderError::unavailable("embedding batcher stopped")));
@@ -157,10 +161,14 @@ fn flush(s: &mut State) {
             let texts: Vec<String> = batch.into_iter().map(|(_, _, t, _)| t).collect();
             let caller = s.callers[&items[0].0].clone();
             let (models, done) = (s.models.clone(), s.done.clone());
-            tokio::spawn(async move {
-                let result = call(&models, texts, &caller).await;
-                let _ = done.send((items, result));
-            });
+            let span = caller.span.clone();
+            tokio::spawn(
+                async move {
+                    let result = call(&models, texts, &caller).await;
+                    let _ = done.send((items, result));
+                }
+                .instrument(span),
+            );
         }
     }
     s.queues.retain(|_, q| !q.is_empty());

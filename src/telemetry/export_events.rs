@@ -23,9 +23,11 @@ pub(super) fn spans_dropped() -> &'static IntCounter {
     })
 }
 
-/// The trace exporter dropped `count` spans.
+/// The trace exporter dropped `count` spans; `first`: the first drop of the process, which is
+/// logged (a dead collector would otherwise write a line per record).
 pub struct SpansDropped {
     pub count: u64,
+    pub first: bool,
 }
 
 impl SpansDropped {
@@ -34,7 +36,12 @@ impl SpansDropped {
             return;
         }
         spans_dropped().inc_by(self.count);
-        tracing::debug!(count = self.count, "trace exporter dropped spans");
+        if self.first {
+            tracing::warn!(
+                "the trace export queue is full: spans are dropped (counted in \
+                 sluice_trace_spans_dropped_total) until the collector keeps up"
+            );
+        }
     }
 }
 
@@ -46,8 +53,8 @@ mod tests {
     fn dropped_spans_are_counted_and_shown_before_any_drop() {
         assert!(super::super::render().contains("sluice_trace_spans_dropped_total "));
         let before = spans_dropped().get();
-        SpansDropped { count: 3 }.emit();
-        SpansDropped { count: 0 }.emit();
+        SpansDropped { count: 3, first: false }.emit();
+        SpansDropped { count: 0, first: false }.emit();
         assert_eq!(spans_dropped().get(), before + 3);
     }
 }
