@@ -27,14 +27,18 @@
 //! - [`tokens`]: token counting and chunking with tiktoken.
 //! - [`mock_provider`]: an OpenAI- and Anthropic-compatible mock server for tests and load tests.
 //! - [`runner`]: the generic at-least-once runner that owns consuming, producing and offsets.
-//! - [`retry`]: every backoff and retry timing.
-//! - [`kafka`]: client configuration (Kafka and the schema registry) and topic administration.
+//! - [`retry`]: what happens next to a record that did not simply succeed: backoff timings, the
+//!   retry state carried in headers (read without trusting them), and the decision after a
+//!   failed attempt.
+//! - [`kafka`]: client configuration (Kafka and the schema registry), topic administration, and
+//!   the probe that tells the embedded broker (no admin API) from a real one.
 //! - [`pipeline`]: runs a topology's stages in one process.
 //! - [`ops`]: the operator's side as library functions: replay plans, group members, stage
 //!   status, dead-letter inspection and redrive.
 //! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
 //! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
-//! - [`telemetry`]: typed events, logs and Prometheus metrics.
+//! - [`telemetry`]: typed events, logs and Prometheus metrics; `/healthz` and `/readyz`;
+//!   OpenTelemetry traces when the `OTEL_*` variables name a collector.
 //! - [`shutdown`]: the two-phase shutdown signal.
 
 pub mod avro;
