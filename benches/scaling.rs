@@ -1,6 +1,6 @@
 //! Scaling a stage's consumer group on a real broker: throughput of 1, 2 and 3 `sluice run`
 //! worker processes on the I/O-bound workload (4 partitions, 16 in flight per partition, 50 ms
-//! per model call, 6,000 records; each process may have 32 calls in flight, so one worker fills
+//! per model call, 20,000 records; each process may have 32 calls in flight, so one worker fills
 //! half the partitions' windows and two fill them all), each as a ratio to one worker in the
 //! same run and to the ideal for that many workers. Needs a broker with an admin API:
 //!
@@ -21,7 +21,7 @@ use sluice::pipeline::schema_pairs;
 const PARTITIONS: i32 = 4;
 const PER_PARTITION: usize = 16;
 const CALL_MS: u64 = 50;
-const RECORDS: usize = 6000;
+const RECORDS: usize = 20_000;
 /// Calls in flight per worker process (`concurrency.max_in_flight`).
 const PER_WORKER: usize = 32;
 
@@ -60,8 +60,8 @@ impl Drop for Workers {
     }
 }
 
-/// Records per second with `n` workers on a fresh pipeline, timed from the first output to the
-/// last (group joins excluded).
+/// Records per second with `n` workers on a fresh pipeline in the steady state: from a quarter of
+/// the outputs to nine tenths (the group's joins and rebalances are over by then).
 async fn run(n: usize, bootstrap: &str, registry: &str) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = format!("scale-{}-{n}", std::process::id());
@@ -86,12 +86,13 @@ async fn run(n: usize, bootstrap: &str, registry: &str) -> f64 {
             })
             .collect(),
     );
-    common::wait_for(&t, &output, PARTITIONS, 1).await;
+    let (from, to) = (RECORDS as i64 / 4, RECORDS as i64 * 9 / 10);
+    common::wait_for(&t, &output, PARTITIONS, from).await;
     let started = Instant::now();
-    common::wait_for(&t, &output, PARTITIONS, RECORDS as i64).await;
+    common::wait_for(&t, &output, PARTITIONS, to).await;
     let elapsed = started.elapsed();
     drop(workers);
-    RECORDS as f64 / elapsed.as_secs_f64()
+    (to - from) as f64 / elapsed.as_secs_f64()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -133,8 +133,11 @@ impl ConsumerContext for RunnerContext {
                 let lost = consumer.assignment_lost();
                 let grace = if lost { Duration::ZERO } else { self.grace };
                 // Commit what is complete before draining, and again after.
+                if !lost {
+                    self.partitions.store_maps(Some(&revoked), consumer);
+                }
                 let committed = !lost && commit_stored(consumer, &self.stage);
-                let abandoned = self.partitions.revoke(&revoked, grace);
+                let abandoned = self.partitions.revoke(&revoked, grace, consumer);
                 let committed = !lost && (commit_stored(consumer, &self.stage) || committed);
                 let kind = if lost { RebalanceKind::Lost } else { RebalanceKind::Revoked };
                 let stage = &self.stage;
@@ -244,6 +247,7 @@ pub fn poll_loop(
             Instant::now() + Duration::from_millis(50).min(deadline - Instant::now()),
         );
     }
+    partitions.store_maps(None, consumer);
     let _ = commit_stored(consumer, stage);
     consumer.context().queues.lock().expect("queues lock").clear();
     left

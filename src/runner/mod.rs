@@ -130,8 +130,10 @@ pub async fn run<S: Stage>(
                 let dispatch = tokio::select! {
                     d = jobs_rx.recv() => match d { Some(d) => d, None => break },
                     _ = shutdown.reached(Phase::Stopped) => break,
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 };
+                // Finished tasks are reaped here, without a wake-up of their own: the
+                // dispatcher is on every record's path.
+                while tasks.try_join_next().is_some() {}
                 match dispatch {
                     Dispatch::Park { job, due_ms, mut revoked } => {
                         let partitions = worker.partitions.clone();

@@ -177,14 +177,31 @@ impl Partitions {
         self.commit_completed
     }
 
-    /// Stores the partition's progress: on a new position, or — with the completed-offset map —
-    /// whenever the set of offsets done beyond it changed.
+    /// Stores the partition's progress when its position advanced, with the completed-offset map
+    /// when that is on. (A completion that does not move the position is not stored on its own:
+    /// encoding the map per record cost a fifth of the passthrough throughput. Commits on revoke
+    /// and shutdown store every partition's exact map first, see [`Self::store_maps`].)
     fn store_progress(&self, tp: &Tp, w: &Window, advanced: bool, store: &impl OffsetStore) {
+        if !advanced {
+            return;
+        }
         let Some((position, done)) = w.progress() else { return };
-        if self.commit_completed {
-            store.store(tp, position, &completed::encode(position, done));
-        } else if advanced {
-            store.store(tp, position, "");
+        let map =
+            if self.commit_completed { completed::encode(position, done) } else { String::new() };
+        store.store(tp, position, &map);
+    }
+
+    /// Stores the exact completed-offset map of `tps` (every assigned partition when `None`),
+    /// right before an explicit commit.
+    pub fn store_maps(&self, tps: Option<&[Tp]>, store: &impl OffsetStore) {
+        if !self.commit_completed {
+            return;
+        }
+        let inner = self.lock();
+        for (tp, state) in inner.parts.iter().filter(|(tp, _)| tps.is_none_or(|t| t.contains(tp))) {
+            if let Some((position, done)) = state.window.progress() {
+                store.store(tp, position, &completed::encode(position, done));
+            }
         }
     }
 
@@ -327,7 +344,7 @@ impl Partitions {
     /// Waits up to `grace` for the working records of `tps` to finish (none when `grace` is
     /// zero: a lost assignment), then forgets the partitions, which ends their parked records'
     /// timers. Returns how many records were still working when it gave up.
-    pub fn revoke(&self, tps: &[Tp], grace: Duration) -> usize {
+    pub fn revoke(&self, tps: &[Tp], grace: Duration, store: &impl OffsetStore) -> usize {
         let deadline = Instant::now() + grace;
         let mut inner = self.lock();
         loop {
@@ -336,7 +353,12 @@ impl Partitions {
             let now = Instant::now();
             if open == 0 || now >= deadline {
                 for tp in tps {
-                    inner.parts.remove(tp);
+                    let Some(state) = inner.parts.remove(tp) else { continue };
+                    if let Some((position, done)) =
+                        state.window.progress().filter(|_| self.commit_completed)
+                    {
+                        store.store(tp, position, &completed::encode(position, done));
+                    }
                 }
                 return open;
             }

@@ -116,7 +116,7 @@ fn revocation_waits_for_working_records_not_parked_ones_and_ends_their_timers() 
         p2.complete(&tp(), 1, 1, None, &*s2);
     });
     let started = Instant::now();
-    assert_eq!(p.revoke(&[tp()], Duration::from_secs(30)), 0);
+    assert_eq!(p.revoke(&[tp()], Duration::from_secs(30), &Stored::default()), 0);
     assert!(started.elapsed() < Duration::from_secs(30), "woken by the completion");
     finisher.join().unwrap();
     // Offset 0 (parked) was never done: nothing may be stored past it.
@@ -130,7 +130,7 @@ fn revocation_gives_up_after_its_grace_and_reports_what_was_left() {
     let (p, _rx) = setup(2, false);
     p.admit(record(0, "a", None), &Stored::default());
     p.admit(record(1, "b", None), &Stored::default());
-    assert_eq!(p.revoke(&[tp()], Duration::from_millis(20)), 2);
+    assert_eq!(p.revoke(&[tp()], Duration::from_millis(20), &Stored::default()), 2);
     assert!(
         !p.admit(record(2, "c", None), &Stored::default()),
         "a revoked partition admits nothing"
@@ -150,7 +150,7 @@ fn stale_epochs_are_ignored_and_only_the_contiguous_prefix_is_stored() {
     p.complete(&tp(), 1, 0, None, &store);
     assert_eq!(*store.0.lock().unwrap(), vec![2]);
     // A new assignment of the same partition: completions of the old one count for nothing.
-    p.revoke(&[tp()], Duration::ZERO);
+    p.revoke(&[tp()], Duration::ZERO, &Stored::default());
     p.assign([(tp(), BTreeSet::new())]);
     p.admit(record(2, "k", None), &Stored::default());
     p.complete(&tp(), 1, 2, None, &store);
@@ -183,6 +183,9 @@ fn the_completed_offset_map_is_stored_and_a_new_owner_skips_what_it_lists() {
     drain(&mut rx);
     p.complete(&tp(), 1, 12, None, &store);
     p.complete(&tp(), 1, 13, None, &store);
+    assert!(store.0.lock().unwrap().is_empty(), "no position change: nothing stored per record");
+    // Before a commit (revoke, shutdown) the exact map is stored.
+    p.store_maps(None, &store);
     let (position, map) = store.0.lock().unwrap().last().cloned().unwrap();
     assert_eq!((position, map.as_str()), (10, "sluice1:10:2-3"), "10 and 11 are still open");
 
