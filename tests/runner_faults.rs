@@ -43,24 +43,6 @@ async fn dead_letters(h: &Harness) -> HashMap<String, (String, Option<Vec<u8>>)>
         .collect()
 }
 
-/// Adds a header whose key is not UTF-8 (rdkafka's safe API cannot write one).
-fn with_non_utf8_key(headers: OwnedHeaders) -> OwnedHeaders {
-    let native = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
-        as *mut rdkafka::bindings::rd_kafka_headers_t;
-    let (key, value) = (b"k\xff\xfe", b"v");
-    // SAFETY: `native` is the live headers object of `headers`; the sizes match the buffers.
-    unsafe {
-        rdkafka::bindings::rd_kafka_header_add(
-            native,
-            key.as_ptr().cast(),
-            key.len() as isize,
-            value.as_ptr().cast(),
-            value.len() as isize,
-        );
-    }
-    headers
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_retry_headers_are_dead_lettered_and_the_partition_keeps_moving() {
     let h =
@@ -87,7 +69,8 @@ async fn forged_retry_headers_are_dead_lettered_and_the_partition_keeps_moving()
         });
         sent.push((id.to_owned(), pairs));
     }
-    sent.push(("odd-key".into(), with_non_utf8_key(OwnedHeaders::new())));
+    let odd = common::hostile::headers_of(&[(b"k\xff\xfe".to_vec(), Some(b"v".to_vec()))]);
+    sent.push(("odd-key".into(), odd));
     sent.push(("plain".into(), OwnedHeaders::new()));
     for (id, headers) in sent {
         let bytes = h.encode(&codec, &input, &common::document(&id, "t", "hello"));

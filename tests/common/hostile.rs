@@ -244,7 +244,7 @@ pub fn low_watermarks(h: &Harness, topic: &str, partitions: i32) -> Vec<i64> {
 
 /// Headers with these raw keys and values (librdkafka writes keys that are not UTF-8, which
 /// rdkafka's safe API cannot).
-fn headers_of(pairs: &[(Vec<u8>, Option<Vec<u8>>)]) -> OwnedHeaders {
+pub fn headers_of(pairs: &[(Vec<u8>, Option<Vec<u8>>)]) -> OwnedHeaders {
     let headers = OwnedHeaders::new_with_capacity(pairs.len());
     let native = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
         as *mut rdkafka::bindings::rd_kafka_headers_t;
