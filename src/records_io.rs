@@ -241,3 +241,33 @@ fn is_permanent(e: &KafkaError) -> bool {
             | C::Fatal
     )
 }
+
+/// One record as read: partition, offset, key and value bytes.
+pub type RawRecord = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of `topic` from the beginning to the end it had when the read began, undecoded,
+/// read on a blocking thread.
+pub async fn read_topic(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<Vec<RawRecord>, KafkaError> {
+    let (kafka, name) = (settings.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let r = reader(&kafka, &[name.as_str()], true)?;
+        let mut out = Vec::new();
+        r.drain(
+            None,
+            true,
+            Duration::from_secs(10),
+            || false,
+            |m| {
+                let key = m.key().map(<[u8]>::to_vec);
+                out.push((m.partition(), m.offset(), key, m.payload().map(<[u8]>::to_vec)));
+                true
+            },
+        )?;
+        Ok(out)
+    })
+    .await
+    .expect("the reader thread does not panic")
+}

@@ -2,11 +2,10 @@
 //! into a [`DeadLetter`], the filters `dlq inspect` and `dlq redrive` share, the redrive count a
 //! record carries, and an original value shown decoded when it decodes, as base64 when not.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use base64::Engine;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use serde_json::{json, Value as Json};
 
 use super::letter::letter_from_value;
@@ -15,7 +14,6 @@ use crate::avro::{
     SchemaKind,
 };
 use crate::config::{StageSpec, Topology};
-use crate::records_io::reader;
 
 /// The header counting how often a record was redriven; carried on the republished record, so a
 /// record dead-lettered again brings it back in its `original_headers`.
@@ -75,25 +73,7 @@ pub async fn read_all(
     codec: &Codec,
     topic: &str,
 ) -> Result<Vec<DlqRecord>, DlqError> {
-    let (kafka, name) = (t.kafka.clone(), topic.to_owned());
-    let raw = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
-        let r = reader(&kafka, &[name.as_str()], true)?;
-        let mut out = Vec::new();
-        r.drain(
-            None,
-            true,
-            Duration::from_secs(10),
-            || false,
-            |m| {
-                let key = m.key().map(<[u8]>::to_vec);
-                out.push((m.partition(), m.offset(), key, m.payload().map(<[u8]>::to_vec)));
-                true
-            },
-        )?;
-        Ok(out)
-    })
-    .await
-    .expect("the reader thread does not panic")?;
+    let raw = crate::records_io::read_topic(&t.kafka, topic).await?;
     let mut records = Vec::with_capacity(raw.len());
     for (partition, offset, key, payload) in raw {
         let letter = decode_letter(codec, payload.as_deref()).await?;
