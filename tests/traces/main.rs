@@ -6,27 +6,15 @@
 //! The in-process test installs the process's one tracing subscriber, so these tests live in
 //! their own binary and run one at a time.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use common::{unique, wait_until, Harness};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
-use prost::Message as _;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use sluice::avro::SchemaKind;
@@ -35,137 +23,9 @@ use sluice::telemetry::OtelSettings;
 /// One at a time: the in-process test owns the subscriber, and two demos would share two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A span as received, with its attributes rendered as text and its resource's.
-#[derive(Debug, Clone)]
-struct Got {
-    trace: String,
-    id: String,
-    parent: String,
-    name: String,
-    kind: SpanKind,
-    /// The span's status is an error.
-    error: bool,
-    attrs: HashMap<String, String>,
-    resource: HashMap<String, String>,
-}
+mod receiver;
 
-impl Got {
-    fn attr(&self, key: &str) -> &str {
-        self.attrs.get(key).map_or("", String::as_str)
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn text(kvs: &[KeyValue]) -> HashMap<String, String> {
-    kvs.iter()
-        .map(|kv| {
-            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => s.clone(),
-                Some(Value::IntValue(i)) => i.to_string(),
-                Some(Value::DoubleValue(d)) => d.to_string(),
-                Some(Value::BoolValue(b)) => b.to_string(),
-                other => format!("{other:?}"),
-            };
-            (kv.key.clone(), value)
-        })
-        .collect()
-}
-
-#[derive(Default)]
-struct Received {
-    spans: Vec<Got>,
-    /// Requests that were not `POST /v1/traces` with `application/x-protobuf`.
-    refused: Vec<String>,
-    requests: usize,
-}
-
-/// An OTLP/HTTP trace receiver on loopback.
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Received>>,
-}
-
-async fn export(
-    State(got): State<Arc<Mutex<Received>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let mut got = got.lock().expect("received");
-    got.requests += 1;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if content_type != Some("application/x-protobuf") {
-        got.refused.push(format!("content type {content_type:?}"));
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
-    }
-    let request = match ExportTraceServiceRequest::decode(body) {
-        Ok(r) => r,
-        Err(e) => {
-            got.refused.push(format!("undecodable: {e}"));
-            return (StatusCode::BAD_REQUEST, Vec::new());
-        }
-    };
-    for rs in request.resource_spans {
-        let resource = rs.resource.map(|r| text(&r.attributes)).unwrap_or_default();
-        for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
-            got.spans.push(Got {
-                trace: hex(&span.trace_id),
-                id: hex(&span.span_id),
-                parent: hex(&span.parent_span_id),
-                kind: span.kind(),
-                error: span.status.as_ref().is_some_and(|s| s.code() == SpanStatus::Error),
-                name: span.name,
-                attrs: text(&span.attributes),
-                resource: resource.clone(),
-            });
-        }
-    }
-    (StatusCode::OK, ExportTraceServiceResponse::default().encode_to_vec())
-}
-
-impl Receiver {
-    async fn start(addr: &str) -> Self {
-        let got = Arc::new(Mutex::new(Received::default()));
-        let app = axum::Router::new()
-            .route("/v1/traces", axum::routing::post(export))
-            .fallback(|| async { StatusCode::NOT_FOUND })
-            .with_state(got.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("the receiver listens on {addr}: {e}"));
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, got }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn spans(&self) -> Vec<Got> {
-        self.got.lock().expect("received").spans.clone()
-    }
-
-    fn requests(&self) -> usize {
-        self.got.lock().expect("received").requests
-    }
-
-    fn refused(&self) -> Vec<String> {
-        self.got.lock().expect("received").refused.clone()
-    }
-}
-
-/// The record spans of `spans` (one per record per stage), by stage.
-fn record_spans(spans: &[Got]) -> HashMap<String, Vec<Got>> {
-    let mut by_stage: HashMap<String, Vec<Got>> = HashMap::new();
-    for s in spans.iter().filter(|s| s.kind == SpanKind::Consumer) {
-        by_stage.entry(s.attr("sluice.stage").to_owned()).or_default().push(s.clone());
-    }
-    by_stage
-}
+use receiver::{record_spans, Got, Receiver};
 
 const STAGES: [&str; 5] = ["classify", "embed", "retrieve", "generate", "review"];
 
