@@ -119,7 +119,12 @@ function checkHttp(page) {
 }
 
 async function goto(page, path) {
-  const response = await page.goto(path, { waitUntil: 'load' });
+  let response;
+  try {
+    response = await page.goto(path, { waitUntil: 'load' });
+  } catch (error) {
+    fail(`GET ${new URL(path, CONSOLE_URL + '/')} failed: ${firstLine(error).replace(/^page\.goto: /, '')}`);
+  }
   checkHttp(page);
   if (response && response.status() >= 400) fail(`GET ${path} answered ${response.status()}`);
 }
@@ -247,7 +252,7 @@ async function decide(page, doc, decision, { answer, note, screenshot }) {
   await button.click();
   await waitForPath(page, (p) => p.replace(/\/$/, '') === '/review', '/review after the decision');
   const flash = await expectFlash(page, decision === 'approve' ? /approv/i : /reject/i);
-  await waitGone(page, `article.item${attr('data-doc', doc)}`, `the ${decision}d item`);
+  await waitGone(page, `article.item${attr('data-doc', doc)}`, `the ${decision === 'approve' ? 'approved' : 'rejected'} item`);
   return { doc, item: id, flash };
 }
 
@@ -402,7 +407,10 @@ async function closeBrowser() {
   await Promise.race([b.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
 }
 
+let failing = false;
 async function failure(message) {
+  if (failing) return; // the watchdog and the interrupted step both report: the first one wins
+  failing = true;
   const url = activePage && !activePage.isClosed() ? activePage.url() : '(no page)';
   log(`FAILED at step "${step}" on ${url}: ${message}`);
   if (shotDir && activePage && !activePage.isClosed()) {
