@@ -45,6 +45,7 @@ pub mod avro;
 pub mod budget;
 pub mod call;
 pub mod config;
+pub mod console;
 pub mod devstack;
 pub mod kafka;
 pub mod metering;

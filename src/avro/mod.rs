@@ -28,10 +28,11 @@ pub enum SchemaKind {
     DeadLetter,
     CostEvent,
     BudgetClaim,
+    ReviewEvent,
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 9] = [
+    pub const ALL: [SchemaKind; 10] = [
         Self::Document,
         Self::Classified,
         Self::Embedded,
@@ -41,6 +42,7 @@ impl SchemaKind {
         Self::DeadLetter,
         Self::CostEvent,
         Self::BudgetClaim,
+        Self::ReviewEvent,
     ];
 
     /// The schema's JSON text, as shipped in `schemas/`.
@@ -55,6 +57,7 @@ impl SchemaKind {
             Self::DeadLetter => include_str!("../../schemas/dead_letter.avsc"),
             Self::CostEvent => include_str!("../../schemas/cost_event.avsc"),
             Self::BudgetClaim => include_str!("../../schemas/budget_claim.avsc"),
+            Self::ReviewEvent => include_str!("../../schemas/review_event.avsc"),
         }
     }
 
@@ -70,6 +73,7 @@ impl SchemaKind {
             Self::DeadLetter => "sluice.DeadLetter",
             Self::CostEvent => "sluice.CostEvent",
             Self::BudgetClaim => "sluice.BudgetClaim",
+            Self::ReviewEvent => "sluice.ReviewEvent",
         }
     }
 

@@ -69,6 +69,56 @@ pub struct Review {
     pub redactions: i32,
 }
 
+/// What a reviewer decided on a needs-human record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HumanDecision {
+    Approved,
+    Rejected,
+}
+
+/// A reviewer's decision as the approved and rejected topics carry it: the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HumanReview {
+    pub reviewer: String,
+    pub decision: HumanDecision,
+    #[serde(default)]
+    pub note: String,
+    pub decided_at_ms: i64,
+    /// The generated answer, when the reviewer edited it.
+    #[serde(default)]
+    pub original_answer: Option<String>,
+    /// `partition/offset` of the decision in the review-claims topic.
+    pub decision_id: String,
+}
+
+/// One step of a review on the review-claims topic (`schemas/review_event.avsc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReviewStep {
+    Claim,
+    Release,
+    Decide,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewEvent {
+    pub item_partition: i32,
+    pub item_offset: i64,
+    pub step: ReviewStep,
+    pub reviewer: String,
+    pub holder: String,
+    pub at_ms: i64,
+    pub expires_ms: i64,
+    #[serde(default)]
+    pub decision: Option<HumanDecision>,
+    #[serde(default)]
+    pub answer: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
 /// The document and what the stages so far added to it. Each stage-output schema is a view of
 /// this type; encoding resolves it against the target schema, which keeps only that schema's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +136,9 @@ pub struct Envelope {
     pub answer: Option<Answer>,
     #[serde(default)]
     pub review: Option<Review>,
+    /// A person's decision from the review queue (approved and rejected topics only).
+    #[serde(default)]
+    pub human_review: Option<HumanReview>,
 }
 
 impl Envelope {
@@ -98,6 +151,7 @@ impl Envelope {
             passages: Vec::new(),
             answer: None,
             review: None,
+            human_review: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Subcommands. Every command that talks to Kafka takes `--topology FILE`;
 //! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` override its connection settings.
 
+mod console;
 mod consume;
 mod cost;
 mod demo;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Per stage: group members, lag, oldest unprocessed record, retry and deferred backlogs,
     /// dead letters and spend today; exit code 3 when a stage is unhealthy.
     Status(status::Args),
+    /// Serve the web console: the review queue, dead letters with redrive, and the pipeline
+    /// at a glance (loopback by default; elsewhere a token is required).
+    Console(console::Args),
     /// Embed a knowledge base (JSON lines) into a retrieve stage's vector store.
     Index(index::Args),
     /// Serve a mock model provider (OpenAI chat/embeddings, Anthropic messages) with latency,
@@ -97,6 +101,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Dlq(a) => dlq::run(a).await,
         Command::Replay(a) => replay::run(a).await,
         Command::Status(a) => status::run(a).await,
+        Command::Console(a) => console::run(a).await,
         Command::MockProvider(a) => mock_provider::run(a).await,
     }
 }

@@ -193,6 +193,29 @@ impl StageSpec {
         }
         out
     }
+
+    /// A review stage's review-queue topics: (needs-human, approved, rejected); `None` for
+    /// other kinds.
+    pub fn review_queue(&self) -> Option<(&str, &str, &str)> {
+        match &self.kind {
+            StageKindSpec::Review { needs_human_output, rejected_output, .. } => {
+                Some((needs_human_output, &self.output, rejected_output))
+            }
+            _ => None,
+        }
+    }
+
+    /// Where the review queue of a review stage keeps its claims and decisions:
+    /// `<needs-human topic>.claims`.
+    pub fn review_claims_topic(&self) -> Option<String> {
+        self.review_queue().map(|(needs_human, ..)| format!("{needs_human}.claims"))
+    }
+
+    /// The consumer group whose committed offsets on the needs-human topic mark what the review
+    /// queue has decided: `<stage group>.console`.
+    pub fn review_queue_group(&self) -> Option<String> {
+        self.review_queue().map(|_| format!("{}.console", self.group))
+    }
 }
 
 /// Limits on records in flight. A partition's window (received, offset not yet stored) holds at

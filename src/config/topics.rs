@@ -22,6 +22,9 @@ pub enum TopicRole {
     Deferred { stage: String },
     /// Budget claims of every replica, decided in log order (one partition).
     BudgetLedger,
+    /// The review queue's claims and decisions for a review stage's needs-human topic, decided
+    /// in log order (one partition) by every console replica.
+    ReviewClaims { stage: String },
 }
 
 impl TopicRole {
@@ -36,6 +39,7 @@ impl TopicRole {
             Self::Metering => "metering".to_owned(),
             Self::Deferred { stage } => format!("deferred records of stage '{stage}'"),
             Self::BudgetLedger => "budget ledger".to_owned(),
+            Self::ReviewClaims { stage } => format!("review claims of stage '{stage}'"),
         }
     }
 
@@ -121,6 +125,16 @@ impl Topology {
                 partitions: parts,
                 schema: SchemaKind::DeadLetter,
             });
+        }
+        for s in &self.stages {
+            if let Some(name) = s.review_claims_topic() {
+                out.push(PlannedTopic {
+                    name,
+                    role: TopicRole::ReviewClaims { stage: s.name.clone() },
+                    partitions: 1,
+                    schema: SchemaKind::ReviewEvent,
+                });
+            }
         }
         out.push(PlannedTopic {
             name: self.metering_topic.clone(),

@@ -117,7 +117,7 @@ impl Filter {
 }
 
 /// The id of the document a dead letter holds, when its original value decodes.
-async fn document_id(codec: &Codec, letter: &DeadLetter) -> Result<Option<String>, DlqError> {
+pub async fn document_id(codec: &Codec, letter: &DeadLetter) -> Result<Option<String>, DlqError> {
     match codec.decode(letter.original_value.as_deref()).await {
         Ok(d) => Ok(Envelope::from_value(d.kind, d.value).ok().map(|e| e.document.id)),
         Err(CodecError::RegistryUnavailable(e)) => Err(DlqError::RegistryUnavailable(e)),

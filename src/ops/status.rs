@@ -58,6 +58,9 @@ pub struct StageStatus {
     pub input: String,
     /// High watermark minus committed offset, summed over the input's partitions.
     pub lag: i64,
+    /// The group's positions on the input, summed over its partitions: the difference between
+    /// two reports is what the stage processed between them.
+    pub position: i64,
     /// The partition with the largest lag (`None` when no partition lags).
     pub worst_partition: Option<i32>,
     pub worst_partition_lag: i64,
@@ -148,6 +151,7 @@ pub fn stage_status(t: &Topology, spec: &StageSpec, now: i64) -> Result<StageSta
         members_known: info.members_known,
         input: spec.input.clone(),
         lag: input.iter().map(Position::lag).sum(),
+        position: input.iter().map(Position::current).sum(),
         worst_partition: worst.map(|p| p.partition),
         worst_partition_lag: worst.map_or(0, Position::lag),
         oldest_unprocessed_ms: oldest,
@@ -288,6 +292,7 @@ mod tests {
             members_known: true,
             input: "in".into(),
             lag: 7,
+            position: 0,
             worst_partition: Some(0),
             worst_partition_lag: 7,
             oldest_unprocessed_ms: None,

@@ -1,0 +1,245 @@
+//! What a reviewer does to an item, each step written to the review-claims topic and decided
+//! by the [`super::ledger`] once read back: claim, release, decide. A decision that counts is
+//! then *finished*: its `Reviewed` record is produced to the approved or rejected topic and,
+//! once acknowledged, a `DONE` step lets the queue's group commit past the item.
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+
+use super::ledger::{Decision, ItemKey, ItemState};
+use super::review::ReviewQueue;
+use crate::avro::{HumanDecision, HumanReview, ReviewEvent, ReviewStep, SchemaKind, Verdict};
+use crate::call::now_ms;
+
+/// A decision is refused when the claim has less than this left: it could lapse on the way.
+const DECIDE_MARGIN_MS: i64 = 10_000;
+/// Header naming the decision (`<claims topic>/0/<offset>`) on the records decisions produce.
+pub const DECISION_HEADER: &str = "sluice-review-decision";
+
+/// Who acts: a reviewer's name and the console session acting for them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub reviewer: String,
+    pub holder: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("item {0}/{1} is not in the queue (decided already, or not read yet)")]
+    Unknown(i32, i64),
+    #[error("{reviewer} holds this item until {until}")]
+    ClaimedBy { reviewer: String, until: String },
+    #[error("your claim on this item lapsed or is about to: claim it again")]
+    NotHolder,
+    #[error("the item was decided already")]
+    Decided,
+    #[error("item {0}/{1} cannot be decoded and cannot be decided here: {2}")]
+    Undecodable(i32, i64, String),
+    #[error("the review-claims topic did not answer: {0}")]
+    Claims(String),
+    #[error("producing the decision: {0}")]
+    Produce(String),
+}
+
+/// What a reviewer decided, before it is written.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub decision: HumanDecision,
+    /// The answer as the reviewer left it; `None` or unchanged text: not edited.
+    pub answer: Option<String>,
+    pub note: String,
+}
+
+impl ReviewQueue {
+    /// Claims `key` for `actor` until now + the claim TTL (a renewal when they hold it).
+    pub async fn claim(&self, key: ItemKey, actor: &Actor) -> Result<(), ActionError> {
+        // An undecodable item may be claimed, to look at it, but not decided.
+        let _envelope = self.pending(key)?;
+        let now = now_ms();
+        let ttl = self.claim_ttl.as_millis() as i64;
+        self.step(key, actor, ReviewStep::Claim, now + ttl, None).await?;
+        match self.state().ledger.state(key) {
+            s if s.holder_at(now_ms()).is_some_and(|(_, h)| h == actor.holder) => Ok(()),
+            ItemState::Claimed { reviewer, expires_ms, .. } => Err(ActionError::ClaimedBy {
+                reviewer,
+                until: crate::ops::iso8601::rfc3339(expires_ms),
+            }),
+            _ => Err(ActionError::Decided),
+        }
+    }
+
+    /// Gives `key` back to the queue.
+    pub async fn release(&self, key: ItemKey, actor: &Actor) -> Result<(), ActionError> {
+        self.step(key, actor, ReviewStep::Release, 0, None).await.map(|_| ())
+    }
+
+    /// Decides `key`; when the decision counts, produces its record and waits for it.
+    pub async fn decide(
+        &self,
+        key: ItemKey,
+        actor: &Actor,
+        verdict: Judgement,
+    ) -> Result<(), ActionError> {
+        let item = self.pending(key)?;
+        let original = item.as_ref().ok().and_then(|e| e.answer.as_ref()).map(|a| a.text.clone());
+        if let Err(e) = item {
+            return Err(ActionError::Undecodable(key.partition, key.offset, e));
+        }
+        let holds = self
+            .state()
+            .ledger
+            .state(key)
+            .holder_at(now_ms() + DECIDE_MARGIN_MS)
+            .is_some_and(|(_, h)| h == actor.holder);
+        if !holds {
+            return Err(ActionError::NotHolder);
+        }
+        let answer = verdict.answer.filter(|a| Some(a) != original.as_ref());
+        let offset = self
+            .step(key, actor, ReviewStep::Decide, 0, Some((verdict.decision, answer, verdict.note)))
+            .await?;
+        match self.state().ledger.state(key) {
+            ItemState::Decided(d) if d.id == offset => {}
+            ItemState::Decided(_) | ItemState::Done => return Err(ActionError::Decided),
+            _ => return Err(ActionError::NotHolder),
+        }
+        tracing::info!(
+            stage = %self.topics.stage, item = %format!("{}/{}", key.partition, key.offset),
+            reviewer = %actor.reviewer, decision = ?verdict.decision, "review decision"
+        );
+        self.finish(key).await
+    }
+
+    /// Produces the counting decision's record for `key`, then its `DONE`. Called by the
+    /// deciding replica, and by any replica for decisions left unfinished.
+    pub async fn finish(&self, key: ItemKey) -> Result<(), ActionError> {
+        if !self.finishing.lock().expect("never poisoned").insert(key) {
+            return Ok(());
+        }
+        let result = self.finish_once(key).await;
+        self.finishing.lock().expect("never poisoned").remove(&key);
+        result
+    }
+
+    async fn finish_once(&self, key: ItemKey) -> Result<(), ActionError> {
+        let (decision, item) = {
+            let state = self.state();
+            let ItemState::Decided(d) = state.ledger.state(key) else { return Ok(()) };
+            let Some(item) = state.items.get(&key).cloned() else {
+                return Err(ActionError::Unknown(key.partition, key.offset));
+            };
+            (d, item)
+        };
+        let envelope =
+            item.envelope.map_err(|e| ActionError::Undecodable(key.partition, key.offset, e))?;
+        let topic = match decision.decision {
+            HumanDecision::Approved => &self.topics.approved,
+            HumanDecision::Rejected => &self.topics.rejected,
+        };
+        let id = format!("{}/0/{}", self.topics.claims, decision.id);
+        let record = decided(envelope, &decision, id.clone());
+        let value = record
+            .to_value(SchemaKind::Reviewed)
+            .map_err(|e| ActionError::Produce(e.to_string()))?;
+        let bytes =
+            self.codec.encode(topic, &value).map_err(|e| ActionError::Produce(e.to_string()))?;
+        let mut headers =
+            OwnedHeaders::new().insert(Header { key: DECISION_HEADER, value: Some(&id) });
+        if let Some(tp) = &item.traceparent {
+            headers = headers.insert(Header { key: "traceparent", value: Some(tp) });
+        }
+        let send =
+            FutureRecord::to(topic).key(&record.document.id).payload(&bytes).headers(headers);
+        self.producer
+            .send(send, Timeout::After(std::time::Duration::from_secs(30)))
+            .await
+            .map_err(|(e, _)| ActionError::Produce(e.to_string()))?;
+        let actor = Actor { reviewer: decision.reviewer.clone(), holder: decision.holder.clone() };
+        self.step(key, &actor, ReviewStep::Done, 0, None).await.map(|_| ())
+    }
+
+    /// The item at `key` while it is pending.
+    fn pending(&self, key: ItemKey) -> Result<Result<crate::avro::Envelope, String>, ActionError> {
+        let state = self.state();
+        let item = state.items.get(&key).ok_or(ActionError::Unknown(key.partition, key.offset))?;
+        if !state.ledger.state(key).is_pending() {
+            return Err(ActionError::Decided);
+        }
+        Ok(item.envelope.clone())
+    }
+
+    /// Writes one step and waits until the ledger applied it; returns its offset.
+    async fn step(
+        &self,
+        key: ItemKey,
+        actor: &Actor,
+        step: ReviewStep,
+        expires_ms: i64,
+        decided: Option<(HumanDecision, Option<String>, String)>,
+    ) -> Result<i64, ActionError> {
+        let (decision, answer, note) = match decided {
+            Some((d, a, n)) => (Some(d), a, Some(n)),
+            None => (None, None, None),
+        };
+        let event = ReviewEvent {
+            item_partition: key.partition,
+            item_offset: key.offset,
+            step,
+            reviewer: actor.reviewer.clone(),
+            holder: actor.holder.clone(),
+            at_ms: now_ms(),
+            expires_ms,
+            decision,
+            answer,
+            note,
+        };
+        let claims = &self.topics.claims;
+        let bytes = apache_avro::to_value(&event)
+            .and_then(|v| v.resolve(SchemaKind::ReviewEvent.schema()))
+            .map_err(|e| ActionError::Claims(e.to_string()))
+            .and_then(|v| {
+                self.codec.encode(claims, &v).map_err(|e| ActionError::Claims(e.to_string()))
+            })?;
+        let item = format!("{}/{}", key.partition, key.offset);
+        let record = FutureRecord::to(claims).key(&item).payload(&bytes).partition(0);
+        let offset = self
+            .producer
+            .send(record, Timeout::After(std::time::Duration::from_secs(10)))
+            .await
+            .map_err(|(e, _)| ActionError::Claims(e.to_string()))?
+            .offset;
+        if !self.applied(offset).await {
+            return Err(ActionError::Claims("the console did not read its own step back".into()));
+        }
+        Ok(offset)
+    }
+}
+
+/// The record a decision produces: the needs-human record with the verdict set by a person,
+/// the answer as they left it, and the audit trail.
+pub fn decided(
+    mut envelope: crate::avro::Envelope,
+    d: &Decision,
+    id: String,
+) -> crate::avro::Envelope {
+    let mut original_answer = None;
+    if let (Some(answer), Some(edited)) = (envelope.answer.as_mut(), d.answer.as_ref()) {
+        original_answer = Some(std::mem::replace(&mut answer.text, edited.clone()));
+    }
+    if let Some(review) = envelope.review.as_mut() {
+        review.verdict = match d.decision {
+            HumanDecision::Approved => Verdict::Approved,
+            HumanDecision::Rejected => Verdict::Rejected,
+        };
+    }
+    envelope.human_review = Some(HumanReview {
+        reviewer: d.reviewer.clone(),
+        decision: d.decision,
+        note: d.note.clone(),
+        decided_at_ms: d.at_ms,
+        original_answer,
+        decision_id: id,
+    });
+    envelope
+}

@@ -1,0 +1,277 @@
+//! Dead letters: browse a stage's dead-letter topic by error class (newest first, with the
+//! decoded original, the error history and the attempts), and redrive one record or the
+//! filtered set through [`crate::ops::redrive`] — the code and loop guard of
+//! `sluice dlq redrive` — always previewing the dry run first.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use super::auth::Session;
+use super::html::{csrf_field, esc, options, time, Nav};
+use super::server::{App, FormData, Shared};
+use crate::avro::{Codec, DeadLetterClass};
+use crate::kafka::registry_settings;
+use crate::ops::dlq_read::{document_id, original_json, read_all, redrive_count};
+use crate::ops::{parse_class, redrive, Filter, RedriveOptions, RedriveReport};
+
+/// Letters shown on one page at most (the newest).
+const SHOWN: usize = 200;
+const CLASSES: [DeadLetterClass; 3] =
+    [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted];
+
+/// The stage, class and document a page or a redrive is about.
+struct Selection {
+    stage: String,
+    class: Option<DeadLetterClass>,
+    doc: Option<String>,
+}
+
+impl Selection {
+    fn of(app: &App, q: &HashMap<String, String>) -> Result<Self, String> {
+        let stage = match q.get("stage").filter(|s| !s.is_empty()) {
+            Some(s) if app.topology.stage(s).is_some() => s.clone(),
+            Some(s) => return Err(format!("no stage '{s}' in this topology")),
+            None => app.topology.stages.first().map(|s| s.name.clone()).unwrap_or_default(),
+        };
+        let class = q.get("class").filter(|c| !c.is_empty()).map(|c| parse_class(c)).transpose()?;
+        let doc = q.get("doc").filter(|d| !d.is_empty()).cloned();
+        Ok(Self { stage, class, doc })
+    }
+
+    fn hidden(&self, session: &Session) -> String {
+        format!(
+            r#"{}<input type="hidden" name="stage" value="{}"><input type="hidden" name="class" value="{}"><input type="hidden" name="doc" value="{}">"#,
+            csrf_field(session),
+            esc(&self.stage),
+            self.class.map_or("", |c| c.symbol()),
+            esc(self.doc.as_deref().unwrap_or_default())
+        )
+    }
+
+    fn options(&self, execute: bool) -> RedriveOptions {
+        let filter = Filter {
+            error_class: self.class,
+            ids: self.doc.iter().cloned().collect(),
+            ..Filter::default()
+        };
+        RedriveOptions { filter, execute, ..RedriveOptions::default() }
+    }
+
+    fn describe(&self) -> String {
+        let mut out = format!("stage {}", self.stage);
+        if let Some(c) = self.class {
+            let _ = write!(out, ", class {}", c.symbol());
+        }
+        if let Some(d) = &self.doc {
+            let _ = write!(out, ", document {d}");
+        }
+        out
+    }
+}
+
+pub async fn list(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let session = match app.viewer(&headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body = match Selection::of(&app, &q) {
+        Ok(sel) => letters(&app, &session, &sel).await.unwrap_or_else(|e| {
+            format!(r#"<p class="flash error">Reading dead letters: {}</p>"#, esc(&e))
+        }),
+        Err(e) => format!(r#"<p class="flash error">{}</p>"#, esc(&e)),
+    };
+    app.render("Dead letters", Nav::DeadLetters, &session, &body).into_response()
+}
+
+async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String, String> {
+    let t = &app.topology;
+    let spec = t.stage(&sel.stage).ok_or("no such stage")?;
+    let codec = Codec::connect(&registry_settings(t), &[]).await.map_err(|e| e.to_string())?;
+    let records = read_all(t, &codec, &spec.dead_letter_topic).await.map_err(|e| e.to_string())?;
+    let stages = t.stages.iter().map(|s| s.name.clone());
+    let classes = CLASSES.iter().map(|c| c.symbol().to_owned());
+    let mut out = format!(
+        r#"<form id="dlq-filter" method="get" action="/dead-letters" class="row">
+<label>Stage <select name="stage">{}</select></label><label>Error class <select name="class">{}</select></label>
+<button type="submit">Show</button></form>"#,
+        options("first stage", stages, Some(&sel.stage)),
+        options("all classes", classes, sel.class.map(|c| c.symbol())),
+    );
+    let selected: Vec<_> = records
+        .iter()
+        .rev()
+        .filter(|r| {
+            r.letter
+                .as_ref()
+                .map_or(sel.class.is_none(), |l| sel.class.is_none_or(|c| c == l.error_class))
+        })
+        .collect();
+    let _ = write!(
+        out,
+        r#"<p>{} record(s) on <code>{}</code>, {} shown{}.</p>
+<form method="post" action="/dead-letters/preview" class="row">{}<button type="submit" class="redrive-all">Redrive all of these… (preview)</button></form>"#,
+        records.len(),
+        esc(&spec.dead_letter_topic),
+        selected.len().min(SHOWN),
+        sel.class.map_or(String::new(), |c| format!(" of class {}", c.symbol())),
+        Selection { stage: sel.stage.clone(), class: sel.class, doc: None }.hidden(session),
+    );
+    for r in selected.into_iter().take(SHOWN) {
+        let Ok(l) = &r.letter else {
+            let _ = write!(
+                out,
+                r#"<article class="letter card" data-doc="" data-offset="{}"><p class="flash error">{}/{}: not a dead letter: {}</p></article>"#,
+                r.offset,
+                r.partition,
+                r.offset,
+                esc(r.letter.as_ref().err().map_or("", String::as_str))
+            );
+            continue;
+        };
+        let doc = document_id(&codec, l).await.map_err(|e| e.to_string())?.unwrap_or_default();
+        let original = original_json(&codec, l.original_value.as_deref()).await;
+        let pretty = serde_json::to_string_pretty(&original).unwrap_or_default();
+        let redriven = redrive_count(&l.original_headers).map_or_else(|e| e, |n| n.to_string());
+        let _ = write!(
+            out,
+            r#"<article class="letter card" data-doc="{doc}" data-offset="{offset}">
+<header><b>{class}</b> <span class="muted">{p}/{offset} · failed {failed} · from {ot} {op}/{oo} · redriven {redriven}×</span></header>
+<p>{message}</p><p class="muted">document {doc_text} · model {model} · prompt {prompt}</p>
+<details><summary>Attempts ({n}) and the original record</summary><table><thead><tr><th>#</th><th>At</th><th>Class</th><th>Message</th></tr></thead><tbody>"#,
+            doc = esc(&doc),
+            offset = r.offset,
+            p = r.partition,
+            class = l.error_class.symbol(),
+            failed = time(Some(l.failed_at_ms)),
+            ot = esc(&l.original_topic),
+            op = l.original_partition,
+            oo = l.original_offset,
+            message = esc(&l.error_message),
+            doc_text = esc(if doc.is_empty() { "(undecodable)" } else { &doc }),
+            model = esc(l.model.as_deref().unwrap_or("—")),
+            prompt = esc(l.prompt_version.as_deref().unwrap_or("—")),
+            n = l.attempts.len(),
+        );
+        for a in &l.attempts {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                a.attempt,
+                time(Some(a.at_ms)),
+                esc(&a.error_class),
+                esc(&a.message)
+            );
+        }
+        let _ = write!(out, "</tbody></table><pre>{}</pre></details>", esc(&pretty));
+        if !doc.is_empty() {
+            let one =
+                Selection { stage: sel.stage.clone(), class: Some(l.error_class), doc: Some(doc) };
+            let _ = write!(
+                out,
+                r#"<form method="post" action="/dead-letters/preview">{}<button type="submit" class="redrive-preview">Redrive… (preview)</button></form>"#,
+                one.hidden(session)
+            );
+        }
+        out.push_str("</article>");
+    }
+    Ok(out)
+}
+
+fn plan_table(r: &RedriveReport) -> String {
+    let mut out = String::from(
+        r#"<table id="redrive-plan"><thead><tr><th>Back to topic</th><th>Error class</th><th>Records</th></tr></thead><tbody>"#,
+    );
+    for row in &r.plan {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&row.original_topic),
+            esc(&row.error_class),
+            row.records
+        );
+    }
+    let _ = write!(
+        out,
+        r#"</tbody></table><p class="muted">Left in place by the loop guard: {} · cannot be redriven: {} · not selected: {} · finished by earlier runs: {} · position kept in group <code>{}</code>.</p>"#,
+        r.loop_guarded.len(),
+        r.unredrivable.len(),
+        r.passed_over,
+        r.done_before,
+        esc(&r.group)
+    );
+    out
+}
+
+pub async fn preview(State(app): State<Shared>, headers: HeaderMap, form: FormData) -> Response {
+    run(app, headers, form.0, false).await
+}
+
+pub async fn execute(State(app): State<Shared>, headers: HeaderMap, form: FormData) -> Response {
+    run(app, headers, form.0, true).await
+}
+
+async fn run(
+    app: Shared,
+    headers: HeaderMap,
+    form: HashMap<String, String>,
+    execute: bool,
+) -> Response {
+    let session = match app.actor(&headers, &form) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let sel = match Selection::of(&app, &form) {
+        Ok(s) => s,
+        Err(e) => {
+            let body = format!(r#"<p class="flash error">{}</p>"#, esc(&e));
+            return app.render("Redrive", Nav::DeadLetters, &session, &body).into_response();
+        }
+    };
+    let report = redrive(&app.topology, &sel.stage, &sel.options(execute), |_| {}).await;
+    let mut body = format!("<p>Dead letters of {}.</p>", esc(&sel.describe()));
+    match report {
+        Err(e) => {
+            let _ = write!(body, r#"<p class="flash error">{}</p>"#, esc(&e.to_string()));
+        }
+        Ok(r) if !execute => {
+            body.push_str(&plan_table(&r));
+            if r.planned() == 0 {
+                body.push_str(r#"<p class="empty">Nothing to redrive with this selection.</p>"#);
+            } else {
+                let _ = write!(
+                    body,
+                    r#"<p>This is a dry run: nothing was produced. Redriving republishes the original records to their topics, where the stage processes them again.</p>
+<form method="post" action="/dead-letters/redrive">{}<button type="submit" class="redrive-execute danger">Redrive {} record(s)</button></form>"#,
+                    sel.hidden(&session),
+                    r.planned()
+                );
+            }
+        }
+        Ok(r) => {
+            tracing::info!(reviewer = %session.reviewer, selection = %sel.describe(), redriven = r.redriven, "console redrive");
+            let _ = write!(
+                body,
+                r#"<p id="redrive-result" class="flash">redriven {} of {} planned{}</p>"#,
+                r.redriven,
+                r.planned(),
+                r.stopped.as_deref().map_or(String::new(), |s| format!("; stopped: {}", esc(s)))
+            );
+            body.push_str(&plan_table(&r));
+        }
+    }
+    let _ = write!(
+        body,
+        r#"<p><a href="/dead-letters?stage={}">Back to the dead letters</a></p>"#,
+        super::html::url(&sel.stage)
+    );
+    let title = if execute { "Redrive" } else { "Redrive preview" };
+    app.render(title, Nav::DeadLetters, &session, &body).into_response()
+}

@@ -1,0 +1,234 @@
+//! A review stage's queue in a console replica: one assign-only consumer reads the needs-human
+//! topic from the queue group's committed offsets and the review-claims topic from its
+//! beginning into a [`QueueState`]; a committer moves the group's offsets past what is done;
+//! a finisher completes decisions whose replica stopped before their record was acknowledged.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::ledger::ItemKey;
+use super::queue::{Item, QueueState};
+use crate::avro::{Codec, Envelope, ReviewEvent, SchemaKind};
+use crate::call::now_ms;
+use crate::config::{StageSpec, Topology};
+use crate::kafka::{producer_config, reader_config, registry_settings};
+
+/// A decision older than this without its `DONE` is finished by any replica.
+pub const FINISH_AFTER: Duration = Duration::from_secs(30);
+const COMMIT_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Registry(#[from] crate::avro::RegistryError),
+}
+
+/// The topics and group of one review stage's queue.
+#[derive(Debug, Clone)]
+pub struct QueueTopics {
+    pub stage: String,
+    pub needs_human: String,
+    pub approved: String,
+    pub rejected: String,
+    pub claims: String,
+    pub group: String,
+}
+
+impl QueueTopics {
+    pub fn of(spec: &StageSpec) -> Option<Self> {
+        let (needs_human, approved, rejected) = spec.review_queue()?;
+        Some(Self {
+            stage: spec.name.clone(),
+            needs_human: needs_human.to_owned(),
+            approved: approved.to_owned(),
+            rejected: rejected.to_owned(),
+            claims: spec.review_claims_topic()?,
+            group: spec.review_queue_group()?,
+        })
+    }
+}
+
+pub struct ReviewQueue {
+    pub topics: QueueTopics,
+    pub claim_ttl: Duration,
+    state: Mutex<QueueState>,
+    /// The next review-claims offset applied to the ledger.
+    applied: watch::Sender<i64>,
+    consumer: StreamConsumer,
+    pub(super) producer: FutureProducer,
+    pub(super) codec: Codec,
+    /// Items this replica is finishing now.
+    pub(super) finishing: Mutex<HashSet<ItemKey>>,
+}
+
+impl ReviewQueue {
+    /// Connects and starts reading; the queue fills in the background.
+    pub async fn start(
+        t: &Topology,
+        topics: QueueTopics,
+        claim_ttl: Duration,
+    ) -> Result<Arc<Self>, QueueError> {
+        let writes = [
+            (topics.approved.clone(), SchemaKind::Reviewed),
+            (topics.rejected.clone(), SchemaKind::Reviewed),
+            (topics.claims.clone(), SchemaKind::ReviewEvent),
+        ];
+        let codec = Codec::connect(&registry_settings(t), &writes).await?;
+        let mut config = reader_config(&t.kafka);
+        config.remove("group.protocol");
+        config.set("group.id", &topics.group);
+        config.set("enable.partition.eof", "false");
+        config.set("auto.offset.reset", "earliest");
+        let consumer: StreamConsumer = config.create()?;
+        let producer: FutureProducer = producer_config(&t.kafka).create()?;
+        let (consumer, state) = tokio::task::spawn_blocking(move || {
+            let state = assign(&consumer, &topics)?;
+            Ok::<_, QueueError>(((consumer, topics), state))
+        })
+        .await
+        .expect("assignment thread does not panic")?;
+        let ((consumer, topics), state) = (consumer, state);
+        let queue = Arc::new(Self {
+            topics,
+            claim_ttl,
+            state: Mutex::new(state),
+            applied: watch::channel(0).0,
+            consumer,
+            producer,
+            codec,
+            finishing: Mutex::new(HashSet::new()),
+        });
+        tokio::spawn(tail(queue.clone()));
+        tokio::spawn(commit_loop(queue.clone()));
+        tokio::spawn(finish_loop(queue.clone()));
+        Ok(queue)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().expect("queue state lock is never poisoned")
+    }
+
+    /// Waits until the ledger applied the review-claims record at `offset`.
+    pub(super) async fn applied(&self, offset: i64) -> bool {
+        let mut rx = self.applied.subscribe();
+        let wait = async move { rx.wait_for(|next| *next > offset).await.is_ok() };
+        matches!(tokio::time::timeout(Duration::from_secs(10), wait).await, Ok(true))
+    }
+
+    async fn read(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let decoded = self.codec.decode(m.payload()).await;
+        if m.topic() == self.topics.claims {
+            let event = decoded.map_err(|e| e.to_string()).and_then(|d| {
+                apache_avro::from_value::<ReviewEvent>(&d.value).map_err(|e| e.to_string())
+            });
+            match event {
+                Ok(e) => self.state().ledger.apply(m.offset(), &e),
+                Err(e) => tracing::warn!(offset = m.offset(), error = %e, "review claim skipped"),
+            }
+            self.applied.send_replace(m.offset() + 1);
+            return;
+        }
+        let traceparent = m.headers().and_then(|h| {
+            h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value.map(<[u8]>::to_vec))
+        });
+        let envelope = decoded
+            .map_err(|e| e.to_string())
+            .and_then(|d| Envelope::from_value(d.kind, d.value).map_err(|e| e.to_string()));
+        let key = ItemKey { partition: m.partition(), offset: m.offset() };
+        let timestamp_ms = m.timestamp().to_millis().unwrap_or(0);
+        self.state().insert(Item { key, timestamp_ms, traceparent, envelope });
+    }
+}
+
+/// Assigns the needs-human partitions at the group's commits and the claims topic from its
+/// beginning (blocking).
+fn assign(consumer: &StreamConsumer, topics: &QueueTopics) -> Result<QueueState, QueueError> {
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(&topics.needs_human), timeout)?;
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition(&topics.needs_human, p);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let mut state = QueueState::default();
+    let mut tpl = TopicPartitionList::new();
+    for e in committed.elements() {
+        let at = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => consumer.fetch_watermarks(&topics.needs_human, e.partition(), timeout)?.0,
+        };
+        state.committed.insert(e.partition(), at);
+        tpl.add_partition_offset(&topics.needs_human, e.partition(), Offset::Offset(at))?;
+    }
+    tpl.add_partition_offset(&topics.claims, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    Ok(state)
+}
+
+async fn tail(queue: Arc<ReviewQueue>) {
+    loop {
+        match queue.consumer.recv().await {
+            Ok(m) => {
+                queue.read(&m).await;
+                queue.state().error = None;
+            }
+            Err(e) => {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue read");
+                queue.state().error = Some(e.to_string());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn commit_loop(queue: Arc<ReviewQueue>) {
+    loop {
+        tokio::time::sleep(COMMIT_EVERY).await;
+        let points = queue.state().commit_points();
+        if points.is_empty() {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, offset) in &points {
+            tpl.add_partition_offset(&queue.topics.needs_human, *p, Offset::Offset(*offset))
+                .expect("a valid offset");
+        }
+        match queue.consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => {
+                let mut state = queue.state();
+                for (p, offset) in points {
+                    state.committed_at(p, offset);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue commit")
+            }
+        }
+    }
+}
+
+async fn finish_loop(queue: Arc<ReviewQueue>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let stale: Vec<_> = {
+            let state = queue.state();
+            let cutoff = now_ms() - FINISH_AFTER.as_millis() as i64;
+            state.ledger.undone().filter(|(_, d)| d.at_ms < cutoff).map(|(k, _)| k).collect()
+        };
+        for key in stale {
+            if let Err(e) = queue.finish(key).await {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "finishing a decision");
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The console's HTTP side: the router, the shared [`App`], security headers, and the checks
+//! every request passes (a session for pages, a session and its CSRF token for every POST,
+//! and a same-origin `Origin` when the browser sends one).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+
+use super::auth::{Session, Sessions};
+use super::html::{page, Nav};
+use super::review::ReviewQueue;
+use super::{dlq_pages, pipeline_page, review_pages};
+use crate::config::Topology;
+
+pub struct App {
+    pub topology: Topology,
+    pub queues: Vec<Arc<ReviewQueue>>,
+    pub sessions: Sessions,
+    pub pipeline: pipeline_page::Sampler,
+}
+
+pub type Shared = Arc<App>;
+pub type FormData = Form<HashMap<String, String>>;
+
+pub fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/review") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/review", get(review_pages::list))
+        .route("/review/item/{partition}/{offset}", get(review_pages::item))
+        .route("/review/item/{partition}/{offset}/claim", post(review_pages::claim))
+        .route("/review/item/{partition}/{offset}/decide", post(review_pages::decide))
+        .route("/review/item/{partition}/{offset}/release", post(review_pages::release))
+        .route("/dead-letters", get(dlq_pages::list))
+        .route("/dead-letters/preview", post(dlq_pages::preview))
+        .route("/dead-letters/redrive", post(dlq_pages::execute))
+        .route("/pipeline", get(pipeline_page::page))
+        .route("/pipeline/table", get(pipeline_page::table))
+        .route("/assets/console.css", get(|| asset("text/css", include_str!("assets/console.css"))))
+        .route(
+            "/assets/console.js",
+            get(|| asset("text/javascript", include_str!("assets/console.js"))),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(app)
+}
+
+async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body)
+}
+
+/// Only the console's own scripts and styles; no framing; no referrer; no caching of pages.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::CACHE_CONTROL, "no-store");
+    response
+}
+
+impl App {
+    /// The session of a page request, or a redirect to the login page.
+    pub fn viewer(&self, headers: &HeaderMap) -> Result<Session, Response> {
+        self.sessions.of(headers).ok_or_else(|| Redirect::to("/login").into_response())
+    }
+
+    /// The session of a state-changing request whose form carries its CSRF token; otherwise
+    /// 403 and nothing is done.
+    pub fn actor(
+        &self,
+        headers: &HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> Result<Session, Response> {
+        let forbidden = |why: &str| (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+        if !same_origin(headers) {
+            return Err(forbidden("cross-origin request refused"));
+        }
+        let session = self.sessions.of(headers).ok_or_else(|| forbidden("log in first"))?;
+        if !session.csrf_ok(form.get("csrf").map(String::as_str)) {
+            return Err(forbidden("missing or wrong CSRF token: reload the page and try again"));
+        }
+        Ok(session)
+    }
+
+    /// A page for `session`, with its pending flash message.
+    pub fn render(&self, title: &str, nav: Nav, session: &Session, body: &str) -> Html<String> {
+        let flash = self.sessions.take_flash(&session.id);
+        Html(page(title, nav, Some(session), flash, body))
+    }
+}
+
+/// False when the browser says the request comes from another origin than the one it is sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+}
+
+async fn login_page(State(app): State<Shared>) -> Html<String> {
+    Html(page("Log in", Nav::None, None, None, &login_form(&app, None)))
+}
+
+fn login_form(app: &App, error: Option<&str>) -> String {
+    let token = if app.sessions.token_required() {
+        r#"<label>Console token <input name="token" type="password" autocomplete="current-password" required></label>"#
+    } else {
+        ""
+    };
+    let error = error.map_or(String::new(), |e| {
+        format!(r#"<p class="flash error">{}</p>"#, super::html::esc(e))
+    });
+    format!(
+        r#"{error}<form id="login" method="post" action="/login" class="card">
+<label>Your name (recorded with every decision) <input name="reviewer" autocomplete="username" required maxlength="64"></label>
+{token}<button type="submit">Log in</button></form>"#
+    )
+}
+
+async fn login(State(app): State<Shared>, headers: HeaderMap, Form(form): FormData) -> Response {
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+    }
+    let field = |k: &str| form.get(k).map_or("", String::as_str);
+    match app.sessions.login(field("reviewer"), field("token")) {
+        Ok(session) => {
+            tracing::info!(reviewer = %session.reviewer, "console login");
+            ([(header::SET_COOKIE, session.set_cookie())], Redirect::to("/review")).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "console login refused");
+            let body =
+                page("Log in", Nav::None, None, None, &login_form(&app, Some(&e.to_string())));
+            (StatusCode::UNAUTHORIZED, Html(body)).into_response()
+        }
+    }
+}
+
+async fn logout(State(app): State<Shared>, headers: HeaderMap, Form(form): FormData) -> Response {
+    match app.actor(&headers, &form) {
+        Ok(s) => {
+            app.sessions.logout(&s.id);
+            Redirect::to("/login").into_response()
+        }
+        Err(r) => r,
+    }
+}
