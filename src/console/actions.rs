@@ -12,7 +12,8 @@ use super::review::ReviewQueue;
 use crate::avro::{HumanDecision, HumanReview, ReviewEvent, ReviewStep, SchemaKind, Verdict};
 use crate::call::now_ms;
 
-/// A decision is refused when the claim has less than this left: it could lapse on the way.
+/// A decision is refused when the claim has less than this left (or a quarter of the claim's
+/// lifetime, if less): it could lapse on the way.
 const DECIDE_MARGIN_MS: i64 = 10_000;
 /// Header naming the decision (`<claims topic>/0/<offset>`) on the records decisions produce.
 pub const DECISION_HEADER: &str = "sluice-review-decision";
@@ -86,11 +87,12 @@ impl ReviewQueue {
         if let Err(e) = item {
             return Err(ActionError::Undecodable(key.partition, key.offset, e));
         }
+        let margin = DECIDE_MARGIN_MS.min(self.claim_ttl.as_millis() as i64 / 4);
         let holds = self
             .state()
             .ledger
             .state(key)
-            .holder_at(now_ms() + DECIDE_MARGIN_MS)
+            .holder_at(now_ms() + margin)
             .is_some_and(|(_, h)| h == actor.holder);
         if !holds {
             return Err(ActionError::NotHolder);
