@@ -80,7 +80,7 @@ pub async fn list(
 ) -> Response {
     let session = match app.viewer(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = match Selection::of(&app, &q) {
         Ok(sel) => letters(&app, &session, &sel).await.unwrap_or_else(|e| {
@@ -226,7 +226,7 @@ async fn run(
 ) -> Response {
     let session = match app.actor(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let sel = match Selection::of(&app, &form) {
         Ok(s) => s,

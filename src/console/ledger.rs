@@ -107,14 +107,15 @@ impl Ledger {
         let state = self.states.entry(key).or_default();
         let held_by_claimant = state.holder_at(e.at_ms).is_some_and(|(_, h)| h == e.holder);
         match e.step {
-            ReviewStep::Claim if state.is_pending() => {
-                if held_by_claimant || state.holder_at(e.at_ms).is_none() {
-                    *state = ItemState::Claimed {
-                        reviewer: e.reviewer.clone(),
-                        holder: e.holder.clone(),
-                        expires_ms: e.expires_ms,
-                    };
-                }
+            ReviewStep::Claim
+                if state.is_pending()
+                    && (held_by_claimant || state.holder_at(e.at_ms).is_none()) =>
+            {
+                *state = ItemState::Claimed {
+                    reviewer: e.reviewer.clone(),
+                    holder: e.holder.clone(),
+                    expires_ms: e.expires_ms,
+                };
             }
             ReviewStep::Release if held_by_claimant => *state = ItemState::Open,
             ReviewStep::Decide if held_by_claimant => {

@@ -47,7 +47,7 @@ impl Sampler {
 pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let session = match app.viewer(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = format!(
         r#"<p class="muted">Refreshes every 5 seconds.</p><div id="pipeline-live" data-src="/pipeline/table">{}</div>"#,
@@ -58,7 +58,7 @@ pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
 
 pub async fn table(State(app): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = app.viewer(&headers) {
-        return r;
+        return r.into_response();
     }
     Html(table_html(&app).await).into_response()
 }

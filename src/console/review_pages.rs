@@ -34,7 +34,7 @@ fn actor(s: &Session) -> Actor {
 pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query_) -> Response {
     let session = match app.viewer(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else {
         let body = "<p>This topology has no review stage, so there is no review queue.</p>";
@@ -90,13 +90,21 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         body.push_str(r#"<p class="empty">Nothing waits for review.</p>"#);
     }
     for (item, item_state) in pending {
-        body.push_str(&item_card(item, &item_state, &session, &queue.topics.stage, now));
+        body.push_str(&item_card(item, &item_state, &session, &queue.topics.stage, now, true));
     }
     drop(state);
     app.render("Review queue", Nav::Review, &session, &body).into_response()
 }
 
-fn item_card(item: &Item, state: &ItemState, session: &Session, stage: &str, now: i64) -> String {
+/// An item as the queue lists it; `with_claim`: with its claim button (not on its own page).
+fn item_card(
+    item: &Item,
+    state: &ItemState,
+    session: &Session,
+    stage: &str,
+    now: i64,
+    with_claim: bool,
+) -> String {
     let k = item.key;
     let held = state.holder_at(now);
     let (claim_text, button) = match held {
@@ -114,19 +122,31 @@ fn item_card(item: &Item, state: &ItemState, session: &Session, stage: &str, now
     };
     format!(
         r#"<article class="item card" data-doc="{doc}" data-item="{p}-{o}">
-<header><b>{doc}</b> <span class="muted">{tenant} · {label} · {p}/{o} · waiting {waited}</span> <span class="state">{claim}</span></header>
-{summary}
-<form method="post" action="/review/item/{p}/{o}/claim?stage={stage}">{csrf}<button class="claim" type="submit"{disabled}>{button}</button></form>
+<header><b>{doc}</b> <span class="muted">{tenant}{label} · {p}/{o} · waiting {waited}</span> <span class="state">{claim}</span></header>
+{summary}{form}
 </article>"#,
         doc = esc(&doc_id),
         p = k.partition,
         o = k.offset,
         tenant = esc(item.tenant()),
-        label = esc(item.label()),
+        label = if item.label().is_empty() {
+            String::new()
+        } else {
+            format!(" · {}", esc(item.label()))
+        },
         waited = age((now - item.timestamp_ms) / 1000),
         claim = esc(&claim_text),
-        stage = url(stage),
-        csrf = csrf_field(session),
+        form = if with_claim {
+            format!(
+                r#"<form method="post" action="/review/item/{}/{}/claim?stage={}">{}<button class="claim" type="submit"{disabled}>{button}</button></form>"#,
+                k.partition,
+                k.offset,
+                url(stage),
+                csrf_field(session)
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -171,7 +191,7 @@ pub async fn item(
 ) -> Response {
     let session = match app.viewer(&headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let key = ItemKey { partition, offset };
@@ -187,11 +207,11 @@ pub async fn item(
     };
     drop(state);
     let stage = url(&queue.topics.stage);
-    let mut body = item_card(&item, &item_state, &session, &queue.topics.stage, now_ms());
+    let held = item_state.holder_at(now_ms()).is_some_and(|(_, h)| h == session.id);
+    let mut body = item_card(&item, &item_state, &session, &queue.topics.stage, now_ms(), !held);
     if let Ok(e) = &item.envelope {
         body.push_str(&details(e));
     }
-    let held = item_state.holder_at(now_ms()).is_some_and(|(_, h)| h == session.id);
     if let (true, Ok(e), ItemState::Claimed { expires_ms, .. }) =
         (held, &item.envelope, &item_state)
     {
@@ -269,7 +289,7 @@ pub async fn claim(
 ) -> Response {
     let session = match app.actor(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let result = queue.claim(key_of(partition, offset), &actor(&session)).await;
@@ -286,7 +306,7 @@ pub async fn release(
 ) -> Response {
     let session = match app.actor(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let result = queue.release(key_of(partition, offset), &actor(&session)).await;
@@ -303,7 +323,7 @@ pub async fn decide(
 ) -> Response {
     let session = match app.actor(&headers, &form) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let note = form.get("note").map_or("", |n| n.trim()).to_owned();

@@ -57,7 +57,8 @@ async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body)
 }
 
-/// Only the console's own scripts and styles; no framing; no referrer; no caching of pages.
+/// Only the console's own scripts and styles; no framing; no referrer to other sites; no
+/// caching of pages.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
@@ -71,16 +72,33 @@ async fn security_headers(request: Request, next: Next) -> Response {
          connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // Not `no-referrer`: with it, browsers send `Origin: null` on form posts.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");
     response
 }
 
+/// Why a request is not served: no session (a page: log in first) or a refused action.
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    Login,
+    Forbidden(&'static str),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Login => Redirect::to("/login").into_response(),
+            Self::Forbidden(why) => (StatusCode::FORBIDDEN, format!("{why}\n")).into_response(),
+        }
+    }
+}
+
 impl App {
     /// The session of a page request, or a redirect to the login page.
-    pub fn viewer(&self, headers: &HeaderMap) -> Result<Session, Response> {
-        self.sessions.of(headers).ok_or_else(|| Redirect::to("/login").into_response())
+    pub fn viewer(&self, headers: &HeaderMap) -> Result<Session, Refusal> {
+        self.sessions.of(headers).ok_or(Refusal::Login)
     }
 
     /// The session of a state-changing request whose form carries its CSRF token; otherwise
@@ -89,14 +107,15 @@ impl App {
         &self,
         headers: &HeaderMap,
         form: &HashMap<String, String>,
-    ) -> Result<Session, Response> {
-        let forbidden = |why: &str| (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    ) -> Result<Session, Refusal> {
         if !same_origin(headers) {
-            return Err(forbidden("cross-origin request refused"));
+            return Err(Refusal::Forbidden("cross-origin request refused"));
         }
-        let session = self.sessions.of(headers).ok_or_else(|| forbidden("log in first"))?;
+        let session = self.sessions.of(headers).ok_or(Refusal::Forbidden("log in first"))?;
         if !session.csrf_ok(form.get("csrf").map(String::as_str)) {
-            return Err(forbidden("missing or wrong CSRF token: reload the page and try again"));
+            return Err(Refusal::Forbidden(
+                "missing or wrong CSRF token: reload the page and try again",
+            ));
         }
         Ok(session)
     }
@@ -162,6 +181,6 @@ async fn logout(State(app): State<Shared>, headers: HeaderMap, Form(form): FormD
             app.sessions.logout(&s.id);
             Redirect::to("/login").into_response()
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
