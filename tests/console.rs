@@ -66,8 +66,12 @@ async fn needs_human(h: &Harness, id: &str, tenant: &str, content: &str) {
 }
 
 async fn start(h: &Harness, ttl: Duration) -> Console {
-    let opts =
-        ConsoleOptions { addr: "127.0.0.1:0".parse().expect("addr"), token: None, claim_ttl: ttl };
+    let opts = ConsoleOptions {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        token: None,
+        claim_ttl: ttl,
+        metrics: vec![],
+    };
     console::start(&h.topology, opts).await.expect("console starts")
 }
 
@@ -316,6 +320,7 @@ async fn off_loopback_the_console_needs_a_token_and_checks_it() {
         addr: "0.0.0.0:0".parse().expect("addr"),
         token: token.map(str::to_owned),
         claim_ttl: Duration::from_secs(60),
+        metrics: vec![],
     };
     let refused = console::start(&h.topology, opts(None)).await.err().expect("refused");
     assert!(matches!(refused, ConsoleError::TokenRequired(_)), "{refused}");

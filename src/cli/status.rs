@@ -131,4 +131,7 @@ fn details(s: &StageStatus) {
         let delay = b.delay.as_deref().unwrap_or("-");
         println!("  retry rung {} (after {delay}): {} waiting", b.topic, b.records);
     }
+    for (tenant, micro) in &s.spend_today_by_tenant {
+        println!("  spend today of tenant {tenant}: {} USD", sluice::metering::report::usd(*micro));
+    }
 }

@@ -14,6 +14,7 @@ mod pipeline_page;
 pub mod queue;
 pub mod review;
 mod review_pages;
+pub mod scrape;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub struct ConsoleOptions {
     pub token: Option<String>,
     /// How long a reviewer holds a claimed item.
     pub claim_ttl: Duration,
+    /// Prometheus endpoints of the stage processes, for in-flight records and breaker states.
+    pub metrics: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,13 +73,16 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
         topology: t.clone(),
         queues,
         sessions: Sessions::new(opts.token),
-        pipeline: Default::default(),
+        pipeline: pipeline_page::Sampler::new(opts.metrics),
     });
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|error| ConsoleError::Bind { addr: opts.addr, error })?;
     let addr =
         listener.local_addr().map_err(|error| ConsoleError::Bind { addr: opts.addr, error })?;
+    // A first status sample now, so the pipeline page shows a throughput from its first view.
+    let primed = app.clone();
+    tokio::spawn(async move { primed.pipeline.prime(&primed).await });
     let router = server::router(app.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {

@@ -1,7 +1,9 @@
 //! The pipeline at a glance: per stage what `sluice status` reports (members, lag, oldest
-//! unprocessed record, retry and deferred backlogs, dead letters, spend today), plus the
-//! throughput between two samples and the review queue's depth. The table refreshes itself
-//! every few seconds (`/pipeline/table`, fetched by the page's script; without script, reload).
+//! unprocessed record, retry and deferred backlogs, dead letters, spend today by tenant), the
+//! throughput between two samples, the review queue's depth, and — from the stage processes'
+//! metrics endpoints, when given — records in flight and breaker states. The table refreshes
+//! itself every few seconds (`/pipeline/table`, fetched by the page's script; without script,
+//! reload).
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -11,36 +13,50 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::html::{age, esc, Nav};
+use super::scrape::{breaker_name, scrape, Scraped};
 use super::server::{App, Shared};
+use crate::metering::report::usd;
 use crate::ops::status::{self, Report};
 
 /// Samples are shared by every viewer and taken at most this often.
 const FRESH_FOR: Duration = Duration::from_secs(3);
 
-/// The last two status samples (the difference is the throughput).
-#[derive(Default)]
+/// The last two status samples (the difference is the throughput) and the last scrape.
 pub struct Sampler {
+    metrics: Vec<String>,
     last: tokio::sync::Mutex<Option<Sample>>,
 }
 
+#[derive(Clone)]
 struct Sample {
     at: Instant,
     report: Result<Report, String>,
     previous: Option<Report>,
+    scraped: Scraped,
 }
 
 impl Sampler {
-    /// The current report and the one before it.
-    async fn sample(&self, app: &App) -> (Result<Report, String>, Option<Report>) {
+    pub fn new(metrics: Vec<String>) -> Self {
+        Self { metrics, last: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Takes a first sample.
+    pub async fn prime(&self, app: &App) {
+        self.sample(app).await;
+    }
+
+    /// The current sample, with the report before it.
+    async fn sample(&self, app: &App) -> Sample {
         let mut last = self.last.lock().await;
         if let Some(s) = last.as_ref().filter(|s| s.at.elapsed() < FRESH_FOR) {
-            return (s.report.clone(), s.previous.clone());
+            return s.clone();
         }
         let report = status::report(&app.topology).await.map_err(|e| e.to_string());
         let previous = last.take().and_then(|s| s.report.ok());
-        *last =
-            Some(Sample { at: Instant::now(), report: report.clone(), previous: previous.clone() });
-        (report, previous)
+        let scraped = scrape(&self.metrics).await;
+        let sample = Sample { at: Instant::now(), report, previous, scraped };
+        *last = Some(sample.clone());
+        sample
     }
 }
 
@@ -64,13 +80,14 @@ pub async fn table(State(app): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn table_html(app: &App) -> String {
-    let (report, previous) = app.pipeline.sample(app).await;
+    let Sample { report, previous, scraped, .. } = app.pipeline.sample(app).await;
     let report = match report {
         Ok(r) => r,
         Err(e) => return format!(r#"<p class="flash error">{}</p>"#, esc(&e)),
     };
+    let scraping = !app.pipeline.metrics.is_empty();
     let mut out = String::from(
-        r#"<table id="stages"><thead><tr><th>Stage</th><th>Members</th><th>Lag</th><th>Throughput</th><th>Oldest waiting</th><th>Retry / deferred</th><th>Dead letters 1h / 24h</th><th>Spend today</th><th>Review queue</th></tr></thead><tbody>"#,
+        r#"<table id="stages"><thead><tr><th>Stage</th><th>Members</th><th>Lag</th><th>Throughput</th><th>In flight</th><th>Oldest waiting</th><th>Retry / deferred</th><th>Dead letters 1h / 24h</th><th>Spend today</th><th>Review queue</th></tr></thead><tbody>"#,
     );
     for s in &report.stages {
         let rate = previous
@@ -90,9 +107,19 @@ async fn table_html(app: &App) -> String {
                 q.state().depth().iter().map(|d| d.items).sum::<usize>().to_string()
             });
         let unhealthy = s.members_known && s.members.is_empty();
+        let in_flight = match scraped.in_flight.get(&s.stage) {
+            Some(n) => n.to_string(),
+            None if scraping => "0".into(),
+            None => "—".into(),
+        };
+        let mut spend = esc(&s.spend_today_usd);
+        for (tenant, micro) in &s.spend_today_by_tenant {
+            let _ =
+                write!(spend, r#"<br><span class="muted">{}: {}</span>"#, esc(tenant), usd(*micro));
+        }
         let _ = write!(
             out,
-            r#"<tr class="stage{}"><td><b>{}</b><br><span class="muted">{} · {}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href="/dead-letters?stage={}">{} / {}</a></td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr class="stage{}"><td><b>{}</b><br><span class="muted">{} · {}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href="/dead-letters?stage={}">{} / {}</a></td><td>{}</td><td>{}</td></tr>"#,
             if unhealthy { " unhealthy" } else { "" },
             esc(&s.stage),
             esc(&s.group),
@@ -100,16 +127,18 @@ async fn table_html(app: &App) -> String {
             members,
             s.lag,
             rate,
+            in_flight,
             s.oldest_unprocessed_age_s.map_or("—".into(), age),
             backlog,
             super::html::url(&s.stage),
             s.dead_letters_last_hour,
             s.dead_letters_last_day,
-            esc(&s.spend_today_usd),
+            spend,
             queue,
         );
     }
     out.push_str("</tbody></table>");
+    out.push_str(&breakers(&scraped, scraping));
     let problems = report.problems();
     if !problems.is_empty() {
         out.push_str(r#"<ul class="flash error">"#);
@@ -117,6 +146,30 @@ async fn table_html(app: &App) -> String {
             let _ = write!(out, "<li>{}</li>", esc(&p));
         }
         out.push_str("</ul>");
+    }
+    out
+}
+
+/// The breakers' states, or how to see them.
+fn breakers(scraped: &Scraped, scraping: bool) -> String {
+    if !scraping {
+        return r#"<p class="muted">Records in flight and circuit breakers live in the stage processes: start the console with <code>--metrics URL</code> for each one's <code>/metrics</code> (<code>sluice run --metrics-addr</code>).</p>"#.into();
+    }
+    let mut out = String::from(
+        r#"<table id="breakers"><thead><tr><th>Provider</th><th>Breaker</th></tr></thead><tbody>"#,
+    );
+    for (provider, state) in &scraped.breakers {
+        let class = if *state > 0 { r#" class="unhealthy""# } else { "" };
+        let _ = write!(
+            out,
+            "<tr{class}><td>{}</td><td>{}</td></tr>",
+            esc(provider),
+            breaker_name(*state)
+        );
+    }
+    out.push_str("</tbody></table>");
+    for e in &scraped.errors {
+        let _ = write!(out, r#"<p class="flash error">metrics endpoint {}</p>"#, esc(e));
     }
     out
 }

@@ -4,7 +4,7 @@
 //! that make the command fail for scripts and probes are here too: a stage with no members, and
 //! (with `--watch`) a lag that grew on consecutive samples.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use rdkafka::message::Message;
@@ -77,6 +77,8 @@ pub struct StageStatus {
     /// Cost events of this stage since 00:00 UTC, duplicates removed (micro-USD, and USD).
     pub spend_today_micro_usd: u64,
     pub spend_today_usd: String,
+    /// The same per tenant (micro-USD), tenants without spend left out.
+    pub spend_today_by_tenant: BTreeMap<String, u64>,
 }
 
 /// Every stage's status at one moment.
@@ -115,7 +117,8 @@ pub async fn report(t: &Topology) -> Result<Report, StatusError> {
         let mut s = tokio::task::spawn_blocking(move || stage_status(&t2, &spec2, taken_ms))
             .await
             .expect("status thread does not panic")?;
-        s.spend_today_micro_usd = spend.get(&spec.name).copied().unwrap_or(0);
+        s.spend_today_by_tenant = spend.get(&spec.name).cloned().unwrap_or_default();
+        s.spend_today_micro_usd = s.spend_today_by_tenant.values().sum();
         s.spend_today_usd = usd(s.spend_today_micro_usd);
         stages.push(s);
     }
@@ -162,6 +165,7 @@ pub fn stage_status(t: &Topology, spec: &StageSpec, now: i64) -> Result<StageSta
         dead_letters_last_day: records_since(t, &spec.dead_letter_topic, now - DAY_MS)?,
         spend_today_micro_usd: 0,
         spend_today_usd: usd(0),
+        spend_today_by_tenant: BTreeMap::new(),
     })
 }
 
@@ -202,8 +206,11 @@ fn records_since(t: &Topology, topic: &str, since_ms: i64) -> Result<i64, Status
         .sum())
 }
 
-/// Spend per stage from the cost events written since `since_ms`, duplicates removed.
-async fn spend_since(t: &Topology, since_ms: i64) -> Result<HashMap<String, u64>, StatusError> {
+/// Spend since `since_ms` per stage and tenant (micro-USD), duplicates removed.
+async fn spend_since(
+    t: &Topology,
+    since_ms: i64,
+) -> Result<HashMap<String, BTreeMap<String, u64>>, StatusError> {
     let (kafka, topic) = (t.kafka.clone(), t.metering_topic.clone());
     let raw = tokio::task::spawn_blocking(move || -> Result<_, StatusError> {
         let marks = groups::watermarks(&kafka, &topic)?;
@@ -232,9 +239,10 @@ async fn spend_since(t: &Topology, since_ms: i64) -> Result<HashMap<String, u64>
             codec.decode_any(payload.as_deref()).await.map_err(|e| fail(e.to_string()))?;
         events.push(CostEvent::from_value(&value).map_err(|e| fail(e.to_string()))?);
     }
-    let mut spend = HashMap::new();
+    let mut spend: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
     for e in dedup(events).into_iter().filter(|e| e.timestamp_ms >= since_ms) {
-        *spend.entry(e.stage).or_insert(0) += e.cost_micro_usd.max(0) as u64;
+        let by_tenant = spend.entry(e.stage).or_default();
+        *by_tenant.entry(e.tenant).or_insert(0) += e.cost_micro_usd.max(0) as u64;
     }
     Ok(spend)
 }
@@ -303,6 +311,7 @@ mod tests {
             dead_letters_last_day: 0,
             spend_today_micro_usd: 0,
             spend_today_usd: usd(0),
+            spend_today_by_tenant: BTreeMap::new(),
         };
         let member = Member {
             member_id: "m".into(),
