@@ -305,3 +305,32 @@ async fn mock_provider_serves_openai_calls_and_bills_them_in_its_ledger() {
     // 1 and 2 USD per million tokens, rounded up to a whole micro-dollar.
     assert_eq!(cls["cost_micro_usd"].as_u64(), Some(input + 2 * output));
 }
+
+#[test]
+fn console_refuses_to_listen_off_loopback_without_a_token_before_connecting() {
+    let started = Instant::now();
+    let out =
+        sluice(&["console", "--topology", "topologies/support-rag.yaml", "--addr", "0.0.0.0:0"])
+            .env_remove("SLUICE_CONSOLE_TOKEN")
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+            .output()
+            .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not a loopback address") && stderr.contains("SLUICE_CONSOLE_TOKEN"),
+        "{stderr}"
+    );
+    let missing = sluice(&[
+        "console",
+        "--topology",
+        "topologies/support-rag.yaml",
+        "--token-file",
+        "/nonexistent",
+    ])
+    .output()
+    .expect("run");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("reading the token file /nonexistent")
+    );
+}

@@ -30,6 +30,11 @@ pub enum QueueError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Registry(#[from] crate::avro::RegistryError),
+    #[error(
+        "topic '{0}' does not exist: create the topology's topics (`sluice topics create`; \
+         `sluice dev` creates them)"
+    )]
+    MissingTopic(String),
 }
 
 /// The topics and group of one review stage's queue.
@@ -153,8 +158,15 @@ impl ReviewQueue {
 /// beginning (blocking).
 fn assign(consumer: &StreamConsumer, topics: &QueueTopics) -> Result<QueueState, QueueError> {
     let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(&topics.needs_human), timeout)?;
-    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let partitions_of = |topic: &str| -> Result<i32, QueueError> {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        match metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32 {
+            0 => Err(QueueError::MissingTopic(topic.to_owned())),
+            n => Ok(n),
+        }
+    };
+    partitions_of(&topics.claims)?;
+    let partitions = partitions_of(&topics.needs_human)?;
     let mut wanted = TopicPartitionList::new();
     for p in 0..partitions {
         wanted.add_partition(&topics.needs_human, p);
