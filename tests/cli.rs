@@ -308,7 +308,7 @@ async fn mock_provider_serves_openai_calls_and_bills_them_in_its_ledger() {
 
 #[test]
 fn console_refuses_to_listen_off_loopback_without_a_token_before_connecting() {
-    let started = Instant::now();
+    // No broker listens at the address given: the refusal names the address, not the broker.
     let out =
         sluice(&["console", "--topology", "topologies/support-rag.yaml", "--addr", "0.0.0.0:0"])
             .env_remove("SLUICE_CONSOLE_TOKEN")
