@@ -181,6 +181,22 @@ async fn two_replicas_never_hold_one_item_and_each_decision_is_written_once_befo
     assert_eq!((rejected[0].0.as_str(), rejected[0].3.as_str()), ("d1", "generated answer for d1"));
     assert!(wait_until(TIMEOUT, || async { committed(&h) == 2 }).await);
     assert_eq!(decisions(&h, &approved).await.len(), 1, "still one approval");
+    let claims = format!("{}.needs-human.claims", h.topology.pipeline);
+    let tombstones = || async {
+        let keys = common::each_record(&h.topology.kafka, &claims, |m| {
+            m.payload()
+                .is_none()
+                .then(|| String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned())
+        })
+        .await;
+        keys.into_iter().flatten().collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        wait_until(TIMEOUT, || async { tombstones().await.len() == 2 }).await,
+        "items behind the commit are tombstoned in the compacted claims topic: {:?}",
+        tombstones().await
+    );
+    assert_eq!(tombstones().await.into_iter().collect::<Vec<_>>(), ["0/0", "0/1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -334,4 +350,47 @@ async fn off_loopback_the_console_needs_a_token_and_checks_it() {
     assert!(b.cookie.is_empty(), "no session without the token");
     assert_eq!(b.login("ann", "s3cret").await, 303);
     assert_eq!(b.get("/review").await.status(), 200);
+}
+
+/// A replica that stopped between its decision and the decision's record: another replica
+/// finishes it, once, and the queue moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decision_left_unfinished_by_a_stopped_replica_is_finished_by_another() {
+    use sluice::avro::{ReviewEvent, ReviewStep};
+    let h = Harness::start(&topology(&unique("cf"))).await;
+    needs_human(&h, "d0", "acme", "question").await;
+    let claims = format!("{}.needs-human.claims", h.topology.pipeline);
+    let codec = h.codec().await;
+    let at = sluice::call::now_ms() - 60_000;
+    for (step, expires_ms) in [(ReviewStep::Claim, at + 600_000), (ReviewStep::Decide, 0)] {
+        let e = ReviewEvent {
+            item_partition: 0,
+            item_offset: 0,
+            step,
+            reviewer: "gone".into(),
+            holder: "stopped-replica".into(),
+            at_ms: at,
+            expires_ms,
+            decision: Some(HumanDecision::Rejected),
+            answer: None,
+            note: Some("spam".into()),
+        };
+        let value = apache_avro::to_value(&e)
+            .and_then(|v| v.resolve(SchemaKind::ReviewEvent.schema()))
+            .expect("value");
+        let bytes = codec.encode(&claims, &value).expect("encode");
+        let record = FutureRecord::to(&claims).key("0/0").payload(&bytes);
+        h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+    }
+    let c = start(&h, Duration::from_secs(60)).await;
+    let rejected = format!("{}.rejected", h.topology.pipeline);
+    assert!(
+        wait_until(TIMEOUT, || async { !decisions(&h, &rejected).await.is_empty() }).await,
+        "the finisher wrote the decision's record"
+    );
+    let written = decisions(&h, &rejected).await;
+    assert_eq!(written.len(), 1);
+    assert_eq!((written[0].0.as_str(), written[0].1.as_str()), ("d0", "gone"));
+    assert!(wait_until(TIMEOUT, || async { committed(&h) == 1 }).await, "then committed past it");
+    assert!(pending(&c).await.is_empty());
 }

@@ -49,6 +49,9 @@ impl TopicRole {
             // Every replica rebuilds its totals from the whole ledger: a claim deleted by the
             // default retention (7 days) would under-count a monthly window, granting money twice.
             Self::BudgetLedger => &[("retention.ms", "-1")],
+            // The latest step per item is what a replica needs (a claim, a decision, or done);
+            // the console writes a tombstone once the queue's group committed past an item.
+            Self::ReviewClaims { .. } => &[("cleanup.policy", "compact")],
             _ => &[],
         }
     }
@@ -183,7 +186,10 @@ stages:
         assert_eq!(ledger.len(), 1);
         assert_eq!(ledger[0].role.configs(), &[("retention.ms", "-1")]);
         assert_eq!(ledger[0].partitions, 1, "claims are decided in one log order");
-        for other in topics.iter().filter(|t| t.role != TopicRole::BudgetLedger) {
+        for other in topics
+            .iter()
+            .filter(|t| !matches!(t.role, TopicRole::BudgetLedger | TopicRole::ReviewClaims { .. }))
+        {
             assert!(other.role.configs().is_empty(), "{}", other.name);
         }
     }

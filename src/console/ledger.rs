@@ -6,7 +6,9 @@
 //! - `RELEASE` by the holder opens the item again.
 //! - `DECIDE` counts only from the holder of a claim unexpired at the decision's time, and only
 //!   once: the first counting decision is *the* decision, named by its offset.
-//! - `DONE` marks a decided item whose `Reviewed` record was acknowledged.
+//! - `DONE` marks an item done whatever came before: it is written only after the counting
+//!   decision's `Reviewed` record was acknowledged, and it must stand alone once compaction of
+//!   the topic (keyed by item) removed the steps before it.
 //!
 //! Every replica applies the same records in the same order, so all agree on who holds what
 //! and on the one decision per item, without talking to each other.
@@ -91,9 +93,20 @@ impl Ledger {
         })
     }
 
-    /// Forgets items below `committed` on `partition`: their records are behind the queue.
-    pub fn forget_below(&mut self, partition: i32, committed: i64) {
-        self.states.retain(|k, _| k.partition != partition || k.offset >= committed);
+    /// Forgets items below `committed` on `partition` (their records are behind the queue);
+    /// returns them, in order.
+    pub fn forget_below(&mut self, partition: i32, committed: i64) -> Vec<ItemKey> {
+        let mut gone: Vec<ItemKey> = self
+            .states
+            .keys()
+            .filter(|k| k.partition == partition && k.offset < committed)
+            .copied()
+            .collect();
+        gone.sort();
+        for k in &gone {
+            self.states.remove(k);
+        }
+        gone
     }
 
     /// Applies the record at `offset` of the review-claims topic; records at or below an
@@ -131,7 +144,7 @@ impl Ledger {
                     });
                 }
             }
-            ReviewStep::Done if matches!(state, ItemState::Decided(_)) => *state = ItemState::Done,
+            ReviewStep::Done => *state = ItemState::Done,
             _ => {}
         }
     }
@@ -210,14 +223,15 @@ mod tests {
     }
 
     #[test]
-    fn done_needs_a_decision_and_rereads_are_ignored() {
+    fn done_stands_alone_after_compaction_and_rereads_are_ignored() {
         use ReviewStep::*;
-        let mut l = run(&[event(Claim, "a", 0), event(Done, "a", 5)]);
-        assert!(l.state(ITEM).is_pending(), "done without a decision");
+        let l = run(&[event(Done, "a", 5), event(Claim, "b", 6)]);
+        assert_eq!(l.state(ITEM), ItemState::Done, "only the last step survived compaction");
+        let mut l = run(&[event(Claim, "a", 0), event(Claim, "b", 5)]);
         l.apply(0, &event(Release, "a", 6));
         assert_eq!(holder(&l, 7).as_deref(), Some("a"), "offset 0 was applied already");
         assert_eq!(l.next_offset(), 2);
-        l.forget_below(0, 8);
+        assert_eq!(l.forget_below(0, 8), vec![ITEM]);
         assert_eq!(l.state(ITEM), ItemState::Open);
     }
 }

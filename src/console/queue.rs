@@ -128,11 +128,12 @@ impl QueueState {
             .collect()
     }
 
-    /// Records that `partition` is committed at `offset`, and forgets what is behind it.
-    pub fn committed_at(&mut self, partition: i32, offset: i64) {
+    /// Records that `partition` is committed at `offset`, and forgets what is behind it;
+    /// returns the items the ledger forgot.
+    pub fn committed_at(&mut self, partition: i32, offset: i64) -> Vec<ItemKey> {
         self.committed.insert(partition, offset);
         self.items.retain(|k, _| k.partition != partition || k.offset >= offset);
-        self.ledger.forget_below(partition, offset);
+        self.ledger.forget_below(partition, offset)
     }
 }
 
@@ -190,7 +191,11 @@ mod tests {
         assert!(s.commit_points().is_empty(), "10 is decided but its record is not acknowledged");
         step(&mut s, 5, k(10), ReviewStep::Done);
         assert_eq!(s.commit_points(), vec![(0, 12)]);
-        s.committed_at(0, 12);
+        let forgotten = s.committed_at(0, 12);
+        assert_eq!(
+            forgotten,
+            vec![ItemKey { partition: 0, offset: 10 }, ItemKey { partition: 0, offset: 11 }]
+        );
         assert_eq!(s.items.len(), 1);
         step(&mut s, 6, k(12), ReviewStep::Claim);
         step(&mut s, 7, k(12), ReviewStep::Decide);

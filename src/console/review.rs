@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -122,6 +122,17 @@ impl ReviewQueue {
         self.state.lock().expect("queue state lock is never poisoned")
     }
 
+    /// Removes the steps of items behind the commit from the compacted claims topic. Best
+    /// effort: a tombstone that is lost leaves one small record behind, nothing else.
+    fn tombstones(&self, items: &[ItemKey]) {
+        for k in items {
+            let key = format!("{}/{}", k.partition, k.offset);
+            let record: FutureRecord<'_, String, [u8]> =
+                FutureRecord::to(&self.topics.claims).key(&key).partition(0);
+            drop(self.producer.send_result(record));
+        }
+    }
+
     /// Waits until the ledger applied the review-claims record at `offset`.
     pub(super) async fn applied(&self, offset: i64) -> bool {
         let mut rx = self.applied.subscribe();
@@ -132,6 +143,11 @@ impl ReviewQueue {
     async fn read(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
         let decoded = self.codec.decode(m.payload()).await;
         if m.topic() == self.topics.claims {
+            if m.payload().is_none() {
+                // A tombstone: the item is behind the queue's commit.
+                self.applied.send_replace(m.offset() + 1);
+                return;
+            }
             let event = decoded.map_err(|e| e.to_string()).and_then(|d| {
                 apache_avro::from_value::<ReviewEvent>(&d.value).map_err(|e| e.to_string())
             });
@@ -217,10 +233,11 @@ async fn commit_loop(queue: Arc<ReviewQueue>) {
         }
         match queue.consumer.commit(&tpl, CommitMode::Async) {
             Ok(()) => {
-                let mut state = queue.state();
-                for (p, offset) in points {
-                    state.committed_at(p, offset);
-                }
+                let forgotten: Vec<ItemKey> = {
+                    let mut state = queue.state();
+                    points.iter().flat_map(|(p, offset)| state.committed_at(*p, *offset)).collect()
+                };
+                queue.tombstones(&forgotten);
             }
             Err(e) => {
                 tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue commit")
