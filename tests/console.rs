@@ -197,6 +197,13 @@ async fn two_replicas_never_hold_one_item_and_each_decision_is_written_once_befo
         tombstones().await
     );
     assert_eq!(tombstones().await.into_iter().collect::<Vec<_>>(), ["0/0", "0/1"]);
+    let metrics = reqwest::get(format!("http://{}/metrics", a.addr)).await.expect("GET");
+    let text = metrics.text().await.expect("body");
+    assert!(
+        text.contains(r#"sluice_review_decisions_total{decision="approved",stage="review"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"sluice_review_queue_items{stage="review"} 0"#), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

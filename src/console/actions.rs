@@ -106,10 +106,16 @@ impl ReviewQueue {
             ItemState::Decided(_) | ItemState::Done => return Err(ActionError::Decided),
             _ => return Err(ActionError::NotHolder),
         }
-        tracing::info!(
-            stage = %self.topics.stage, item = %format!("{}/{}", key.partition, key.offset),
-            reviewer = %actor.reviewer, decision = ?verdict.decision, "review decision"
-        );
+        crate::telemetry::ReviewDecided {
+            stage: &self.topics.stage,
+            item: &format!("{}/{}", key.partition, key.offset),
+            reviewer: &actor.reviewer,
+            decision: match verdict.decision {
+                HumanDecision::Approved => "approved",
+                HumanDecision::Rejected => "rejected",
+            },
+        }
+        .emit();
         self.finish(key).await
     }
 

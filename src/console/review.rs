@@ -222,7 +222,20 @@ async fn tail(queue: Arc<ReviewQueue>) {
 async fn commit_loop(queue: Arc<ReviewQueue>) {
     loop {
         tokio::time::sleep(COMMIT_EVERY).await;
-        let points = queue.state().commit_points();
+        let (points, depth) = {
+            let state = queue.state();
+            (state.commit_points(), state.depth())
+        };
+        crate::telemetry::ReviewQueueSize {
+            stage: &queue.topics.stage,
+            items: depth.iter().map(|d| d.items).sum(),
+            oldest_seconds: depth
+                .iter()
+                .map(|d| d.oldest_ms)
+                .min()
+                .map_or(0, |o| (now_ms() - o) / 1000),
+        }
+        .emit();
         if points.is_empty() {
             continue;
         }

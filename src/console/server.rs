@@ -49,6 +49,7 @@ pub fn router(app: Shared) -> Router {
             get(|| asset("text/javascript", include_str!("assets/console.js"))),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(|| async { crate::telemetry::render() }))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }

@@ -16,6 +16,7 @@ pub mod otel;
 mod otel_queue;
 pub mod otel_spans;
 mod record_events;
+mod review_events;
 mod runner_metrics;
 
 pub use budget_events::{
@@ -36,6 +37,7 @@ pub use otel_spans::{
     continue_trace, record_span, send_span, sent, wait_span, ModelCall, ModelUsage,
 };
 pub use record_events::*;
+pub use review_events::{ReviewDecided, ReviewQueueSize};
 
 use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
