@@ -15,7 +15,7 @@ use super::html::{csrf_field, esc, options, time, Nav};
 use super::server::{App, FormData, Shared};
 use crate::avro::{Codec, DeadLetterClass};
 use crate::kafka::registry_settings;
-use crate::ops::dlq_read::{document_id, original_json, read_all, redrive_count};
+use crate::ops::dlq_read::{document_id, original_json, read_newest, redrive_count};
 use crate::ops::{parse_class, redrive, Filter, RedriveOptions, RedriveReport};
 
 /// Letters shown on one page at most (the newest).
@@ -95,7 +95,14 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
     let t = &app.topology;
     let spec = t.stage(&sel.stage).ok_or("no such stage")?;
     let codec = Codec::connect(&registry_settings(t), &[]).await.map_err(|e| e.to_string())?;
-    let records = read_all(t, &codec, &spec.dead_letter_topic).await.map_err(|e| e.to_string())?;
+    let (total, mut records) = read_newest(t, &codec, &spec.dead_letter_topic, SHOWN as i64)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Newest first over every partition: by failure time, then position.
+    records.sort_by_key(|r| {
+        let failed = r.letter.as_ref().map_or(0, |l| l.failed_at_ms);
+        (std::cmp::Reverse(failed), std::cmp::Reverse(r.offset), r.partition)
+    });
     let stages = t.stages.iter().map(|s| s.name.clone());
     let classes = CLASSES.iter().map(|c| c.symbol().to_owned());
     let mut out = format!(
@@ -107,7 +114,6 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
     );
     let selected: Vec<_> = records
         .iter()
-        .rev()
         .filter(|r| {
             r.letter
                 .as_ref()
@@ -116,9 +122,9 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
         .collect();
     let _ = write!(
         out,
-        r#"<p>{} record(s) on <code>{}</code>, {} shown{}.</p>
+        r#"<p>{} record(s) on <code>{}</code>; the newest {} shown{}.</p>
 <form method="post" action="/dead-letters/preview" class="row">{}<button type="submit" class="redrive-all">Redrive all of these… (preview)</button></form>"#,
-        records.len(),
+        total,
         esc(&spec.dead_letter_topic),
         selected.len().min(SHOWN),
         sel.class.map_or(String::new(), |c| format!(" of class {}", c.symbol())),

@@ -37,6 +37,8 @@ pub enum DlqError {
     PositionMoved { group: String, partition: i32 },
     #[error("republishing dead letter {partition}@{offset} to '{topic}' failed: {error}")]
     Produce { partition: i32, offset: i64, topic: String, error: KafkaError },
+    #[error(transparent)]
+    Group(#[from] super::groups::GroupError),
 }
 
 /// The stage named `name`, or [`DlqError::UnknownStage`].
@@ -80,6 +82,48 @@ pub async fn read_all(
         records.push(DlqRecord { partition, offset, key, letter });
     }
     Ok(records)
+}
+
+/// How many records `topic` holds, and the newest `per_partition` of each partition, decoded
+/// (for a page that shows the newest: the read is bounded however large the topic is).
+pub async fn read_newest(
+    t: &Topology,
+    codec: &Codec,
+    topic: &str,
+    per_partition: i64,
+) -> Result<(i64, Vec<DlqRecord>), DlqError> {
+    let (kafka, name) = (t.kafka.clone(), topic.to_owned());
+    let (total, raw) = tokio::task::spawn_blocking(move || -> Result<_, DlqError> {
+        let marks = super::groups::watermarks(&kafka, &name)?;
+        let ranges: Vec<super::ranges::Range> = marks
+            .iter()
+            .map(|(partition, low, high)| super::ranges::Range {
+                topic: name.clone(),
+                partition: *partition,
+                from: (*high - per_partition).max(*low),
+                to: *high,
+            })
+            .collect();
+        let mut raw = Vec::new();
+        super::ranges::read_ranges(&kafka, &ranges, std::time::Duration::from_secs(10), |m| {
+            use rdkafka::message::Message;
+            raw.push((
+                m.partition(),
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+            ));
+        })?;
+        Ok((marks.iter().map(|(_, low, high)| high - low).sum(), raw))
+    })
+    .await
+    .expect("the reader thread does not panic")?;
+    let mut records = Vec::with_capacity(raw.len());
+    for (partition, offset, key, payload) in raw {
+        let letter = decode_letter(codec, payload.as_deref()).await?;
+        records.push(DlqRecord { partition, offset, key, letter });
+    }
+    Ok((total, records))
 }
 
 /// Which dead letters a command looks at. Times are `failed_at_ms` (when the stage gave up).
