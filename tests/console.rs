@@ -304,6 +304,8 @@ async fn every_post_needs_the_session_and_its_csrf_token_and_record_text_is_iner
     let r = b.get("/review").await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/login");
+    let rebound = b.http.get(format!("{}/login", b.base)).header("host", "evil.example").send();
+    assert_eq!(rebound.await.expect("GET").status(), 421, "a DNS-rebound host name is refused");
     let claim = "/review/item/0/0/claim";
     assert_eq!(b.post(claim, form(&[("csrf", "guess")]), None).await.status(), 403, "no session");
 

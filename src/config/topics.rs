@@ -51,7 +51,11 @@ impl TopicRole {
             Self::BudgetLedger => &[("retention.ms", "-1")],
             // The latest step per item is what a replica needs (a claim, a decision, or done);
             // the console writes a tombstone once the queue's group committed past an item.
-            Self::ReviewClaims { .. } => &[("cleanup.policy", "compact")],
+            // Steps younger than a week are never compacted: a decision a stopped replica left
+            // without its DONE keeps its claim beside it until a console finishes it.
+            Self::ReviewClaims { .. } => {
+                &[("cleanup.policy", "compact"), ("min.compaction.lag.ms", "604800000")]
+            }
             _ => &[],
         }
     }

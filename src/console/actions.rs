@@ -39,6 +39,11 @@ pub enum ActionError {
     Undecodable(i32, i64, String),
     #[error("the review-claims topic did not answer: {0}")]
     Claims(String),
+    #[error(
+        "written to the review-claims topic, but this console has not read it back yet (it is \
+         behind): reload in a moment to see whether it counted; do not act again"
+    )]
+    Unconfirmed,
     #[error("producing the decision: {0}")]
     Produce(String),
 }
@@ -70,8 +75,14 @@ impl ReviewQueue {
         }
     }
 
-    /// Gives `key` back to the queue.
+    /// Gives `key` back to the queue; only its holder can, and only while nobody decided it
+    /// (a release from a stale page must not become an item's last step in the compacted topic).
     pub async fn release(&self, key: ItemKey, actor: &Actor) -> Result<(), ActionError> {
+        let _envelope = self.pending(key)?;
+        let state = self.state().ledger.state(key);
+        if state.holder_at(now_ms()).is_none_or(|(_, h)| h != actor.holder) {
+            return Err(ActionError::NotHolder);
+        }
         self.step(key, actor, ReviewStep::Release, 0, None).await.map(|_| ())
     }
 
@@ -97,7 +108,10 @@ impl ReviewQueue {
         if !holds {
             return Err(ActionError::NotHolder);
         }
-        let answer = verdict.answer.filter(|a| Some(a) != original.as_ref());
+        // Edited means different text, whatever line endings the browser sent.
+        let same =
+            |a: &str, b: &str| a.replace("\r\n", "\n").trim() == b.replace("\r\n", "\n").trim();
+        let answer = verdict.answer.filter(|a| original.as_deref().is_none_or(|o| !same(a, o)));
         let offset = self
             .step(key, actor, ReviewStep::Decide, 0, Some((verdict.decision, answer, verdict.note)))
             .await?;
@@ -106,28 +120,24 @@ impl ReviewQueue {
             ItemState::Decided(_) | ItemState::Done => return Err(ActionError::Decided),
             _ => return Err(ActionError::NotHolder),
         }
-        crate::telemetry::ReviewDecided {
-            stage: &self.topics.stage,
-            item: &format!("{}/{}", key.partition, key.offset),
-            reviewer: &actor.reviewer,
-            decision: match verdict.decision {
-                HumanDecision::Approved => "approved",
-                HumanDecision::Rejected => "rejected",
-            },
-        }
-        .emit();
         self.finish(key).await
     }
 
     /// Produces the counting decision's record for `key`, then its `DONE`. Called by the
     /// deciding replica, and by any replica for decisions left unfinished.
     pub async fn finish(&self, key: ItemKey) -> Result<(), ActionError> {
+        /// Takes the item out of `finishing` however the finish ends, a cancellation included.
+        struct Finishing<'a>(&'a ReviewQueue, ItemKey);
+        impl Drop for Finishing<'_> {
+            fn drop(&mut self) {
+                self.0.finishing.lock().expect("never poisoned").remove(&self.1);
+            }
+        }
         if !self.finishing.lock().expect("never poisoned").insert(key) {
             return Ok(());
         }
-        let result = self.finish_once(key).await;
-        self.finishing.lock().expect("never poisoned").remove(&key);
-        result
+        let _finishing = Finishing(self, key);
+        self.finish_once(key).await
     }
 
     async fn finish_once(&self, key: ItemKey) -> Result<(), ActionError> {
@@ -164,7 +174,18 @@ impl ReviewQueue {
             .await
             .map_err(|(e, _)| ActionError::Produce(e.to_string()))?;
         let actor = Actor { reviewer: decision.reviewer.clone(), holder: decision.holder.clone() };
-        self.step(key, &actor, ReviewStep::Done, 0, None).await.map(|_| ())
+        self.step(key, &actor, ReviewStep::Done, 0, None).await?;
+        crate::telemetry::ReviewDecided {
+            stage: &self.topics.stage,
+            item: &format!("{}/{}", key.partition, key.offset),
+            reviewer: &decision.reviewer,
+            decision: match decision.decision {
+                HumanDecision::Approved => "approved",
+                HumanDecision::Rejected => "rejected",
+            },
+        }
+        .emit();
+        Ok(())
     }
 
     /// The item at `key` while it is pending.
@@ -218,7 +239,7 @@ impl ReviewQueue {
             .map_err(|(e, _)| ActionError::Claims(e.to_string()))?
             .offset;
         if !self.applied(offset).await {
-            return Err(ActionError::Claims("the console did not read its own step back".into()));
+            return Err(ActionError::Unconfirmed);
         }
         Ok(offset)
     }

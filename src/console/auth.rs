@@ -15,7 +15,11 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// The cookie's value: a bearer secret, never written anywhere.
     pub id: String,
+    /// Names this session in the review-claims topic (as the holder of claims); unrelated to
+    /// `id`, so reading the topic gives no one a session.
+    pub holder: String,
     pub reviewer: String,
     pub csrf: String,
     /// A message for the next page shown: (is an error, text).
@@ -63,6 +67,7 @@ impl Sessions {
         }
         let session = Session {
             id: random_hex(),
+            holder: random_hex(),
             reviewer: reviewer.to_owned(),
             csrf: random_hex(),
             flash: None,
@@ -106,9 +111,11 @@ impl Session {
         field.is_some_and(|f| same(self.csrf.as_bytes(), f.as_bytes()))
     }
 
-    /// The `Set-Cookie` value that carries this session.
-    pub fn set_cookie(&self) -> String {
-        format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", self.id)
+    /// The `Set-Cookie` value that carries this session; `Secure` when the console is reached
+    /// over HTTPS (behind a TLS-terminating proxy).
+    pub fn set_cookie(&self, https: bool) -> String {
+        let secure = if https { "; Secure" } else { "" };
+        format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}", self.id)
     }
 }
 
@@ -167,6 +174,8 @@ mod tests {
         assert!(!session.csrf_ok(None));
         assert!(!session.csrf_ok(Some("")));
         assert!(!session.csrf_ok(Some(&session.id)));
-        assert!(session.set_cookie().contains("HttpOnly; SameSite=Strict"));
+        assert!(session.set_cookie(false).ends_with("HttpOnly; SameSite=Strict"));
+        assert!(session.set_cookie(true).ends_with("; Secure"));
+        assert_ne!(session.holder, session.id, "the claims topic never carries the cookie");
     }
 }

@@ -34,7 +34,10 @@ pub struct Decision {
     pub decision: HumanDecision,
     pub answer: Option<String>,
     pub note: String,
+    /// When the deciding replica decided (its clock).
     pub at_ms: i64,
+    /// When this replica applied the decision (its own clock): what the finisher waits from.
+    pub seen_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -109,9 +112,9 @@ impl Ledger {
         gone
     }
 
-    /// Applies the record at `offset` of the review-claims topic; records at or below an
-    /// offset already applied are ignored (a re-read after a reconnect).
-    pub fn apply(&mut self, offset: i64, e: &ReviewEvent) {
+    /// Applies the record at `offset` of the review-claims topic, read at `now_ms`; records at
+    /// or below an offset already applied are ignored (a re-read after a reconnect).
+    pub fn apply(&mut self, offset: i64, e: &ReviewEvent, now_ms: i64) {
         if offset < self.next {
             return;
         }
@@ -141,6 +144,7 @@ impl Ledger {
                         answer: e.answer.clone(),
                         note: e.note.clone().unwrap_or_default(),
                         at_ms: e.at_ms,
+                        seen_ms: now_ms,
                     });
                 }
             }
@@ -174,7 +178,7 @@ mod tests {
     fn run(events: &[ReviewEvent]) -> Ledger {
         let mut l = Ledger::default();
         for (offset, e) in events.iter().enumerate() {
-            l.apply(offset as i64, e);
+            l.apply(offset as i64, e, 0);
         }
         l
     }
@@ -215,9 +219,9 @@ mod tests {
         assert_eq!((d.id, d.holder.as_str()), (1, "a"), "the second decision does not count");
         assert_eq!(l.undone().count(), 1);
         let mut l = l;
-        l.apply(4, &event(Done, "b", 600));
+        l.apply(4, &event(Done, "b", 600), 0);
         assert_eq!(l.state(ITEM), ItemState::Done, "any replica may finish a decision");
-        l.apply(5, &event(Claim, "c", 700));
+        l.apply(5, &event(Claim, "c", 700), 0);
         assert_eq!(l.state(ITEM), ItemState::Done, "a done item cannot be claimed");
         assert_eq!(l.undone().count(), 0);
     }
@@ -228,7 +232,7 @@ mod tests {
         let l = run(&[event(Done, "a", 5), event(Claim, "b", 6)]);
         assert_eq!(l.state(ITEM), ItemState::Done, "only the last step survived compaction");
         let mut l = run(&[event(Claim, "a", 0), event(Claim, "b", 5)]);
-        l.apply(0, &event(Release, "a", 6));
+        l.apply(0, &event(Release, "a", 6), 0);
         assert_eq!(holder(&l, 7).as_deref(), Some("a"), "offset 0 was applied already");
         assert_eq!(l.next_offset(), 2);
         assert_eq!(l.forget_below(0, 8), vec![ITEM]);

@@ -10,6 +10,7 @@ pub mod auth;
 mod dlq_pages;
 pub mod html;
 pub mod ledger;
+mod loops;
 mod pipeline_page;
 pub mod queue;
 pub mod review;

@@ -1,6 +1,6 @@
 //! A review stage's queue as a console replica holds it: the needs-human records read so far,
 //! the [`Ledger`] of claims and decisions, and the offsets committed for the queue's group.
-//! Pure state: [`super::tailer`] fills it, [`super::actions`] acts on it, the pages read it.
+//! Pure state: [`super::loops`] fills it, [`super::actions`] acts on it, the pages read it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -170,7 +170,7 @@ mod tests {
             answer: None,
             note: None,
         };
-        state.ledger.apply(at, &e);
+        state.ledger.apply(at, &e, 0);
     }
 
     #[test]

@@ -1,28 +1,27 @@
 //! A review stage's queue in a console replica: one assign-only consumer reads the needs-human
 //! topic from the queue group's committed offsets and the review-claims topic from its
-//! beginning into a [`QueueState`]; a committer moves the group's offsets past what is done;
-//! a finisher completes decisions whose replica stopped before their record was acknowledged.
+//! beginning into a [`QueueState`]. The background loops that keep it — reading, committing,
+//! finishing decisions left unfinished, following new partitions — are in [`super::loops`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::ledger::ItemKey;
 use super::queue::{Item, QueueState};
-use crate::avro::{Codec, Envelope, ReviewEvent, SchemaKind};
+use crate::avro::{Codec, CodecError, Decoded, Envelope, ReviewEvent, SchemaKind};
 use crate::call::now_ms;
 use crate::config::{StageSpec, Topology};
 use crate::kafka::{producer_config, reader_config, registry_settings};
 
-/// A decision older than this without its `DONE` is finished by any replica.
-pub const FINISH_AFTER: Duration = Duration::from_secs(30);
-const COMMIT_EVERY: Duration = Duration::from_secs(2);
+/// How long every blocking metadata or offset request may take.
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -68,7 +67,7 @@ pub struct ReviewQueue {
     state: Mutex<QueueState>,
     /// The next review-claims offset applied to the ledger.
     applied: watch::Sender<i64>,
-    consumer: StreamConsumer,
+    pub(super) consumer: Arc<StreamConsumer>,
     pub(super) producer: FutureProducer,
     pub(super) codec: Codec,
     /// Items this replica is finishing now.
@@ -107,14 +106,12 @@ impl ReviewQueue {
             claim_ttl,
             state: Mutex::new(state),
             applied: watch::channel(0).0,
-            consumer,
+            consumer: Arc::new(consumer),
             producer,
             codec,
             finishing: Mutex::new(HashSet::new()),
         });
-        tokio::spawn(tail(queue.clone()));
-        tokio::spawn(commit_loop(queue.clone()));
-        tokio::spawn(finish_loop(queue.clone()));
+        super::loops::start(&queue);
         Ok(queue)
     }
 
@@ -124,7 +121,7 @@ impl ReviewQueue {
 
     /// Removes the steps of items behind the commit from the compacted claims topic. Best
     /// effort: a tombstone that is lost leaves one small record behind, nothing else.
-    fn tombstones(&self, items: &[ItemKey]) {
+    pub(super) fn tombstones(&self, items: &[ItemKey]) {
         for k in items {
             let key = format!("{}/{}", k.partition, k.offset);
             let record: FutureRecord<'_, String, [u8]> =
@@ -140,20 +137,34 @@ impl ReviewQueue {
         matches!(tokio::time::timeout(Duration::from_secs(10), wait).await, Ok(true))
     }
 
-    async fn read(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        let decoded = self.codec.decode(m.payload()).await;
-        if m.topic() == self.topics.claims {
-            if m.payload().is_none() {
-                // A tombstone: the item is behind the queue's commit.
-                self.applied.send_replace(m.offset() + 1);
-                return;
+    /// Decodes a record, waiting out a registry that does not answer: a record skipped for a
+    /// passing outage would leave this replica's ledger apart from the others for good.
+    async fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Decoded, CodecError> {
+        loop {
+            match self.codec.decode(m.payload()).await {
+                Err(CodecError::RegistryUnavailable(e)) => {
+                    self.state().error = Some(format!("schema registry unavailable: {e}"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
             }
-            let event = decoded.map_err(|e| e.to_string()).and_then(|d| {
-                apache_avro::from_value::<ReviewEvent>(&d.value).map_err(|e| e.to_string())
-            });
-            match event {
-                Ok(e) => self.state().ledger.apply(m.offset(), &e),
-                Err(e) => tracing::warn!(offset = m.offset(), error = %e, "review claim skipped"),
+        }
+    }
+
+    pub(super) async fn read(&self, m: &BorrowedMessage<'_>) {
+        if m.topic() == self.topics.claims {
+            // A tombstone (no value) is an item behind the queue's commit: nothing to apply.
+            if m.payload().is_some() {
+                // Malformed for one replica is malformed for all: skipping keeps them agreed.
+                let event = self.decode(m).await.map_err(|e| e.to_string()).and_then(|d| {
+                    apache_avro::from_value::<ReviewEvent>(&d.value).map_err(|e| e.to_string())
+                });
+                match event {
+                    Ok(e) => self.state().ledger.apply(m.offset(), &e, now_ms()),
+                    Err(e) => {
+                        tracing::warn!(offset = m.offset(), error = %e, "review claim skipped")
+                    }
+                }
             }
             self.applied.send_replace(m.offset() + 1);
             return;
@@ -161,7 +172,9 @@ impl ReviewQueue {
         let traceparent = m.headers().and_then(|h| {
             h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value.map(<[u8]>::to_vec))
         });
-        let envelope = decoded
+        let envelope = self
+            .decode(m)
+            .await
             .map_err(|e| e.to_string())
             .and_then(|d| Envelope::from_value(d.kind, d.value).map_err(|e| e.to_string()));
         let key = ItemKey { partition: m.partition(), offset: m.offset() };
@@ -173,16 +186,9 @@ impl ReviewQueue {
 /// Assigns the needs-human partitions at the group's commits and the claims topic from its
 /// beginning (blocking).
 fn assign(consumer: &StreamConsumer, topics: &QueueTopics) -> Result<QueueState, QueueError> {
-    let timeout = Duration::from_secs(10);
-    let partitions_of = |topic: &str| -> Result<i32, QueueError> {
-        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-        match metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32 {
-            0 => Err(QueueError::MissingTopic(topic.to_owned())),
-            n => Ok(n),
-        }
-    };
-    partitions_of(&topics.claims)?;
-    let partitions = partitions_of(&topics.needs_human)?;
+    let timeout = TIMEOUT;
+    partitions_of(consumer, &topics.claims)?;
+    let partitions = partitions_of(consumer, &topics.needs_human)?;
     let mut wanted = TopicPartitionList::new();
     for p in 0..partitions {
         wanted.add_partition(&topics.needs_human, p);
@@ -203,74 +209,11 @@ fn assign(consumer: &StreamConsumer, topics: &QueueTopics) -> Result<QueueState,
     Ok(state)
 }
 
-async fn tail(queue: Arc<ReviewQueue>) {
-    loop {
-        match queue.consumer.recv().await {
-            Ok(m) => {
-                queue.read(&m).await;
-                queue.state().error = None;
-            }
-            Err(e) => {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue read");
-                queue.state().error = Some(e.to_string());
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-}
-
-async fn commit_loop(queue: Arc<ReviewQueue>) {
-    loop {
-        tokio::time::sleep(COMMIT_EVERY).await;
-        let (points, depth) = {
-            let state = queue.state();
-            (state.commit_points(), state.depth())
-        };
-        crate::telemetry::ReviewQueueSize {
-            stage: &queue.topics.stage,
-            items: depth.iter().map(|d| d.items).sum(),
-            oldest_seconds: depth
-                .iter()
-                .map(|d| d.oldest_ms)
-                .min()
-                .map_or(0, |o| (now_ms() - o) / 1000),
-        }
-        .emit();
-        if points.is_empty() {
-            continue;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (p, offset) in &points {
-            tpl.add_partition_offset(&queue.topics.needs_human, *p, Offset::Offset(*offset))
-                .expect("a valid offset");
-        }
-        match queue.consumer.commit(&tpl, CommitMode::Async) {
-            Ok(()) => {
-                let forgotten: Vec<ItemKey> = {
-                    let mut state = queue.state();
-                    points.iter().flat_map(|(p, offset)| state.committed_at(*p, *offset)).collect()
-                };
-                queue.tombstones(&forgotten);
-            }
-            Err(e) => {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue commit")
-            }
-        }
-    }
-}
-
-async fn finish_loop(queue: Arc<ReviewQueue>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let stale: Vec<_> = {
-            let state = queue.state();
-            let cutoff = now_ms() - FINISH_AFTER.as_millis() as i64;
-            state.ledger.undone().filter(|(_, d)| d.at_ms < cutoff).map(|(k, _)| k).collect()
-        };
-        for key in stale {
-            if let Err(e) = queue.finish(key).await {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "finishing a decision");
-            }
-        }
+/// How many partitions `topic` has; a missing topic is an error naming it (blocking).
+pub(super) fn partitions_of(consumer: &StreamConsumer, topic: &str) -> Result<i32, QueueError> {
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    match metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32 {
+        0 => Err(QueueError::MissingTopic(topic.to_owned())),
+        n => Ok(n),
     }
 }

@@ -28,7 +28,7 @@ fn queue<'a>(app: &'a App, q: &HashMap<String, String>) -> Option<&'a Arc<Review
 }
 
 fn actor(s: &Session) -> Actor {
-    Actor { reviewer: s.reviewer.clone(), holder: s.id.clone() }
+    Actor { reviewer: s.reviewer.clone(), holder: s.holder.clone() }
 }
 
 pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query_) -> Response {
@@ -108,11 +108,11 @@ fn item_card(
     let k = item.key;
     let held = state.holder_at(now);
     let (claim_text, button) = match held {
-        Some((_, h)) if h == session.id => ("you hold this item".to_owned(), "Continue"),
+        Some((_, h)) if h == session.holder => ("you hold this item".to_owned(), "Continue"),
         Some((r, _)) => (format!("being reviewed by {r}"), "Claim"),
         None => ("waiting".to_owned(), "Claim &amp; review"),
     };
-    let disabled = if held.is_some_and(|(_, h)| h != session.id) { " disabled" } else { "" };
+    let disabled = if held.is_some_and(|(_, h)| h != session.holder) { " disabled" } else { "" };
     let (doc_id, summary) = match &item.envelope {
         Ok(e) => (e.document.id.clone(), summary(e)),
         Err(err) => (
@@ -207,7 +207,7 @@ pub async fn item(
     };
     drop(state);
     let stage = url(&queue.topics.stage);
-    let held = item_state.holder_at(now_ms()).is_some_and(|(_, h)| h == session.id);
+    let held = item_state.holder_at(now_ms()).is_some_and(|(_, h)| h == session.holder);
     let mut body = item_card(&item, &item_state, &session, &queue.topics.stage, now_ms(), !held);
     if let Ok(e) = &item.envelope {
         body.push_str(&details(e));

@@ -50,12 +50,36 @@ pub fn router(app: Shared) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(|| async { crate::telemetry::render() }))
+        .layer(middleware::from_fn_with_state(app.clone(), loopback_host))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }
 
 async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body)
+}
+
+/// Without a token the console trusts whoever reaches it on loopback; a web page in a browser
+/// on the same machine could reach it too through DNS rebinding (its own host name resolving
+/// to 127.0.0.1), so every request must name a loopback host.
+async fn loopback_host(State(app): State<Shared>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if app.sessions.token_required() || is_loopback_host(host) {
+        return next.run(request).await;
+    }
+    let why = "this console answers only on a loopback host name (127.0.0.1, localhost, [::1]); \
+               to serve it elsewhere, give it a token";
+    (StatusCode::MISDIRECTED_REQUEST, format!("{why}\n")).into_response()
+}
+
+/// Whether a `Host` header names a loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Only the console's own scripts and styles; no framing; no referrer to other sites; no
@@ -165,7 +189,11 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Form(form): FormDa
     match app.sessions.login(field("reviewer"), field("token")) {
         Ok(session) => {
             tracing::info!(reviewer = %session.reviewer, "console login");
-            ([(header::SET_COOKIE, session.set_cookie())], Redirect::to("/review")).into_response()
+            let https = headers
+                .get("x-forwarded-proto")
+                .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+            ([(header::SET_COOKIE, session.set_cookie(https))], Redirect::to("/review"))
+                .into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, "console login refused");
@@ -183,5 +211,20 @@ async fn logout(State(app): State<Shared>, headers: HeaderMap, Form(form): FormD
             Redirect::to("/login").into_response()
         }
         Err(r) => r.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_host_names_pass_without_a_token() {
+        for ok in ["127.0.0.1:8080", "localhost:1", "LOCALHOST", "[::1]:8080", "127.3.2.1"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:8080", "", "127.0.0.1.evil.example", "[::2]:80", "0.0.0.0:8080"] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 }

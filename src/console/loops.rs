@@ -1,0 +1,173 @@
+//! The background loops of a [`ReviewQueue`]: the tailer reads both topics into its state; the
+//! committer moves the queue group's offsets past what is done — never backwards, whatever
+//! another replica committed — and only then tombstones those items in the claims topic; the
+//! finisher completes decisions a stopped replica left without their record; and new partitions
+//! of the needs-human topic are followed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::review::{partitions_of, ReviewQueue, TIMEOUT};
+use crate::call::now_ms;
+
+/// A decision this replica has seen for this long without its `DONE` is finished here: longer
+/// than the deciding replica's produce timeout and read-back wait together.
+pub const FINISH_AFTER: Duration = Duration::from_secs(60);
+const COMMIT_EVERY: Duration = Duration::from_secs(2);
+const PARTITIONS_EVERY: Duration = Duration::from_secs(30);
+
+pub fn start(queue: &Arc<ReviewQueue>) {
+    tokio::spawn(tail(queue.clone()));
+    tokio::spawn(commit_loop(queue.clone()));
+    tokio::spawn(finish_loop(queue.clone()));
+    tokio::spawn(follow_partitions(queue.clone()));
+}
+
+async fn tail(queue: Arc<ReviewQueue>) {
+    loop {
+        match queue.consumer.recv().await {
+            Ok(m) => {
+                queue.read(&m).await;
+                queue.state().error = None;
+            }
+            Err(e) => {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue read");
+                queue.state().error = Some(e.to_string());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn commit_loop(queue: Arc<ReviewQueue>) {
+    loop {
+        tokio::time::sleep(COMMIT_EVERY).await;
+        let (points, depth) = {
+            let state = queue.state();
+            (state.commit_points(), state.depth())
+        };
+        crate::telemetry::ReviewQueueSize {
+            stage: &queue.topics.stage,
+            items: depth.iter().map(|d| d.items).sum(),
+            oldest_seconds: depth
+                .iter()
+                .map(|d| d.oldest_ms)
+                .min()
+                .map_or(0, |o| (now_ms() - o) / 1000),
+        }
+        .emit();
+        if points.is_empty() {
+            continue;
+        }
+        let (consumer, topic) = (queue.consumer.clone(), queue.topics.needs_human.clone());
+        let committed =
+            tokio::task::spawn_blocking(move || commit_forward(&consumer, &topic, &points))
+                .await
+                .expect("commit thread does not panic");
+        match committed {
+            Ok(confirmed) => {
+                let forgotten: Vec<_> = {
+                    let mut state = queue.state();
+                    confirmed.into_iter().flat_map(|(p, o)| state.committed_at(p, o)).collect()
+                };
+                queue.tombstones(&forgotten);
+            }
+            Err(e) => {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue commit")
+            }
+        }
+    }
+}
+
+/// Commits each point that is past the group's current commit, synchronously, and returns the
+/// group's commit per partition afterwards: a replica that reads more slowly than another never
+/// moves the group back (blocking).
+fn commit_forward(
+    consumer: &StreamConsumer,
+    topic: &str,
+    points: &[(i32, i64)],
+) -> Result<Vec<(i32, i64)>, KafkaError> {
+    let mut asked = TopicPartitionList::new();
+    for (p, _) in points {
+        asked.add_partition(topic, *p);
+    }
+    let current = consumer.committed_offsets(asked, TIMEOUT)?;
+    let mut forward = TopicPartitionList::new();
+    let mut confirmed = Vec::with_capacity(points.len());
+    for &(p, point) in points {
+        let now = current.find_partition(topic, p).and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        });
+        match now {
+            Some(o) if o >= point => confirmed.push((p, o)),
+            _ => {
+                forward.add_partition_offset(topic, p, Offset::Offset(point))?;
+                confirmed.push((p, point));
+            }
+        }
+    }
+    if forward.count() > 0 {
+        consumer.commit(&forward, CommitMode::Sync)?;
+    }
+    Ok(confirmed)
+}
+
+async fn finish_loop(queue: Arc<ReviewQueue>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let stale: Vec<_> = {
+            let state = queue.state();
+            let cutoff = now_ms() - FINISH_AFTER.as_millis() as i64;
+            state.ledger.undone().filter(|(_, d)| d.seen_ms < cutoff).map(|(k, _)| k).collect()
+        };
+        for key in stale {
+            if let Err(e) = queue.finish(key).await {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "finishing a decision");
+            }
+        }
+    }
+}
+
+/// Reads partitions added to the needs-human topic after the start, from their beginning.
+async fn follow_partitions(queue: Arc<ReviewQueue>) {
+    loop {
+        tokio::time::sleep(PARTITIONS_EVERY).await;
+        let known: Vec<i32> = queue.state().committed.keys().copied().collect();
+        let (consumer, topic) = (queue.consumer.clone(), queue.topics.needs_human.clone());
+        let added = tokio::task::spawn_blocking(move || -> Result<Vec<(i32, i64)>, String> {
+            let n = partitions_of(&consumer, &topic).map_err(|e| e.to_string())?;
+            let mut tpl = TopicPartitionList::new();
+            let mut added = Vec::new();
+            for p in (0..n).filter(|p| !known.contains(p)) {
+                let (low, _) =
+                    consumer.fetch_watermarks(&topic, p, TIMEOUT).map_err(|e| e.to_string())?;
+                tpl.add_partition_offset(&topic, p, Offset::Offset(low))
+                    .map_err(|e| e.to_string())?;
+                added.push((p, low));
+            }
+            if !added.is_empty() {
+                consumer.incremental_assign(&tpl).map_err(|e| e.to_string())?;
+            }
+            Ok(added)
+        })
+        .await
+        .expect("metadata thread does not panic");
+        match added {
+            Ok(added) => {
+                let mut state = queue.state();
+                for (p, low) in added {
+                    tracing::info!(stage = %queue.topics.stage, partition = p, "review queue reads a new partition");
+                    state.committed.insert(p, low);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue partitions")
+            }
+        }
+    }
+}
