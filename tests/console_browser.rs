@@ -127,6 +127,7 @@ async fn a_reviewer_decides_in_a_browser_and_redrives_a_dead_letter() {
         addr: "127.0.0.1:0".parse().expect("addr"),
         token: None,
         claim_ttl: Duration::from_secs(600),
+        finish_after: Duration::from_secs(60),
         metrics: vec![metrics],
     };
     let c = console::start(&h.topology, opts).await.expect("console");

@@ -88,7 +88,7 @@ pub struct HumanReview {
     /// The generated answer, when the reviewer edited it.
     #[serde(default)]
     pub original_answer: Option<String>,
-    /// `partition/offset` of the decision in the review-claims topic.
+    /// `<review-claims topic>/0/<offset>` of the decision: the same on a repeated delivery.
     pub decision_id: String,
 }
 

@@ -23,6 +23,10 @@ pub struct Args {
     /// How long a reviewer holds a claimed item before others may take it.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     claim_ttl: Duration,
+    /// A decision a stopped console left without its record is finished by this one after
+    /// this long (more than a decision's produce timeout, 30 s, and read-back wait, 10 s).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    finish_after: Duration,
     /// A stage process's Prometheus endpoint (`http://host:9464/metrics`), for records in flight
     /// and breaker states on the pipeline page; repeatable.
     #[arg(long = "metrics")]
@@ -40,8 +44,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None => std::env::var("SLUICE_CONSOLE_TOKEN").ok(),
     }
     .filter(|t| !t.is_empty());
-    let opts =
-        ConsoleOptions { addr: args.addr, token, claim_ttl: args.claim_ttl, metrics: args.metrics };
+    let opts = ConsoleOptions {
+        addr: args.addr,
+        token,
+        claim_ttl: args.claim_ttl,
+        finish_after: args.finish_after,
+        metrics: args.metrics,
+    };
     let console = console::start(&t, opts).await?;
     eprintln!(
         "sluice console: http://{} ({} review queue(s)); Ctrl-C to stop",

@@ -123,7 +123,7 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
     let _ = write!(
         out,
         r#"<p>{} record(s) on <code>{}</code>; the newest {} shown{}.</p>
-<form method="post" action="/dead-letters/preview" class="row">{}<button type="submit" class="redrive-all">Redrive all of these… (preview)</button></form>"#,
+<form method="post" action="/dead-letters/preview" class="row">{}<button type="submit" class="redrive-all">Redrive every letter of this selection… (preview)</button></form>"#,
         total,
         esc(&spec.dead_letter_topic),
         selected.len().min(SHOWN),
@@ -182,7 +182,7 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
                 Selection { stage: sel.stage.clone(), class: Some(l.error_class), doc: Some(doc) };
             let _ = write!(
                 out,
-                r#"<form method="post" action="/dead-letters/preview">{}<button type="submit" class="redrive-preview">Redrive… (preview)</button></form>"#,
+                r#"<form method="post" action="/dead-letters/preview">{}<button type="submit" class="redrive-preview">Redrive this document's letters… (preview)</button></form>"#,
                 one.hidden(session)
             );
         }
@@ -241,7 +241,26 @@ async fn run(
             return app.render("Redrive", Nav::DeadLetters, &session, &body).into_response();
         }
     };
-    let report = redrive(&app.topology, &sel.stage, &sel.options(execute), |_| {}).await;
+    let report = if execute {
+        if !app.redrives.lock().expect("never poisoned").insert(sel.stage.clone()) {
+            let body = format!(
+                r#"<p class="flash error">A redrive of stage {} is running in this console: wait for it, then preview again.</p>"#,
+                esc(&sel.stage)
+            );
+            return app.render("Redrive", Nav::DeadLetters, &session, &body).into_response();
+        }
+        // On a task of its own: a browser that goes away cannot cut a redrive short between
+        // producing records and committing its position.
+        let (runner, stage, opts) = (app.clone(), sel.stage.clone(), sel.options(true));
+        let run = tokio::spawn(async move {
+            let report = redrive(&runner.topology, &stage, &opts, |_| {}).await;
+            runner.redrives.lock().expect("never poisoned").remove(&stage);
+            report
+        });
+        run.await.expect("the redrive task does not panic")
+    } else {
+        redrive(&app.topology, &sel.stage, &sel.options(false), |_| {}).await
+    };
     let mut body = format!("<p>Dead letters of {}.</p>", esc(&sel.describe()));
     match report {
         Err(e) => {
@@ -254,7 +273,7 @@ async fn run(
             } else {
                 let _ = write!(
                     body,
-                    r#"<p>This is a dry run: nothing was produced. Redriving republishes the original records to their topics, where the stage processes them again.</p>
+                    r#"<p>This is a dry run: nothing was produced. Redriving republishes the original records to their topics, where the stage processes them again. It selects again when it runs: letters of this selection written since this preview go too.</p>
 <form method="post" action="/dead-letters/redrive">{}<button type="submit" class="redrive-execute danger">Redrive {} record(s)</button></form>"#,
                     sel.hidden(&session),
                     r.planned()

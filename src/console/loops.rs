@@ -14,9 +14,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::review::{partitions_of, ReviewQueue, TIMEOUT};
 use crate::call::now_ms;
 
-/// A decision this replica has seen for this long without its `DONE` is finished here: longer
-/// than the deciding replica's produce timeout and read-back wait together.
-pub const FINISH_AFTER: Duration = Duration::from_secs(60);
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
 const PARTITIONS_EVERY: Duration = Duration::from_secs(30);
 
@@ -122,7 +119,8 @@ async fn finish_loop(queue: Arc<ReviewQueue>) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let stale: Vec<_> = {
             let state = queue.state();
-            let cutoff = now_ms() - FINISH_AFTER.as_millis() as i64;
+            // On this replica's clock: from when it applied the decision.
+            let cutoff = now_ms() - queue.finish_after.as_millis() as i64;
             state.ledger.undone().filter(|(_, d)| d.seen_ms < cutoff).map(|(k, _)| k).collect()
         };
         for key in stale {

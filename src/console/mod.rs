@@ -14,6 +14,8 @@ mod loops;
 mod pipeline_page;
 pub mod queue;
 pub mod review;
+mod review_forms;
+mod review_item;
 mod review_pages;
 pub mod scrape;
 pub mod server;
@@ -34,6 +36,9 @@ pub struct ConsoleOptions {
     pub token: Option<String>,
     /// How long a reviewer holds a claimed item.
     pub claim_ttl: Duration,
+    /// A decision left without its record this long (by a console that stopped) is finished by
+    /// this one; longer than a decision's own produce and read-back take.
+    pub finish_after: Duration,
     /// Prometheus endpoints of the stage processes, for in-flight records and breaker states.
     pub metrics: Vec<String>,
 }
@@ -65,7 +70,7 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
     let mut queues = Vec::new();
     for topics in t.stages.iter().filter_map(QueueTopics::of) {
         let stage = topics.stage.clone();
-        let queue = ReviewQueue::start(t, topics, opts.claim_ttl)
+        let queue = ReviewQueue::start(t, topics, opts.claim_ttl, opts.finish_after)
             .await
             .map_err(|error| ConsoleError::Queue { stage, error })?;
         queues.push(queue);
@@ -75,6 +80,7 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
         queues,
         sessions: Sessions::new(opts.token),
         pipeline: pipeline_page::Sampler::new(opts.metrics),
+        redrives: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await

@@ -109,7 +109,8 @@ async fn table_html(app: &App) -> String {
         let unhealthy = s.members_known && s.members.is_empty();
         let in_flight = match scraped.in_flight.get(&s.stage) {
             Some(n) => n.to_string(),
-            None if scraping => "0".into(),
+            None if scraping && scraped.errors.is_empty() => "0".into(),
+            None if scraping => "?".into(),
             None => "—".into(),
         };
         let mut spend = esc(&s.spend_today_usd);

@@ -39,6 +39,13 @@ pub struct QueueFilter {
     pub label: Option<String>,
 }
 
+impl QueueFilter {
+    pub fn selects(&self, item: &Item) -> bool {
+        self.tenant.as_deref().is_none_or(|t| item.tenant() == t)
+            && self.label.as_deref().is_none_or(|l| item.label() == l)
+    }
+}
+
 /// Pending items of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantDepth {
@@ -75,8 +82,7 @@ impl QueueState {
         let mut out: Vec<(&Item, ItemState)> = self
             .items
             .values()
-            .filter(|i| filter.tenant.as_deref().is_none_or(|t| i.tenant() == t))
-            .filter(|i| filter.label.as_deref().is_none_or(|l| i.label() == l))
+            .filter(|i| filter.selects(i))
             .map(|i| (i, self.ledger.state(i.key)))
             .filter(|(_, s)| s.is_pending())
             .collect();
@@ -86,27 +92,35 @@ impl QueueState {
 
     /// Pending items and the oldest one's timestamp, per tenant.
     pub fn depth(&self) -> Vec<TenantDepth> {
-        let mut by: BTreeMap<&str, TenantDepth> = BTreeMap::new();
-        for (item, _) in self.pending(&QueueFilter::default()) {
-            let d = by.entry(item.tenant()).or_insert_with(|| TenantDepth {
-                tenant: item.tenant().to_owned(),
-                items: 0,
-                oldest_ms: item.timestamp_ms,
-            });
-            d.items += 1;
-            d.oldest_ms = d.oldest_ms.min(item.timestamp_ms);
-        }
-        by.into_values().collect()
+        depth_of(&self.pending(&QueueFilter::default()))
     }
+}
 
-    /// The tenants and labels of pending items, for the filters.
-    pub fn facets(&self) -> (BTreeSet<String>, BTreeSet<String>) {
-        let pending = self.pending(&QueueFilter::default());
-        let tenants = pending.iter().map(|(i, _)| i.tenant().to_owned()).collect();
-        let labels = pending.iter().map(|(i, _)| i.label().to_owned()).collect();
-        (tenants, labels)
+/// Pending items (as [`QueueState::pending`] lists them) and the oldest one's timestamp, per
+/// tenant.
+pub fn depth_of(pending: &[(&Item, ItemState)]) -> Vec<TenantDepth> {
+    let mut by: BTreeMap<&str, TenantDepth> = BTreeMap::new();
+    for (item, _) in pending {
+        let d = by.entry(item.tenant()).or_insert_with(|| TenantDepth {
+            tenant: item.tenant().to_owned(),
+            items: 0,
+            oldest_ms: item.timestamp_ms,
+        });
+        d.items += 1;
+        d.oldest_ms = d.oldest_ms.min(item.timestamp_ms);
     }
+    by.into_values().collect()
+}
 
+/// The tenants and labels of pending items, for the filters.
+pub fn facets_of(pending: &[(&Item, ItemState)]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let tenants = pending.iter().map(|(i, _)| i.tenant().to_owned()).collect();
+    let labels =
+        pending.iter().map(|(i, _)| i.label().to_owned()).filter(|l| !l.is_empty()).collect();
+    (tenants, labels)
+}
+
+impl QueueState {
     /// Per partition, where the queue's group may commit now, when that is past its commit: the
     /// first item not done (decided is not done: its record may not be acknowledged yet), or
     /// the end of what was read when every item read is done.

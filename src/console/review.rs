@@ -64,6 +64,7 @@ impl QueueTopics {
 pub struct ReviewQueue {
     pub topics: QueueTopics,
     pub claim_ttl: Duration,
+    pub finish_after: Duration,
     state: Mutex<QueueState>,
     /// The next review-claims offset applied to the ledger.
     applied: watch::Sender<i64>,
@@ -80,6 +81,7 @@ impl ReviewQueue {
         t: &Topology,
         topics: QueueTopics,
         claim_ttl: Duration,
+        finish_after: Duration,
     ) -> Result<Arc<Self>, QueueError> {
         let writes = [
             (topics.approved.clone(), SchemaKind::Reviewed),
@@ -104,6 +106,7 @@ impl ReviewQueue {
         let queue = Arc::new(Self {
             topics,
             claim_ttl,
+            finish_after,
             state: Mutex::new(state),
             applied: watch::channel(0).0,
             consumer: Arc::new(consumer),

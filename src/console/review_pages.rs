@@ -5,30 +5,28 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::response::{IntoResponse, Response};
 
-use super::actions::{Actor, Judgement};
 use super::auth::Session;
-use super::html::{age, csrf_field, esc, options, time, url, Nav};
-use super::ledger::{ItemKey, ItemState};
-use super::queue::{Item, QueueFilter};
+use super::html::{age, csrf_field, esc, options, url, Nav};
+use super::ledger::ItemState;
+use super::queue::{depth_of, facets_of, Item, QueueFilter};
 use super::review::ReviewQueue;
-use super::server::{App, FormData, Shared};
-use crate::avro::{Envelope, HumanDecision};
+use super::server::{App, Shared};
+use crate::avro::Envelope;
 use crate::call::now_ms;
 
-type Query_ = Query<HashMap<String, String>>;
+/// Items listed on one page at most (the oldest).
+const LISTED: usize = 100;
 
-fn queue<'a>(app: &'a App, q: &HashMap<String, String>) -> Option<&'a Arc<ReviewQueue>> {
+pub(super) type Query_ = Query<HashMap<String, String>>;
+
+/// The review queue a request names with `?stage=` (the first one without).
+pub(super) fn queue<'a>(app: &'a App, q: &HashMap<String, String>) -> Option<&'a Arc<ReviewQueue>> {
     let wanted = q.get("stage").filter(|s| !s.is_empty());
     app.queues.iter().find(|r| wanted.is_none_or(|w| *w == r.topics.stage))
-}
-
-fn actor(s: &Session) -> Actor {
-    Actor { reviewer: s.reviewer.clone(), holder: s.holder.clone() }
 }
 
 pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query_) -> Response {
@@ -37,8 +35,11 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else {
-        let body = "<p>This topology has no review stage, so there is no review queue.</p>";
-        return app.render("Review queue", Nav::Review, &session, body).into_response();
+        let body = match q.get("stage").filter(|s| !s.is_empty()) {
+            Some(s) => format!("<p>No review stage named '{}' in this topology.</p>", esc(s)),
+            None => "<p>This topology has no review stage, so there is no review queue.</p>".into(),
+        };
+        return app.render("Review queue", Nav::Review, &session, &body).into_response();
     };
     let get = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
     let filter = QueueFilter { tenant: get("tenant"), label: get("label") };
@@ -65,7 +66,8 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         esc(&queue.topics.rejected)
     );
     body.push_str(r#"<table id="depth"><thead><tr><th>Tenant</th><th>Waiting</th><th>Oldest</th></tr></thead><tbody>"#);
-    for d in state.depth() {
+    let all = state.pending(&QueueFilter::default());
+    for d in depth_of(&all) {
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -75,7 +77,7 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         );
     }
     body.push_str("</tbody></table>");
-    let (tenants, labels) = state.facets();
+    let (tenants, labels) = facets_of(&all);
     let _ = write!(
         body,
         r#"<form id="filters" method="get" action="/review" class="row"><input type="hidden" name="stage" value="{}">
@@ -85,19 +87,26 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         options("all tenants", tenants, filter.tenant.as_deref()),
         options("all labels", labels, filter.label.as_deref()),
     );
-    let pending = state.pending(&filter);
+    let pending: Vec<_> = all.iter().filter(|(i, _)| filter.selects(i)).collect();
     if pending.is_empty() {
         body.push_str(r#"<p class="empty">Nothing waits for review.</p>"#);
     }
-    for (item, item_state) in pending {
-        body.push_str(&item_card(item, &item_state, &session, &queue.topics.stage, now, true));
+    for (item, item_state) in pending.iter().take(LISTED) {
+        body.push_str(&item_card(item, item_state, &session, &queue.topics.stage, now, true));
+    }
+    if pending.len() > LISTED {
+        let _ = write!(
+            body,
+            r#"<p class="muted">{} more, oldest first: decide these, or filter by tenant or label.</p>"#,
+            pending.len() - LISTED
+        );
     }
     drop(state);
     app.render("Review queue", Nav::Review, &session, &body).into_response()
 }
 
 /// An item as the queue lists it; `with_claim`: with its claim button (not on its own page).
-fn item_card(
+pub(super) fn item_card(
     item: &Item,
     state: &ItemState,
     session: &Session,
@@ -107,11 +116,14 @@ fn item_card(
 ) -> String {
     let k = item.key;
     let held = state.holder_at(now);
-    let (claim_text, button) = match held {
-        Some((_, h)) if h == session.holder => ("you hold this item".to_owned(), "Continue"),
-        Some((r, _)) => (format!("being reviewed by {r}"), "Claim"),
-        None => ("waiting".to_owned(), "Claim &amp; review"),
+    let (claim_text, button) = match (state, held) {
+        (ItemState::Decided(d), _) => (format!("decided by {}", d.reviewer), ""),
+        (ItemState::Done, _) => ("decided".to_owned(), ""),
+        (_, Some((_, h))) if h == session.holder => ("you hold this item".to_owned(), "Continue"),
+        (_, Some((r, _))) => (format!("being reviewed by {r}"), "Claim"),
+        (_, None) => ("waiting".to_owned(), "Claim &amp; review"),
     };
+    let with_claim = with_claim && state.is_pending();
     let disabled = if held.is_some_and(|(_, h)| h != session.holder) { " disabled" } else { "" };
     let (doc_id, summary) = match &item.envelope {
         Ok(e) => (e.document.id.clone(), summary(e)),
@@ -181,171 +193,4 @@ fn truncate(text: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
     }
-}
-
-pub async fn item(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path((partition, offset)): Path<(i32, i64)>,
-    Query(q): Query_,
-) -> Response {
-    let session = match app.viewer(&headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
-    let key = ItemKey { partition, offset };
-    let state = queue.state();
-    let (Some(item), item_state) = (state.items.get(&key).cloned(), state.ledger.state(key)) else {
-        drop(state);
-        app.sessions.flash(
-            &session.id,
-            true,
-            format!("Item {partition}/{offset} is no longer in the queue"),
-        );
-        return Redirect::to("/review").into_response();
-    };
-    drop(state);
-    let stage = url(&queue.topics.stage);
-    let held = item_state.holder_at(now_ms()).is_some_and(|(_, h)| h == session.holder);
-    let mut body = item_card(&item, &item_state, &session, &queue.topics.stage, now_ms(), !held);
-    if let Ok(e) = &item.envelope {
-        body.push_str(&details(e));
-    }
-    if let (true, Ok(e), ItemState::Claimed { expires_ms, .. }) =
-        (held, &item.envelope, &item_state)
-    {
-        let answer = e.answer.as_ref().map_or("", |a| a.text.as_str());
-        let _ = write!(
-            body,
-            r#"<form id="decide" method="post" action="/review/item/{partition}/{offset}/decide?stage={stage}" class="card">{csrf}
-<p class="muted">Your claim lasts until {until}.</p>
-<label>Answer (edit before approving if needed)<textarea name="answer" rows="8">{answer}</textarea></label>
-<label>Note (required to reject)<textarea name="note" rows="3"></textarea></label>
-<div class="row"><button name="decision" value="approve" type="submit">Approve</button>
-<button name="decision" value="reject" type="submit" class="danger">Reject</button></div></form>
-<form method="post" action="/review/item/{partition}/{offset}/release?stage={stage}">{csrf}<button type="submit" class="link">Give back to the queue</button></form>"#,
-            csrf = csrf_field(&session),
-            until = time(Some(*expires_ms)),
-            answer = esc(answer),
-        );
-    }
-    let title = format!("Review {partition}/{offset}");
-    app.render(&title, Nav::Review, &session, &body).into_response()
-}
-
-/// Everything the reviewer may need: metadata and the retrieved passages.
-fn details(e: &Envelope) -> String {
-    let mut out = String::from(r#"<section class="card"><h2>Document</h2><p class="doc">"#);
-    out.push_str(&esc(&e.document.content));
-    out.push_str("</p><dl>");
-    for (k, v) in &e.document.metadata {
-        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
-    }
-    let _ = write!(out, "</dl><h2>Retrieved passages ({})</h2><ol>", e.passages.len());
-    for p in &e.passages {
-        let _ = write!(
-            out,
-            r#"<li><span class="muted">{} · {} · score {:.2}</span><br>{}</li>"#,
-            esc(&p.id),
-            esc(&p.source),
-            p.score,
-            esc(&p.text)
-        );
-    }
-    out.push_str("</ol></section>");
-    out
-}
-
-fn key_of(partition: i32, offset: i64) -> ItemKey {
-    ItemKey { partition, offset }
-}
-
-fn back(
-    app: &App,
-    session: &Session,
-    result: Result<(), String>,
-    ok: String,
-    to: String,
-) -> Response {
-    match result {
-        Ok(()) => {
-            app.sessions.flash(&session.id, false, ok);
-            Redirect::to(&to).into_response()
-        }
-        Err(e) => {
-            app.sessions.flash(&session.id, true, e);
-            Redirect::to("/review").into_response()
-        }
-    }
-}
-
-pub async fn claim(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path((partition, offset)): Path<(i32, i64)>,
-    Query(q): Query_,
-    Form(form): FormData,
-) -> Response {
-    let session = match app.actor(&headers, &form) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
-    let result = queue.claim(key_of(partition, offset), &actor(&session)).await;
-    let to = format!("/review/item/{partition}/{offset}?stage={}", url(&queue.topics.stage));
-    back(&app, &session, result.map_err(|e| e.to_string()), "Claimed".into(), to)
-}
-
-pub async fn release(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path((partition, offset)): Path<(i32, i64)>,
-    Query(q): Query_,
-    Form(form): FormData,
-) -> Response {
-    let session = match app.actor(&headers, &form) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
-    let result = queue.release(key_of(partition, offset), &actor(&session)).await;
-    let ok = format!("Item {partition}/{offset} is back in the queue");
-    back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())
-}
-
-pub async fn decide(
-    State(app): State<Shared>,
-    headers: HeaderMap,
-    Path((partition, offset)): Path<(i32, i64)>,
-    Query(q): Query_,
-    Form(form): FormData,
-) -> Response {
-    let session = match app.actor(&headers, &form) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
-    let note = form.get("note").map_or("", |n| n.trim()).to_owned();
-    let decision = match form.get("decision").map(String::as_str) {
-        Some("approve") => HumanDecision::Approved,
-        Some("reject") if !note.is_empty() => HumanDecision::Rejected,
-        Some("reject") => {
-            app.sessions.flash(&session.id, true, "A rejection needs a note saying why");
-            let to =
-                format!("/review/item/{partition}/{offset}?stage={}", url(&queue.topics.stage));
-            return Redirect::to(&to).into_response();
-        }
-        _ => {
-            return (axum::http::StatusCode::BAD_REQUEST, "decision must be approve or reject\n")
-                .into_response()
-        }
-    };
-    // Browsers send textarea line breaks as CRLF.
-    let answer = form.get("answer").map(|a| a.replace("\r\n", "\n"));
-    let judgement = Judgement { decision, answer, note };
-    let result = queue.decide(key_of(partition, offset), &actor(&session), judgement).await;
-    let word = if decision == HumanDecision::Approved { "Approved" } else { "Rejected" };
-    let ok = format!("{word} item {partition}/{offset}");
-    back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())
 }

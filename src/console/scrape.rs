@@ -70,6 +70,18 @@ pub fn breaker_name(state: i64) -> &'static str {
     }
 }
 
+/// An endpoint as a page may show it: without the user and password an URL may carry.
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(an endpoint that is not a URL)".into(),
+    }
+}
+
 /// Reads every endpoint (2 s each at most).
 pub async fn scrape(urls: &[String]) -> Scraped {
     let mut out = Scraped::default();
@@ -87,7 +99,7 @@ pub async fn scrape(urls: &[String]) -> Scraped {
         };
         match text {
             Ok(t) => out.add(&t),
-            Err(e) => out.errors.push(format!("{url}: {e}")),
+            Err(e) => out.errors.push(format!("{}: {}", shown(url), e.without_url())),
         }
     }
     out
@@ -112,5 +124,6 @@ mod tests {
         assert_eq!(s.in_flight.get("a\"b"), Some(&1), "escaped quotes in label values");
         assert_eq!(s.breakers.get("m").copied().map(breaker_name), Some("open"));
         assert_eq!(s.in_flight.len(), 2, "other series are ignored");
+        assert_eq!(shown("http://ops:s3cret@w1:9464/metrics"), "http://w1:9464/metrics");
     }
 }

@@ -15,7 +15,7 @@ use axum::{Form, Router};
 use super::auth::{Session, Sessions};
 use super::html::{page, Nav};
 use super::review::ReviewQueue;
-use super::{dlq_pages, pipeline_page, review_pages};
+use super::{dlq_pages, pipeline_page, review_forms, review_item, review_pages};
 use crate::config::Topology;
 
 pub struct App {
@@ -23,6 +23,8 @@ pub struct App {
     pub queues: Vec<Arc<ReviewQueue>>,
     pub sessions: Sessions,
     pub pipeline: pipeline_page::Sampler,
+    /// Stages whose dead letters this console is redriving now: one run per stage at a time.
+    pub redrives: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 pub type Shared = Arc<App>;
@@ -34,10 +36,10 @@ pub fn router(app: Shared) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/review", get(review_pages::list))
-        .route("/review/item/{partition}/{offset}", get(review_pages::item))
-        .route("/review/item/{partition}/{offset}/claim", post(review_pages::claim))
-        .route("/review/item/{partition}/{offset}/decide", post(review_pages::decide))
-        .route("/review/item/{partition}/{offset}/release", post(review_pages::release))
+        .route("/review/item/{partition}/{offset}", get(review_item::item))
+        .route("/review/item/{partition}/{offset}/claim", post(review_forms::claim))
+        .route("/review/item/{partition}/{offset}/decide", post(review_forms::decide))
+        .route("/review/item/{partition}/{offset}/release", post(review_forms::release))
         .route("/dead-letters", get(dlq_pages::list))
         .route("/dead-letters/preview", post(dlq_pages::preview))
         .route("/dead-letters/redrive", post(dlq_pages::execute))
