@@ -22,6 +22,9 @@ pub enum TopicRole {
     Deferred { stage: String },
     /// Budget claims of every replica, decided in log order (one partition).
     BudgetLedger,
+    /// A review stage's needs-human records: the human review queue. Kept until deleted by
+    /// hand: an undecided item must not expire (what is done is the console group's commit).
+    ReviewQueue { stage: String },
     /// The review queue's claims and decisions for a review stage's needs-human topic, decided
     /// in log order (one partition) by every console replica.
     ReviewClaims { stage: String },
@@ -40,6 +43,7 @@ impl TopicRole {
             Self::Deferred { stage } => format!("deferred records of stage '{stage}'"),
             Self::BudgetLedger => "budget ledger".to_owned(),
             Self::ReviewClaims { stage } => format!("review claims of stage '{stage}'"),
+            Self::ReviewQueue { stage } => format!("human review queue of stage '{stage}'"),
         }
     }
 
@@ -48,7 +52,7 @@ impl TopicRole {
         match self {
             // Every replica rebuilds its totals from the whole ledger: a claim deleted by the
             // default retention (7 days) would under-count a monthly window, granting money twice.
-            Self::BudgetLedger => &[("retention.ms", "-1")],
+            Self::BudgetLedger | Self::ReviewQueue { .. } => &[("retention.ms", "-1")],
             // The latest step per item is what a replica needs (a claim, a decision, or done);
             // the console writes a tombstone once the queue's group committed past an item.
             // Steps younger than a week are never compacted: a decision a stopped replica left
@@ -102,10 +106,16 @@ impl Topology {
             })
             .collect();
         for s in &self.stages {
+            let needs_human = s.review_queue().map(|(n, ..)| n);
             for topic in s.output_topics() {
+                let stage = s.name.clone();
                 out.push(PlannedTopic {
                     name: topic.to_owned(),
-                    role: TopicRole::StageOutput { stage: s.name.clone() },
+                    role: if Some(topic) == needs_human {
+                        TopicRole::ReviewQueue { stage }
+                    } else {
+                        TopicRole::StageOutput { stage }
+                    },
                     partitions: parts,
                     schema: output_schema(&s.kind),
                 });
@@ -190,11 +200,43 @@ stages:
         assert_eq!(ledger.len(), 1);
         assert_eq!(ledger[0].role.configs(), &[("retention.ms", "-1")]);
         assert_eq!(ledger[0].partitions, 1, "claims are decided in one log order");
-        for other in topics
-            .iter()
-            .filter(|t| !matches!(t.role, TopicRole::BudgetLedger | TopicRole::ReviewClaims { .. }))
-        {
+        for other in topics.iter().filter(|t| {
+            !matches!(
+                t.role,
+                TopicRole::BudgetLedger
+                    | TopicRole::ReviewClaims { .. }
+                    | TopicRole::ReviewQueue { .. }
+            )
+        }) {
             assert!(other.role.configs().is_empty(), "{}", other.name);
         }
+    }
+
+    #[test]
+    fn a_review_queue_never_expires_and_its_claims_are_one_compacted_partition() {
+        let yaml = r#"
+pipeline: p
+providers:
+  sim: { kind: simulated }
+inputs:
+  p.in: { partitions: 3 }
+stages:
+  review:
+    kind: review
+    input: p.in
+    output: p.ok
+    needs_human_output: p.human
+    rejected_output: p.no
+"#;
+        let t = crate::config::compile(Path::new("t.yaml"), yaml).expect("compiles");
+        let topics = t.topics();
+        let find = |name: &str| topics.iter().find(|t| t.name == name).expect("planned");
+        let queue = find("p.human");
+        assert_eq!(queue.role, TopicRole::ReviewQueue { stage: "review".into() });
+        assert_eq!(queue.role.configs(), &[("retention.ms", "-1")]);
+        let claims = find("p.human.claims");
+        assert_eq!((claims.partitions, claims.schema), (1, SchemaKind::ReviewEvent));
+        assert!(claims.role.configs().contains(&("cleanup.policy", "compact")));
+        assert_eq!(find("p.ok").role, TopicRole::StageOutput { stage: "review".into() });
     }
 }
