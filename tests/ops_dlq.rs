@@ -327,3 +327,23 @@ async fn a_position_moved_by_another_redrive_is_not_overwritten() {
     let position = common::committed(h.stack.kafka.bootstrap_servers(), &group, &dlq, 1);
     assert_eq!(position, [1], "the other run's commit stands");
 }
+
+/// A document that failed twice has two letters; a position picks exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_selects_one_letter_of_a_document_that_failed_twice() {
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
+    let (codec, producer, dlq, input) = (h.codec().await, h.producer(), h.dlq(), h.input());
+    let doc = h.encode(&codec, &input, &document("id-7", "t", "text"));
+    for _ in 0..2 {
+        let l = letter(&h, "id-7", Some(doc.clone()));
+        let bytes = codec.encode(&dlq, &l.to_value()).expect("encode");
+        h.send_raw(&producer, &dlq, l.original_key.as_deref(), &bytes, Some(0)).await;
+    }
+    producer.flush(TIMEOUT).expect("flush");
+    let second = Filter { ids: vec!["id-7".into()], at: vec![(0, 1)], ..Filter::default() };
+    let one = redrive(&h, execute(second)).await;
+    assert_eq!((one.redriven, one.passed_over), (1, 1), "the letter at 0:1 only");
+    assert_eq!(h.count(&input).await, 1);
+    let rest = redrive(&h, execute(Filter { ids: vec!["id-7".into()], ..Filter::default() })).await;
+    assert_eq!((rest.redriven, rest.done_before), (1, 1), "the other letter is still there");
+}

@@ -71,6 +71,9 @@ struct RedriveArgs {
     /// Only these documents (the record key or the document id); repeatable.
     #[arg(long = "id", value_name = "DOC", num_args = 1..)]
     ids: Vec<String>,
+    /// Only the dead letter at this position of the dead-letter topic; repeatable.
+    #[arg(long, value_name = "PARTITION:OFFSET", value_parser = position)]
+    at: Vec<(i32, i64)>,
     /// Republish at most this many records per second, e.g. 50/s.
     #[arg(long, value_parser = rate)]
     rate: Option<NonZeroU32>,
@@ -84,6 +87,12 @@ struct RedriveArgs {
 
 fn instant(text: &str) -> Result<i64, String> {
     ops::parse_instant(text, now_ms())
+}
+
+fn position(text: &str) -> Result<(i32, i64), String> {
+    let bad = || format!("'{text}' is not a position like 0:42 (partition:offset)");
+    let (p, o) = text.split_once(':').ok_or_else(bad)?;
+    Ok((p.trim().parse().map_err(|_| bad())?, o.trim().parse().map_err(|_| bad())?))
 }
 
 fn rate(text: &str) -> Result<NonZeroU32, String> {
@@ -118,6 +127,7 @@ async fn redrive(a: RedriveArgs) -> Result<ExitCode> {
             since_ms: a.common.since,
             until_ms: a.until,
             ids: a.ids,
+            at: a.at,
         },
         max_redrives: a.max_redrives,
         rate_per_second: a.rate,

@@ -28,6 +28,8 @@ struct Selection {
     stage: String,
     class: Option<DeadLetterClass>,
     doc: Option<String>,
+    /// One letter: its partition and offset in the dead-letter topic.
+    at: Option<(i32, i64)>,
 }
 
 impl Selection {
@@ -39,16 +41,25 @@ impl Selection {
         };
         let class = q.get("class").filter(|c| !c.is_empty()).map(|c| parse_class(c)).transpose()?;
         let doc = q.get("doc").filter(|d| !d.is_empty()).cloned();
-        Ok(Self { stage, class, doc })
+        let at = match q.get("at").filter(|a| !a.is_empty()) {
+            Some(a) => {
+                let bad = || format!("'{a}' is not a position like 0:42");
+                let (p, o) = a.split_once(':').ok_or_else(bad)?;
+                Some((p.parse().map_err(|_| bad())?, o.parse().map_err(|_| bad())?))
+            }
+            None => None,
+        };
+        Ok(Self { stage, class, doc, at })
     }
 
     fn hidden(&self, session: &Session) -> String {
         format!(
-            r#"{}<input type="hidden" name="stage" value="{}"><input type="hidden" name="class" value="{}"><input type="hidden" name="doc" value="{}">"#,
+            r#"{}<input type="hidden" name="stage" value="{}"><input type="hidden" name="class" value="{}"><input type="hidden" name="doc" value="{}"><input type="hidden" name="at" value="{}">"#,
             csrf_field(session),
             esc(&self.stage),
             self.class.map_or("", |c| c.symbol()),
-            esc(self.doc.as_deref().unwrap_or_default())
+            esc(self.doc.as_deref().unwrap_or_default()),
+            self.at.map_or(String::new(), |(p, o)| format!("{p}:{o}"))
         )
     }
 
@@ -56,6 +67,7 @@ impl Selection {
         let filter = Filter {
             error_class: self.class,
             ids: self.doc.iter().cloned().collect(),
+            at: self.at.into_iter().collect(),
             ..Filter::default()
         };
         RedriveOptions { filter, execute, ..RedriveOptions::default() }
@@ -68,6 +80,9 @@ impl Selection {
         }
         if let Some(d) = &self.doc {
             let _ = write!(out, ", document {d}");
+        }
+        if let Some((p, o)) = self.at {
+            let _ = write!(out, ", the letter at {p}:{o}");
         }
         out
     }
@@ -128,7 +143,8 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
         esc(&spec.dead_letter_topic),
         selected.len().min(SHOWN),
         sel.class.map_or(String::new(), |c| format!(" of class {}", c.symbol())),
-        Selection { stage: sel.stage.clone(), class: sel.class, doc: None }.hidden(session),
+        Selection { stage: sel.stage.clone(), class: sel.class, doc: None, at: None }
+            .hidden(session),
     );
     for r in selected.into_iter().take(SHOWN) {
         let Ok(l) = &r.letter else {
@@ -177,15 +193,18 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
             );
         }
         let _ = write!(out, "</tbody></table><pre>{}</pre></details>", esc(&pretty));
-        if !doc.is_empty() {
-            let one =
-                Selection { stage: sel.stage.clone(), class: Some(l.error_class), doc: Some(doc) };
-            let _ = write!(
-                out,
-                r#"<form method="post" action="/dead-letters/preview">{}<button type="submit" class="redrive-preview">Redrive this document's letters… (preview)</button></form>"#,
-                one.hidden(session)
-            );
-        }
+        // The letter by its position: the document may have failed more than once.
+        let one = Selection {
+            stage: sel.stage.clone(),
+            class: Some(l.error_class),
+            doc: (!doc.is_empty()).then_some(doc),
+            at: Some((r.partition, r.offset)),
+        };
+        let _ = write!(
+            out,
+            r#"<form method="post" action="/dead-letters/preview">{}<button type="submit" class="redrive-preview">Redrive this letter… (preview)</button></form>"#,
+            one.hidden(session)
+        );
         out.push_str("</article>");
     }
     Ok(out)

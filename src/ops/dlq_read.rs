@@ -134,6 +134,9 @@ pub struct Filter {
     pub until_ms: Option<i64>,
     /// Document ids: a record's key, or the `id` of its decoded original document.
     pub ids: Vec<String>,
+    /// Positions (partition, offset) in the dead-letter topic: only these letters (a document
+    /// failed twice has two letters; this picks one).
+    pub at: Vec<(i32, i64)>,
 }
 
 impl Filter {
@@ -226,6 +229,7 @@ mod tests {
             since_ms,
             until_ms,
             ids: vec![],
+            at: vec![],
         };
         assert!(f(None, None, None).matches(&l));
         assert!(f(Some(DeadLetterClass::RetriesExhausted), Some(9), Some(10)).matches(&l));

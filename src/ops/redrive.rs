@@ -190,6 +190,10 @@ impl Run<'_> {
             self.report.done_before += 1;
             return Ok(());
         }
+        if !self.opts.filter.at.is_empty() && !self.opts.filter.at.contains(&(p, o)) {
+            self.report.passed_over += 1;
+            return Ok(());
+        }
         let letter = match decode_letter(&self.codec, payload).await? {
             Ok(letter) => letter,
             Err(reason) => {
