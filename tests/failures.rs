@@ -35,16 +35,9 @@ async fn undecodable_records_are_dead_lettered_with_their_bytes_and_the_partitio
         h.send_raw(&producer, &input, Some(key.as_bytes()), bytes, Some(0)).await;
     }
     h.produce_docs(0..2, Some(0), |_| None).await;
-    let stage = TestStage::new(Script::default());
     let mut inputs: Vec<String> = bad.iter().map(|(key, _)| (*key).to_owned()).collect();
     inputs.extend(ids(0..2));
-    h.start_stage(stage.clone())
-        .await
-        .run_until(TIMEOUT, "every record ended", || async {
-            h.oracle(inputs.clone()).await.all_ended()
-        })
-        .await
-        .expect("run");
+    let stage = h.run_to_end(Script::default(), &inputs, TIMEOUT).await;
     let oracle = h.oracle(inputs.clone()).await;
     oracle.check();
     assert_eq!(oracle.delivered(), ids(0..2).iter().map(String::as_str).collect());
@@ -81,14 +74,7 @@ async fn permanent_and_exhausted_errors_are_dead_lettered_with_their_attempts() 
         ("id-0".to_owned(), StageError::permanent("content policy")),
         ("id-1".to_owned(), StageError::retryable("model overloaded")),
     ]);
-    let stage = TestStage::new(Script { fail, ..Script::default() });
-    h.start_stage(stage.clone())
-        .await
-        .run_until(TIMEOUT, "every record ended", || async {
-            h.oracle(ids(0..3)).await.all_ended()
-        })
-        .await
-        .expect("run");
+    let stage = h.run_to_end(Script { fail, ..Script::default() }, &ids(0..3), TIMEOUT).await;
     let oracle = h.oracle(ids(0..3)).await;
     oracle.check();
     assert_eq!(oracle.dead_lettered(), ["id-0", "id-1"].into());
@@ -171,14 +157,7 @@ async fn a_compatible_schema_change_mid_stream_keeps_flowing() {
     }
     h.produce_docs(6..8, Some(0), |_| None).await;
 
-    let stage = TestStage::new(Script::default());
-    h.start_stage(stage.clone())
-        .await
-        .run_until(TIMEOUT, "every record ended", || async {
-            h.oracle(ids(0..8)).await.all_ended()
-        })
-        .await
-        .expect("run");
+    let stage = h.run_to_end(Script::default(), &ids(0..8), TIMEOUT).await;
     let oracle = h.oracle(ids(0..8)).await;
     oracle.check();
     assert!(oracle.dead_lettered().is_empty(), "nothing was dead-lettered");

@@ -60,19 +60,6 @@ async fn produce_with_headers(h: &Harness, range: std::ops::Range<usize>) {
     }
 }
 
-/// Runs the stage with `script` until every id of `inputs` ended, then stops it.
-async fn run_to_end(h: &Harness, script: Script, inputs: Vec<String>) -> TestStage {
-    let stage = TestStage::new(script);
-    h.start_stage(stage.clone())
-        .await
-        .run_until(TIMEOUT, "every record ended", || async {
-            h.oracle(inputs.clone()).await.all_ended()
-        })
-        .await
-        .expect("run");
-    stage
-}
-
 fn failing(errors: &[(&str, StageError)]) -> Script {
     let fail: HashMap<String, StageError> =
         errors.iter().map(|(id, e)| ((*id).to_owned(), e.clone())).collect();
@@ -102,7 +89,7 @@ async fn inspect_counts_dead_letters_by_class_and_message_and_decodes_samples() 
         ("id-1", StageError::permanent("content policy")),
         ("id-2", StageError::retryable("model overloaded")),
     ]);
-    run_to_end(&h, script, ids(0..5)).await;
+    h.run_to_end(script, &ids(0..5), TIMEOUT).await;
 
     let all = ops::inspect(&h.topology, "work", &Filter::default(), 10).await.expect("inspect");
     assert_eq!((all.records, all.selected, all.undecodable), (3, 3, 0));
@@ -136,7 +123,7 @@ async fn a_dry_run_changes_nothing_and_execute_redrives_exactly_the_selected_rec
         ("id-0", StageError::permanent("content policy")),
         ("id-1", StageError::retryable("model overloaded")),
     ]);
-    run_to_end(&h, script, ids(0..4)).await;
+    h.run_to_end(script, &ids(0..4), TIMEOUT).await;
     let input = h.input();
     let originals = raw_records(&h, &input).await;
     let group = ops::redrive_group(&h.topology.stages[0]);

@@ -69,7 +69,7 @@ async fn forged_retry_headers_are_dead_lettered_and_the_partition_keeps_moving()
         });
         sent.push((id.to_owned(), pairs));
     }
-    let odd = common::hostile::headers_of(&[(b"k\xff\xfe".to_vec(), Some(b"v".to_vec()))]);
+    let odd = common::raw_headers::headers_of(&[(b"k\xff\xfe".to_vec(), Some(b"v".to_vec()))]);
     sent.push(("odd-key".into(), odd));
     sent.push(("plain".into(), OwnedHeaders::new()));
     for (id, headers) in sent {

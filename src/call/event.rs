@@ -45,3 +45,38 @@ impl CostEvent {
         apache_avro::from_value(value)
     }
 }
+
+#[cfg(test)]
+impl CostEvent {
+    /// A successful chat call for unit tests to vary with struct update syntax: 10 tokens in,
+    /// 5 out, no cost, 1 ms.
+    pub(crate) fn sample() -> Self {
+        CostEvent {
+            event_id: "e".into(),
+            timestamp_ms: 1,
+            tenant: "t".into(),
+            pipeline: "p".into(),
+            stage: "s".into(),
+            document_id: "d".into(),
+            provider: "m".into(),
+            model_requested: "x".into(),
+            model_served: "x".into(),
+            prompt_version: None,
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_tokens: 0,
+            estimated: false,
+            cost_micro_usd: 0,
+            latency_ms: 1,
+            outcome: "ok".into(),
+            trace_id: None,
+            operation: "chat".into(),
+            cached: false,
+            attempt: 1,
+            call_index: 0,
+            response_id: None,
+            price_set_on: None,
+            budget: None,
+        }
+    }
+}

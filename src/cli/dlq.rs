@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::Format;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice::avro::DeadLetterClass;
@@ -26,12 +27,6 @@ enum Command {
     /// Republish dead letters to their original topic (a dry run unless --execute); resumable,
     /// with a loop guard.
     Redrive(RedriveArgs),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 #[derive(clap::Args)]

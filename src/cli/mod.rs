@@ -106,6 +106,13 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
+/// How a report command prints: a table for people, or JSON for scripts.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
 /// Loads a topology and applies the environment overrides; exits 2 with every problem listed.
 pub fn load_topology(path: &Path) -> Result<Topology> {
     match config::load(path) {

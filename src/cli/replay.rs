@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::Format;
 use anyhow::{bail, Context, Result};
 use sluice::config::KafkaSettings;
 use sluice::metering::report::usd;
@@ -64,12 +65,6 @@ pub struct Args {
     export: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 impl Args {

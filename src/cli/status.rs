@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::Format;
 use anyhow::Result;
 use sluice::ops::iso8601::rfc3339;
 use sluice::ops::status::{report, LagTrend, Report, StageStatus};
@@ -32,12 +33,6 @@ pub struct Args {
     count: Option<usize>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {

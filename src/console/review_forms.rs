@@ -6,13 +6,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::actions::{Actor, Judgement};
 use super::auth::Session;
 use super::html::url;
 use super::ledger::ItemKey;
+use super::review::ReviewQueue;
 use super::review_pages::{queue, Query_};
-use super::server::{App, FormData, Shared};
+use super::server::{App, FormData, Refusal, Shared};
 use crate::avro::HumanDecision;
 
 fn actor(s: &Session) -> Actor {
@@ -21,6 +24,18 @@ fn actor(s: &Session) -> Actor {
 
 fn key_of(partition: i32, offset: i64) -> ItemKey {
     ItemKey { partition, offset }
+}
+
+/// What every action checks first: the session and its CSRF token, then the queue it names.
+fn acting(
+    app: &App,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    form: &HashMap<String, String>,
+) -> Result<(Session, Arc<ReviewQueue>), Refusal> {
+    let session = app.actor(headers, form)?;
+    let queue = queue(app, q).ok_or(Refusal::NoQueue)?;
+    Ok((session, queue.clone()))
 }
 
 fn back(
@@ -49,11 +64,10 @@ pub async fn claim(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let session = match app.actor(&headers, &form) {
-        Ok(s) => s,
+    let (session, queue) = match acting(&app, &headers, &q, &form) {
+        Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let result = queue.claim(key_of(partition, offset), &actor(&session)).await;
     let to = format!("/review/item/{partition}/{offset}?stage={}", url(&queue.topics.stage));
     back(&app, &session, result.map_err(|e| e.to_string()), "Claimed".into(), to)
@@ -66,11 +80,10 @@ pub async fn release(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let session = match app.actor(&headers, &form) {
-        Ok(s) => s,
+    let (session, queue) = match acting(&app, &headers, &q, &form) {
+        Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let result = queue.release(key_of(partition, offset), &actor(&session)).await;
     let ok = format!("Item {partition}/{offset} is back in the queue");
     back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())
@@ -83,11 +96,10 @@ pub async fn decide(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let session = match app.actor(&headers, &form) {
-        Ok(s) => s,
+    let (session, queue) = match acting(&app, &headers, &q, &form) {
+        Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
-    let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let note = form.get("note").map_or("", |n| n.trim()).to_owned();
     let decision = match form.get("decision").map(String::as_str) {
         Some("approve") => HumanDecision::Approved,
@@ -106,7 +118,7 @@ pub async fn decide(
     // Browsers send textarea line breaks as CRLF.
     let answer = form.get("answer").map(|a| a.replace("\r\n", "\n"));
     let judgement = Judgement { decision, answer, note };
-    let (queue, who) = (queue.clone(), actor(&session));
+    let who = actor(&session);
     let task = async move { queue.decide(key_of(partition, offset), &who, judgement).await };
     let result = match tokio::spawn(task).await {
         Ok(r) => r.map_err(|e| e.to_string()),

@@ -111,6 +111,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
 pub enum Refusal {
     Login,
     Forbidden(&'static str),
+    /// The request names no review queue of this topology: back to the queue page.
+    NoQueue,
 }
 
 impl IntoResponse for Refusal {
@@ -118,6 +120,7 @@ impl IntoResponse for Refusal {
         match self {
             Self::Login => Redirect::to("/login").into_response(),
             Self::Forbidden(why) => (StatusCode::FORBIDDEN, format!("{why}\n")).into_response(),
+            Self::NoQueue => Redirect::to("/review").into_response(),
         }
     }
 }

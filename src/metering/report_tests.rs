@@ -5,30 +5,12 @@ use super::*;
 fn event(id: &str, tenant: &str, cost: i64, latency: i64, cached: bool) -> CostEvent {
     CostEvent {
         event_id: id.into(),
-        timestamp_ms: 1,
         tenant: tenant.into(),
-        pipeline: "p".into(),
-        stage: "s".into(),
-        document_id: "d".into(),
-        provider: "m".into(),
-        model_requested: "x".into(),
-        model_served: "x".into(),
         prompt_version: Some("answer@1".into()),
-        input_tokens: 10,
-        output_tokens: 5,
-        cached_tokens: 0,
-        estimated: false,
         cost_micro_usd: cost,
         latency_ms: latency,
-        outcome: "ok".into(),
-        trace_id: None,
-        operation: "chat".into(),
         cached,
-        attempt: 1,
-        call_index: 0,
-        response_id: None,
-        price_set_on: None,
-        budget: None,
+        ..CostEvent::sample()
     }
 }
 

@@ -267,29 +267,15 @@ mod tests {
         CostEvent {
             event_id: id.into(),
             timestamp_ms: at,
-            tenant: "t".into(),
-            pipeline: "p".into(),
             stage: "answer".into(),
             document_id: doc.into(),
             provider: "sim".into(),
             model_requested: "m".into(),
             model_served: "m".into(),
             prompt_version: prompt.map(str::to_owned),
-            input_tokens: 10,
-            output_tokens: 5,
-            cached_tokens: 0,
-            estimated: false,
             cost_micro_usd: cost,
-            latency_ms: 1,
-            outcome: "ok".into(),
-            trace_id: None,
-            operation: "chat".into(),
             cached,
-            attempt: 1,
-            call_index: 0,
-            response_id: None,
-            price_set_on: None,
-            budget: None,
+            ..CostEvent::sample()
         }
     }
 

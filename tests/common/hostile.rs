@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::message::OwnedHeaders;
+
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use sluice::avro::Codec;
 
+use super::raw_headers::headers_of;
 use super::Harness;
 
 /// A value over librdkafka's and Kafka's default `message.max.bytes` (1,000,000).
@@ -240,32 +241,6 @@ pub fn low_watermarks(h: &Harness, topic: &str, partitions: i32) -> Vec<i64> {
             consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").0
         })
         .collect()
-}
-
-/// Headers with these raw keys and values (librdkafka writes keys that are not UTF-8, which
-/// rdkafka's safe API cannot).
-pub fn headers_of(pairs: &[(Vec<u8>, Option<Vec<u8>>)]) -> OwnedHeaders {
-    let headers = OwnedHeaders::new_with_capacity(pairs.len());
-    let native = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
-        as *mut rdkafka::bindings::rd_kafka_headers_t;
-    for (key, value) in pairs {
-        let (v, len) = match value {
-            Some(v) => (v.as_ptr().cast(), v.len() as isize),
-            None => (std::ptr::null(), 0),
-        };
-        // SAFETY: `native` is the live headers object of `headers`; librdkafka copies `len`
-        // bytes of the key and of the value.
-        unsafe {
-            rdkafka::bindings::rd_kafka_header_add(
-                native,
-                key.as_ptr().cast(),
-                key.len() as isize,
-                v,
-                len,
-            );
-        }
-    }
-    headers
 }
 
 /// Sends `records` to `topic` in order, awaiting their acknowledgements in bulk.

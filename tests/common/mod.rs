@@ -17,6 +17,7 @@ pub mod hostile;
 pub mod oracle;
 pub mod procs;
 pub mod qdrant;
+pub mod raw_headers;
 pub mod read;
 pub mod redis;
 pub mod run;

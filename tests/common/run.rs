@@ -13,7 +13,7 @@ use sluice::shutdown::Shutdown;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::{Harness, TestStage};
+use super::{Harness, Script, TestStage};
 
 /// How long a runner may take to drain and stop once asked.
 const STOP_DEADLINE: Duration = Duration::from_secs(60);
@@ -111,6 +111,25 @@ impl Harness {
             let permits = Arc::new(Semaphore::new(10_000));
             runner::run(stage, &spec, &topology, codec, permits, s).await
         })
+    }
+
+    /// Runs `script` as the topology's first stage until every id of `inputs` reached its
+    /// output or dead-letter topic (or `timeout` passed: a failure), then stops it.
+    pub async fn run_to_end(
+        &self,
+        script: Script,
+        inputs: &[String],
+        timeout: Duration,
+    ) -> TestStage {
+        let stage = TestStage::new(script);
+        self.start_stage(stage.clone())
+            .await
+            .run_until(timeout, "every record ended", || async {
+                self.oracle(inputs.to_vec()).await.all_ended()
+            })
+            .await
+            .expect("run");
+        stage
     }
 
     /// Runs every stage of the topology, as `sluice run` does.

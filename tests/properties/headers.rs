@@ -4,7 +4,6 @@
 //! back to the same state.
 
 use proptest::prelude::*;
-use rdkafka::message::OwnedHeaders;
 use sluice::avro::AttemptRecord;
 use sluice::call::trace_id_of;
 use sluice::retry::state::{read_headers, HeaderPair};
@@ -26,27 +25,7 @@ const OWN: [&str; 8] = [
 /// Kafka headers with these raw keys and values, read back as the runner reads them; the
 /// keys need not be UTF-8 (rdkafka's safe API cannot write such a key, librdkafka can).
 fn through_kafka(pairs: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<HeaderPair> {
-    let headers = OwnedHeaders::new_with_capacity(pairs.len());
-    let native = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders
-        as *mut rdkafka::bindings::rd_kafka_headers_t;
-    for (key, value) in pairs {
-        let (v, len) = match value {
-            Some(v) => (v.as_ptr().cast(), v.len() as isize),
-            None => (std::ptr::null(), 0),
-        };
-        // SAFETY: `native` is the live headers object of `headers`; librdkafka copies `len`
-        // bytes of the key and of the value (none for a null value).
-        unsafe {
-            rdkafka::bindings::rd_kafka_header_add(
-                native,
-                key.as_ptr().cast(),
-                key.len() as isize,
-                v,
-                len,
-            );
-        }
-    }
-    read_headers(Some(headers.as_borrowed()))
+    read_headers(Some(super::raw_headers::headers_of(pairs).as_borrowed()))
 }
 
 fn here() -> Origin {

@@ -8,6 +8,8 @@
 mod avro;
 mod corpus;
 mod headers;
+#[path = "../common/raw_headers.rs"]
+mod raw_headers;
 mod topology;
 
 use proptest::test_runner::Config;
