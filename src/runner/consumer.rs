@@ -78,26 +78,33 @@ fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
 }
 
 /// Commits stored offsets synchronously; "nothing to commit" is not an error. A coordinator
-/// that is mid-rebalance is asked again a few times (offsets not committed before a revocation
-/// completes are lost to this member, and the next owner reprocesses those records). Runs on the
-/// poll thread, never on an async one.
-pub fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>, stage: &str) -> bool {
+/// that is mid-rebalance is asked again a few times. Runs on the poll thread, never on an async
+/// one.
+fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> KafkaResult<()> {
     let mut waits = commit_backoff();
     loop {
         let error = match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return true,
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return Ok(()),
             Err(e) => e,
         };
         let in_progress =
             matches!(error, KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress));
         match waits.next().filter(|_| in_progress) {
             Some(wait) => std::thread::sleep(wait),
-            None => {
-                CommitFailed { stage, error: &error, background: false }.emit();
-                return false;
-            }
+            None => return Err(error),
         }
     }
+}
+
+/// [`commit_stored`] as the handover of this member's partitions (revocation, shutdown): offsets
+/// not committed now are lost to this member, and the next owner reprocesses those records. A
+/// failure is reported (`sluice_commit_failures_total{when="handover"}`).
+fn commit_handover(consumer: &BaseConsumer<RunnerContext>, stage: &str) -> bool {
+    let result = commit_stored(consumer);
+    if let Err(error) = &result {
+        CommitFailed { stage, error, background: false }.emit();
+    }
+    result.is_ok()
 }
 
 /// The completed-offset maps in the group's last commits of `assigned` (see [`completed`]).
@@ -132,13 +139,14 @@ impl ConsumerContext for RunnerContext {
                 // longer be committed, so nothing is waited for.
                 let lost = consumer.assignment_lost();
                 let grace = if lost { Duration::ZERO } else { self.grace };
-                // Commit what is complete before draining, and again after.
+                // Commit what is complete before draining (quietly: a failure there costs
+                // nothing if the handover after draining lands), and again after.
                 if !lost {
                     self.partitions.store_maps(Some(&revoked), consumer);
+                    let _ = commit_stored(consumer);
                 }
-                let committed = !lost && commit_stored(consumer, &self.stage);
                 let abandoned = self.partitions.revoke(&revoked, grace, consumer);
-                let committed = !lost && (commit_stored(consumer, &self.stage) || committed);
+                let committed = !lost && commit_handover(consumer, &self.stage);
                 let kind = if lost { RebalanceKind::Lost } else { RebalanceKind::Revoked };
                 let stage = &self.stage;
                 Rebalanced { stage, kind, partitions: revoked.len(), abandoned, committed }.emit();
@@ -248,7 +256,7 @@ pub fn poll_loop(
         );
     }
     partitions.store_maps(None, consumer);
-    let _ = commit_stored(consumer, stage);
+    commit_handover(consumer, stage);
     consumer.context().queues.lock().expect("queues lock").clear();
     left
 }

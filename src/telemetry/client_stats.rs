@@ -181,7 +181,10 @@ pub(super) fn stage_started(stage: &str) {
     for outcome in ["ok", "dead_lettered"] {
         m.records.with_label_values(&[stage, outcome]).inc_by(0);
     }
-    super::runner_metrics::runner_metrics().commit_failures.with_label_values(&[stage]).inc_by(0);
+    for when in ["background", "handover"] {
+        let failures = &super::runner_metrics::runner_metrics().commit_failures;
+        failures.with_label_values(&[stage, when]).inc_by(0);
+    }
 }
 
 /// A stage stopped: it has no partitions, no lag and no queue any more.

@@ -121,7 +121,7 @@ fn a_started_stage_shows_its_alerted_counters_at_zero() {
     let text = super::super::render();
     for series in [
         format!("sluice_records_deferred_total{{stage=\"{stage}\"}} 0"),
-        format!("sluice_commit_failures_total{{stage=\"{stage}\"}} 0"),
+        format!("sluice_commit_failures_total{{stage=\"{stage}\",when=\"handover\"}} 0"),
         format!("sluice_assigned_partitions{{stage=\"{stage}\"}} 0"),
         format!("sluice_records_total{{outcome=\"dead_lettered\",stage=\"{stage}\"}} 0"),
     ] {

@@ -38,7 +38,8 @@ pub struct CommitFailed<'a> {
 
 impl CommitFailed<'_> {
     pub fn emit(self) {
-        runner_metrics().commit_failures.with_label_values(&[self.stage]).inc();
+        let when = if self.background { "background" } else { "handover" };
+        runner_metrics().commit_failures.with_label_values(&[self.stage, when]).inc();
         tracing::warn!(
             stage = self.stage,
             error = %self.error,

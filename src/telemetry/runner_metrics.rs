@@ -27,7 +27,8 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 
 pub(super) fn runner_metrics() -> &'static RunnerMetrics {
     static M: OnceLock<RunnerMetrics> = OnceLock::new();
-    M.get_or_init(|| RunnerMetrics {
+    M.get_or_init(|| {
+        RunnerMetrics {
         dead_letters: counter(
             "dead_letters_total",
             "Records dead-lettered, by stage and error class.",
@@ -40,8 +41,10 @@ pub(super) fn runner_metrics() -> &'static RunnerMetrics {
         ),
         commit_failures: counter(
             "commit_failures_total",
-            "Offset commits that failed; uncommitted records are redelivered.",
-            &["stage"],
+            "Offset commits that failed, by when: `background` (the periodic commit; routine while \
+             a group rebalances) or `handover` (a revocation's or shutdown's last commit, whose \
+             failure makes the partition's next owner replay all since the last commit).",
+            &["stage", "when"],
         ),
         rebalances: counter(
             "rebalances_total",
@@ -73,5 +76,6 @@ pub(super) fn runner_metrics() -> &'static RunnerMetrics {
             "Errors reported by the consumer while polling.",
             &["stage"],
         ),
+    }
     })
 }

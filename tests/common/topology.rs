@@ -37,6 +37,7 @@ pub struct OneStage {
     producer: String,
     retry: String,
     shutdown_grace: String,
+    commit_interval_ms: u32,
 }
 
 impl OneStage {
@@ -48,6 +49,7 @@ impl OneStage {
             producer: String::new(),
             retry: "{ attempts: 3, initial_backoff: 10ms, max_backoff: 50ms }".to_owned(),
             shutdown_grace: "10s".to_owned(),
+            commit_interval_ms: 200,
         }
     }
 
@@ -69,16 +71,23 @@ impl OneStage {
         self
     }
 
+    /// The consumer's background commit interval (`auto.commit.interval.ms`); 200 ms by default.
+    pub fn commit_interval_ms(mut self, ms: u32) -> Self {
+        self.commit_interval_ms = ms;
+        self
+    }
+
     pub fn yaml(&self) -> String {
         let p = unique("t");
-        let Self { partitions, concurrency, producer, retry, shutdown_grace } = self;
+        let Self { partitions, concurrency, producer, retry, shutdown_grace, commit_interval_ms } =
+            self;
         format!(
             r#"
 pipeline: {p}
 kafka:
   partitions: {partitions}
   consumer:
-    auto.commit.interval.ms: "200"
+    auto.commit.interval.ms: "{commit_interval_ms}"
     session.timeout.ms: "6000"
     heartbeat.interval.ms: "500"
     partition.assignment.strategy: cooperative-sticky
