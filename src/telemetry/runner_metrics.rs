@@ -25,10 +25,13 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     c
 }
 
+const COMMIT_FAILURES_HELP: &str = "Offset commits that failed, by when: background (the \
+    periodic commit; routine while a group rebalances) or handover (a revocation's or shutdown's \
+    last commit: the partitions' next owner replays all since the last commit that landed).";
+
 pub(super) fn runner_metrics() -> &'static RunnerMetrics {
     static M: OnceLock<RunnerMetrics> = OnceLock::new();
-    M.get_or_init(|| {
-        RunnerMetrics {
+    M.get_or_init(|| RunnerMetrics {
         dead_letters: counter(
             "dead_letters_total",
             "Records dead-lettered, by stage and error class.",
@@ -39,13 +42,7 @@ pub(super) fn runner_metrics() -> &'static RunnerMetrics {
             "Offsets that could not be stored (the partition was likely revoked).",
             &["topic"],
         ),
-        commit_failures: counter(
-            "commit_failures_total",
-            "Offset commits that failed, by when: `background` (the periodic commit; routine while \
-             a group rebalances) or `handover` (a revocation's or shutdown's last commit, whose \
-             failure makes the partition's next owner replay all since the last commit).",
-            &["stage", "when"],
-        ),
+        commit_failures: counter("commit_failures_total", COMMIT_FAILURES_HELP, &["stage", "when"]),
         rebalances: counter(
             "rebalances_total",
             "Rebalance events, by stage and kind (assigned, revoked, lost, error).",
@@ -76,6 +73,5 @@ pub(super) fn runner_metrics() -> &'static RunnerMetrics {
             "Errors reported by the consumer while polling.",
             &["stage"],
         ),
-    }
     })
 }
