@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value;
+use common::faults::failed_handovers;
 use common::oracle::ReplayBound;
 use common::{field, ids, Harness, OneStage, Script, TestStage};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -17,10 +18,6 @@ use tokio::sync::{RwLock, Semaphore};
 /// their bounds assume no other clusters and members starving the machine; the others run side by
 /// side.
 static ALONE: RwLock<()> = RwLock::const_new(());
-
-/// How long the mock coordinator waits for members to join a rebalance: the harness's
-/// `session.timeout.ms` (6 s) less one second. It refuses commits all that time.
-const MOCK_JOIN_WINDOW_MS: u64 = 5_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_completion_never_stores_past_an_unfinished_record() {
@@ -131,7 +128,7 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
     h.produce_docs(0..n, None, |_| None).await;
     let script = Script { default_delay: Duration::from_millis(40), ..Script::default() };
     let (a, b) = (TestStage::new(script.clone()), TestStage::new(script));
-    let handovers_before = handover_failures();
+    let handovers_before = failed_handovers("work");
     let ra = h.start_stage(a.clone()).await;
     ra.until(Duration::from_secs(30), "the first member is working", || async {
         a.call_count() >= 60
@@ -156,13 +153,9 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
     // One event (the join): the first member's revoked partitions replay at most what it had
     // not committed (see `ReplayBound`). Usually zero: the revocation drains and commits.
     //
-    // Unless the mock coordinator refused that commit. Its quirk: a follower whose SyncGroup
-    // arrives after the leader's is answered INVALID_REQUEST and rejoins, which restarts the
-    // rebalance while the first member is still revoking; and it refuses every commit while a
-    // group joins (Apache Kafka accepts the current generation's). The handover then fails
-    // (reported, `when="handover"`) and the event replays all since the last commit that landed:
-    // the join window (session timeout less 1 s) on top of the usual interval.
-    let failed_handovers = handover_failures() - handovers_before;
+    // Unless the mock coordinator refused that commit (see `after_refused_handover`): then the
+    // event replays all since the last commit that landed.
+    let refused = failed_handovers("work") - handovers_before;
     let base = ReplayBound {
         partitions: PARTITIONS,
         per_partition: 4,
@@ -173,12 +166,12 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
         heartbeat_interval_ms: 500,
         min_record_ms: 40,
     };
-    let bound = match failed_handovers {
+    let bound = match refused {
         0 => base.per_event(),
-        _ => ReplayBound { commit_interval_ms: 200 + MOCK_JOIN_WINDOW_MS, ..base }.per_event(),
+        _ => base.after_refused_handover().per_event(),
     };
     eprintln!(
-        "rebalance duplicates: {} (bound {bound}; failed handovers {failed_handovers})",
+        "rebalance duplicates: {} (bound {bound}; failed handovers {refused})",
         oracle.duplicates()
     );
     assert!(
@@ -188,17 +181,6 @@ async fn a_second_member_joining_mid_stream_loses_nothing() {
         oracle.duplicated()
     );
     assert!(oracle.max_copies() <= 2, "one event replays a record at most once");
-}
-
-/// `sluice_commit_failures_total{stage="work",when="handover"}` in this process: revocations' and
-/// shutdowns' last commits that failed. Read by tests that run alone.
-fn handover_failures() -> u64 {
-    sluice::telemetry::render()
-        .lines()
-        .filter(|l| l.starts_with("sluice_commit_failures_total{"))
-        .find(|l| l.contains("stage=\"work\"") && l.contains("when=\"handover\""))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A revocation whose last commit the coordinator refuses is reported as a failed handover, and
@@ -226,7 +208,7 @@ async fn a_refused_handover_is_reported_and_its_records_are_redone_not_lost() {
     assert_eq!(h.committed(2), vec![0, 0], "nothing committed before the rebalance");
 
     // More refusals than the commits before and after draining retry through.
-    let before = handover_failures();
+    let before = failed_handovers("work");
     let cluster = h.stack.kafka.cluster().expect("embedded broker");
     cluster.request_errors(
         RDKafkaApiKey::OffsetCommit,
@@ -239,7 +221,7 @@ async fn a_refused_handover_is_reported_and_its_records_are_redone_not_lost() {
     })
     .await;
     cluster.clear_request_errors(RDKafkaApiKey::OffsetCommit);
-    assert!(handover_failures() > before, "the refused revocation commit was not reported");
+    assert!(failed_handovers("work") > before, "the refused revocation commit was not reported");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ra.stop().await.expect("first member");
     rb.stop().await.expect("second member");

@@ -185,6 +185,12 @@ pub fn replay_events(stage: &str) -> u64 {
         .sum()
 }
 
+/// Handovers of stage `stage` whose last commit failed (a revocation's or shutdown's,
+/// `sluice_commit_failures_total{when="handover"}`): each replays all since the last commit.
+pub fn failed_handovers(stage: &str) -> u64 {
+    counter("sluice_commit_failures_total", &[("stage", stage), ("when", "handover")])
+}
+
 /// The distinct successive values a gauge took, sampled every 10 ms in the background.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
