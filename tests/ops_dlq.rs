@@ -251,6 +251,7 @@ fn letter(h: &Harness, id: &str, value: Option<Vec<u8>>) -> DeadLetter {
         failed_at_ms: sluice::call::now_ms(),
         model: None,
         prompt_version: None,
+        delivered_outputs: vec![],
     }
 }
 

@@ -227,7 +227,13 @@ async fn replicas_share_answers_through_a_redis_cache() {
     let models = "  big: { provider: m, name: big-model }";
     let (a, b) =
         (gateway_with(&server, "", models, &cache), gateway_with(&server, "", models, &cache));
-    let log = |offset| CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset });
+    let log = |offset| {
+        CallLog::new(
+            "p",
+            "s",
+            Origin { topic: "in".into(), partition: 0, offset, timestamp_ms: None },
+        )
+    };
     let (first, second) = (log(1), log(2));
     let key = |log| CallKey { tenant: "acme", log: Some(log), ..CallKey::new("d", "s", 1) };
     let paid = a.chat("big", &chat("same question"), key(&first)).await.expect("paid call");
@@ -252,7 +258,11 @@ async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_
         common::mock_provider(MockConfig { embedding_dim: 8, ..MockConfig::default() }).await;
     let cache = format!("cache: {{ path: {} }}", dir.path().display());
     let g = gateway_with(&server, "", "  emb: { provider: m, name: e }", &cache);
-    let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let log = CallLog::new(
+        "p",
+        "s",
+        Origin { topic: "in".into(), partition: 0, offset: 1, timestamp_ms: None },
+    );
     let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "s", 1) };
     let texts = |t: &[&str]| EmbedRequest {
         model: String::new(),
@@ -280,7 +290,11 @@ async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
     })
     .await;
     let g = gateway(&server, "", "  big: { provider: m, name: big-model }");
-    let log = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let log = CallLog::new(
+        "p",
+        "s",
+        Origin { topic: "in".into(), partition: 0, offset: 1, timestamp_ms: None },
+    );
     let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "s", 1) };
     let deadline = Duration::from_millis(300);
     let cut = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
@@ -298,7 +312,11 @@ async fn a_call_cancelled_in_flight_still_leaves_its_cost_event() {
     assert_eq!(e.cost_micro_usd as u64, upper);
 
     // Another call cancelled at the same coordinates (another replica's) counts on its own.
-    let again = CallLog::new("p", "s", Origin { topic: "in".into(), partition: 0, offset: 1 });
+    let again = CallLog::new(
+        "p",
+        "s",
+        Origin { topic: "in".into(), partition: 0, offset: 1, timestamp_ms: None },
+    );
     let key = CallKey { tenant: "acme", log: Some(&again), ..CallKey::new("d", "s", 1) };
     let _ = tokio::time::timeout(deadline, g.chat("big", &chat("hello"), key)).await;
     assert_ne!(again.take()[0].event_id, e.event_id);

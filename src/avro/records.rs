@@ -240,6 +240,9 @@ pub struct DeadLetter {
     pub model: Option<String>,
     /// The prompt template version (`name@version`) of the failed attempt, if it used one.
     pub prompt_version: Option<String>,
+    /// Topics of the record's outputs that were acknowledged before the broker refused another
+    /// (the record then sits both there and here); empty otherwise.
+    pub delivered_outputs: Vec<String>,
 }
 
 impl DeadLetter {
@@ -307,6 +310,12 @@ impl DeadLetter {
             ("failed_at_ms".into(), Value::Long(self.failed_at_ms)),
             ("model".into(), opt_string(&self.model)),
             ("prompt_version".into(), opt_string(&self.prompt_version)),
+            (
+                "delivered_outputs".into(),
+                Value::Array(
+                    self.delivered_outputs.iter().map(|t| Value::String(t.clone())).collect(),
+                ),
+            ),
         ])
     }
 }
@@ -384,6 +393,7 @@ mod tests {
             failed_at_ms: 9,
             model: None,
             prompt_version: None,
+            delivered_outputs: vec![],
         }
     }
 
@@ -404,17 +414,20 @@ mod tests {
         );
     }
 
-    /// The schema as it was before `model` and `prompt_version`.
+    /// Fields added to the dead letter since its first version.
+    const ADDED: [&str; 3] = ["model", "prompt_version", "delivered_outputs"];
+
+    /// The schema as it was before `model`, `prompt_version` and `delivered_outputs`.
     fn dead_letter_schema_before_model() -> apache_avro::Schema {
         let mut json: serde_json::Value =
             serde_json::from_str(SchemaKind::DeadLetter.text()).expect("schema JSON");
         let fields = json["fields"].as_array_mut().expect("fields");
-        fields.retain(|f| f["name"] != "model" && f["name"] != "prompt_version");
+        fields.retain(|f| !ADDED.iter().any(|name| f["name"] == *name));
         apache_avro::Schema::parse(&json).expect("previous schema")
     }
 
     #[test]
-    fn the_model_fields_are_a_fully_compatible_evolution_of_the_dead_letter_schema() {
+    fn the_added_fields_are_a_fully_compatible_evolution_of_the_dead_letter_schema() {
         use apache_avro::schema_compatibility::SchemaCompatibility;
         let (old, new) = (dead_letter_schema_before_model(), SchemaKind::DeadLetter.schema());
         SchemaCompatibility::can_read(&old, new).expect("new readers read old dead letters");
@@ -423,7 +436,7 @@ mod tests {
         // An old dead letter, read with the new schema: both fields default to null.
         let mut old_value = dead_letter().to_value();
         let Value::Record(fields) = &mut old_value else { panic!("record") };
-        fields.retain(|(name, _)| name != "model" && name != "prompt_version");
+        fields.retain(|(name, _)| !ADDED.contains(&name.as_str()));
         let mut bytes = Vec::new();
         apache_avro::writer::datum::GenericDatumWriter::builder(&old)
             .build()
@@ -439,5 +452,7 @@ mod tests {
         let Value::Record(fields) = read else { panic!("record") };
         let model = fields.iter().find(|(n, _)| n == "model").expect("model field");
         assert_eq!(model.1, Value::Union(0, Box::new(Value::Null)));
+        let delivered = fields.iter().find(|(n, _)| n == "delivered_outputs").expect("field");
+        assert_eq!(delivered.1, Value::Array(vec![]));
     }
 }

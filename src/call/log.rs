@@ -7,12 +7,15 @@ use std::sync::Mutex;
 
 use super::{stable_hash, CostEvent};
 
-/// Where a record came from: the coordinates its events' ids derive from.
+/// Where a record came from — its first coordinates, before any retry topic — which its cost
+/// events' ids derive from and its retry headers and dead letter carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp there, when it has one (a document's age counts from it).
+    pub timestamp_ms: Option<i64>,
 }
 
 /// The cost events of one record's handling, across its attempts.
@@ -138,7 +141,7 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic_and_differ_by_every_coordinate() {
-        let o = Origin { topic: "t".into(), partition: 1, offset: 7 };
+        let o = Origin { topic: "t".into(), partition: 1, offset: 7, timestamp_ms: None };
         let id = event_id(&o, "s", 1, 0, "");
         assert_eq!(id, event_id(&o, "s", 1, 0, ""));
         assert_eq!(id.len(), 32);

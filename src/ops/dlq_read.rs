@@ -17,7 +17,7 @@ use crate::config::{StageSpec, Topology};
 
 /// The header counting how often a record was redriven; carried on the republished record, so a
 /// record dead-lettered again brings it back in its `original_headers`.
-pub const REDRIVE_COUNT: &str = "sluice-redrive-count";
+pub use crate::retry::state::REDRIVE_COUNT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {

@@ -108,6 +108,17 @@ pub fn letter_from_value(value: &Value) -> Result<DeadLetter, String> {
         failed_at_ms: f.long("failed_at_ms")?,
         model: f.opt_string("model")?,
         prompt_version: f.opt_string("prompt_version")?,
+        // Absent from letters written before the field existed.
+        delivered_outputs: match f.array("delivered_outputs") {
+            Ok(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(format!("a delivered output is {other:?}")),
+                })
+                .collect::<Result<_, String>>()?,
+            Err(_) => Vec::new(),
+        },
     })
 }
 

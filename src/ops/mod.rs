@@ -68,6 +68,7 @@ pub(crate) mod fixtures {
             failed_at_ms: 9,
             model: Some("sim/m".into()),
             prompt_version: None,
+            delivered_outputs: vec![],
         }
     }
 }

@@ -256,8 +256,11 @@ stages:
         );
         let t = crate::config::compile(Path::new("t.yaml"), &yaml).expect("compiles");
         let g = Gateway::new(&t).expect("gateway");
-        let log =
-            CallLog::new("p", "lookups", Origin { topic: "in".into(), partition: 0, offset: 1 });
+        let log = CallLog::new(
+            "p",
+            "lookups",
+            Origin { topic: "in".into(), partition: 0, offset: 1, timestamp_ms: None },
+        );
         let key = CallKey { tenant: "acme", log: Some(&log), ..CallKey::new("d", "lookups", 1) };
         let chat = ChatRequest {
             model: String::new(),

@@ -23,6 +23,11 @@ pub const ORIGIN_PARTITION: &str = "sluice-origin-partition";
 pub const ORIGIN_OFFSET: &str = "sluice-origin-offset";
 pub const ORIGIN_TIMESTAMP_MS: &str = "sluice-origin-timestamp-ms";
 
+/// How often a record was redriven from a dead-letter topic (`sluice dlq redrive` sets it): it
+/// travels with the record through its retry rungs and into a new dead letter (the redrive loop
+/// guard), and is dropped from the stage's outputs, whose letters start again at zero.
+pub const REDRIVE_COUNT: &str = "sluice-redrive-count";
+
 const OWN: [&str; 8] = [
     RUNG,
     DUE_MS,
@@ -53,14 +58,7 @@ pub struct HeaderError {
     pub problem: String,
 }
 
-/// The record's first coordinates, before any retry topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-}
+pub use crate::call::Origin;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryState {
@@ -111,6 +109,13 @@ pub fn read_headers(headers: Option<&BorrowedHeaders>) -> Vec<HeaderPair> {
 /// letters carry these (W3C `traceparent` among them).
 pub fn own_headers(headers: &[HeaderPair]) -> Vec<HeaderPair> {
     headers.iter().filter(|(k, _)| !OWN.contains(&k.as_str())).cloned().collect()
+}
+
+/// The headers a stage's outputs carry onward: the record's own, without its redrive count.
+pub fn onward_headers(headers: &[HeaderPair]) -> Vec<HeaderPair> {
+    let mut own = own_headers(headers);
+    own.retain(|(k, _)| k != REDRIVE_COUNT);
+    own
 }
 
 fn value<'h>(headers: &'h [HeaderPair], name: &str) -> Option<&'h [u8]> {

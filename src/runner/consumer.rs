@@ -18,7 +18,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::completed;
-use super::inbound::Inbound;
+use super::inbound::{Inbound, Topics};
 use super::partitions::{Partitions, Tp};
 use crate::call::now_ms;
 use crate::retry::commit_backoff;
@@ -38,21 +38,26 @@ pub struct RunnerContext {
     /// One librdkafka queue per assigned partition, read only while the partition's window has
     /// room. Emptied when the poll loop ends (a queue holds its consumer).
     pub queues: Mutex<HashMap<Tp, PartitionQueue<RunnerContext>>>,
-    /// Length of the stage's retry ladder, to check the rung a record claims.
-    pub rungs: usize,
+    /// The stage's input and its own retry and deferred topics, whose headers alone are read.
+    pub topics: Topics,
     /// The stage's producer, whose queue depth the statistics callback samples.
     pub producer: OnceLock<FutureProducer>,
 }
 
 impl RunnerContext {
-    pub fn new(stage: String, partitions: Arc<Partitions>, grace: Duration, rungs: usize) -> Self {
+    pub fn new(
+        stage: String,
+        partitions: Arc<Partitions>,
+        grace: Duration,
+        topics: Topics,
+    ) -> Self {
         Self {
             stage,
             partitions,
             grace,
             consumer: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
-            rungs,
+            topics,
             producer: OnceLock::new(),
         }
     }
@@ -208,10 +213,10 @@ pub fn poll_loop(
     grace: Duration,
     stage: &str,
 ) -> usize {
-    let rungs = consumer.context().rungs;
+    let topics = &consumer.context().topics;
     let admit = |message: BorrowedMessage<'_>| {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        let inbound = Inbound::read(&message, rungs, now_ms());
+        let inbound = Inbound::read(&message, topics, now_ms());
         if !partitions.admit(inbound, consumer) && shutdown.phase() == Phase::Running {
             RecordNotAdmitted { stage, topic, partition, offset }.emit();
         }

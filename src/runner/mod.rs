@@ -8,12 +8,16 @@
 //! Records with the same key can be kept in order. Offsets are committed in the background, on
 //! revoke and on shutdown.
 
+mod attempt;
 mod completed;
 mod consumer;
+mod cost_events;
+mod dead_letter;
+mod delivery;
+mod detours;
+mod disposition;
 mod inbound;
-mod outputs;
 mod partitions;
-mod side_outputs;
 mod window;
 mod worker;
 
@@ -27,7 +31,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use consumer::RunnerContext;
-pub use outputs::{classify as classify_produce_error, OutRecord, ProduceFailure};
+pub use dead_letter::ORIGINAL_OMITTED;
+pub use delivery::{classify as classify_produce_error, ProduceFailure};
+pub use disposition::OutRecord;
 pub use window::Window;
 
 use crate::avro::Codec;
@@ -85,9 +91,9 @@ pub async fn run<S: Stage>(
         spec.concurrency.commit_completed,
         jobs_tx,
     ));
-    let rungs = spec.retry.ladder.len();
+    let own = inbound::Topics::of(spec, topology.budgets.is_some());
     let context =
-        RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace, rungs);
+        RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace, own);
     let mut config = consumer_config(&topology.kafka, &spec.group);
     crate::telemetry::enable_statistics(&mut config); // lag and queue gauges, off the record path
     let consumer: Arc<BaseConsumer<RunnerContext>> = Arc::new(config.create_with_context(context)?);
@@ -106,7 +112,7 @@ pub async fn run<S: Stage>(
         stage,
         spec: spec.clone(),
         pipeline: topology.pipeline.clone(),
-        codec,
+        codec: codec.clone(),
         producer: producer.clone(),
         partitions: partitions.clone(),
         consumer: consumer.clone(),
@@ -114,8 +120,13 @@ pub async fn run<S: Stage>(
         shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
         metering_topic: topology.metering_topic.clone(),
-        redactor: (spec.redact_input && topology.pii.redact_side_outputs)
-            .then(|| Redactor::new(&topology.pii.patterns)),
+        letters: dead_letter::DeadLetters::new(
+            spec,
+            &topology.pipeline,
+            codec.clone(),
+            (spec.redact_input && topology.pii.redact_side_outputs)
+                .then(|| Redactor::new(&topology.pii.patterns)),
+        ),
     });
 
     let stage_permits = Arc::new(Semaphore::new(spec.concurrency.max_in_flight));
@@ -135,16 +146,19 @@ pub async fn run<S: Stage>(
                 // dispatcher is on every record's path.
                 while tasks.try_join_next().is_some() {}
                 match dispatch {
-                    Dispatch::Park { job, due_ms, mut revoked } => {
+                    Dispatch::Park { tp, epoch, offset, due_ms, mut revoked } => {
                         let partitions = worker.partitions.clone();
                         let wait =
                             Duration::from_millis(due_ms.saturating_sub(now_ms()).max(0) as u64);
                         tasks.spawn(async move {
                             tokio::select! {
-                                _ = tokio::time::sleep(wait) => partitions.unpark(job),
+                                _ = tokio::time::sleep(wait) => partitions.unpark(&tp, epoch, offset),
                                 _ = revoked.changed() => {}
                             }
                         });
+                    }
+                    Dispatch::Requeue { job, due_ms } => {
+                        tasks.spawn(worker.clone().requeue(job, due_ms));
                     }
                     Dispatch::Run(job) => {
                         let (Ok(a), Ok(b)) = (

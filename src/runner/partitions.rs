@@ -5,10 +5,20 @@
 //! must finish.
 //!
 //! A record is in exactly one place: parked (waiting for its due time; it holds its offset but
-//! no processing slot), waiting behind an earlier record of its key, ready (waiting for a slot),
-//! running (at most `per_partition`), or processed and waiting for its outputs' acknowledgements.
+//! no processing slot and no room in the window), waiting behind an earlier record of its key,
+//! ready (waiting for a slot), running (at most `per_partition`), processed and waiting for its
+//! outputs' acknowledgements, or being moved to the end of its topic.
+//!
+//! Only records of the stage's own retry and deferred topics are ever parked (their due times
+//! differ per record: a provider's Retry-After, a tenant's next budget window). What is parked is
+//! bounded by memory ([`MAX_PARKED_BYTES`] per partition), not by the window, so long waits never
+//! stop records behind them. A parked record at the head of its partition holds the committed
+//! offset back; once a whole window's worth of records behind it has completed
+//! (`per_partition + buffer`), it is moved to the end of its topic ([`Dispatch::Requeue`]) and its
+//! offset completes — one extra produce per window's worth of progress, never a busy loop (with
+//! nothing behind it completing, nothing moves).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,6 +32,13 @@ use super::completed;
 use super::inbound::Inbound;
 use super::window::Window;
 use crate::call::now_ms;
+use crate::telemetry::RecordRequeued;
+
+/// Bytes of parked records (value, key and headers, plus [`PARKED_OVERHEAD`] each) a partition
+/// holds before it is no longer read: past it, records wait in Kafka instead of in memory.
+pub const MAX_PARKED_BYTES: usize = 16 << 20;
+/// What a parked record costs beyond its bytes (the message, its job, the map entry), roughly.
+const PARKED_OVERHEAD: usize = 512;
 
 pub type Tp = (String, i32);
 
@@ -48,9 +65,20 @@ impl Job {
 pub enum Dispatch {
     /// Run this job now: it holds one of its partition's processing slots.
     Run(Job),
-    /// Hold this job until its due time (then [`Partitions::unpark`] it), or drop it as soon as
-    /// `revoked` closes: its partition was revoked or lost.
-    Park { job: Job, due_ms: i64, revoked: watch::Receiver<()> },
+    /// Wake the parked record at `offset` at its due time ([`Partitions::unpark`]), unless
+    /// `revoked` closes first: its partition was revoked or lost.
+    Park { tp: Tp, epoch: u64, offset: i64, due_ms: i64, revoked: watch::Receiver<()> },
+    /// Produce this parked record again at the end of its topic, then complete its offset
+    /// ([`Partitions::complete`]), or give it back ([`Partitions::repark`]) if that fails.
+    Requeue { job: Job, due_ms: i64 },
+}
+
+/// A record waiting for its due time.
+#[derive(Debug)]
+struct Parked {
+    job: Job,
+    due_ms: i64,
+    bytes: usize,
 }
 
 /// Where a newly stored position goes — with its metadata, the completed-offset map — the
@@ -84,9 +112,14 @@ struct PartState {
     epoch: u64,
     /// Every admitted record whose offset is not yet stored.
     window: Window,
-    /// Records in the window waiting for their due time: they hold no slot, and revocation and
-    /// shutdown do not wait for them (the partition's next owner redelivers them).
-    parked: usize,
+    /// Records in the window waiting for their due time, by offset: they hold no slot and no
+    /// room, and revocation and shutdown do not wait for them (the partition's next owner
+    /// redelivers them).
+    parked: BTreeMap<i64, Parked>,
+    /// Bytes the parked records hold, bounded by [`MAX_PARKED_BYTES`].
+    parked_bytes: usize,
+    /// Parked records whose move to the end of the topic failed: they wait where they are.
+    pinned: HashSet<i64>,
     /// Records handed to workers and not yet processed (at most `per_partition`).
     running: usize,
     /// Admitted records ready to run, waiting for a free slot, oldest first.
@@ -104,7 +137,40 @@ struct PartState {
 impl PartState {
     /// Records in the window that are being (or waiting to be) processed, not parked.
     fn working(&self) -> usize {
-        self.window.len().saturating_sub(self.parked)
+        self.window.len().saturating_sub(self.parked.len())
+    }
+
+    /// Whether the partition can be read: room in the window for working records, and in
+    /// memory for parked ones.
+    fn has_room(&self, window: usize) -> bool {
+        self.working() < window && self.parked_bytes < MAX_PARKED_BYTES
+    }
+
+    fn park(&mut self, job: Job, due_ms: i64) {
+        let bytes = job.inbound.size() + PARKED_OVERHEAD;
+        self.parked_bytes += bytes;
+        self.parked.insert(job.inbound.message.offset(), Parked { job, due_ms, bytes });
+    }
+
+    fn unpark(&mut self, offset: i64) -> Option<Parked> {
+        let parked = self.parked.remove(&offset)?;
+        self.parked_bytes = self.parked_bytes.saturating_sub(parked.bytes);
+        self.pinned.remove(&offset);
+        Some(parked)
+    }
+
+    /// Moves parked records at the head of the window to the end of their topic once `window`
+    /// records behind them have completed: they hold the committed offset back.
+    fn requeue_head(&mut self, tp: &Tp, window: usize, jobs: &UnboundedSender<Dispatch>) {
+        while self.window.done_len() >= window {
+            let Some(head) = self.window.lowest_open() else { break };
+            if self.pinned.contains(&head) {
+                break;
+            }
+            let Some(Parked { job, due_ms, .. }) = self.unpark(head) else { break };
+            RecordRequeued { topic: &tp.0, partition: tp.1, offset: head, due_ms }.emit();
+            let _ = jobs.send(Dispatch::Requeue { job, due_ms });
+        }
     }
 
     /// Queues a job behind an earlier record of its key, or makes it ready.
@@ -219,7 +285,9 @@ impl Partitions {
             let state = PartState {
                 epoch,
                 window: Window::default(),
-                parked: 0,
+                parked: BTreeMap::new(),
+                parked_bytes: 0,
+                pinned: HashSet::new(),
                 running: 0,
                 ready: VecDeque::new(),
                 keys: HashMap::new(),
@@ -249,52 +317,63 @@ impl Partitions {
             // Done by the previous owner: counts as complete without a second model call.
             let advanced = state.window.complete(offset).is_some();
             self.store_progress(&tp, &state.window, advanced, store);
+            state.requeue_head(&tp, self.per_partition + self.buffer, &self.jobs);
             crate::telemetry::RecordAlreadyDone { topic: &tp.0 }.emit();
             return true;
-        }
-        if state.window.len() >= self.per_partition + self.buffer {
-            crate::telemetry::PartitionPaused { topic: &tp.0, partition: tp.1 }.emit();
         }
         let job = Job { epoch: state.epoch, inbound };
         match due_ms {
             Some(due_ms) => {
-                state.parked += 1;
-                let revoked = state.revoked.subscribe();
-                let _ = self.jobs.send(Dispatch::Park { job, due_ms, revoked });
+                let (epoch, revoked) = (state.epoch, state.revoked.subscribe());
+                state.park(job, due_ms);
+                let tp = tp.clone();
+                let _ = self.jobs.send(Dispatch::Park { tp, epoch, offset, due_ms, revoked });
             }
             None => {
                 state.enqueue(job, self.key_ordering);
                 state.pump(self.per_partition, &self.jobs);
             }
         }
+        if !state.has_room(self.per_partition + self.buffer) {
+            crate::telemetry::PartitionPaused { topic: &tp.0, partition: tp.1 }.emit();
+        }
         drop(inner);
         self.changed.notify_all();
         true
     }
 
-    /// A parked record is due: it queues for a slot like a new one (dropped if its partition
-    /// was revoked meanwhile).
-    pub fn unpark(&self, job: Job) {
-        let tp = job.tp();
+    /// A parked record is due: it queues for a slot like a new one (nothing if its partition
+    /// was revoked meanwhile, or the record was moved to the end of its topic).
+    pub fn unpark(&self, tp: &Tp, epoch: u64, offset: i64) {
         let mut inner = self.lock();
-        let Some(state) = inner.parts.get_mut(&tp).filter(|s| s.epoch == job.epoch) else {
-            return;
-        };
-        state.parked = state.parked.saturating_sub(1);
+        let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
+        let Some(Parked { job, .. }) = state.unpark(offset) else { return };
         state.enqueue(job, self.key_ordering);
         state.pump(self.per_partition, &self.jobs);
         drop(inner);
         self.changed.notify_all();
     }
 
-    /// Whether the partition's window can take another record (it is read only then).
+    /// A parked record could not be moved to the end of its topic: it waits for its due time
+    /// where it is (its timer still runs), and is not moved again.
+    pub fn repark(&self, job: Job, due_ms: i64) {
+        let tp = job.tp();
+        let mut inner = self.lock();
+        let Some(state) = inner.parts.get_mut(&tp).filter(|s| s.epoch == job.epoch) else {
+            return;
+        };
+        let offset = job.inbound.message.offset();
+        state.park(job, due_ms);
+        state.pinned.insert(offset);
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// Whether the partition can take another record (it is read only then).
     pub fn has_room(&self, tp: &Tp) -> bool {
         let inner = self.lock();
         !inner.closing
-            && inner
-                .parts
-                .get(tp)
-                .is_some_and(|s| s.window.len() < self.per_partition + self.buffer)
+            && inner.parts.get(tp).is_some_and(|s| s.has_room(self.per_partition + self.buffer))
     }
 
     /// Whether a job still belongs to the current assignment of its partition.
@@ -316,6 +395,7 @@ impl Partitions {
         let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
         let advanced = state.window.complete(offset).is_some();
         self.store_progress(tp, &state.window, advanced, store);
+        state.requeue_head(tp, self.per_partition + self.buffer, &self.jobs);
         if let Some(key) = key.filter(|_| self.key_ordering) {
             if let Some(behind) = state.keys.get_mut(key) {
                 match behind.pop_front() {

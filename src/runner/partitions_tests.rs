@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{OwnedMessage, Timestamp};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+use super::super::inbound::Topics;
 use super::*;
-use crate::retry::state::{DUE_MS, RUNG};
+use crate::retry::state::{DUE_MS, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, RUNG};
 
-const TOPIC: &str = "in";
+/// Rung 1 of the ladder of input `in`: the only kind of topic whose records can be parked.
+const TOPIC: &str = "in.retry.1";
 
 #[derive(Default)]
 struct Stored(Mutex<Vec<i64>>);
@@ -36,16 +38,26 @@ fn tp() -> Tp {
 }
 
 fn record(offset: i64, key: &str, due_in_ms: Option<i64>) -> Inbound {
-    let headers = due_in_ms
-        .map(|d| {
-            vec![
-                (RUNG.to_owned(), Some(b"1".to_vec())),
-                (DUE_MS.to_owned(), Some((now_ms() + d).to_string().into_bytes())),
-            ]
-        })
-        .unwrap_or_default();
+    record_with(offset, key, b"v".to_vec(), due_in_ms)
+}
+
+fn record_of(offset: i64, value: Vec<u8>, due_in_ms: Option<i64>) -> Inbound {
+    record_with(offset, "k", value, due_in_ms)
+}
+
+fn record_with(offset: i64, key: &str, value: Vec<u8>, due_in_ms: Option<i64>) -> Inbound {
+    let text = |s: &str| Some(s.as_bytes().to_vec());
+    let mut headers = vec![
+        (RUNG.to_owned(), text("1")),
+        (ORIGIN_TOPIC.to_owned(), text("in")),
+        (ORIGIN_PARTITION.to_owned(), text("0")),
+        (ORIGIN_OFFSET.to_owned(), text(&offset.to_string())),
+    ];
+    if let Some(d) = due_in_ms {
+        headers.push((DUE_MS.to_owned(), text(&(now_ms() + d).to_string())));
+    }
     let m = OwnedMessage::new(
-        Some(b"v".to_vec()),
+        Some(value),
         Some(key.as_bytes().to_vec()),
         TOPIC.into(),
         Timestamp::CreateTime(1),
@@ -53,7 +65,7 @@ fn record(offset: i64, key: &str, due_in_ms: Option<i64>) -> Inbound {
         offset,
         None,
     );
-    Inbound::from_parts(m, headers, 2, now_ms())
+    Inbound::from_parts(m, headers, &Topics::ladder("in", 2), now_ms())
 }
 
 fn setup(
@@ -66,13 +78,14 @@ fn setup(
     (p, rx)
 }
 
-/// The offsets of what was dispatched so far: `R` for run, `P` for parked.
+/// The offsets of what was dispatched so far: `R` for run, `P` for parked, `Q` for requeued.
 fn drain(rx: &mut UnboundedReceiver<Dispatch>) -> Vec<(char, i64, Option<Dispatch>)> {
     let mut out = Vec::new();
     while let Ok(d) = rx.try_recv() {
         match &d {
             Dispatch::Run(j) => out.push(('R', j.inbound.message.offset(), Some(d))),
-            Dispatch::Park { job, .. } => out.push(('P', job.inbound.message.offset(), Some(d))),
+            Dispatch::Park { offset, .. } => out.push(('P', *offset, Some(d))),
+            Dispatch::Requeue { job, .. } => out.push(('Q', job.inbound.message.offset(), Some(d))),
         }
     }
     out
@@ -91,8 +104,11 @@ fn a_parked_record_holds_no_slot_and_queues_for_one_when_due() {
     let first = drain(&mut rx);
     // The parked head does not stop the record behind it; the slot limit still holds.
     assert_eq!(kinds(&first), vec![('P', 0), ('R', 1)]);
-    let Some(Dispatch::Park { job, .. }) = first.into_iter().next().unwrap().2 else { panic!() };
-    p.unpark(job);
+    let Some(Dispatch::Park { tp: at, epoch, offset, .. }) = first.into_iter().next().unwrap().2
+    else {
+        panic!()
+    };
+    p.unpark(&at, epoch, offset);
     assert!(drain(&mut rx).is_empty(), "due, but the one slot is busy and 2 is ahead of it");
     p.processed(&tp(), 1);
     assert_eq!(kinds(&drain(&mut rx)), vec![('R', 2)]);
@@ -201,4 +217,83 @@ fn the_completed_offset_map_is_stored_and_a_new_owner_skips_what_it_lists() {
     next.complete(&tp(), 1, 10, None, &store);
     next.complete(&tp(), 1, 11, None, &store);
     assert_eq!(store.0.lock().unwrap().last().unwrap(), &(14, String::new()));
+}
+
+#[test]
+fn long_waits_take_no_room_in_the_window() {
+    // Window: per_partition 1 + buffer 4. Before parked records took no room, five long waits at
+    // the head of a rung stopped the partition from being read.
+    let (p, mut rx) = setup(1, false);
+    for o in 0..50 {
+        assert!(p.admit(record(o, "k", Some(3_600_000 + o)), &Stored::default()));
+        assert!(p.has_room(&tp()), "{} parked records leave the partition readable", o + 1);
+    }
+    assert!(p.admit(record(50, "k", None), &Stored::default()));
+    let d = kinds(&drain(&mut rx));
+    assert_eq!(d.iter().filter(|(k, _)| *k == 'P').count(), 50);
+    assert_eq!(d.last(), Some(&('R', 50)), "the record behind them runs at once");
+}
+
+#[test]
+fn what_is_parked_is_bounded_by_memory() {
+    let (p, _rx) = setup(1, false);
+    let big = MAX_PARKED_BYTES / 4;
+    for o in 0..4 {
+        assert!(p.has_room(&tp()));
+        p.admit(record_of(o, vec![0; big], Some(3_600_000)), &Stored::default());
+    }
+    assert!(!p.has_room(&tp()), "past the bound, records wait in Kafka instead");
+    p.unpark(&tp(), 1, 0);
+    assert!(p.has_room(&tp()), "a due record frees its bytes");
+}
+
+#[test]
+fn a_parked_head_moves_to_the_end_of_its_topic_after_a_window_of_progress() {
+    let (p, mut rx) = setup(1, false);
+    let store = Stored::default();
+    p.admit(record(0, "k", Some(3_600_000)), &store);
+    for o in 1..=5 {
+        p.admit(record(o, "k", None), &store);
+    }
+    drain(&mut rx);
+    for o in 1..5 {
+        p.processed(&tp(), 1);
+        p.complete(&tp(), 1, o, None, &store);
+    }
+    assert!(drain(&mut rx).iter().all(|(k, _, _)| *k != 'Q'), "4 behind it: less than a window");
+    assert!(store.0.lock().unwrap().is_empty(), "the parked head holds the position at 0");
+    p.processed(&tp(), 1);
+    p.complete(&tp(), 1, 5, None, &store);
+    let d = drain(&mut rx);
+    assert_eq!(kinds(&d), vec![('Q', 0)], "a window (5) completed behind it");
+    p.unpark(&tp(), 1, 0);
+    assert!(drain(&mut rx).is_empty(), "its timer finds nothing: it is no longer parked here");
+    // The copy at the end of the topic is acknowledged: the offset completes and the position
+    // passes everything behind it.
+    p.complete(&tp(), 1, 0, None, &store);
+    assert_eq!(store.0.lock().unwrap().last(), Some(&6));
+}
+
+#[test]
+fn a_record_that_could_not_be_moved_waits_where_it_is() {
+    let (p, mut rx) = setup(1, false);
+    let store = Stored::default();
+    p.admit(record(0, "k", Some(3_600_000)), &store);
+    for o in 1..=6 {
+        p.admit(record(o, "k", None), &store);
+    }
+    drain(&mut rx);
+    for o in 1..=5 {
+        p.processed(&tp(), 1);
+        p.complete(&tp(), 1, o, None, &store);
+    }
+    let Some((_, _, Some(Dispatch::Requeue { job, due_ms }))) = drain(&mut rx).pop() else {
+        panic!("requeued")
+    };
+    p.repark(job, due_ms);
+    p.processed(&tp(), 1);
+    p.complete(&tp(), 1, 6, None, &store);
+    assert!(drain(&mut rx).is_empty(), "not moved again");
+    p.unpark(&tp(), 1, 0);
+    assert_eq!(kinds(&drain(&mut rx)), vec![('R', 0)], "runs when due");
 }

@@ -35,6 +35,16 @@ impl Window {
         self.open.is_empty()
     }
 
+    /// The lowest offset received and not completed.
+    pub fn lowest_open(&self) -> Option<i64> {
+        self.open.first().copied()
+    }
+
+    /// How many offsets completed above the stored position (out of order).
+    pub fn done_len(&self) -> usize {
+        self.done.len()
+    }
+
     /// The position that may be stored now: everything below it is complete.
     pub fn committable(&self) -> Option<i64> {
         match self.open.first() {

@@ -1,33 +1,34 @@
-//! One record's life in the runner: decode → process (the attempt loop; [`crate::retry`] decides
-//! what follows a failure) → encode every output → produce and await acknowledgements → mark
-//! done. Whatever happens — bad headers, undecodable bytes, a permanent error, a panic in the
-//! stage, an output the broker refuses — ends in outputs or a stop, never in a stuck slot.
+//! One record's life in the runner: process it ([`super::attempt`]: decode, the attempt loop) →
+//! the records it owes (outputs, a copy on a retry or deferred topic, or a dead letter, plus the
+//! cost events of its model calls) → produce them and await every acknowledgement → mark done.
+//! Whatever happens — bad headers, undecodable bytes, a permanent error, a panic in the stage, a
+//! record the broker refuses — ends in records produced or a stop, never in a stuck slot; and
+//! every model call is metered whichever way the record ends.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
 use super::consumer::RunnerContext;
+use super::dead_letter::{Cause, DeadLetters};
+use super::delivery::{enqueue, produce_all, Delivered, ProduceFailure, Produced};
+use super::disposition::{Disposition, OutRecord, Visit};
 use super::inbound::Inbound;
-use super::outputs::{Delivered, OutRecord};
 use super::partitions::{Job, Partitions};
-use crate::avro::{AttemptRecord, Codec, CodecError, DeadLetterClass, Envelope};
-use crate::call::{now_ms, trace_id_of, CallLog, Origin};
+use crate::avro::{Codec, DeadLetterClass};
+use crate::call::{trace_id_of, CallLog};
 use crate::config::StageSpec;
-use crate::pii::Redactor;
-use crate::retry::{infrastructure_backoff, Attempts, Next, RetryState};
-use crate::shutdown::{Phase, Shutdown};
-use crate::stage::{Port, Stage, StageContext, StageError};
-use crate::telemetry::{
-    self, AttemptFailed, Outcome, RecordDone, RegistryUnavailable, WorkerStopped,
-};
+use crate::shutdown::Shutdown;
+use crate::stage::{Port, Stage};
+use crate::telemetry::WorkerStopped;
+use crate::telemetry::{self, CostEventsUnsent, Outcome, OutputRejected, RecordDone};
 
 pub struct Worker<S> {
     pub stage: S,
@@ -42,19 +43,25 @@ pub struct Worker<S> {
     pub shutdown: Shutdown,
     /// Set by the first fatal error; the runner stops and reports it.
     pub fatal: Mutex<Option<String>>,
-    /// PII redaction for what this stage writes to its dead-letter topic.
-    pub redactor: Option<Redactor>,
+    pub(super) letters: DeadLetters,
     /// Where the cost events of model calls go.
     pub metering_topic: String,
 }
 
-/// What processing decided for a record.
-pub(super) enum Disposition {
-    Outputs(Vec<OutRecord>),
-    /// Stop the worker; the record stays unfinished.
-    Fatal(String),
-    /// The worker stopped before the record could finish.
-    Abandoned,
+/// The stage's in-flight gauge, up while a record is handled here, down however it ends.
+struct InFlight<'s>(&'s str);
+
+impl<'s> InFlight<'s> {
+    fn new(stage: &'s str) -> Self {
+        telemetry::in_flight(stage, 1);
+        Self(stage)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        telemetry::in_flight(self.0, -1);
+    }
 }
 
 /// The text of a panic's payload.
@@ -77,217 +84,179 @@ impl<S: Stage> Worker<S> {
             RecordDone { stage, outcome: Outcome::Skipped, elapsed: Duration::ZERO }.emit();
             return;
         }
-        telemetry::in_flight(stage, 1);
+        let _in_flight = InFlight::new(stage);
         let started = Instant::now();
         let Job { mut inbound, epoch } = job;
         let span =
             telemetry::record_span(stage, &self.spec.group, &inbound.message, &inbound.headers);
         telemetry::continue_trace(&span, &mut inbound.headers);
-        let origin = inbound.state_or_fresh().origin;
-        let log = CallLog::new(
-            &self.pipeline,
-            stage,
-            Origin { topic: origin.topic, partition: origin.partition, offset: origin.offset },
-        )
-        .with_trace(inbound.traceparent().and_then(trace_id_of));
-        // A panic in the stage (or here) must not leave the slot and the offset stuck.
-        let disposition = AssertUnwindSafe(self.dispose(&inbound, &log))
+        let mut visit = Visit { state: inbound.state_or_fresh(), decoded: false };
+        let log = CallLog::new(&self.pipeline, stage, visit.state.origin.clone())
+            .with_trace(inbound.traceparent().and_then(trace_id_of));
+        // A panic in the stage (or here) must not leave the slot and the offset stuck; what the
+        // visit learnt before it (attempts, the redacted value) stays in `visit`.
+        let disposition = AssertUnwindSafe(self.dispose(&inbound, &mut visit, &log))
             .catch_unwind()
             .instrument(span.clone())
             .await
             .unwrap_or_else(|panic| {
                 let reason = format!("the stage panicked: {}", panic_text(&*panic));
-                self.dead_letter(
-                    &inbound,
-                    &inbound.state_or_fresh(),
-                    DeadLetterClass::Permanent,
-                    &reason,
-                    Some(&log),
-                )
+                Disposition::DeadLetter { class: DeadLetterClass::Permanent, reason }
             });
-        let outputs =
-            match disposition.and_then_outputs(|o| self.with_cost_events(o, &inbound, &log)) {
-                Disposition::Outputs(o) => o,
-                Disposition::Fatal(reason) => {
-                    WorkerStopped { stage, reason: &reason }.emit();
-                    self.fatal.lock().expect("fatal lock").get_or_insert(reason);
-                    self.shutdown.request();
-                    telemetry::in_flight(stage, -1);
-                    return;
+        let costs =
+            super::cost_events::records(&self.codec, &self.metering_topic, stage, &inbound, &log);
+        let (mut outputs, letter) = match disposition {
+            Disposition::Outputs(outputs) => (outputs, None),
+            Disposition::DeadLetter { class, reason } => {
+                match self.letters.letter(&inbound, &visit, Cause::new(class, &reason), Some(&log))
+                {
+                    Ok(record) => (vec![record], Some((class, reason))),
+                    Err(reason) => return self.stop(reason, costs.as_deref().unwrap_or(&[])),
                 }
-                Disposition::Abandoned => {
-                    telemetry::in_flight(stage, -1);
-                    return;
-                }
-            };
+            }
+            Disposition::Fatal(reason) => {
+                return self.stop(reason, costs.as_deref().unwrap_or(&[]));
+            }
+            Disposition::Abandoned => return self.meter_anyway(costs.as_deref().unwrap_or(&[])),
+        };
+        match costs {
+            Ok(costs) => outputs.extend(costs),
+            Err(reason) => return self.stop(reason, &[]),
+        }
         drop(permits);
         self.partitions.processed(&tp, epoch);
-        let outcome = match self.deliver(&inbound, outputs).instrument(span).await {
+        let cause = letter.as_ref().map(|(class, reason)| Cause::new(*class, reason));
+        let delivered = self.deliver(&inbound, &visit, &log, &outputs, cause).instrument(span);
+        let outcome = match delivered.await {
             Delivered::Acked(outcome) => outcome,
-            Delivered::Stopped => {
-                telemetry::in_flight(stage, -1);
-                return;
-            }
-            Delivered::Fatal(reason) => {
-                WorkerStopped { stage, reason: &reason }.emit();
-                self.fatal.lock().expect("fatal lock").get_or_insert(reason);
-                self.shutdown.request();
-                telemetry::in_flight(stage, -1);
-                return;
-            }
+            Delivered::Stopped => return self.meter_anyway(&outputs),
+            Delivered::Fatal(reason) => return self.stop(reason, &outputs),
         };
         let m = &inbound.message;
         self.partitions.complete(&tp, epoch, m.offset(), m.key(), self.consumer.as_ref());
         RecordDone { stage, outcome, elapsed: started.elapsed() }.emit();
-        telemetry::in_flight(stage, -1);
     }
 
-    async fn dispose(&self, inbound: &Inbound, log: &CallLog) -> Disposition {
-        let mut state = match &inbound.state {
-            Ok(state) => state.clone(),
-            Err(e) => {
-                let reason = format!("retry headers cannot be trusted: {e}");
-                let fresh = inbound.state_or_fresh();
-                return self.dead_letter(
-                    inbound,
-                    &fresh,
-                    DeadLetterClass::Decode,
-                    &reason,
-                    Some(log),
-                );
+    /// Moves a parked record that holds its partition's committed offset back to the end of
+    /// its topic, then completes its offset; a record the broker refuses waits where it was.
+    pub async fn requeue(self: Arc<Self>, job: Job, due_ms: i64) {
+        let record = super::detours::to_tail(&job.inbound);
+        match produce_all(&self.producer, std::slice::from_ref(&record), &self.shutdown).await {
+            Produced::Acked => {
+                let (tp, m) = (job.tp(), &job.inbound.message);
+                self.partitions.complete(&tp, job.epoch, m.offset(), None, self.consumer.as_ref());
             }
+            Produced::Stopped => {}
+            Produced::Refused(refused) => {
+                let error = &refused[0].2;
+                OutputRejected { stage: &self.spec.name, topic: &record.topic, error }.emit();
+                self.partitions.repark(job, due_ms);
+            }
+        }
+    }
+
+    /// Stops the worker with `reason`; the record stays unfinished, its calls metered.
+    fn stop(&self, reason: String, owed: &[OutRecord]) {
+        WorkerStopped { stage: &self.spec.name, reason: &reason }.emit();
+        self.fatal.lock().expect("fatal lock").get_or_insert(reason);
+        self.shutdown.request();
+        self.meter_anyway(owed);
+    }
+
+    /// Queues the cost events among `owed` although the record will not finish here: the
+    /// provider billed those calls, so they are metered now (a record redone later makes calls
+    /// of its own, with events of their own). Duplicates of events already acknowledged are
+    /// removed by id downstream.
+    fn meter_anyway(&self, owed: &[OutRecord]) {
+        let events: Vec<OutRecord> =
+            owed.iter().filter(|r| r.topic == self.metering_topic).cloned().collect();
+        if let Err(error) = enqueue(&self.producer, &events) {
+            CostEventsUnsent { stage: &self.spec.name, events: events.len(), error: &error }.emit();
+        }
+    }
+
+    /// Produces a record's outputs and waits for their acknowledgements. A dead letter the
+    /// broker refuses is sent again slim (without the record's bytes); outputs it refuses are
+    /// replaced by a dead letter of the input that names the outputs already delivered (and
+    /// cost events acknowledged stay: the calls were made). Only a refusal no record can get
+    /// past (authorization, fencing) — or a slim dead letter refused too — stops the worker.
+    async fn deliver(
+        &self,
+        inbound: &Inbound,
+        visit: &Visit,
+        log: &CallLog,
+        outputs: &[OutRecord],
+        letter: Option<Cause<'_>>,
+    ) -> Delivered {
+        let refused = match produce_all(&self.producer, outputs, &self.shutdown).await {
+            Produced::Acked if letter.is_some() => return Delivered::Acked(Outcome::DeadLettered),
+            Produced::Acked => return Delivered::Acked(Outcome::Ok),
+            Produced::Stopped => return Delivered::Stopped,
+            Produced::Refused(refused) => refused,
         };
-        let input = match self.decode(inbound).await {
-            Ok(Some(input)) => input,
-            Ok(None) => return Disposition::Abandoned,
-            Err(reason) => {
-                return self.dead_letter(
-                    inbound,
-                    &state,
-                    DeadLetterClass::Decode,
-                    &reason,
-                    Some(log),
-                )
+        let mut reasons = Vec::new();
+        let mut letter_refused = None;
+        for (r, kind, error) in &refused {
+            OutputRejected { stage: &self.spec.name, topic: &r.topic, error }.emit();
+            if *kind == ProduceFailure::Stop || r.topic == self.metering_topic {
+                return Delivered::Fatal(format!(
+                    "the broker refuses records for '{}': {error}",
+                    r.topic
+                ));
             }
+            if r.topic == self.letters.topic() {
+                letter_refused = Some(error.as_str());
+            } else {
+                reasons.push(format!("output to '{}' refused by the broker: {error}", r.topic));
+            }
+        }
+        if let (Some(cause), Some(refusal)) = (letter, letter_refused) {
+            return self.send_slim(inbound, visit, log, cause, refusal).await;
+        }
+        let delivered: Vec<String> = outputs
+            .iter()
+            .filter(|o| o.topic != self.metering_topic)
+            .filter(|o| !refused.iter().any(|(r, _, _)| std::ptr::eq(*r, *o)))
+            .map(|o| o.topic.clone())
+            .collect();
+        let reason = reasons.join("; ");
+        let cause =
+            Cause { delivered: &delivered, ..Cause::new(DeadLetterClass::Permanent, &reason) };
+        let record = match self.letters.letter(inbound, visit, cause, Some(log)) {
+            Ok(record) => record,
+            Err(reason) => return Delivered::Fatal(reason),
         };
-        if let Some(r) = &self.redactor {
-            state.redacted_value = self.redacted(inbound, &input, r);
-        }
-        if let Some(reason) = self.expired(&state) {
-            return self.dead_letter(
-                inbound,
-                &state,
-                DeadLetterClass::Permanent,
-                &reason,
-                Some(log),
-            );
-        }
-        let mut attempts = Attempts::new(&self.spec.retry);
-        loop {
-            let attempt = attempts.start(&state);
-            log.start_attempt();
-            let cx = StageContext { stage: &self.spec.name, attempt, log: Some(log) };
-            let deadline = self.spec.deadline;
-            let error =
-                match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
-                    Ok(Ok(emits)) => return self.encode(inbound, &state, emits, log),
-                    Ok(Err(e)) => e,
-                    Err(_) => StageError::retryable(format!(
-                        "attempt exceeded the stage deadline of {deadline:?}"
-                    )),
-                };
-            let text = error.to_string();
-            if !matches!(error, StageError::Deferred { .. }) {
-                AttemptFailed {
-                    stage: &self.spec.name,
-                    class: error.class(),
-                    attempt,
-                    error: &text,
-                }
-                .emit();
-                state.history.push(AttemptRecord {
-                    attempt,
-                    at_ms: now_ms(),
-                    error_class: error.class().into(),
-                    message: text.clone(),
-                });
-            }
-            match attempts.after(error.hint(), &state, SystemTime::now()) {
-                Next::Retry(delay) => tokio::select! {
-                    _ = tokio::time::sleep(delay)
-                        .instrument(telemetry::wait_span(&Span::current(), "retry_backoff")) => {}
-                    _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
-                },
-                Next::Rung { rung, topic, due_ms } => {
-                    return self.to_rung(inbound, &state, rung, &topic, due_ms)
-                }
-                Next::Defer { due_ms } => return self.to_deferred(inbound, &state, due_ms, &text),
-                Next::DeadLetter => {
-                    return self.dead_letter(
-                        inbound,
-                        &state,
-                        DeadLetterClass::Permanent,
-                        &text,
-                        Some(log),
-                    )
-                }
-                Next::Exhausted => {
-                    let reason =
-                        format!("gave up after {} attempt(s): {text}", state.attempts_made());
-                    let class = DeadLetterClass::RetriesExhausted;
-                    return self.dead_letter(inbound, &state, class, &reason, Some(log));
-                }
-                Next::Stop => return Disposition::Fatal(text),
+        match produce_all(&self.producer, std::slice::from_ref(&record), &self.shutdown).await {
+            Produced::Acked => Delivered::Acked(Outcome::DeadLettered),
+            Produced::Stopped => Delivered::Stopped,
+            Produced::Refused(r) => {
+                let refusal = r[0].2.clone();
+                self.send_slim(inbound, visit, log, cause, &refusal).await
             }
         }
     }
 
-    /// Why the document is past its deadline, if it is (age counted from the input record's
-    /// timestamp, carried through retry and deferred topics).
-    fn expired(&self, state: &RetryState) -> Option<String> {
-        let deadline = self.spec.document_deadline?;
-        let written = state.origin.timestamp_ms?;
-        let age = Duration::from_millis(now_ms().saturating_sub(written).max(0) as u64);
-        (age > deadline).then(|| {
-            format!(
-                "document expired: written {} ago, deadline {}",
-                humantime::format_duration(Duration::from_secs(age.as_secs())),
-                humantime::format_duration(deadline)
-            )
-        })
-    }
-
-    /// The record as an envelope; `Err` for a record that can never decode, `Ok(None)` if the
-    /// worker stopped while the registry was unreachable (never a reason to dead-letter).
-    async fn decode(&self, inbound: &Inbound) -> Result<Option<Envelope>, String> {
-        let mut backoff = infrastructure_backoff();
-        loop {
-            match self.codec.decode(inbound.message.payload()).await {
-                Ok(d) => {
-                    return Envelope::from_value(d.kind, d.value)
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
-                Err(e @ CodecError::RegistryUnavailable(_)) => {
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    RegistryUnavailable { stage: &self.spec.name, error: &e, retry_in: delay }
-                        .emit();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.shutdown.reached(Phase::Stopped) => return Ok(None),
-                    }
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-}
-
-impl Disposition {
-    fn and_then_outputs(self, f: impl FnOnce(Vec<OutRecord>) -> Disposition) -> Disposition {
-        match self {
-            Self::Outputs(o) => f(o),
-            other => other,
+    /// Sends the slim form of a dead letter the broker refused (`refusal`).
+    async fn send_slim(
+        &self,
+        inbound: &Inbound,
+        visit: &Visit,
+        log: &CallLog,
+        cause: Cause<'_>,
+        refusal: &str,
+    ) -> Delivered {
+        let record = match self.letters.slim(inbound, visit, cause, Some(log), refusal) {
+            Ok(record) => record,
+            Err(reason) => return Delivered::Fatal(reason),
+        };
+        match produce_all(&self.producer, std::slice::from_ref(&record), &self.shutdown).await {
+            Produced::Acked => Delivered::Acked(Outcome::DeadLettered),
+            Produced::Stopped => Delivered::Stopped,
+            Produced::Refused(r) => Delivered::Fatal(format!(
+                "the broker refuses even a dead letter without the record's bytes on '{}': {}",
+                self.letters.topic(),
+                r[0].2
+            )),
         }
     }
 }

@@ -196,6 +196,51 @@ impl CostEventUnencodable<'_> {
     }
 }
 
+/// Cost events of a record that did not finish here could not be queued for the metering topic:
+/// billed calls go unmetered unless an operator reconciles them with the provider's bill.
+pub struct CostEventsUnsent<'a> {
+    pub stage: &'a str,
+    pub events: usize,
+    pub error: &'a str,
+}
+
+impl CostEventsUnsent<'_> {
+    pub fn emit(self) {
+        runner_metrics()
+            .cost_events_unsent
+            .with_label_values(&[self.stage])
+            .inc_by(self.events as u64);
+        tracing::error!(
+            stage = self.stage,
+            events = self.events,
+            error = self.error,
+            "cost events of billed calls could not be queued"
+        );
+    }
+}
+
+/// A parked record (not due yet) at the head of its partition, moved to the end of its topic so
+/// the committed offset can pass it.
+pub struct RecordRequeued<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub due_ms: i64,
+}
+
+impl RecordRequeued<'_> {
+    pub fn emit(self) {
+        runner_metrics().requeued.with_label_values(&[self.topic]).inc();
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            due_ms = self.due_ms,
+            "record not yet due moved to the end of its topic"
+        );
+    }
+}
+
 /// A record the partition's previous owner had completed (the completed-offset map in its last
 /// commit): admitted as done, not processed again.
 pub struct RecordAlreadyDone<'a> {

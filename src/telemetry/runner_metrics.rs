@@ -17,6 +17,8 @@ pub(super) struct RunnerMetrics {
     pub(super) outputs_refused: IntCounterVec,
     pub(super) consumer_errors: IntCounterVec,
     pub(super) already_done: IntCounterVec,
+    pub(super) cost_events_unsent: IntCounterVec,
+    pub(super) requeued: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -66,6 +68,17 @@ pub(super) fn runner_metrics() -> &'static RunnerMetrics {
         already_done: counter(
             "records_already_done_total",
             "Records skipped because the partition's previous owner had completed them.",
+            &["topic"],
+        ),
+        cost_events_unsent: counter(
+            "cost_events_unsent_total",
+            "Cost events of billed calls that could not even be queued for the metering topic.",
+            &["stage"],
+        ),
+        requeued: counter(
+            "records_requeued_total",
+            "Records not yet due that were moved to the end of their topic because they held \
+             the partition's committed offset back.",
             &["topic"],
         ),
         consumer_errors: counter(
