@@ -250,6 +250,35 @@ async fn replicas_share_answers_through_a_redis_cache() {
     assert_ne!(replayed[1].event_id, original[0].event_id);
 }
 
+/// A hit on an entry another tenant's record filled meters only the hit itself, for this
+/// record's own tenant and document: the filler's event is not copied into this record's events
+/// (where it would be another tenant's cost among this record's outputs).
+#[tokio::test]
+async fn a_hit_on_another_records_answer_meters_only_its_own_event() {
+    let server = common::mock_provider(MockConfig::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = format!("cache: {{ path: {} }}", dir.path().display());
+    let g = gateway_with(&server, "", "  big: { provider: m, name: big-model }", &cache);
+    let log = |offset| {
+        CallLog::new(
+            "p",
+            "s",
+            Origin { topic: "in".into(), partition: 0, offset, timestamp_ms: None },
+        )
+    };
+    let (filler, other) = (log(1), log(2));
+    let acme = CallKey { tenant: "acme", log: Some(&filler), ..CallKey::new("d1", "s", 1) };
+    let globex = CallKey { tenant: "globex", log: Some(&other), ..CallKey::new("d2", "s", 1) };
+    g.chat("big", &chat("same question"), acme).await.expect("paid call");
+    g.chat("big", &chat("same question"), globex).await.expect("cache hit");
+    assert_eq!(server.ledger().totals("big-model").calls, 1);
+    let events = other.take();
+    assert_eq!(events.len(), 1, "only the hit's own event: {events:?}");
+    let hit = &events[0];
+    assert!(hit.cached && hit.cost_micro_usd == 0);
+    assert_eq!((hit.tenant.as_str(), hit.document_id.as_str()), ("globex", "d2"));
+}
+
 /// Embeddings are cached per input: a second request sends only the texts not seen before.
 #[tokio::test]
 async fn embeddings_already_answered_come_from_the_cache_and_only_new_texts_are_sent() {

@@ -1,6 +1,7 @@
-//! Regression tests for the runner's failure paths: forged retry headers, a panicking stage, an
-//! output the broker refuses, an unencodable output on a redacting stage, and retry headers
-//! leaking into outputs. Each one wedged a partition, panicked, or leaked before its fix.
+//! Regression tests for the runner's failure paths: forged retry headers on a rung, a panicking
+//! stage (and the attempts before it), an output the broker refuses, an unencodable output on a
+//! redacting stage, and retry or redrive headers leaking into outputs. Each one wedged a
+//! partition, panicked, lost history or leaked before its fix.
 
 mod common;
 
@@ -43,44 +44,66 @@ async fn dead_letters(h: &Harness) -> HashMap<String, (String, Option<Vec<u8>>)>
         .collect()
 }
 
+/// Retry headers on a rung that sluice cannot have written are dead-lettered (class DECODE,
+/// the bytes intact) and the rung keeps moving; headers with keys that are not UTF-8 do not
+/// panic. (On the input, retry headers are ignored: see `tests/runner_hostile.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_retry_headers_are_dead_lettered_and_the_partition_keeps_moving() {
-    let h =
-        Harness::start(&OneStage::new(1, "{ max_in_flight: 4, per_partition: 4 }").yaml()).await;
+async fn forged_retry_headers_on_a_rung_are_dead_lettered_and_the_rung_keeps_moving() {
+    let topology = OneStage::new(1, "{ max_in_flight: 4, per_partition: 4 }")
+        .retry("{ attempts: 1, ladder: [50ms] }")
+        .yaml();
+    let h = Harness::start(&topology).await;
     let codec = h.codec().await;
     let producer = h.producer();
     let input = h.input();
+    let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
+    let from_input: [(&str, &str); 3] = [
+        ("sluice-origin-topic", &input),
+        ("sluice-origin-partition", "0"),
+        ("sluice-origin-offset", "0"),
+    ];
     let forged: [(&str, &[(&str, &str)]); 4] = [
         ("rung-overflow", &[("sluice-retry-rung", "18446744073709551615")]),
         (
             "due-forever",
-            &[("sluice-retry-rung", "0"), ("sluice-retry-due-ms", "9223372036854775807")],
+            &[("sluice-retry-rung", "1"), ("sluice-retry-due-ms", "9223372036854775807")],
         ),
         (
             "attempts-overflow",
-            &[("sluice-retry-rung", "0"), ("sluice-retry-attempts", "4294967295")],
+            &[("sluice-retry-rung", "1"), ("sluice-retry-attempts", "4294967295")],
         ),
-        ("history-garbage", &[("sluice-retry-rung", "0"), ("sluice-retry-history", "[[1,")]),
+        ("history-garbage", &[("sluice-retry-rung", "1"), ("sluice-retry-history", "[[1,")]),
     ];
     let mut sent = Vec::new();
     for (id, headers) in forged {
-        let pairs = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        let pairs = from_input.iter().chain(headers).fold(OwnedHeaders::new(), |h, (k, v)| {
             h.insert(Header { key: k, value: Some(v.as_bytes()) })
         });
         sent.push((id.to_owned(), pairs));
     }
-    let odd = common::raw_headers::headers_of(&[(b"k\xff\xfe".to_vec(), Some(b"v".to_vec()))]);
-    sent.push(("odd-key".into(), odd));
-    sent.push(("plain".into(), OwnedHeaders::new()));
+    let own = from_input.iter().chain(&[("sluice-retry-rung", "1")]).fold(
+        common::raw_headers::headers_of(&[(b"k\xff\xfe".to_vec(), Some(b"v".to_vec()))]),
+        |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_bytes()) }),
+    );
+    sent.push(("odd-key".into(), own));
+    let plain = from_input
+        .iter()
+        .chain(&[("sluice-retry-rung", "1")])
+        .fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header { key: k, value: Some(v.as_bytes()) })
+        });
+    sent.push(("plain".into(), plain));
     for (id, headers) in sent {
-        let bytes = h.encode(&codec, &input, &common::document(&id, "t", "hello"));
-        let record = FutureRecord::to(&input).key(&id).payload(&bytes).headers(headers);
+        let bytes = h.encode(&codec, &rung, &common::document(&id, "t", "hello"));
+        let record = FutureRecord::to(&rung).key(&id).payload(&bytes).headers(headers);
         producer.send(record, Timeout::After(Duration::from_secs(10))).await.expect("produce");
     }
     let run = h.start_stage(TestStage::new(Script::default())).await;
-    run.run_until(WAIT, "every record finishes", || async { h.committed(1) == vec![6] })
-        .await
-        .expect("runner ends cleanly");
+    run.run_until(WAIT, "every record finishes", || async {
+        h.count(&h.output()).await + h.count(&h.dlq()).await == 6
+    })
+    .await
+    .expect("runner ends cleanly");
     let letters = dead_letters(&h).await;
     for (id, headers) in forged {
         let (reason, original) = letters.get(id).unwrap_or_else(|| panic!("{id} dead-lettered"));
@@ -107,6 +130,30 @@ async fn a_panicking_stage_dead_letters_the_record_and_frees_its_slot() {
     let letters = dead_letters(&h).await;
     assert!(letters["id-1"].0.contains("panicked: stage bug on id-1"), "{:?}", letters["id-1"]);
     assert_eq!(h.ids_on(&h.output()).await.len(), 4);
+}
+
+/// A panic after failed attempts: the dead letter keeps this visit's attempts (it used to start
+/// from a fresh state and lose them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_after_failed_attempts_keeps_their_history() {
+    let h =
+        Harness::start(&OneStage::new(1, "{ max_in_flight: 1, per_partition: 1 }").yaml()).await;
+    h.produce_docs(0..1, None, |_| None).await;
+    let once = (1, StageError::retryable("503 from the model"));
+    let script = Script {
+        fail_first: HashMap::from([("id-0".into(), once)]),
+        panic: ids(&["id-0"]),
+        ..Script::default()
+    };
+    let run = h.start_stage(TestStage::new(script)).await;
+    run.run_until(WAIT, "a dead letter", || async { h.count(&h.dlq()).await == 1 })
+        .await
+        .expect("runner ends cleanly");
+    let letter = h.read_all(&h.dlq()).await.remove(0).3.expect("decodes");
+    let Value::Array(attempts) = field(&letter, "attempts") else { panic!("attempts") };
+    assert_eq!(attempts.len(), 1, "the failed first attempt: {attempts:?}");
+    assert!(text(field(&attempts[0], "message")).contains("503 from the model"));
+    assert!(text(field(&letter, "error_message")).contains("panicked"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +215,16 @@ async fn outputs_carry_the_records_headers_but_not_its_retry_state() {
         .retry("{ attempts: 1, ladder: [50ms] }")
         .yaml();
     let h = Harness::start(&topology).await;
-    h.produce_docs(0..2, None, |_| None).await;
+    h.produce_docs(0..1, None, |_| None).await;
+    // A redriven record: its redrive count is the loop guard of this stage's dead letters, not
+    // of the next stage's (whose letters would start at redrive 1).
+    let codec = h.codec().await;
+    let bytes = h.encode(&codec, &h.input(), &common::document("id-1", "t", "redriven"));
+    let redriven =
+        OwnedHeaders::new().insert(Header { key: "sluice-redrive-count", value: Some("2") });
+    let input = h.input();
+    let record = FutureRecord::to(&input).key("id-1").payload(&bytes).headers(redriven);
+    h.producer().send(record, Timeout::After(Duration::from_secs(10))).await.expect("produce");
     let once = (1, StageError::retryable("503"));
     let script = Script { fail_first: HashMap::from([("id-0".into(), once)]), ..Script::default() };
     let run = h.start_stage(TestStage::new(script)).await;
@@ -179,7 +235,7 @@ async fn outputs_carry_the_records_headers_but_not_its_retry_state() {
     assert_eq!(headers.len(), 2);
     for h in headers {
         let leaked: Vec<&String> = h.keys().filter(|k| k.starts_with("sluice-")).collect();
-        assert!(leaked.is_empty(), "retry state leaked into an output: {leaked:?}");
+        assert!(leaked.is_empty(), "retry or redrive state leaked into an output: {leaked:?}");
     }
 }
 

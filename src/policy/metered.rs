@@ -12,6 +12,18 @@ use crate::provider::{
 };
 use crate::telemetry::{CacheLookups, ModelCall, ModelUsage};
 
+/// On a cache hit, the event of the call that filled the entry again — only when that call was
+/// made for this same document and tenant at this stage (a record redone after a crash that lost
+/// the event: a duplicate by id if it was delivered, its only copy if not). An entry another
+/// record filled is that record's to meter; this record meters its own zero-cost hit.
+fn reemit_own(key: CallKey<'_>, entry: &Entry) {
+    let Some(log) = key.log else { return };
+    let e = &entry.event;
+    if e.document_id == key.document_id && e.tenant == key.tenant && e.stage == log.stage {
+        log.push(e.clone());
+    }
+}
+
 impl Gateway {
     /// A chat call: from the cache when the same prompt version, model, parameters and input
     /// were answered before; otherwise through the fallback chain, and cached on success.
@@ -43,10 +55,7 @@ impl Gateway {
                 finish_reason,
             } = entry.answer.clone()
             {
-                // The original call's event again (a duplicate by id if it was delivered).
-                if let Some(log) = key.log {
-                    log.push(entry.event.clone());
-                }
+                reemit_own(key, &entry);
                 self.cache_hit(key, alias, "chat", &entry);
                 let value = ChatResponse {
                     text,
@@ -99,9 +108,7 @@ impl Gateway {
             if let Some(entry) = cache.get(k).await {
                 if let cache::Answer::Embedding { vector } = &entry.answer {
                     vectors[i] = Some(vector.clone());
-                    if let Some(log) = key.log {
-                        log.push(entry.event.clone());
-                    }
+                    reemit_own(key, &entry);
                     hit.get_or_insert(entry);
                 }
             }

@@ -69,14 +69,19 @@ impl<S: Stage> Worker<S> {
             log.start_attempt();
             let cx = StageContext { stage: &self.spec.name, attempt, log: Some(log) };
             let deadline = self.spec.deadline;
-            let error =
-                match tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)).await {
-                    Ok(Ok(emits)) => return self.encode(inbound, emits),
-                    Ok(Err(e)) => e,
-                    Err(_) => StageError::retryable(format!(
-                        "attempt exceeded the stage deadline of {deadline:?}"
-                    )),
-                };
+            // Cut short when the worker stops: a call cancelled in flight leaves its cost event
+            // in the log, which is metered all the same.
+            let attempted = tokio::select! {
+                r = tokio::time::timeout(deadline, self.stage.process(input.clone(), cx)) => r,
+                _ = self.shutdown.reached(Phase::Stopped) => return Disposition::Abandoned,
+            };
+            let error = match attempted {
+                Ok(Ok(emits)) => return self.encode(inbound, emits),
+                Ok(Err(e)) => e,
+                Err(_) => StageError::retryable(format!(
+                    "attempt exceeded the stage deadline of {deadline:?}"
+                )),
+            };
             let text = error.to_string();
             if !matches!(error, StageError::Deferred { .. }) {
                 AttemptFailed {

@@ -55,6 +55,9 @@ pub enum RunError {
     Fatal { stage: String, reason: String },
 }
 
+/// How long the workers' tasks have to end once the run is stopped, before they are aborted.
+const STOPPING: Duration = Duration::from_secs(5);
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunReport {
@@ -134,8 +137,8 @@ pub async fn run<S: Stage>(
         let worker = worker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            // Workers and parked records' timers; aborted once the worker has stopped (their
-            // offsets were never stored, so the records are redelivered).
+            // Workers, parked records' timers and moves to the end of a topic; unfinished ones
+            // leave their offsets unstored, so the records are redelivered.
             let mut tasks = JoinSet::new();
             loop {
                 let dispatch = tokio::select! {
@@ -150,10 +153,12 @@ pub async fn run<S: Stage>(
                         let partitions = worker.partitions.clone();
                         let wait =
                             Duration::from_millis(due_ms.saturating_sub(now_ms()).max(0) as u64);
+                        let shutdown = shutdown.clone();
                         tasks.spawn(async move {
                             tokio::select! {
                                 _ = tokio::time::sleep(wait) => partitions.unpark(&tp, epoch, offset),
                                 _ = revoked.changed() => {}
+                                _ = shutdown.reached(Phase::Stopped) => {}
                             }
                         });
                     }
@@ -171,6 +176,10 @@ pub async fn run<S: Stage>(
                     }
                 }
             }
+            // Every task ends at `Stopped` on its own, metering what its record's calls cost;
+            // one stuck elsewhere is aborted after a bound.
+            let ended = async { while tasks.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(STOPPING, ended).await;
             tasks.shutdown().await;
         })
     };

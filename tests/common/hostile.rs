@@ -56,11 +56,16 @@ pub enum Kind {
     /// keeps only 5 MB per partition).
     Oversize,
     Tombstone,
-    /// A valid document whose retry headers sluice cannot have written.
+    /// A valid document under retry headers (on the input, where they mean nothing).
     ForgedRetryHeaders,
 }
 
 impl Kind {
+    /// Whether the record cannot be processed (every kind but a document under forged headers).
+    pub fn undecodable(self) -> bool {
+        self != Kind::ForgedRetryHeaders
+    }
+
     pub const ALL: [Kind; 8] = [
         Kind::RandomBytes,
         Kind::TruncatedAvro,
@@ -73,7 +78,7 @@ impl Kind {
     ];
 }
 
-/// Retry headers a producer can forge; each is refused by `RetryState::parse`.
+/// Retry headers a producer can forge; each would be refused by `RetryState::parse` on a rung.
 const FORGED: [&[(&str, &[u8])]; 6] = [
     &[("sluice-retry-rung", b"18446744073709551616")],
     &[("sluice-retry-rung", b"1")],
@@ -195,7 +200,12 @@ impl<'c> Builder<'c> {
             }
             Kind::Tombstone => None,
             Kind::ForgedRetryHeaders => {
-                let forged = FORGED[self.rng.below(FORGED.len())];
+                // One in seven: a plausible rung-0 record parked for 30 days.
+                let far = (sluice::call::now_ms() + 30 * 86_400_000).to_string();
+                let parked: &[(&str, &[u8])] =
+                    &[("sluice-retry-rung", b"0"), ("sluice-retry-due-ms", far.as_bytes())];
+                let pick = self.rng.below(FORGED.len() + 1);
+                let forged = FORGED.get(pick).copied().unwrap_or(parked);
                 headers
                     .extend(forged.iter().map(|(k, v)| (k.as_bytes().to_vec(), Some(v.to_vec()))));
                 Some(doc)

@@ -29,6 +29,11 @@ pub struct Script {
     pub huge: HashMap<String, usize>,
     /// Emit the input unclassified: an output that does not fit the stage's output schema.
     pub unclassified: HashSet<String>,
+    /// Emit a second output, this many bytes long, after the usual one.
+    pub extra_huge: HashMap<String, usize>,
+    /// Meter every call: a cost event with id `<doc>/<call>` in the record's call log, as a
+    /// model call would leave (before its outcome is known).
+    pub bill: bool,
 }
 
 /// A stage driven by a [`Script`]; records every call (document id, attempt, time) in order,
@@ -100,6 +105,11 @@ impl Stage for TestStage {
             calls.push((id.clone(), cx.attempt, SystemTime::now()));
             calls.iter().filter(|(i, _, _)| *i == id).count()
         };
+        if self.script.bill {
+            if let Some(log) = cx.log {
+                log.push(billed(&log.stage, &id, cx.attempt, nth));
+            }
+        }
         if let Some(gate) = &self.script.gate_all {
             let _permit = gate.acquire().await.expect("gate");
         }
@@ -131,6 +141,42 @@ impl Stage for TestStage {
             model: "test".into(),
             prompt_version: None,
         });
-        Ok(vec![Emit::main(input)])
+        let mut emits = vec![Emit::main(input.clone())];
+        if let Some(n) = self.script.extra_huge.get(&id) {
+            input.document.content = "x".repeat(*n);
+            emits.push(Emit::main(input));
+        }
+        Ok(emits)
+    }
+}
+
+/// The cost event of the `nth` call for document `id`.
+pub fn billed(stage: &str, id: &str, attempt: u32, nth: usize) -> sluice::call::CostEvent {
+    sluice::call::CostEvent {
+        event_id: format!("{id}/{nth}"),
+        timestamp_ms: sluice::call::now_ms(),
+        tenant: "t".into(),
+        pipeline: "p".into(),
+        stage: stage.to_owned(),
+        document_id: id.to_owned(),
+        provider: "sim".into(),
+        model_requested: "m".into(),
+        model_served: "m".into(),
+        prompt_version: None,
+        input_tokens: 10,
+        output_tokens: 5,
+        cached_tokens: 0,
+        estimated: false,
+        cost_micro_usd: 7,
+        latency_ms: 1,
+        outcome: "ok".into(),
+        trace_id: None,
+        operation: "chat".into(),
+        cached: false,
+        attempt: attempt as i32,
+        call_index: 0,
+        response_id: None,
+        price_set_on: None,
+        budget: None,
     }
 }
