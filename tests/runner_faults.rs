@@ -1,21 +1,29 @@
 //! Regression tests for the runner's failure paths: forged retry headers on a rung, a panicking
 //! stage (and the attempts before it), an output the broker refuses, an unencodable output on a
-//! redacting stage, and retry or redrive headers leaking into outputs. Each one wedged a
-//! partition, panicked, lost history or leaked before its fix.
+//! redacting stage, retry or redrive headers leaking into outputs, and a broker refusing the
+//! completed-offset map in commits. Each one wedged a partition, panicked, lost history, leaked,
+//! or lost commits before its fix.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value;
+use common::read::committed_with_metadata;
 use common::{each_record, field, raw_headers, Harness, OneStage, Script, TestStage};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::util::Timeout;
 use sluice::stage::StageError;
+use tokio::sync::Semaphore;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+const METADATA_TOO_LARGE: RDKafkaRespErr =
+    RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
 
 fn ids(list: &[&str]) -> std::collections::HashSet<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -271,4 +279,67 @@ async fn a_new_owner_skips_what_the_previous_one_finished_out_of_order() {
             assert_eq!(again, 8, "without the map every record is processed again");
         }
     }
+}
+
+/// Brokers whose `offset.metadata.max.bytes` is below the completed-offset map refuse the commit
+/// (`OFFSET_METADATA_TOO_LARGE`). The mock cannot refuse by size, so the refusal is injected into
+/// the one commit that carries a map: the background commit after id-0 finishes and the position
+/// moves to 2 with 3..7 done beyond it (id-2 is held). The runner then stores and commits its
+/// positions without maps, and keeps committing to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_completed_offset_map_is_dropped_and_commits_go_on_without_it() {
+    let h =
+        Harness::start(&OneStage::new(1, "{ max_in_flight: 8, per_partition: 8 }").yaml()).await;
+    h.produce_docs(0..8, None, |_| None).await;
+    let gates = [("id-0", Arc::new(Semaphore::new(0))), ("id-2", Arc::new(Semaphore::new(0)))];
+    let gate = gates.iter().map(|(id, g)| (id.to_string(), g.clone())).collect();
+    let run = h.start_stage(TestStage::new(Script { gate, ..Script::default() })).await;
+    run.until(WAIT, "six outputs", || async { h.count(&h.output()).await == 6 }).await;
+    assert_eq!(committed_with_metadata(&h, 1), vec![None], "no position moved: nothing stored");
+
+    h.cluster().request_errors(RDKafkaApiKey::OffsetCommit, &[METADATA_TOO_LARGE]);
+    gates[0].1.add_permits(1);
+    run.until(WAIT, "position 2 committed", || async { h.committed(1) == vec![2] }).await;
+    assert_eq!(
+        committed_with_metadata(&h, 1),
+        vec![Some((2, String::new()))],
+        "the position without the refused map (3..7 done beyond it)"
+    );
+    gates[1].1.add_permits(1);
+    run.run_until(WAIT, "committed to the end", || async { h.committed(1) == vec![8] })
+        .await
+        .expect("runner ends cleanly");
+    assert_eq!(h.ids_on(&h.output()).await.len(), 8);
+}
+
+/// The same refusal on the shutdown's handover commit, which carries the map of what finished
+/// beyond the held id-0: that commit is made again without the map, rather than failing (and
+/// the next owner then processes everything again, the cost of having no map).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_whose_map_is_refused_commits_the_position_without_it() {
+    let topology =
+        OneStage::new(1, "{ max_in_flight: 8, per_partition: 8 }").shutdown_grace("100ms").yaml();
+    let h = Harness::start(&topology).await;
+    h.produce_docs(0..8, None, |_| None).await;
+    let held = Arc::new(Semaphore::new(0));
+    let script = Script { gate: HashMap::from([("id-0".into(), held)]), ..Script::default() };
+    let first = h.start_stage(TestStage::new(script)).await;
+    first.until(WAIT, "seven outputs", || async { h.count(&h.output()).await == 7 }).await;
+    assert_eq!(committed_with_metadata(&h, 1), vec![None], "no position moved: nothing stored");
+
+    h.cluster().request_errors(RDKafkaApiKey::OffsetCommit, &[METADATA_TOO_LARGE]);
+    first.shutdown.stop(); // no drain: id-0 stays unfinished, the handover carries 1..7
+    first.finished().await.expect("runner ends cleanly");
+    assert_eq!(
+        committed_with_metadata(&h, 1),
+        vec![Some((0, String::new()))],
+        "the handover committed the position without the refused map"
+    );
+
+    let next = TestStage::new(Script::default());
+    let run = h.start_stage(next.clone()).await;
+    run.run_until(WAIT, "committed to the end", || async { h.committed(1) == vec![8] })
+        .await
+        .expect("runner ends cleanly");
+    assert_eq!(next.call_count(), 8, "without the map every record is processed again");
 }

@@ -204,7 +204,7 @@ async fn a_redacting_stage_dead_letters_no_readable_text() {
     let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
     let pii = common::document("forged", "t", "mail alice@example.com");
     let mut headers = rung_headers(&input, 0, now_ms());
-    headers.retain(|(k, _)| k != "sluice-retry-rung");
+    headers.push(("sluice-retry-history".into(), Some(b"[[1,".to_vec())));
     send(&producer, &rung, "forged", &h.encode(&codec, &rung, &pii), &headers).await;
     let mut event = common::stage::billed("work", "alice@example.com", 1, 1);
     event.tenant = "alice@example.com".into();

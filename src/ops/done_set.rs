@@ -4,6 +4,12 @@
 //! past a record the run left in place (not selected by its filters, or held by the loop guard).
 //! The metadata reads `redriven:105-109,112` (inclusive ranges), so an operator can read it in
 //! `kafka-consumer-groups --describe --verbose`-like tools too.
+//!
+//! Whoever may commit for the redrive group can write that metadata, so it is read with bounds: a
+//! redrive never finishes more than [`MAX_BEYOND`] offsets beyond its committed one (it stops
+//! for lack of room first, as it does when the metadata would grow too long), and metadata naming
+//! more is taken as forged and ignored — the ranges are counted before a single offset is built,
+//! however many of them fit in the string. A million keeps the set at most a few tens of MB.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +18,9 @@ const PREFIX: &str = "redriven:";
 
 /// Longest metadata a commit carries: Kafka's `offset.metadata.max.bytes` defaults to 4096.
 pub const MAX_METADATA: usize = 3000;
+
+/// Most finished offsets kept beyond the committed one (see the module doc).
+pub const MAX_BEYOND: u64 = 1_000_000;
 
 /// The finished offsets of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,17 +33,25 @@ pub struct DoneSet {
 
 impl DoneSet {
     /// From a committed position: `committed` (the partition's start when none) and its metadata.
+    /// Unreadable ranges are skipped, offsets below `committed` dropped; metadata naming more than
+    /// [`MAX_BEYOND`] offsets beyond it is ignored as a whole.
     pub fn from_commit(committed: i64, metadata: &str) -> Self {
-        let mut set = Self { next: committed, beyond: BTreeSet::new() };
-        let ranges = metadata.strip_prefix(PREFIX).unwrap_or("");
-        for range in ranges.split(',').filter(|r| !r.is_empty()) {
+        let mut ranges = Vec::new();
+        let mut named: u64 = 0;
+        for range in metadata.strip_prefix(PREFIX).unwrap_or("").split(',') {
             let (a, b) = range.split_once('-').unwrap_or((range, range));
-            if let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) {
-                // A forged range cannot make this loop long: it is cut at the bounds of sanity.
-                let (from, to) = (a.max(committed), b.min(a.saturating_add(1_000_000)));
-                set.beyond.extend(from..=to);
+            let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) else { continue };
+            let from = a.max(committed);
+            if b >= from {
+                named = named.saturating_add(b.abs_diff(from).saturating_add(1));
+                ranges.push((from, b));
             }
         }
+        if named > MAX_BEYOND {
+            ranges.clear();
+        }
+        let beyond = ranges.into_iter().flat_map(|(a, b)| a..=b).collect();
+        let mut set = Self { next: committed, beyond };
         set.advance();
         set
     }
@@ -55,11 +72,12 @@ impl DoneSet {
         }
     }
 
-    /// Whether marking `offsets` finished keeps the metadata within [`MAX_METADATA`].
+    /// Whether marking `offsets` finished keeps the metadata within [`MAX_METADATA`] and the
+    /// offsets beyond the committed one within [`MAX_BEYOND`].
     pub fn has_room_for(&self, offsets: impl IntoIterator<Item = i64>) -> bool {
         let mut with = self.clone();
         offsets.into_iter().for_each(|o| with.insert(o));
-        with.metadata().len() <= MAX_METADATA
+        with.beyond.len() as u64 <= MAX_BEYOND && with.metadata().len() <= MAX_METADATA
     }
 
     /// The commit metadata: the finished offsets beyond [`DoneSet::next`] as ranges.
@@ -81,9 +99,9 @@ impl DoneSet {
         format!("{PREFIX}{}", text.join(","))
     }
 
-    /// Moves `next` over the finished offsets contiguous with it.
+    /// Moves `next` over the finished offsets contiguous with it (never past `i64::MAX`).
     fn advance(&mut self) {
-        while self.beyond.remove(&self.next) {
+        while self.next < i64::MAX && self.beyond.remove(&self.next) {
             self.next += 1;
         }
     }
@@ -133,5 +151,48 @@ mod tests {
         assert!(!set.has_room_for([o]), "a new range would not fit");
         assert!(set.has_room_for([o - 2]), "an offset already finished always fits");
         assert!(!set.has_room_for([o - 2, o]), "room is for every offset given");
+    }
+
+    #[test]
+    fn metadata_naming_more_than_the_bound_is_ignored() {
+        // Each range is within a million; together they are not.
+        let set = DoneSet::from_commit(0, "redriven:10-500009,600000-1099999,1200000-1699999");
+        assert_eq!((set.next(), set.metadata()), (0, String::new()));
+        // As many ranges of a million as 3 KB holds (over 150): refused before any is built.
+        let mut forged = "redriven:".to_owned();
+        for start in (1i64..).step_by(1_000_001) {
+            let item = format!("{start}-{},", start + 999_999);
+            if forged.len() + item.len() > MAX_METADATA {
+                break;
+            }
+            forged.push_str(&item);
+        }
+        assert!(forged.matches(',').count() > 150);
+        let started = std::time::Instant::now();
+        assert_eq!(DoneSet::from_commit(0, &forged).metadata(), "");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Offsets below the committed one do not count against the bound.
+        let set = DoneSet::from_commit(2_000_000, "redriven:1-1999999,2000005");
+        assert_eq!(set.metadata(), "redriven:2000005");
+    }
+
+    #[test]
+    fn room_is_bounded_in_offsets_too() {
+        let bound = MAX_BEYOND as i64;
+        let set = DoneSet::from_commit(0, &format!("redriven:2-{}", bound + 1));
+        assert_eq!(set.metadata(), format!("redriven:2-{}", bound + 1), "the bound itself is read");
+        assert!(!set.has_room_for([bound + 3]), "one more beyond is past the bound");
+        assert!(set.has_room_for([0]), "finishing the committed one moves it instead");
+    }
+
+    #[test]
+    fn offsets_at_the_end_of_i64_do_not_overflow() {
+        let near = i64::MAX - 2;
+        let set = DoneSet::from_commit(near, &format!("redriven:{near}-{}", i64::MAX));
+        assert_eq!(set.next(), i64::MAX);
+        assert!(set.contains(i64::MAX) && set.contains(near));
+        let mut set = DoneSet::from_commit(i64::MAX, "");
+        set.insert(i64::MAX);
+        assert!(set.contains(i64::MAX));
     }
 }

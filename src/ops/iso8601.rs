@@ -75,7 +75,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             rest = &tail[1..];
         }
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad("too long"))
 }
 
 /// Milliseconds since the epoch as an RFC 3339 time in milliseconds (UTC).
@@ -112,5 +112,16 @@ mod tests {
         assert!(parse_duration("PT").is_err());
         assert!(parse_duration("2h").unwrap_err().contains("starts with P"));
         assert!(parse_duration("PT5M2H").unwrap_err().contains("out of place"));
+    }
+
+    #[test]
+    fn durations_too_long_for_a_duration_are_an_error() {
+        for text in
+            ["P99999999999999999999W", "PT30000000000000000000S", &format!("P{}D", "9".repeat(400))]
+        {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("too long"), "{text}: {e}");
+        }
+        assert_eq!(parse_duration("P1000000W").unwrap(), Duration::from_secs(604_800_000_000));
     }
 }

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 
 use super::{ProviderBuildError, ProviderError};
 use crate::config::{HttpSpec, SecretSource};
+use crate::retry::MAX_PARK;
 
 /// An API key. `Debug` and `Display` print a placeholder, so it cannot reach a log by accident.
 #[derive(Clone)]
@@ -140,16 +141,17 @@ pub fn status_error(
 
 /// How long the provider asks us to wait: `retry-after-ms`, `Retry-After` (seconds or an HTTP
 /// date), OpenAI's `x-ratelimit-reset-requests`/`-tokens` (`1s`, `6m0s`, `20ms`) and Anthropic's
-/// `anthropic-ratelimit-*-reset` (RFC 3339). The longest wait given wins.
+/// `anthropic-ratelimit-*-reset` (RFC 3339). The longest wait given wins, and no wait is longer
+/// than [`MAX_PARK`] (the longest a record is ever parked).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let mut waits = Vec::new();
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        waits.push(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        waits.extend(seconds(ms / 1000.0));
     }
     if let Some(v) = get("retry-after") {
         if let Ok(secs) = v.parse::<f64>() {
-            waits.push(Duration::from_secs_f64(secs.max(0.0)));
+            waits.extend(seconds(secs));
         } else if let Ok(at) = httpdate_or_rfc3339(v) {
             waits.push(at.duration_since(now).unwrap_or_default());
         }
@@ -169,7 +171,16 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             waits.push(at.duration_since(now).unwrap_or_default());
         }
     }
-    waits.into_iter().max()
+    waits.into_iter().max().map(|w| w.min(MAX_PARK))
+}
+
+/// A wait in seconds as a header gives it, which may be anything `f64` parses: NaN is no wait,
+/// a negative one none to speak of, and one past [`MAX_PARK`] (`inf` too) is [`MAX_PARK`].
+fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_nan() {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs.max(0.0)).map_or(MAX_PARK, |d| d.min(MAX_PARK)))
 }
 
 fn httpdate_or_rfc3339(v: &str) -> Result<SystemTime, ()> {
@@ -216,7 +227,11 @@ fn go_duration(v: &str) -> Option<Duration> {
         total += n * unit;
         any = true;
     }
-    (any && num.is_empty()).then(|| Duration::from_secs_f64(total))
+    if any && num.is_empty() {
+        seconds(total)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +270,38 @@ mod tests {
             Some(Duration::from_millis(1500))
         );
         assert_eq!(wait(&[("retry-after", "soon")]), None);
+    }
+
+    #[test]
+    fn absurd_waits_are_capped_and_nan_is_no_wait() {
+        let now = humantime::parse_rfc3339("2026-01-01T00:00:00Z").expect("time");
+        let wait = |pairs: &[(&str, &str)]| retry_after(&headers(pairs), now);
+        for header in ["retry-after", "retry-after-ms"] {
+            for huge in ["inf", "+Infinity", "1e20", "1e300"] {
+                assert_eq!(wait(&[(header, huge)]), Some(MAX_PARK), "{header}: {huge}");
+            }
+            for nan in ["NaN", "nan", "-NaN"] {
+                assert_eq!(wait(&[(header, nan)]), None, "{header}: {nan}");
+            }
+            for negative in ["-1", "-inf", "-1e20"] {
+                assert_eq!(
+                    wait(&[(header, negative)]),
+                    Some(Duration::ZERO),
+                    "{header}: {negative}"
+                );
+            }
+        }
+        assert_eq!(
+            wait(&[("retry-after", "NaN"), ("retry-after-ms", "1500")]),
+            Some(Duration::from_millis(1500))
+        );
+        let long = "9".repeat(400) + "h";
+        assert_eq!(
+            wait(&[("x-ratelimit-reset-requests", "99999999999999999999h")]),
+            Some(MAX_PARK)
+        );
+        assert_eq!(wait(&[("x-ratelimit-reset-tokens", &long)]), Some(MAX_PARK));
+        assert_eq!(wait(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]), Some(MAX_PARK));
     }
 
     #[test]

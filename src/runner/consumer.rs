@@ -24,8 +24,8 @@ use crate::call::now_ms;
 use crate::retry::commit_backoff;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::{
-    ClientStatistics, CommitFailed, ConsumerError, RebalanceFailed, RebalanceKind, Rebalanced,
-    RecordNotAdmitted,
+    ClientStatistics, CommitFailed, CommitMapsRefused, ConsumerError, RebalanceFailed,
+    RebalanceKind, Rebalanced, RecordNotAdmitted,
 };
 
 pub struct RunnerContext {
@@ -61,6 +61,20 @@ impl RunnerContext {
             producer: OnceLock::new(),
         }
     }
+
+    /// The broker refused a commit's completed-offset map: positions are stored again, and from
+    /// now on, without maps (see [`Partitions::drop_maps`]); reported the first time.
+    fn drop_maps(&self, consumer: &BaseConsumer<Self>) {
+        if self.partitions.drop_maps(consumer) {
+            CommitMapsRefused { stage: &self.stage }.emit();
+        }
+    }
+}
+
+/// Whether a commit failed because the broker refused its metadata, the completed-offset maps
+/// (the brokers' `offset.metadata.max.bytes` is below them).
+fn maps_refused(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::ConsumerCommit(RDKafkaErrorCode::OffsetMetadataTooLarge))
 }
 
 impl ClientContext for RunnerContext {
@@ -83,15 +97,22 @@ fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
 }
 
 /// Commits stored offsets synchronously; "nothing to commit" is not an error. A coordinator
-/// that is mid-rebalance is asked again a few times. Runs on the poll thread, never on an async
-/// one.
-fn commit_stored<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> KafkaResult<()> {
+/// that is mid-rebalance is asked again a few times. Refused maps are dropped and the positions
+/// committed without them at once (a different commit, not a retry). Runs on the poll thread,
+/// never on an async one.
+fn commit_stored(consumer: &BaseConsumer<RunnerContext>) -> KafkaResult<()> {
     let mut waits = commit_backoff();
+    let mut maps_dropped = false;
     loop {
         let error = match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return Ok(()),
             Err(e) => e,
         };
+        if maps_refused(&error) && !maps_dropped {
+            maps_dropped = true;
+            consumer.context().drop_maps(consumer);
+            continue;
+        }
         let in_progress =
             matches!(error, KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress));
         match waits.next().filter(|_| in_progress) {
@@ -195,10 +216,19 @@ impl ConsumerContext for RunnerContext {
         }
     }
 
+    /// The background commits' results (librdkafka's auto-commit; not the synchronous ones).
+    /// After refused maps the positions are stored again without them, for the next one.
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => CommitFailed { stage: &self.stage, error: &e, background: true }.emit(),
+            Err(e) => {
+                CommitFailed { stage: &self.stage, error: &e, background: true }.emit();
+                // The poll thread holds the consumer while it polls; none when it is closing.
+                let consumer = self.consumer.get().and_then(Weak::upgrade);
+                if let Some(consumer) = consumer.filter(|_| maps_refused(&e)) {
+                    self.drop_maps(&consumer);
+                }
+            }
         }
     }
 }

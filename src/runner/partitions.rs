@@ -19,6 +19,7 @@
 //! nothing behind it completing, nothing moves).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -215,6 +216,8 @@ pub struct Partitions {
     key_ordering: bool,
     /// Store the completed-offset map with each position (`concurrency.commit_completed`).
     commit_completed: bool,
+    /// The broker refused a map (see [`Self::drop_maps`]): positions go without one from then on.
+    maps_refused: AtomicBool,
     jobs: UnboundedSender<Dispatch>,
 }
 
@@ -234,13 +237,37 @@ impl Partitions {
             buffer,
             key_ordering,
             commit_completed,
+            maps_refused: AtomicBool::new(false),
             jobs,
         }
     }
 
-    /// Whether positions are stored with the completed-offset map.
+    /// Whether the previous owners' completed-offset maps are read (`concurrency.commit_completed`).
     pub fn commit_completed(&self) -> bool {
         self.commit_completed
+    }
+
+    /// Whether positions are stored with the completed-offset map: `commit_completed`, until the
+    /// broker refuses a map.
+    fn maps_on(&self) -> bool {
+        self.commit_completed && !self.maps_refused.load(Ordering::SeqCst)
+    }
+
+    /// The broker refused a commit's map (`OFFSET_METADATA_TOO_LARGE`: its
+    /// `offset.metadata.max.bytes` is below the map): from now on positions are stored without
+    /// maps, and every partition's position is stored again without its map so that the next
+    /// commit lands. Returns whether maps were on until now.
+    pub fn drop_maps(&self, store: &impl OffsetStore) -> bool {
+        // Set before the lock is taken: a store made under the lock before this one is replaced
+        // below, and every store after it sees the flag.
+        let were_on = self.commit_completed && !self.maps_refused.swap(true, Ordering::SeqCst);
+        let inner = self.lock();
+        for (tp, state) in &inner.parts {
+            if let Some((position, _)) = state.window.progress() {
+                store.store(tp, position, "");
+            }
+        }
+        were_on
     }
 
     /// Stores the partition's progress when its position advanced, with the completed-offset map
@@ -252,15 +279,14 @@ impl Partitions {
             return;
         }
         let Some((position, done)) = w.progress() else { return };
-        let map =
-            if self.commit_completed { completed::encode(position, done) } else { String::new() };
+        let map = if self.maps_on() { completed::encode(position, done) } else { String::new() };
         store.store(tp, position, &map);
     }
 
     /// Stores the exact completed-offset map of `tps` (every assigned partition when `None`),
     /// right before an explicit commit.
     pub fn store_maps(&self, tps: Option<&[Tp]>, store: &impl OffsetStore) {
-        if !self.commit_completed {
+        if !self.maps_on() {
             return;
         }
         let inner = self.lock();
@@ -435,7 +461,7 @@ impl Partitions {
                 for tp in tps {
                     let Some(state) = inner.parts.remove(tp) else { continue };
                     if let Some((position, done)) =
-                        state.window.progress().filter(|_| self.commit_completed)
+                        state.window.progress().filter(|_| self.maps_on())
                     {
                         store.store(tp, position, &completed::encode(position, done));
                     }

@@ -297,3 +297,29 @@ fn a_record_that_could_not_be_moved_waits_where_it_is() {
     p.unpark(&tp(), 1, 0);
     assert_eq!(kinds(&drain(&mut rx)), vec![('R', 0)], "runs when due");
 }
+
+#[test]
+fn once_the_broker_refuses_a_map_positions_are_stored_without_one() {
+    let (tx, mut rx) = unbounded_channel();
+    let p = Partitions::new(4, 4, false, true, tx);
+    p.assign([(tp(), BTreeSet::new())]);
+    let store = StoredWithMaps::default();
+    for o in 10..14 {
+        p.admit(record(o, "k", None), &store);
+    }
+    drain(&mut rx);
+    p.complete(&tp(), 1, 12, None, &store);
+    p.store_maps(None, &store);
+    assert_eq!(store.0.lock().unwrap().last().unwrap(), &(10, "sluice1:10:2".to_owned()));
+    // The commit of that map was refused: the position is stored again, without it.
+    assert!(p.drop_maps(&store), "maps were on");
+    assert_eq!(store.0.lock().unwrap().last().unwrap(), &(10, String::new()));
+    assert!(!p.drop_maps(&store), "reported once");
+    // From now on no map goes with a position: not on progress, before a commit or on revoke.
+    store.0.lock().unwrap().clear();
+    p.complete(&tp(), 1, 10, None, &store);
+    p.complete(&tp(), 1, 13, None, &store);
+    p.store_maps(None, &store);
+    p.revoke(&[tp()], Duration::ZERO, &store);
+    assert_eq!(*store.0.lock().unwrap(), vec![(11, String::new())], "12 and 13 finished beyond 11");
+}

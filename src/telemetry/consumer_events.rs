@@ -49,6 +49,24 @@ impl CommitFailed<'_> {
     }
 }
 
+/// The broker refused a commit's completed-offset map (`OFFSET_METADATA_TOO_LARGE`): the stage
+/// commits its positions without maps from now on, once per run. Nothing is lost, but a new owner
+/// of a partition processes again what was finished out of order.
+pub struct CommitMapsRefused<'a> {
+    pub stage: &'a str,
+}
+
+impl CommitMapsRefused<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            stage = self.stage,
+            "the broker refused the completed-offset map in a commit: committing positions \
+             without it from now on (raise the brokers' offset.metadata.max.bytes to 4096 or \
+             set concurrency.commit_completed: false)"
+        );
+    }
+}
+
 /// What a rebalance did to this member.
 #[derive(Debug, Clone, Copy)]
 pub enum RebalanceKind {

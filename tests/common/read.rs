@@ -103,6 +103,29 @@ pub fn try_committed(
         .collect())
 }
 
+/// The group's commit for each of `partitions` of the input topic: position and metadata (the
+/// completed-offset map), `None` where nothing is committed.
+pub fn committed_with_metadata(h: &Harness, partitions: i32) -> Vec<Option<(i64, String)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", h.stack.kafka.bootstrap_servers())
+        .set("group.id", h.group())
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(&h.input(), p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed");
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => Some((o, e.metadata().to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Field `name` of an Avro record; the branch's value for an optional (union) field.
 pub fn field<'v>(value: &'v Value, name: &str) -> &'v Value {
     let Value::Record(fields) = value else { panic!("not a record: {value:?}") };
