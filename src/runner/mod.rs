@@ -17,6 +17,7 @@ mod delivery;
 mod detours;
 mod disposition;
 mod inbound;
+mod partition;
 mod partitions;
 mod window;
 mod worker;

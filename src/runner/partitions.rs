@@ -11,7 +11,7 @@
 //!
 //! Only records of the stage's own retry and deferred topics are ever parked (their due times
 //! differ per record: a provider's Retry-After, a tenant's next budget window). What is parked is
-//! bounded by memory ([`MAX_PARKED_BYTES`] per partition), not by the window, so long waits never
+//! bounded by memory ([`super::partition::MAX_PARKED_BYTES`] per partition), not by the window, so long waits never
 //! stop records behind them. A parked record at the head of its partition holds the committed
 //! offset back; once a whole window's worth of records behind it has completed
 //! (`per_partition + buffer`), it is moved to the end of its topic ([`Dispatch::Requeue`]) and its
@@ -31,56 +31,10 @@ use tokio::sync::watch;
 
 use super::completed;
 use super::inbound::Inbound;
+pub use super::partition::{Dispatch, Job, Tp};
+use super::partition::{Parked, PartState};
 use super::window::Window;
 use crate::call::now_ms;
-use crate::telemetry::RecordRequeued;
-
-/// Bytes of parked records (value, key and headers, plus [`PARKED_OVERHEAD`] each) a partition
-/// holds before it is no longer read: past it, records wait in Kafka instead of in memory.
-pub const MAX_PARKED_BYTES: usize = 16 << 20;
-/// What a parked record costs beyond its bytes (the message, its job, the map entry), roughly.
-const PARKED_OVERHEAD: usize = 512;
-
-pub type Tp = (String, i32);
-
-/// A record admitted to a window, on its way to a worker.
-#[derive(Debug)]
-pub struct Job {
-    pub inbound: Inbound,
-    /// Assignment generation of its partition: a job from a revoked assignment is dropped.
-    pub epoch: u64,
-}
-
-impl Job {
-    pub fn tp(&self) -> Tp {
-        (self.inbound.message.topic().to_owned(), self.inbound.message.partition())
-    }
-
-    fn key(&self) -> Option<Vec<u8>> {
-        self.inbound.message.key().map(<[u8]>::to_vec)
-    }
-}
-
-/// What the dispatcher is handed.
-#[derive(Debug)]
-pub enum Dispatch {
-    /// Run this job now: it holds one of its partition's processing slots.
-    Run(Job),
-    /// Wake the parked record at `offset` at its due time ([`Partitions::unpark`]), unless
-    /// `revoked` closes first: its partition was revoked or lost.
-    Park { tp: Tp, epoch: u64, offset: i64, due_ms: i64, revoked: watch::Receiver<()> },
-    /// Produce this parked record again at the end of its topic, then complete its offset
-    /// ([`Partitions::complete`]), or give it back ([`Partitions::repark`]) if that fails.
-    Requeue { job: Job, due_ms: i64 },
-}
-
-/// A record waiting for its due time.
-#[derive(Debug)]
-struct Parked {
-    job: Job,
-    due_ms: i64,
-    bytes: usize,
-}
 
 /// Where a newly stored position goes — with its metadata, the completed-offset map — the
 /// consumer (its offset store, committed in the background), or a test's record.
@@ -105,95 +59,6 @@ impl<C: ConsumerContext> OffsetStore for BaseConsumer<C> {
                 error: &e,
             }
             .emit();
-        }
-    }
-}
-
-struct PartState {
-    epoch: u64,
-    /// Every admitted record whose offset is not yet stored.
-    window: Window,
-    /// Records in the window waiting for their due time, by offset: they hold no slot and no
-    /// room, and revocation and shutdown do not wait for them (the partition's next owner
-    /// redelivers them).
-    parked: BTreeMap<i64, Parked>,
-    /// Bytes the parked records hold, bounded by [`MAX_PARKED_BYTES`].
-    parked_bytes: usize,
-    /// Parked records whose move to the end of the topic failed: they wait where they are.
-    pinned: HashSet<i64>,
-    /// Records handed to workers and not yet processed (at most `per_partition`).
-    running: usize,
-    /// Admitted records ready to run, waiting for a free slot, oldest first.
-    ready: VecDeque<Job>,
-    /// With key ordering: a key is present while a record of it is running or ready; the deque
-    /// holds the records of that key behind it.
-    keys: HashMap<Vec<u8>, VecDeque<Job>>,
-    /// Dropped with the state: closes every parked record's `revoked` receiver.
-    revoked: watch::Sender<()>,
-    /// Offsets the previous owner completed beyond its committed position (from the commit's
-    /// metadata): admitted as done, never processed again.
-    skip: BTreeSet<i64>,
-}
-
-impl PartState {
-    /// Records in the window that are being (or waiting to be) processed, not parked.
-    fn working(&self) -> usize {
-        self.window.len().saturating_sub(self.parked.len())
-    }
-
-    /// Whether the partition can be read: room in the window for working records, and in
-    /// memory for parked ones.
-    fn has_room(&self, window: usize) -> bool {
-        self.working() < window && self.parked_bytes < MAX_PARKED_BYTES
-    }
-
-    fn park(&mut self, job: Job, due_ms: i64) {
-        let bytes = job.inbound.size() + PARKED_OVERHEAD;
-        self.parked_bytes += bytes;
-        self.parked.insert(job.inbound.message.offset(), Parked { job, due_ms, bytes });
-    }
-
-    fn unpark(&mut self, offset: i64) -> Option<Parked> {
-        let parked = self.parked.remove(&offset)?;
-        self.parked_bytes = self.parked_bytes.saturating_sub(parked.bytes);
-        self.pinned.remove(&offset);
-        Some(parked)
-    }
-
-    /// Moves parked records at the head of the window to the end of their topic once `window`
-    /// records behind them have completed: they hold the committed offset back.
-    fn requeue_head(&mut self, tp: &Tp, window: usize, jobs: &UnboundedSender<Dispatch>) {
-        while self.window.done_len() >= window {
-            let Some(head) = self.window.lowest_open() else { break };
-            if self.pinned.contains(&head) {
-                break;
-            }
-            let Some(Parked { job, due_ms, .. }) = self.unpark(head) else { break };
-            RecordRequeued { topic: &tp.0, partition: tp.1, offset: head, due_ms }.emit();
-            let _ = jobs.send(Dispatch::Requeue { job, due_ms });
-        }
-    }
-
-    /// Queues a job behind an earlier record of its key, or makes it ready.
-    fn enqueue(&mut self, job: Job, key_ordering: bool) {
-        if key_ordering {
-            if let Some(key) = job.key() {
-                if let Some(behind) = self.keys.get_mut(&key) {
-                    behind.push_back(job);
-                    return;
-                }
-                self.keys.insert(key, VecDeque::new());
-            }
-        }
-        self.ready.push_back(job);
-    }
-
-    /// Hands ready records to workers while there are free slots.
-    fn pump(&mut self, per_partition: usize, jobs: &UnboundedSender<Dispatch>) {
-        while self.running < per_partition {
-            let Some(job) = self.ready.pop_front() else { break };
-            self.running += 1;
-            let _ = jobs.send(Dispatch::Run(job));
         }
     }
 }

@@ -8,6 +8,7 @@ use rdkafka::message::{OwnedMessage, Timestamp};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::super::inbound::Topics;
+use super::super::partition::MAX_PARKED_BYTES;
 use super::*;
 use crate::retry::state::{DUE_MS, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, RUNG};
 
