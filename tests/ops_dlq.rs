@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::read::raw_records;
 use common::{document, ids, Harness, OneStage, Script, TestStage};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
@@ -23,28 +24,6 @@ use sluice::stage::StageError;
 
 const WINDOW: &str = "{ max_in_flight: 8, per_partition: 8 }";
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One record of a topic: key, value and headers as text.
-type Raw = (Option<String>, Option<Vec<u8>>, Vec<(String, String)>);
-
-async fn raw_records(h: &Harness, topic: &str) -> Vec<Raw> {
-    common::each_record(&h.topology.kafka, topic, |m| {
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|hd| {
-                        let v = hd.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                        (hd.key.to_owned(), v.unwrap_or_default())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-        (key, m.payload().map(<[u8]>::to_vec), headers)
-    })
-    .await
-}
 
 /// Documents `id-<i>` on partition 0 of the input, each with a header `x-origin: app-<i>`.
 async fn produce_with_headers(h: &Harness, range: std::ops::Range<usize>) {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use apache_avro::types::Value;
+use common::read::raw_records;
 use common::{each_record, field, Harness, OneStage, Script, TestStage};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -47,27 +48,10 @@ fn text(v: &Value) -> String {
 /// The dead letters on the harness's dead-letter topic by key, with their headers.
 async fn letters(h: &Harness) -> HashMap<String, (Value, HashMap<String, String>)> {
     let codec = h.codec().await;
-    let raw = each_record(&h.topology.kafka, &h.dlq(), |m| {
-        let headers = m
-            .headers()
-            .map(|hs| {
-                use rdkafka::message::Headers;
-                hs.iter()
-                    .map(|h| {
-                        let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                        (h.key.to_owned(), v.unwrap_or_default())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-        (key, m.payload().map(<[u8]>::to_vec), headers)
-    })
-    .await;
     let mut out = HashMap::new();
-    for (key, payload, headers) in raw {
+    for (key, payload, headers) in raw_records(h, &h.dlq()).await {
         let value = codec.decode_any(payload.as_deref()).await.expect("a dead letter").1;
-        out.insert(key, (value, headers));
+        out.insert(key.unwrap_or_default(), (value, headers.into_iter().collect()));
     }
     out
 }

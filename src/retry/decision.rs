@@ -27,9 +27,9 @@ pub enum Hint {
 pub enum Next {
     /// Try again in this process after this wait.
     Retry(Duration),
-    /// Park the record on rung `rung` (1-based) of the ladder, on `topic`, due at `due_ms`.
+    /// Move the record to rung `rung` (1-based) of the ladder, on `topic`, due at `due_ms`.
     Rung { rung: usize, topic: String, due_ms: i64 },
-    /// Park the record on the deferred topic, due at `due_ms`, on the rung it is on.
+    /// Move the record to the deferred topic, due at `due_ms`, on the rung it is on.
     Defer { due_ms: i64 },
     /// Dead-letter it: the error is permanent.
     DeadLetter,
@@ -72,7 +72,7 @@ impl<'p> Attempts<'p> {
         };
         let wait = not_before.and_then(|t| t.duration_since(now).ok()).unwrap_or_default();
         let has_rung = state.rung < self.policy.ladder.len();
-        // A provider asking for a long wait: park the record on the ladder with that due time
+        // A provider asking for a long wait: move the record to the ladder with that due time
         // rather than hold a processing slot.
         let waits_too_long = wait > self.policy.max_inline_wait;
         if self.local < self.policy.attempts && !(waits_too_long && has_rung) {

@@ -7,7 +7,7 @@
 //!   every value checked, when the record is admitted), and the header sets its outputs, retry
 //!   records and dead letters carry.
 //! - [`decision`]: given a failed attempt's [`Hint`] and the record's state, the next step: try
-//!   again in process, park on the next rung or the deferred topic, dead-letter, or stop.
+//!   again in process, move to the next rung or the deferred topic, dead-letter, or stop.
 
 pub mod backoff;
 pub mod decision;

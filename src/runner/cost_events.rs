@@ -43,3 +43,29 @@ pub(super) fn records(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{OwnedMessage, Timestamp};
+    use schema_registry_converter::async_impl::schema_registry::SrSettings;
+
+    use super::*;
+    use crate::call::{CostEvent, Origin};
+    use crate::runner::inbound::Topics;
+
+    /// A cost event that cannot be encoded (here: a codec with no schema for the metering topic)
+    /// is an error naming it — the worker then stops with the record unfinished — never a
+    /// silently shorter list of events.
+    #[tokio::test]
+    async fn an_unencodable_cost_event_is_an_error_not_a_dropped_event() {
+        let settings = SrSettings::new("http://127.0.0.1:9".into());
+        let codec = Codec::connect(&settings, &[]).await.expect("nothing to look up");
+        let origin = Origin { topic: "in".into(), partition: 0, offset: 1, timestamp_ms: None };
+        let log = CallLog::new("p", "s", origin);
+        log.push(CostEvent::sample());
+        let m = OwnedMessage::new(None, None, "in".into(), Timestamp::NotAvailable, 0, 1, None);
+        let inbound = Inbound::from_parts(m, Vec::new(), &Topics::ladder("in", 0), 0);
+        let error = records(&codec, "p.metering", "s", &inbound, &log).expect_err("unencodable");
+        assert!(error.contains("cannot encode a cost event"), "{error}");
+    }
+}

@@ -44,11 +44,11 @@ impl Job {
 pub enum Dispatch {
     /// Run this job now: it holds one of its partition's processing slots.
     Run(Job),
-    /// Wake the parked record at `offset` at its due time ([`Partitions::unpark`]), unless
+    /// Wake the parked record at `offset` at its due time (`Partitions::unpark`), unless
     /// `revoked` closes first: its partition was revoked or lost.
     Park { tp: Tp, epoch: u64, offset: i64, due_ms: i64, revoked: watch::Receiver<()> },
     /// Produce this parked record again at the end of its topic, then complete its offset
-    /// ([`Partitions::complete`]), or give it back ([`Partitions::repark`]) if that fails.
+    /// (`Partitions::complete`), or give it back (`Partitions::repark`) if that fails.
     Requeue { job: Job, due_ms: i64 },
 }
 

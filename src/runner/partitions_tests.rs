@@ -248,19 +248,31 @@ fn what_is_parked_is_bounded_by_memory() {
     assert!(p.has_room(&tp()), "a due record frees its bytes");
 }
 
+/// Admits record 0 due in an hour and records 1..=`behind` due now (one slot), then processes
+/// and completes the first `done` of those; what was dispatched so far is drained.
+fn parked_head_then(
+    p: &Partitions,
+    rx: &mut UnboundedReceiver<Dispatch>,
+    store: &Stored,
+    behind: i64,
+    done: i64,
+) {
+    p.admit(record(0, "k", Some(3_600_000)), store);
+    for o in 1..=behind {
+        p.admit(record(o, "k", None), store);
+    }
+    drain(rx);
+    for o in 1..=done {
+        p.processed(&tp(), 1);
+        p.complete(&tp(), 1, o, None, store);
+    }
+}
+
 #[test]
 fn a_parked_head_moves_to_the_end_of_its_topic_after_a_window_of_progress() {
     let (p, mut rx) = setup(1, false);
     let store = Stored::default();
-    p.admit(record(0, "k", Some(3_600_000)), &store);
-    for o in 1..=5 {
-        p.admit(record(o, "k", None), &store);
-    }
-    drain(&mut rx);
-    for o in 1..5 {
-        p.processed(&tp(), 1);
-        p.complete(&tp(), 1, o, None, &store);
-    }
+    parked_head_then(&p, &mut rx, &store, 5, 4);
     assert!(drain(&mut rx).iter().all(|(k, _, _)| *k != 'Q'), "4 behind it: less than a window");
     assert!(store.0.lock().unwrap().is_empty(), "the parked head holds the position at 0");
     p.processed(&tp(), 1);
@@ -279,15 +291,7 @@ fn a_parked_head_moves_to_the_end_of_its_topic_after_a_window_of_progress() {
 fn a_record_that_could_not_be_moved_waits_where_it_is() {
     let (p, mut rx) = setup(1, false);
     let store = Stored::default();
-    p.admit(record(0, "k", Some(3_600_000)), &store);
-    for o in 1..=6 {
-        p.admit(record(o, "k", None), &store);
-    }
-    drain(&mut rx);
-    for o in 1..=5 {
-        p.processed(&tp(), 1);
-        p.complete(&tp(), 1, o, None, &store);
-    }
+    parked_head_then(&p, &mut rx, &store, 6, 5);
     let Some((_, _, Some(Dispatch::Requeue { job, due_ms }))) = drain(&mut rx).pop() else {
         panic!("requeued")
     };

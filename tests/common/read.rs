@@ -150,3 +150,25 @@ pub async fn raw_headers(h: &Harness, topic: &str) -> Vec<HashMap<String, String
     })
     .await
 }
+
+/// One record of a topic: key, value and headers as text.
+pub type Raw = (Option<String>, Option<Vec<u8>>, Vec<(String, String)>);
+
+pub async fn raw_records(h: &Harness, topic: &str) -> Vec<Raw> {
+    each_record(&h.topology.kafka, topic, |m| {
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|hd| {
+                        let v = hd.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        (hd.key.to_owned(), v.unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        (key, m.payload().map(<[u8]>::to_vec), headers)
+    })
+    .await
+}
