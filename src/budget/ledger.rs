@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -53,6 +54,38 @@ impl Drop for Ledger {
     }
 }
 
+/// Whether a metadata error only means the broker is still electing the partition's leader (a
+/// broker or a topic that has just come up), not that the ledger cannot be read.
+fn electing(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e,
+        KafkaError::MetadataFetch(
+            Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::NotCoordinator
+        )
+    )
+}
+
+/// The ledger partition's high watermark, waiting (up to [`ELECTION_WAIT`], logged) while a
+/// fresh broker elects its leader; any other error at once.
+fn high_watermark(consumer: &BaseConsumer, topic: &str) -> Result<i64, KafkaError> {
+    let give_up = std::time::Instant::now() + ELECTION_WAIT;
+    let mut waits = infrastructure_backoff();
+    loop {
+        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)) {
+            Ok((_, high)) => return Ok(high),
+            Err(e) if electing(&e) && std::time::Instant::now() < give_up => {
+                LedgerReadFailed { topic, error: &format!("{e}; waiting for a leader") }.emit();
+                std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long opening the ledger waits for its partition's leader to be elected.
+const ELECTION_WAIT: Duration = Duration::from_secs(60);
+
 impl Ledger {
     /// Starts reading the ledger and returns once everything written before now is applied
     /// (waiting out a schema registry outage).
@@ -69,7 +102,7 @@ impl Ledger {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&name, 0, Offset::Beginning)?;
             consumer.assign(&tpl)?;
-            let (_, high) = consumer.fetch_watermarks(&name, 0, Duration::from_secs(10))?;
+            let high = high_watermark(&consumer, &name)?;
             Ok::<_, LedgerError>((consumer, high))
         })
         .await

@@ -178,3 +178,17 @@ fn replica_ids_differ_even_within_one_process_and_millisecond() {
     let ids: HashSet<String> = (0..1000).map(|_| replica_id()).collect();
     assert_eq!(ids.len(), 1000);
 }
+
+/// A broker still electing the ledger partition's leader (a fresh broker, a topic just created:
+/// `sluice dev` on Apache Kafka met it within seconds of start) is waited out, not a failed start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_waits_while_the_ledger_partition_elects_a_leader() {
+    let (stack, t) = stack("1", "month").await;
+    let cluster = stack.kafka.cluster().expect("embedded broker");
+    cluster.request_errors(
+        RDKafkaApiKey::ListOffsets,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 3],
+    );
+    let ledger = open(&t, "a").await;
+    assert_eq!(ledger.claim(&key(), "t", 10, 100).await.expect("claim"), Decision::Granted);
+}
