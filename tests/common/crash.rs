@@ -35,6 +35,12 @@ pub fn restartable_broker() -> Option<(PathBuf, PathBuf)> {
     Some((state.into(), script.into()))
 }
 
+/// Whether the broker is the Apache Kafka that `scripts/with-kafka` started (it exports the
+/// broker's state directory; `scripts/with-tansu` exports none).
+pub fn apache_kafka() -> bool {
+    restartable_broker().is_some()
+}
+
 /// Runs `scripts/kafka-broker ACTION STATE`, asserting it succeeds.
 pub fn broker(action: &str) {
     let (state, script) = restartable_broker().expect("a broker started by scripts/with-kafka");
