@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use common::faults::failed_handovers;
-use common::oracle::ReplayBound;
+use common::handover;
 use common::{field, ids, Harness, OneStage, Script, TestStage};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio::sync::{RwLock, Semaphore};
 
-/// The rebalance tests run alone: they read the process-wide handover-failure counter, and
-/// their bounds assume no other clusters and members starving the machine; the others run side by
-/// side.
+/// The rebalance tests run alone: the refused-handover test reads the process-wide
+/// handover-failure counter, and the join test's second member must join while the first still
+/// has most of its records to do, which other tests' clusters starving the machine would put at
+/// risk; the others run side by side.
 static ALONE: RwLock<()> = RwLock::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,76 +112,29 @@ async fn a_failing_output_produce_holds_the_input_offset_until_acknowledged() {
     );
 }
 
+/// A second member joins while the first works through 3,000 records on 4 partitions. Nothing is
+/// lost, and every redo is one a hand-over allows, judged by what the test itself reads from the
+/// broker: the new owner of a partition redoes only records at or past the committed position the
+/// test read before the redo, and at most the records the first member had started beyond the
+/// position read just before the new owner's first call (see `common::handover`).
+///
+/// That bound, not a fixed one, because on the embedded broker a hand-over may legitimately
+/// replay a lot: librdkafka's mock coordinator answers a follower whose SyncGroup arrives after
+/// the leader's with INVALID_REQUEST, the follower rejoins and restarts the rebalance while the
+/// leader is inside its revocation, and the mock refuses every commit while a group joins (about
+/// 5 s), so the revocation's handover commit can fail and the new owner replays everything since
+/// the last commit that landed (about 1 run in 10 under CPU load). Whether the handover commit
+/// landed is visible here only as the committed position the new owner resumed from, and the
+/// bound follows it. Apache Kafka accepts that commit mid-rebalance, so there the same scenario
+/// must replay nothing at all: `a_second_member_joining_mid_stream_replays_nothing` in
+/// `tests/real_broker.rs` asserts zero duplicates, which a broken handover would fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_member_joining_mid_stream_loses_nothing() {
     let _alone = ALONE.write().await;
-    const PARTITIONS: usize = 4;
-    let h = Harness::start(
-        &OneStage::new(
-            PARTITIONS as i32,
-            "{ max_in_flight: 16, per_partition: 4, buffer_per_partition: 4 }",
-        )
-        .yaml(),
-    )
-    .await;
-    // ~400 records/s for one member: the stream outlasts the second member's join (~3 s).
-    let n = 3000;
-    h.produce_docs(0..n, None, |_| None).await;
-    let script = Script { default_delay: Duration::from_millis(40), ..Script::default() };
-    let (a, b) = (TestStage::new(script.clone()), TestStage::new(script));
-    let handovers_before = failed_handovers("work");
-    let ra = h.start_stage(a.clone()).await;
-    ra.until(Duration::from_secs(30), "the first member is working", || async {
-        a.call_count() >= 60
-    })
-    .await;
-    let rb = h.start_stage(b.clone()).await;
-
-    let everything = || async { h.oracle(ids(0..n)).await.all_ended() };
-    rb.until(Duration::from_secs(90), "every record ended", everything).await;
-    assert!(b.call_count() > 0, "the second member took over partitions");
-    ra.stop().await.expect("first member");
-    rb.stop().await.expect("second member");
-
-    let oracle = h.oracle(ids(0..n)).await;
-    oracle.check();
-    assert_eq!(oracle.delivered().len(), n, "every record reached the output, none dead-lettered");
-    assert_eq!(
-        h.committed(PARTITIONS as i32).iter().sum::<i64>(),
-        n as i64,
-        "committed offsets cover every record"
-    );
-    // One event (the join): the first member's revoked partitions replay at most what it had
-    // not committed (see `ReplayBound`). Usually zero: the revocation drains and commits.
-    //
-    // Unless the mock coordinator refused that commit (see `after_refused_handover`): then the
-    // event replays all since the last commit that landed.
-    let refused = failed_handovers("work") - handovers_before;
-    let base = ReplayBound {
-        partitions: PARTITIONS,
-        per_partition: 4,
-        buffer_per_partition: 4,
-        members: 1,
-        max_in_flight: 16,
-        commit_interval_ms: 200,
-        heartbeat_interval_ms: 500,
-        min_record_ms: 40,
-    };
-    let bound = match refused {
-        0 => base.per_event(),
-        _ => base.after_refused_handover().per_event(),
-    };
-    eprintln!(
-        "rebalance duplicates: {} (bound {bound}; failed handovers {refused})",
-        oracle.duplicates()
-    );
-    assert!(
-        oracle.duplicates() <= bound,
-        "{} duplicates: {:?}",
-        oracle.duplicates(),
-        oracle.duplicated()
-    );
-    assert!(oracle.max_copies() <= 2, "one event replays a record at most once");
+    let h = Harness::start(&handover::topology()).await;
+    let joined = handover::second_member_joins(&h).await;
+    eprintln!("rebalance on the embedded broker: {}", joined.summary());
+    joined.check();
 }
 
 /// A revocation whose last commit the coordinator refuses is reported as a failed handover, and

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
@@ -16,7 +17,8 @@ use sluice::kafka::registry_settings;
 use sluice::pipeline::schema_pairs;
 
 use super::procs::{start_worker, start_worker_with, Worker};
-use super::read::{keys_on, try_committed, Until};
+use super::read::{each_record_of, keys_on, try_committed, Until};
+use super::watch::CommitWatch;
 use super::Oracle;
 
 /// A real broker's bootstrap address, when the test runs under `scripts/with-kafka` (or any
@@ -31,6 +33,12 @@ pub fn restartable_broker() -> Option<(PathBuf, PathBuf)> {
     let state = std::env::var_os("SLUICE_KAFKA_STATE")?;
     let script = std::env::var_os("SLUICE_KAFKA_BROKER_SCRIPT")?;
     Some((state.into(), script.into()))
+}
+
+/// Whether the broker is the Apache Kafka that `scripts/with-kafka` started (it exports the
+/// broker's state directory; `scripts/with-tansu` exports none).
+pub fn apache_kafka() -> bool {
+    restartable_broker().is_some()
 }
 
 /// Runs `scripts/kafka-broker ACTION STATE`, asserting it succeeds.
@@ -135,6 +143,31 @@ impl Scenario {
                 Err(e) => panic!("committed offsets: {e}"),
             }
         }
+    }
+
+    /// Starts reading the group's committed positions in the background (see [`CommitWatch`]).
+    pub fn watch(&self) -> CommitWatch {
+        let (group, topic) = (&self.t.stages[0].group, &self.t.inputs[0].name);
+        CommitWatch::start(
+            &self.bootstrap,
+            group,
+            topic,
+            self.partitions,
+            Duration::from_millis(20),
+        )
+    }
+
+    /// Every record on the output and dead-letter topics: its key and its timestamp (ms since the
+    /// epoch, stamped by the producing worker's client when it sent the record). Read as
+    /// [`Scenario::oracle`] reads them.
+    pub async fn ended_at(&self) -> Vec<(String, i64)> {
+        let stage = &self.t.stages[0];
+        let topics = [stage.output.clone(), stage.dead_letter_topic.clone()];
+        each_record_of(&self.t.kafka, &topics, Until::Idle(Duration::from_secs(3)), |m| {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            (key, m.timestamp().to_millis().expect("records carry a timestamp"))
+        })
+        .await
     }
 
     /// Waits until the group has committed at least `fraction` of the documents.

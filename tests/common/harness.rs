@@ -36,11 +36,16 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(yaml: &str) -> Self {
+        Self::start_on(yaml, None).await
+    }
+
+    /// [`Harness::start`] on the real broker at `external` when given (topics created through its
+    /// admin API), else on the embedded one.
+    pub async fn start_on(yaml: &str, external: Option<String>) -> Self {
         sluice::telemetry::init_logging(false);
         let mut topology = compile(Path::new("test.yaml"), yaml).expect("test topology compiles");
-        let stack = DevStack::start(&mut topology, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("dev stack");
+        let registry = "127.0.0.1:0".parse().expect("addr");
+        let stack = DevStack::start_on(&mut topology, registry, external).await.expect("dev stack");
         Self { stack, topology }
     }
 

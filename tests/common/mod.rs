@@ -6,12 +6,15 @@
 //! - [`run`]: the one way to drive a runner: start it, wait for a condition with a deadline, stop.
 //! - [`stage`]: a scripted test stage that records its calls and its peak concurrency.
 //! - [`faults`]: several brokers, a feed that keeps producing through a fault, leaders, counters.
+//! - [`handover`]: a second member joining mid-stream, and the redos the broker's positions allow.
 //! - [`oracle`]: where every input id ended (output or dead letter), duplicates counted.
+//! - [`watch`]: a group's committed positions, read by the test from the broker through a run.
 //! - [`procs`], [`qdrant`], [`redis`]: worker processes and real servers on loopback.
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
 
 pub mod crash;
 pub mod faults;
+pub mod handover;
 pub mod harness;
 pub mod hostile;
 pub mod oracle;
@@ -23,6 +26,7 @@ pub mod redis;
 pub mod run;
 pub mod stage;
 pub mod topology;
+pub mod watch;
 
 pub use harness::{mock_provider, Harness};
 pub use oracle::Oracle;

@@ -132,19 +132,7 @@ pub struct ReplayBound {
     pub min_record_ms: u64,
 }
 
-/// How long librdkafka's mock coordinator waits for members to join a rebalance (the harness's
-/// `session.timeout.ms`, 6 s, less one second), refusing every commit meanwhile.
-pub const MOCK_JOIN_WINDOW_MS: u64 = 5_000;
-
 impl ReplayBound {
-    /// An event whose handover commit the mock coordinator refused: it replays all since the
-    /// last commit that landed, the join window on top of the usual interval. (A follower whose
-    /// SyncGroup reaches the mock after the leader's is refused and rejoins, restarting the
-    /// rebalance while the leader revokes; Apache Kafka accepts commits while a group joins.)
-    pub fn after_refused_handover(self) -> Self {
-        Self { commit_interval_ms: self.commit_interval_ms + MOCK_JOIN_WINDOW_MS, ..self }
-    }
-
     /// Records one event can replay.
     pub fn per_event(&self) -> usize {
         let windows = self.partitions * (self.per_partition + self.buffer_per_partition);
