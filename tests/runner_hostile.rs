@@ -56,6 +56,21 @@ async fn letters(h: &Harness) -> HashMap<String, (Value, HashMap<String, String>
     out
 }
 
+/// What the tests on a laddered stage write with: the codec, a producer, the input and rung 1.
+struct Laddered {
+    codec: sluice::avro::Codec,
+    producer: FutureProducer,
+    input: String,
+    rung: String,
+}
+
+impl Laddered {
+    async fn of(h: &Harness) -> Self {
+        let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
+        Self { codec: h.codec().await, producer: h.producer(), input: h.input(), rung }
+    }
+}
+
 /// The headers sluice writes on rung 1 for a record that came from `input`, due at `due_ms`.
 fn rung_headers(input: &str, offset: i64, due_ms: i64) -> Vec<(String, Option<Vec<u8>>)> {
     let origin = Origin { topic: input.into(), partition: 0, offset, timestamp_ms: Some(now_ms()) };
@@ -98,8 +113,7 @@ async fn retry_headers_are_ignored_on_the_input_and_checked_on_a_rung() {
         .retry("{ attempts: 1, ladder: [50ms] }")
         .yaml();
     let h = Harness::start(&topology).await;
-    let (codec, producer, input) = (h.codec().await, h.producer(), h.input());
-    let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
+    let Laddered { codec, producer, input, rung } = Laddered::of(&h).await;
     let far = (now_ms() + 30 * DAY_MS).to_string();
     let bytes = |s: &str| Some(s.as_bytes().to_vec());
     let forged = [
@@ -154,8 +168,7 @@ async fn long_waits_at_the_head_of_a_rung_neither_stop_it_nor_hold_its_commit() 
             .retry("{ attempts: 1, ladder: [50ms] }")
             .yaml();
     let h = Harness::start(&topology).await;
-    let (codec, producer, input) = (h.codec().await, h.producer(), h.input());
-    let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
+    let Laddered { codec, producer, input, rung } = Laddered::of(&h).await;
     for i in 0..20 {
         let id = format!("r-{i}");
         let due = if i < 8 { now_ms() + DAY_MS } else { now_ms() };
@@ -184,8 +197,7 @@ async fn a_redacting_stage_dead_letters_no_readable_text() {
         .retry("{ attempts: 1, ladder: [50ms] }\n    redact_input: true")
         .yaml();
     let h = Harness::start(&topology).await;
-    let (codec, producer, input) = (h.codec().await, h.producer(), h.input());
-    let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
+    let Laddered { codec, producer, input, rung } = Laddered::of(&h).await;
     let pii = common::document("forged", "t", "mail alice@example.com");
     let mut headers = rung_headers(&input, 0, now_ms());
     headers.push(("sluice-retry-history".into(), Some(b"[[1,".to_vec())));

@@ -188,8 +188,8 @@ fn with_key_ordering_a_key_waits_for_its_predecessor() {
     assert_eq!(kinds(&drain(&mut rx)), vec![('R', 1)]);
 }
 
-#[test]
-fn the_completed_offset_map_is_stored_and_a_new_owner_skips_what_it_lists() {
+/// Partitions storing completed-offset maps, with records 10..=13 admitted and dispatched.
+fn with_maps_10_to_13() -> (Partitions, UnboundedReceiver<Dispatch>, StoredWithMaps) {
     let (tx, mut rx) = unbounded_channel();
     let p = Partitions::new(4, 4, false, true, tx);
     p.assign([(tp(), BTreeSet::new())]);
@@ -198,6 +198,12 @@ fn the_completed_offset_map_is_stored_and_a_new_owner_skips_what_it_lists() {
         p.admit(record(o, "k", None), &store);
     }
     drain(&mut rx);
+    (p, rx, store)
+}
+
+#[test]
+fn the_completed_offset_map_is_stored_and_a_new_owner_skips_what_it_lists() {
+    let (p, _rx, store) = with_maps_10_to_13();
     p.complete(&tp(), 1, 12, None, &store);
     p.complete(&tp(), 1, 13, None, &store);
     assert!(store.0.lock().unwrap().is_empty(), "no position change: nothing stored per record");
@@ -305,14 +311,7 @@ fn a_record_that_could_not_be_moved_waits_where_it_is() {
 
 #[test]
 fn once_the_broker_refuses_a_map_positions_are_stored_without_one() {
-    let (tx, mut rx) = unbounded_channel();
-    let p = Partitions::new(4, 4, false, true, tx);
-    p.assign([(tp(), BTreeSet::new())]);
-    let store = StoredWithMaps::default();
-    for o in 10..14 {
-        p.admit(record(o, "k", None), &store);
-    }
-    drain(&mut rx);
+    let (p, _rx, store) = with_maps_10_to_13();
     p.complete(&tp(), 1, 12, None, &store);
     p.store_maps(None, &store);
     assert_eq!(store.0.lock().unwrap().last().unwrap(), &(10, "sluice1:10:2".to_owned()));
