@@ -1,125 +1,23 @@
 //! `sluice console` in process on the embedded broker: two replicas sharing one review queue
-//! never hold one item at once and write one decision per item, offsets committed only after
-//! it; a lapsed claim passes on; and over HTTP, sessions, CSRF, origin checks, the token off
-//! loopback and escaping.
+//! never hold one item at once and write one decision per document, offsets committed only after
+//! it; copies of one document are one item; a lapsed claim passes on; a stopped replica's
+//! decision is finished by another; the queue holds at most its configured number of records
+//! and reads on as decisions make room; a record that cannot be decoded is shown and can be
+//! discarded. Access over HTTP is in `console_access.rs`.
 
 mod common;
 
 use std::time::Duration;
 
+use common::console::*;
 use common::{unique, wait_until, Harness};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use sluice::avro::{Answer, Envelope, HumanDecision, Review, SchemaKind, Verdict};
-use sluice::console::actions::{ActionError, Actor, Judgement, DECISION_HEADER};
+use rdkafka::Message;
+use sluice::avro::{HumanDecision, SchemaKind};
+use sluice::console;
+use sluice::console::actions::{ActionError, Judgement};
 use sluice::console::ledger::ItemKey;
-use sluice::console::{self, Console, ConsoleError, ConsoleOptions};
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn topology(p: &str) -> String {
-    format!(
-        r#"
-pipeline: {p}
-kafka: {{ partitions: 1 }}
-providers: {{ sim: {{ kind: simulated }} }}
-inputs: {{ {p}.generated: {{ partitions: 1 }} }}
-stages:
-  review:
-    kind: review
-    input: {p}.generated
-    output: {p}.approved
-    needs_human_output: {p}.needs-human
-    rejected_output: {p}.rejected
-"#
-    )
-}
-
-/// A needs-human record as the review stage writes it, with a `traceparent`.
-async fn needs_human(h: &Harness, id: &str, tenant: &str, content: &str) {
-    let mut e = common::document(id, tenant, content);
-    e.answer = Some(Answer {
-        text: format!("generated answer for {id}"),
-        model: "sim/gen".into(),
-        prompt_version: "answer@1".into(),
-        input_tokens: 10,
-        output_tokens: 5,
-        finish_reason: "stop".into(),
-        latency_ms: 3,
-    });
-    e.review = Some(Review {
-        verdict: Verdict::NeedsHuman,
-        reasons: vec!["no supporting passages".into()],
-        redactions: 0,
-    });
-    let topic = format!("{}.needs-human", h.topology.pipeline);
-    let codec = h.codec().await;
-    let bytes =
-        codec.encode(&topic, &e.to_value(SchemaKind::Reviewed).expect("value")).expect("encode");
-    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-        key: "traceparent",
-        value: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-    });
-    let record = FutureRecord::to(&topic).key(id).payload(&bytes).headers(headers);
-    h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
-}
-
-async fn start(h: &Harness, ttl: Duration) -> Console {
-    start_with(h, ttl, Duration::from_secs(60)).await
-}
-
-async fn start_with(h: &Harness, ttl: Duration, finish_after: Duration) -> Console {
-    let opts = ConsoleOptions {
-        addr: "127.0.0.1:0".parse().expect("addr"),
-        token: None,
-        claim_ttl: ttl,
-        finish_after,
-        metrics: vec![],
-    };
-    console::start(&h.topology, opts).await.expect("console starts")
-}
-
-async fn pending(c: &Console) -> Vec<ItemKey> {
-    let state = c.app.queues[0].state();
-    state.pending(&Default::default()).iter().map(|(i, _)| i.key).collect()
-}
-
-fn actor(name: &str) -> Actor {
-    Actor { reviewer: name.into(), holder: format!("session-of-{name}") }
-}
-
-/// Decisions on `topic`: (document id, reviewer, decision, answer text, decision header).
-async fn decisions(
-    h: &Harness,
-    topic: &str,
-) -> Vec<(String, String, HumanDecision, String, String)> {
-    let codec = h.codec().await;
-    let raw = common::each_record(&h.topology.kafka, topic, |m| {
-        let header = m
-            .headers()
-            .and_then(|hs| hs.iter().find(|x| x.key == DECISION_HEADER).and_then(|x| x.value))
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        (m.payload().map(<[u8]>::to_vec), header)
-    })
-    .await;
-    let mut out = Vec::new();
-    for (payload, header) in raw {
-        let d = codec.decode(payload.as_deref()).await.expect("decodes");
-        let e = Envelope::from_value(d.kind, d.value).expect("an envelope");
-        let human = e.human_review.expect("a person's decision");
-        let answer = e.answer.expect("answer").text;
-        out.push((e.document.id, human.reviewer, human.decision, answer, header));
-    }
-    out
-}
-
-fn committed(h: &Harness) -> i64 {
-    let group = h.topology.stages[0].review_queue_group().expect("review stage");
-    let topic = format!("{}.needs-human", h.topology.pipeline);
-    common::committed(h.stack.kafka.bootstrap_servers(), &group, &topic, 1)[0]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_never_hold_one_item_and_each_decision_is_written_once_before_the_commit() {
@@ -240,141 +138,6 @@ async fn a_lapsed_claim_passes_to_the_next_reviewer_and_the_first_can_no_longer_
     assert_eq!(approved.iter().map(|d| d.1.as_str()).collect::<Vec<_>>(), ["bob"]);
 }
 
-/// A form body.
-fn form(fields: &[(&str, &str)]) -> String {
-    use sluice::console::html::url;
-    fields.iter().map(|(k, v)| format!("{}={}", url(k), url(v))).collect::<Vec<_>>().join("&")
-}
-
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-}
-
-impl Browser {
-    fn new(c: &Console) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        Self { http, base: format!("http://{}", c.addr), cookie: String::new() }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .expect("GET")
-    }
-
-    async fn post(&self, path: &str, body: String, origin: Option<&str>) -> reqwest::Response {
-        let mut r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("content-type", "application/x-www-form-urlencoded");
-        if let Some(o) = origin {
-            r = r.header("origin", o);
-        }
-        r.body(body).send().await.expect("POST")
-    }
-
-    async fn login(&mut self, name: &str, token: &str) -> reqwest::StatusCode {
-        let r = self.post("/login", form(&[("reviewer", name), ("token", token)]), None).await;
-        if let Some(c) = r.headers().get("set-cookie") {
-            let c = c.to_str().expect("ascii");
-            assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
-            self.cookie = c.split(';').next().expect("pair").to_owned();
-        }
-        r.status()
-    }
-}
-
-fn csrf_of(html: &str) -> String {
-    let at =
-        html.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
-    html[at..].split('"').next().expect("value").to_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_post_needs_the_session_and_its_csrf_token_and_record_text_is_inert() {
-    let h = Harness::start(&topology(&unique("ch"))).await;
-    needs_human(
-        &h,
-        "x1",
-        "acme",
-        "<script>window.pwned=1</script><img src=x onerror=\"alert(1)\">",
-    )
-    .await;
-    let c = start(&h, Duration::from_secs(60)).await;
-    assert!(wait_until(TIMEOUT, || async { pending(&c).await.len() == 1 }).await);
-    let claims = format!("{}.needs-human.claims", h.topology.pipeline);
-    let mut b = Browser::new(&c);
-
-    let r = b.get("/review").await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/login");
-    let rebound = b.http.get(format!("{}/login", b.base)).header("host", "evil.example").send();
-    assert_eq!(rebound.await.expect("GET").status(), 421, "a DNS-rebound host name is refused");
-    let claim = "/review/item/0/0/claim";
-    assert_eq!(b.post(claim, form(&[("csrf", "guess")]), None).await.status(), 403, "no session");
-
-    assert_eq!(b.login("", "").await, 401, "a reviewer must say who they are");
-    assert_eq!(b.login("ann", "").await, 303);
-    let r = b.get("/review").await;
-    assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
-    assert!(csp.contains("script-src 'self'"), "{csp}");
-    let html = r.text().await.expect("body");
-    assert!(html.contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"), "escaped");
-    assert!(!html.contains("<script>window") && !html.contains("<img src=x"), "no live markup");
-    let csrf = csrf_of(&html);
-
-    assert_eq!(b.post(claim, String::new(), None).await.status(), 403, "no token");
-    assert_eq!(b.post(claim, form(&[("csrf", "0000")]), None).await.status(), 403, "wrong token");
-    let evil = b.post(claim, form(&[("csrf", &csrf)]), Some("http://evil.example")).await;
-    assert_eq!(evil.status(), 403, "another origin");
-    assert_eq!(h.count(&claims).await, 0, "nothing refused reached Kafka");
-
-    let own = format!("http://{}", c.addr);
-    let r = b.post(claim, form(&[("csrf", &csrf)]), Some(&own)).await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/review/item/0/0?stage=review");
-    assert_eq!(h.count(&claims).await, 1, "the claim is in Kafka");
-    let page = b.get("/review/item/0/0").await.text().await.expect("body");
-    assert!(page.contains(r#"id="decide""#) && page.contains("generated answer for x1"));
-    let reject = form(&[("csrf", &csrf), ("decision", "reject"), ("answer", "x"), ("note", "")]);
-    b.post("/review/item/0/0/decide", reject, None).await;
-    assert_eq!(h.count(&claims).await, 1, "a rejection without a note is refused before Kafka");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn off_loopback_the_console_needs_a_token_and_checks_it() {
-    let h = Harness::start(&topology(&unique("ct"))).await;
-    let opts = |token: Option<&str>| ConsoleOptions {
-        addr: "0.0.0.0:0".parse().expect("addr"),
-        token: token.map(str::to_owned),
-        claim_ttl: Duration::from_secs(60),
-        finish_after: Duration::from_secs(60),
-        metrics: vec![],
-    };
-    let refused = console::start(&h.topology, opts(None)).await.err().expect("refused");
-    assert!(matches!(refused, ConsoleError::TokenRequired(_)), "{refused}");
-    let c = console::start(&h.topology, opts(Some("s3cret"))).await.expect("starts");
-    let mut b = Browser::new(&c);
-    b.base = format!("http://127.0.0.1:{}", c.addr.port());
-    let login = b.get("/login").await.text().await.expect("body");
-    assert!(login.contains(r#"name="token""#), "the login form asks for the token");
-    assert_eq!(b.login("ann", "wrong").await, 401);
-    assert_eq!(b.login("ann", "").await, 401);
-    assert!(b.cookie.is_empty(), "no session without the token");
-    assert_eq!(b.login("ann", "s3cret").await, 303);
-    assert_eq!(b.get("/review").await.status(), 200);
-}
-
 /// A replica that stopped between its decision and the decision's record: another replica
 /// finishes it, once, and the queue moves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,6 +160,9 @@ async fn a_decision_left_unfinished_by_a_stopped_replica_is_finished_by_another(
             decision: Some(HumanDecision::Rejected),
             answer: None,
             note: Some("spam".into()),
+            // As consoles wrote steps before steps named their document.
+            document: None,
+            tenant: None,
         };
         let value = apache_avro::to_value(&e)
             .and_then(|v| v.resolve(SchemaKind::ReviewEvent.schema()))
@@ -416,4 +182,140 @@ async fn a_decision_left_unfinished_by_a_stopped_replica_is_finished_by_another(
     assert_eq!((written[0].0.as_str(), written[0].1.as_str()), ("d0", "gone"));
     assert!(wait_until(TIMEOUT, || async { committed(&h) == 1 }).await, "then committed past it");
     assert!(pending(&c).await.is_empty());
+}
+
+/// Needs-human records are written at least once: two copies of one document are one item, and
+/// two reviewers acting on the two copies at once leave exactly one decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_copies_of_one_document_get_exactly_one_decision_whoever_acts_on_which_copy() {
+    let h = Harness::start(&topology(&unique("cd"))).await;
+    needs_human(&h, "d0", "acme", "question").await;
+    needs_human(&h, "d0", "acme", "question").await;
+    needs_human(&h, "d1", "acme", "another question").await;
+    let (a, b) =
+        (start(&h, Duration::from_secs(60)).await, start(&h, Duration::from_secs(60)).await);
+    let read_all = || async {
+        let held = |c: &console::Console| c.app.queues[0].state().items.len();
+        held(&a) == 3 && held(&b) == 3
+    };
+    assert!(wait_until(TIMEOUT, read_all).await);
+    let listed = pending(&a).await;
+    assert_eq!(
+        listed,
+        [0, 2].map(|offset| ItemKey { partition: 0, offset }),
+        "one item a document"
+    );
+    let (copy0, copy1) = (ItemKey { partition: 0, offset: 0 }, ItemKey { partition: 0, offset: 1 });
+    let (qa, qb) = (a.app.queues[0].clone(), b.app.queues[0].clone());
+    let (ann, bob) = (actor("ann"), actor("bob"));
+    let (ra, rb) = tokio::join!(qa.claim(copy0, &ann), qb.claim(copy1, &bob));
+    assert!(ra.is_ok() != rb.is_ok(), "one claim per document: {ra:?} {rb:?}");
+    let judgement = |decision| Judgement { decision, answer: None, note: "checked".into() };
+    let (da, db) = tokio::join!(
+        qa.decide(copy0, &ann, judgement(HumanDecision::Approved)),
+        qb.decide(copy1, &bob, judgement(HumanDecision::Rejected)),
+    );
+    assert!(da.is_ok() != db.is_ok(), "one decision per document: {da:?} {db:?}");
+    let refused = if da.is_ok() { db } else { da }.expect_err("the other reviewer");
+    assert!(matches!(refused, ActionError::NotHolder | ActionError::Decided), "{refused}");
+    let (loser, loser_copy, lq) = if ra.is_ok() { (&bob, copy1, &qb) } else { (&ann, copy0, &qa) };
+    let again = lq.claim(loser_copy, loser).await.expect_err("the document is decided");
+    assert!(matches!(again, ActionError::Decided), "{again}");
+
+    let d2 = ItemKey { partition: 0, offset: 2 };
+    qa.claim(d2, &ann).await.expect("d1 is open");
+    qa.decide(d2, &ann, judgement(HumanDecision::Approved)).await.expect("ann decides d1");
+    assert!(wait_until(TIMEOUT, || async { committed(&h) == 3 }).await, "past both copies");
+    let p = &h.topology.pipeline;
+    let mut all = decisions(&h, &format!("{p}.approved")).await;
+    all.extend(decisions(&h, &format!("{p}.rejected")).await);
+    let d0: Vec<_> = all.iter().filter(|d| d.0 == "d0").collect();
+    assert_eq!(d0.len(), 1, "exactly one decision for d0 reached the topics: {all:?}");
+    assert!(pending(&b).await.is_empty());
+}
+
+/// The queue holds at most its configured number of records, and reads on from Kafka as
+/// decisions make room: every record is decided in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_holds_at_most_its_capacity_and_pages_through_kafka_as_decisions_make_room() {
+    let h = Harness::start(&topology(&unique("cc"))).await;
+    let (records, capacity) = (5, 2);
+    for i in 0..records {
+        needs_human(&h, &format!("d{i}"), "acme", "question").await;
+    }
+    let c = start_opts(&h, |o| o.limits.queue_items = capacity).await;
+    let q = c.app.queues[0].clone();
+    let held = || q.state().items.len();
+    assert!(wait_until(TIMEOUT, || async { held() == capacity }).await);
+    assert!(!q.state().parked.is_empty(), "the partition waits in Kafka");
+    let mut b = Browser::new(&c);
+    assert_eq!(b.login("ann", "").await, 303);
+    let html = b.get("/review").await.text().await.expect("body");
+    assert!(html.contains(r#"id="queue-full""#), "the page says more wait: {html}");
+    let ann = actor("ann");
+    for offset in 0..records as i64 {
+        let key = ItemKey { partition: 0, offset };
+        assert!(wait_until(TIMEOUT, || async { pending(&c).await.contains(&key) }).await);
+        assert!(held() <= capacity, "never more than the capacity: {}", held());
+        q.claim(key, &ann).await.expect("claims");
+        let ok = Judgement { decision: HumanDecision::Approved, answer: None, note: String::new() };
+        q.decide(key, &ann, ok).await.expect("decides");
+    }
+    assert!(wait_until(TIMEOUT, || async { committed(&h) == records as i64 }).await);
+    assert_eq!(decisions(&h, &format!("{}.approved", h.topology.pipeline)).await.len(), records);
+}
+
+/// A needs-human record that does not decode is shown as such and holds the commit until an
+/// operator discards it; discarding acknowledges it and writes no decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undecodable_record_is_shown_and_discarding_it_moves_the_commit_past_it() {
+    let h = Harness::start(&topology(&unique("cu"))).await;
+    let topic = format!("{}.needs-human", h.topology.pipeline);
+    let garbage = FutureRecord::to(&topic).key("x").payload(&b"not avro"[..]);
+    h.producer().send(garbage, Timeout::After(TIMEOUT)).await.expect("produce");
+    needs_human(&h, "d1", "acme", "question").await;
+    let c = start(&h, Duration::from_secs(60)).await;
+    let q = c.app.queues[0].clone();
+    assert!(wait_until(TIMEOUT, || async { q.state().items.len() == 2 }).await);
+    let (bad, good) = (ItemKey { partition: 0, offset: 0 }, ItemKey { partition: 0, offset: 1 });
+    assert_eq!(pending(&c).await, [good], "the queue lists what can be reviewed");
+    let ann = actor("ann");
+    q.claim(good, &ann).await.expect("claims");
+    let ok = || Judgement { decision: HumanDecision::Approved, answer: None, note: String::new() };
+    q.decide(good, &ann, ok()).await.expect("decides");
+    let refused = q.discard(good, &ann).await.expect_err("decided, and decodable");
+    assert!(matches!(refused, ActionError::Decided), "{refused}");
+    q.claim(bad, &ann).await.expect("may be claimed to look at");
+    let refused = q.decide(bad, &ann, ok()).await.expect_err("cannot be decided");
+    assert!(matches!(refused, ActionError::Undecodable(..)), "{refused}");
+    assert_eq!(committed(&h), 0, "the undecodable record holds the commit");
+
+    let mut b = Browser::new(&c);
+    assert_eq!(b.login("ann", "").await, 303);
+    let html = b.get("/review").await.text().await.expect("body");
+    assert!(html.contains(r#"id="undecodable""#) && html.contains("/review/item/0/0/discard"));
+    let r = b.post("/review/item/0/0/discard", form(&[("csrf", &csrf_of(&html))]), None).await;
+    assert_eq!(r.status(), 303);
+    assert!(wait_until(TIMEOUT, || async { committed(&h) == 2 }).await, "past both");
+    assert_eq!(decisions(&h, &format!("{}.approved", h.topology.pipeline)).await.len(), 1);
+    assert!(q.state().undecodable().is_empty());
+}
+
+/// One view of the dead-letter page reads at most the configured number of letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dead_letter_page_reads_at_most_its_configured_number_of_letters() {
+    let h = Harness::start(&topology(&unique("cl"))).await;
+    let topic = h.topology.stages[0].dead_letter_topic.clone();
+    let (letters, shown) = (7, 3);
+    for i in 0..letters {
+        let key = format!("k{i}");
+        let record = FutureRecord::to(&topic).key(&key).payload(&b"not a letter"[..]);
+        h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+    }
+    let c = start_opts(&h, |o| o.limits.dlq_letters = shown).await;
+    let mut b = Browser::new(&c);
+    assert_eq!(b.login("ann", "").await, 303);
+    let html = b.get("/dead-letters?stage=review").await.text().await.expect("body");
+    assert!(html.contains(&format!("{letters} record(s)")), "{html}");
+    assert_eq!(html.matches(r#"class="letter card""#).count(), shown, "{html}");
 }

@@ -125,10 +125,11 @@ async fn a_reviewer_decides_in_a_browser_and_redrives_a_dead_letter() {
     let metrics = format!("http://{metrics_addr}/metrics");
     let opts = ConsoleOptions {
         addr: "127.0.0.1:0".parse().expect("addr"),
-        token: None,
+        access: Default::default(),
         claim_ttl: Duration::from_secs(600),
         finish_after: Duration::from_secs(60),
         metrics: vec![metrics],
+        limits: Default::default(),
     };
     let c = console::start(&h.topology, opts).await.expect("console");
     let shots = std::env::var("SLUICE_CONSOLE_SCREENSHOTS").ok();

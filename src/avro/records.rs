@@ -117,6 +117,12 @@ pub struct ReviewEvent {
     pub answer: Option<String>,
     #[serde(default)]
     pub note: Option<String>,
+    /// The needs-human record's document id; `None`: undecodable (the item is its own document).
+    #[serde(default)]
+    pub document: Option<String>,
+    /// The document's tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// The document and what the stages so far added to it. Each stage-output schema is a view of

@@ -1,5 +1,6 @@
 //! `sluice console`: the web console for reviewers and on-call engineers (see
-//! [`sluice::console`]). Listens on loopback unless told otherwise; elsewhere it needs a token.
+//! [`sluice::console`]). Listens on loopback unless told otherwise; elsewhere it needs reviewers'
+//! tokens (an access file) or a trusted proxy.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,19 +8,40 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sluice::console::{self, ConsoleOptions};
+use sluice::console::access::{Access, Proxy};
+use sluice::console::{self, ConsoleOptions, Limits};
 use sluice::shutdown::Shutdown;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long)]
     topology: PathBuf,
-    /// Where to listen. Anything but a loopback address needs a token.
+    /// Where to listen. Anything but a loopback address needs an access file or a trusted proxy.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// A file holding the login token (its first line). SLUICE_CONSOLE_TOKEN works too.
+    /// The reviewers: one a line, `<name> <token or -> [tenant,tenant,...]`; each token at
+    /// least 24 characters (see `sluice::console::access`).
+    #[arg(long, alias = "token-file")]
+    access_file: Option<PathBuf>,
+    /// The address of a proxy that authenticates reviewers and names them in a header; that
+    /// header is trusted on requests from this address only.
     #[arg(long)]
-    token_file: Option<PathBuf>,
+    trusted_proxy: Option<std::net::IpAddr>,
+    /// The header the trusted proxy names the reviewer in.
+    #[arg(long, default_value = console::access::DEFAULT_USER_HEADER)]
+    proxy_user_header: String,
+    /// Needs-human records held in memory per review stage; more wait in Kafka.
+    #[arg(long, default_value_t = Limits::default().queue_items)]
+    max_queue_items: usize,
+    /// Dead letters read for one view of the dead-letter page (over all partitions).
+    #[arg(long, default_value_t = Limits::default().dlq_letters)]
+    max_dlq_letters: usize,
+    /// Sessions at once; a login past it ends the oldest.
+    #[arg(long, default_value_t = Limits::default().sessions)]
+    max_sessions: usize,
+    /// Failed logins from one address in a minute before it is refused for the minute.
+    #[arg(long, default_value_t = Limits::default().login_failures_per_minute)]
+    max_login_failures: u32,
     /// How long a reviewer holds a claimed item before others may take it.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     claim_ttl: Duration,
@@ -35,21 +57,29 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let t = super::load_topology(&args.topology)?;
-    let token = match &args.token_file {
+    let mut access = match &args.access_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the token file {}", path.display()))?;
-            Some(text.lines().next().unwrap_or_default().trim().to_owned())
+                .with_context(|| format!("reading the access file {}", path.display()))?;
+            Access::parse(&text).with_context(|| format!("in {}", path.display()))?
         }
-        None => std::env::var("SLUICE_CONSOLE_TOKEN").ok(),
-    }
-    .filter(|t| !t.is_empty());
+        None => Access::default(),
+    };
+    access.proxy = args
+        .trusted_proxy
+        .map(|addr| Proxy { addr, header: args.proxy_user_header.to_ascii_lowercase() });
     let opts = ConsoleOptions {
         addr: args.addr,
-        token,
+        access,
         claim_ttl: args.claim_ttl,
         finish_after: args.finish_after,
         metrics: args.metrics,
+        limits: Limits {
+            queue_items: args.max_queue_items,
+            dlq_letters: args.max_dlq_letters,
+            sessions: args.max_sessions,
+            login_failures_per_minute: args.max_login_failures,
+        },
     };
     let console = console::start(&t, opts).await?;
     eprintln!(

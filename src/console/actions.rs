@@ -7,7 +7,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
-use super::ledger::{Decision, ItemKey, ItemState};
+use super::ledger::{Decision, DocKey, ItemKey, ItemState};
 use super::review::ReviewQueue;
 use crate::avro::{HumanDecision, HumanReview, ReviewEvent, ReviewStep, SchemaKind, Verdict};
 use crate::call::now_ms;
@@ -37,6 +37,8 @@ pub enum ActionError {
     Decided,
     #[error("item {0}/{1} cannot be decoded and cannot be decided here: {2}")]
     Undecodable(i32, i64, String),
+    #[error("item {0}/{1} decodes: decide it rather than discard it")]
+    Decodable(i32, i64),
     #[error("the review-claims topic did not answer: {0}")]
     Claims(String),
     #[error(
@@ -65,7 +67,7 @@ impl ReviewQueue {
         let now = now_ms();
         let ttl = self.claim_ttl.as_millis() as i64;
         self.step(key, actor, ReviewStep::Claim, now + ttl, None).await?;
-        match self.state().ledger.state(key) {
+        match self.state().item_state(key) {
             s if s.holder_at(now_ms()).is_some_and(|(_, h)| h == actor.holder) => Ok(()),
             ItemState::Claimed { reviewer, expires_ms, .. } => Err(ActionError::ClaimedBy {
                 reviewer,
@@ -79,7 +81,7 @@ impl ReviewQueue {
     /// (a release from a stale page must not become an item's last step in the compacted topic).
     pub async fn release(&self, key: ItemKey, actor: &Actor) -> Result<(), ActionError> {
         let _envelope = self.pending(key)?;
-        let state = self.state().ledger.state(key);
+        let state = self.state().item_state(key);
         if state.holder_at(now_ms()).is_none_or(|(_, h)| h != actor.holder) {
             return Err(ActionError::NotHolder);
         }
@@ -101,8 +103,7 @@ impl ReviewQueue {
         let margin = DECIDE_MARGIN_MS.min(self.claim_ttl.as_millis() as i64 / 4);
         let holds = self
             .state()
-            .ledger
-            .state(key)
+            .item_state(key)
             .holder_at(now_ms() + margin)
             .is_some_and(|(_, h)| h == actor.holder);
         if !holds {
@@ -115,7 +116,7 @@ impl ReviewQueue {
         let offset = self
             .step(key, actor, ReviewStep::Decide, 0, Some((verdict.decision, answer, verdict.note)))
             .await?;
-        match self.state().ledger.state(key) {
+        match self.state().item_state(key) {
             ItemState::Decided(d) if d.id == offset => {}
             ItemState::Decided(_) | ItemState::Done => return Err(ActionError::Decided),
             _ => return Err(ActionError::NotHolder),
@@ -123,8 +124,8 @@ impl ReviewQueue {
         self.finish(key).await
     }
 
-    /// Produces the counting decision's record for `key`, then its `DONE`. Called by the
-    /// deciding replica, and by any replica for decisions left unfinished.
+    /// Produces the counting decision's record for `key` (the copy that was decided), then its
+    /// `DONE`. Called by the deciding replica, and by any replica for decisions left unfinished.
     pub async fn finish(&self, key: ItemKey) -> Result<(), ActionError> {
         /// Takes the item out of `finishing` however the finish ends, a cancellation included.
         struct Finishing<'a>(&'a ReviewQueue, ItemKey);
@@ -143,7 +144,8 @@ impl ReviewQueue {
     async fn finish_once(&self, key: ItemKey) -> Result<(), ActionError> {
         let (decision, item) = {
             let state = self.state();
-            let ItemState::Decided(d) = state.ledger.state(key) else { return Ok(()) };
+            let ItemState::Decided(d) = state.item_state(key) else { return Ok(()) };
+            let key = d.item;
             let Some(item) = state.items.get(&key).cloned() else {
                 return Err(ActionError::Unknown(key.partition, key.offset));
             };
@@ -192,10 +194,28 @@ impl ReviewQueue {
     fn pending(&self, key: ItemKey) -> Result<Result<crate::avro::Envelope, String>, ActionError> {
         let state = self.state();
         let item = state.items.get(&key).ok_or(ActionError::Unknown(key.partition, key.offset))?;
-        if !state.ledger.state(key).is_pending() {
+        if !state.item_state(key).is_pending() {
             return Err(ActionError::Decided);
         }
         Ok(item.envelope.clone())
+    }
+
+    /// Acknowledges a record that cannot be decoded, so the queue's commit moves past it: a
+    /// `DONE` step for it alone (no decision is produced). Refused for a record that decodes.
+    pub async fn discard(&self, key: ItemKey, actor: &Actor) -> Result<(), ActionError> {
+        let error = match self.pending(key)? {
+            Ok(_) => return Err(ActionError::Decodable(key.partition, key.offset)),
+            Err(e) => e,
+        };
+        self.step(key, actor, ReviewStep::Done, 0, None).await?;
+        super::events::Discarded {
+            stage: &self.topics.stage,
+            item: &format!("{}/{}", key.partition, key.offset),
+            reviewer: &actor.reviewer,
+            error: &error,
+        }
+        .emit();
+        Ok(())
     }
 
     /// Writes one step and waits until the ledger applied it; returns its offset.
@@ -211,7 +231,14 @@ impl ReviewQueue {
             Some((d, a, n)) => (Some(d), a, Some(n)),
             None => (None, None, None),
         };
+        let doc = self.state().items.get(&key).map_or(DocKey::Item(key), |i| i.doc());
+        let (document, tenant) = match doc {
+            DocKey::Document { tenant, id } => (Some(id), Some(tenant)),
+            DocKey::Item(_) => (None, None),
+        };
         let event = ReviewEvent {
+            document,
+            tenant,
             item_partition: key.partition,
             item_offset: key.offset,
             step,

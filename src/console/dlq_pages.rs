@@ -18,8 +18,6 @@ use crate::kafka::registry_settings;
 use crate::ops::dlq_read::{document_id, original_json, read_newest, redrive_count};
 use crate::ops::{parse_class, redrive, Filter, RedriveOptions, RedriveReport};
 
-/// Letters shown on one page at most (the newest).
-const SHOWN: usize = 200;
 const CLASSES: [DeadLetterClass; 3] =
     [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted];
 
@@ -110,7 +108,18 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
     let t = &app.topology;
     let spec = t.stage(&sel.stage).ok_or("no such stage")?;
     let codec = Codec::connect(&registry_settings(t), &[]).await.map_err(|e| e.to_string())?;
-    let (total, mut records) = read_newest(t, &codec, &spec.dead_letter_topic, SHOWN as i64)
+    // The newest `dlq_letters` over all partitions (one each at least): what one view holds.
+    let cap = app.limits.dlq_letters.max(1);
+    let (kafka, topic) = (t.kafka.clone(), spec.dead_letter_topic.clone());
+    let partitions =
+        tokio::task::spawn_blocking(move || crate::ops::groups::watermarks(&kafka, &topic))
+            .await
+            .expect("the metadata thread does not panic")
+            .map_err(|e| e.to_string())?
+            .len()
+            .max(1);
+    let per_partition = (cap / partitions).max(1) as i64;
+    let (total, mut records) = read_newest(t, &codec, &spec.dead_letter_topic, per_partition)
         .await
         .map_err(|e| e.to_string())?;
     // Newest first over every partition: by failure time, then position.
@@ -141,12 +150,12 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
 <form method="post" action="/dead-letters/preview" class="row">{}<button type="submit" class="redrive-all">Redrive every letter of this selection… (preview)</button></form>"#,
         total,
         esc(&spec.dead_letter_topic),
-        selected.len().min(SHOWN),
+        selected.len().min(cap),
         sel.class.map_or(String::new(), |c| format!(" of class {}", c.symbol())),
         Selection { stage: sel.stage.clone(), class: sel.class, doc: None, at: None }
             .hidden(session),
     );
-    for r in selected.into_iter().take(SHOWN) {
+    for r in selected.into_iter().take(cap) {
         let Ok(l) = &r.letter else {
             let _ = write!(
                 out,
@@ -300,7 +309,12 @@ async fn run(
             }
         }
         Ok(r) => {
-            tracing::info!(reviewer = %session.reviewer, selection = %sel.describe(), redriven = r.redriven, "console redrive");
+            super::events::Redriven {
+                reviewer: &session.reviewer,
+                selection: &sel.describe(),
+                redriven: r.redriven,
+            }
+            .emit();
             let _ = write!(
                 body,
                 r#"<p id="redrive-result" class="flash">redriven {} of {} planned{}</p>"#,

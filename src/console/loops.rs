@@ -11,6 +11,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::events::{PartitionFollowed, QueueTrouble};
 use super::review::{partitions_of, ReviewQueue, TIMEOUT};
 use crate::call::now_ms;
 
@@ -32,7 +33,7 @@ async fn tail(queue: Arc<ReviewQueue>) {
                 queue.state().error = None;
             }
             Err(e) => {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue read");
+                trouble(&queue, "read", &e.to_string());
                 queue.state().error = Some(e.to_string());
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -72,10 +73,9 @@ async fn commit_loop(queue: Arc<ReviewQueue>) {
                     confirmed.into_iter().flat_map(|(p, o)| state.committed_at(p, o)).collect()
                 };
                 queue.tombstones(&forgotten);
+                queue.unpark();
             }
-            Err(e) => {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue commit")
-            }
+            Err(e) => trouble(&queue, "commit", &e.to_string()),
         }
     }
 }
@@ -121,11 +121,11 @@ async fn finish_loop(queue: Arc<ReviewQueue>) {
             let state = queue.state();
             // On this replica's clock: from when it applied the decision.
             let cutoff = now_ms() - queue.finish_after.as_millis() as i64;
-            state.ledger.undone().filter(|(_, d)| d.seen_ms < cutoff).map(|(k, _)| k).collect()
+            state.ledger.undone().filter(|d| d.seen_ms < cutoff).map(|d| d.item).collect()
         };
         for key in stale {
             if let Err(e) = queue.finish(key).await {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "finishing a decision");
+                trouble(&queue, "finish", &e.to_string());
             }
         }
     }
@@ -159,13 +159,15 @@ async fn follow_partitions(queue: Arc<ReviewQueue>) {
             Ok(added) => {
                 let mut state = queue.state();
                 for (p, low) in added {
-                    tracing::info!(stage = %queue.topics.stage, partition = p, "review queue reads a new partition");
+                    PartitionFollowed { stage: &queue.topics.stage, partition: p }.emit();
                     state.committed.insert(p, low);
                 }
             }
-            Err(e) => {
-                tracing::warn!(stage = %queue.topics.stage, error = %e, "review queue partitions")
-            }
+            Err(e) => trouble(&queue, "partitions", &e),
         }
     }
+}
+
+fn trouble(queue: &ReviewQueue, what: &'static str, error: &str) {
+    QueueTrouble { stage: &queue.topics.stage, what, error }.emit();
 }

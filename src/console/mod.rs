@@ -5,9 +5,11 @@
 //! [`crate::ops::status`]). Server-rendered HTML ([`html`]) with a little script, assets
 //! compiled into the binary; sessions and CSRF in [`auth`]; routes in [`server`].
 
+pub mod access;
 pub mod actions;
 pub mod auth;
 mod dlq_pages;
+pub mod events;
 pub mod html;
 pub mod ledger;
 mod loops;
@@ -25,15 +27,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Topology;
-use auth::Sessions;
-use review::{QueueError, QueueTopics, ReviewQueue};
+use access::Access;
+use auth::{SessionLimits, Sessions};
+use review::{QueueError, QueueOptions, QueueTopics, ReviewQueue};
 use server::App;
 
 #[derive(Debug, Clone)]
 pub struct ConsoleOptions {
     pub addr: SocketAddr,
-    /// Required to log in; must be set when `addr` is not a loopback address.
-    pub token: Option<String>,
+    /// Who may log in (reviewers' tokens, a trusted proxy); must admit someone by token or
+    /// proxy when `addr` is not a loopback address. Empty: the single-user console on loopback.
+    pub access: Access,
     /// How long a reviewer holds a claimed item.
     pub claim_ttl: Duration,
     /// A decision left without its record this long (by a console that stopped) is finished by
@@ -41,13 +45,36 @@ pub struct ConsoleOptions {
     pub finish_after: Duration,
     /// Prometheus endpoints of the stage processes, for in-flight records and breaker states.
     pub metrics: Vec<String>,
+    /// How much the console holds in memory.
+    pub limits: Limits,
+}
+
+/// Bounds on what a console holds in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Needs-human records held per review stage; past it, the queue reads on as decisions
+    /// make room (the page says how many wait in Kafka beyond).
+    pub queue_items: usize,
+    /// Dead letters read for one view of the dead-letter page, over all partitions.
+    pub dlq_letters: usize,
+    /// Sessions at once; a login past it ends the oldest session.
+    pub sessions: usize,
+    /// Failed logins from one address in a minute before it is refused until the minute ends.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { queue_items: 1_000, dlq_letters: 100, sessions: 200, login_failures_per_minute: 10 }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error(
-        "the console would listen on {0}, which is not a loopback address, without a token: set \
-         SLUICE_CONSOLE_TOKEN or --token-file (or listen on 127.0.0.1)"
+        "the console would listen on {0}, which is not a loopback address, admitting anyone: give \
+         it reviewers' tokens (--access-file; a shared SLUICE_CONSOLE_TOKEN no longer does) or a \
+         trusted proxy (--trusted-proxy), or listen on 127.0.0.1"
     )]
     TokenRequired(SocketAddr),
     #[error("review queue of stage '{stage}': {error}")]
@@ -64,13 +91,18 @@ pub struct Console {
 
 /// Starts every review queue and listens; requests are served in the background.
 pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, ConsoleError> {
-    if !opts.addr.ip().is_loopback() && opts.token.is_none() {
+    if !opts.addr.ip().is_loopback() && opts.access.is_open() {
         return Err(ConsoleError::TokenRequired(opts.addr));
     }
     let mut queues = Vec::new();
     for topics in t.stages.iter().filter_map(QueueTopics::of) {
         let stage = topics.stage.clone();
-        let queue = ReviewQueue::start(t, topics, opts.claim_ttl, opts.finish_after)
+        let queue_opts = QueueOptions {
+            claim_ttl: opts.claim_ttl,
+            finish_after: opts.finish_after,
+            capacity: opts.limits.queue_items,
+        };
+        let queue = ReviewQueue::start(t, topics, queue_opts)
             .await
             .map_err(|error| ConsoleError::Queue { stage, error })?;
         queues.push(queue);
@@ -78,8 +110,15 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
     let app = Arc::new(App {
         topology: t.clone(),
         queues,
-        sessions: Sessions::new(opts.token),
+        sessions: Sessions::new(
+            opts.access,
+            SessionLimits {
+                max_sessions: opts.limits.sessions,
+                max_failures: opts.limits.login_failures_per_minute,
+            },
+        ),
         pipeline: pipeline_page::Sampler::new(opts.metrics),
+        limits: opts.limits,
         redrives: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(opts.addr)
@@ -92,8 +131,9 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
     tokio::spawn(async move { primed.pipeline.prime(&primed).await });
     let router = server::router(app.clone());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "console stopped serving");
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
+            events::ServeFailed { error: &e.to_string() }.emit();
         }
     });
     Ok(Console { addr, app })

@@ -1,10 +1,12 @@
-//! A review stage's queue as a console replica holds it: the needs-human records read so far,
-//! the [`Ledger`] of claims and decisions, and the offsets committed for the queue's group.
+//! A review stage's queue as a console replica holds it: the needs-human records read so far
+//! (at most `capacity` of them: a full queue stops reading a partition, *parks* it, and reads
+//! on from where it stopped once decisions made room), the [`Ledger`] of claims and decisions,
+//! and the offsets committed for the queue's group. Copies of one document are listed once.
 //! Pure state: [`super::loops`] fills it, [`super::actions`] acts on it, the pages read it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::ledger::{ItemKey, ItemState, Ledger};
+use super::ledger::{DocKey, ItemKey, ItemState, Ledger};
 use crate::avro::Envelope;
 
 /// One needs-human record.
@@ -14,11 +16,22 @@ pub struct Item {
     pub timestamp_ms: i64,
     /// The record's `traceparent`, carried to the decision's record.
     pub traceparent: Option<Vec<u8>>,
-    /// The record, or why it does not decode (it then holds the queue's commit: nothing is lost).
+    /// The record, or why it does not decode: it then holds the queue's commit, shown as
+    /// "cannot display" until an operator discards it.
     pub envelope: Result<Envelope, String>,
 }
 
 impl Item {
+    /// The document this record is a copy of; a record that does not decode is its own.
+    pub fn doc(&self) -> DocKey {
+        match &self.envelope {
+            Ok(e) => {
+                DocKey::Document { tenant: e.document.tenant.clone(), id: e.document.id.clone() }
+            }
+            Err(_) => DocKey::Item(self.key),
+        }
+    }
+
     pub fn tenant(&self) -> &str {
         self.envelope.as_ref().map_or("", |e| e.document.tenant.as_str())
     }
@@ -37,13 +50,26 @@ impl Item {
 pub struct QueueFilter {
     pub tenant: Option<String>,
     pub label: Option<String>,
+    /// The tenants the viewer may see; `None`: every tenant.
+    pub scope: Option<BTreeSet<String>>,
 }
 
 impl QueueFilter {
     pub fn selects(&self, item: &Item) -> bool {
         self.tenant.as_deref().is_none_or(|t| item.tenant() == t)
             && self.label.as_deref().is_none_or(|l| item.label() == l)
+            && self.scope.as_ref().is_none_or(|s| s.contains(item.tenant()))
     }
+}
+
+/// What became of a record offered to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Held,
+    /// Read before, or its partition is parked: nothing to do.
+    Ignored,
+    /// The queue holds `capacity` records: the partition must be parked at this record.
+    Full,
 }
 
 /// Pending items of one tenant.
@@ -54,8 +80,10 @@ pub struct TenantDepth {
     pub oldest_ms: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueState {
+    /// The most records held at once.
+    pub capacity: usize,
     pub items: BTreeMap<ItemKey, Item>,
     pub ledger: Ledger,
     /// Per needs-human partition: the offset committed for the queue's group.
@@ -64,30 +92,88 @@ pub struct QueueState {
     pub read_to: BTreeMap<i32, i64>,
     /// The tailer's last error, shown on the pages until it reads again.
     pub error: Option<String>,
+    /// Partitions not read now because the queue was full: read on from `read_to` (or the
+    /// commit) once there is room.
+    pub parked: BTreeSet<i32>,
 }
 
 impl QueueState {
-    /// Adds a record read at `item.key`.
-    pub fn insert(&mut self, item: Item) {
-        let key = item.key;
-        let next = self.read_to.entry(key.partition).or_insert(key.offset + 1);
-        *next = (*next).max(key.offset + 1);
-        if key.offset >= self.committed.get(&key.partition).copied().unwrap_or(0) {
-            self.items.insert(key, item);
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            items: BTreeMap::new(),
+            ledger: Ledger::default(),
+            committed: BTreeMap::new(),
+            read_to: BTreeMap::new(),
+            error: None,
+            parked: BTreeSet::new(),
         }
     }
 
-    /// Items nobody decided yet, oldest first, with their states (a claim may have lapsed).
+    /// Offers a record read at `item.key`; a full queue holds nothing more.
+    pub fn insert(&mut self, item: Item) -> Inserted {
+        let key = item.key;
+        let next = self.resume_at(key.partition);
+        if self.parked.contains(&key.partition) || key.offset < next {
+            return Inserted::Ignored;
+        }
+        if self.items.len() >= self.capacity {
+            return Inserted::Full;
+        }
+        self.read_to.insert(key.partition, key.offset + 1);
+        self.items.insert(key, item);
+        Inserted::Held
+    }
+
+    /// Where a parked `partition` reads on from.
+    pub fn resume_at(&self, partition: i32) -> i64 {
+        let start = self.committed.get(&partition).copied().unwrap_or(0);
+        self.read_to.get(&partition).copied().unwrap_or(start).max(start)
+    }
+
+    /// The state of the document `key` is a copy of.
+    pub fn item_state(&self, key: ItemKey) -> ItemState {
+        match self.items.get(&key) {
+            Some(item) => self.state_of(item),
+            None => self.ledger.state(&DocKey::Item(key)),
+        }
+    }
+
+    /// The state of the document `item` is a copy of; steps that named no document (written
+    /// before steps did) count for the record they name.
+    pub fn state_of(&self, item: &Item) -> ItemState {
+        let doc = item.doc();
+        match self.ledger.knows(&doc) {
+            true => self.ledger.state(&doc),
+            false => self.ledger.state(&DocKey::Item(item.key)),
+        }
+    }
+
+    /// Documents nobody decided yet, oldest first — one copy each — with their states (a
+    /// claim may have lapsed). Records that cannot be decoded are listed by [`Self::undecodable`].
     pub fn pending(&self, filter: &QueueFilter) -> Vec<(&Item, ItemState)> {
-        let mut out: Vec<(&Item, ItemState)> = self
-            .items
-            .values()
-            .filter(|i| filter.selects(i))
-            .map(|i| (i, self.ledger.state(i.key)))
+        let mut all: Vec<&Item> =
+            self.items.values().filter(|i| i.envelope.is_ok() && filter.selects(i)).collect();
+        all.sort_by_key(|i| (i.timestamp_ms, i.key));
+        let mut seen = HashSet::new();
+        all.into_iter()
+            .filter(|i| seen.insert(i.doc()))
+            .map(|i| (i, self.state_of(i)))
             .filter(|(_, s)| s.is_pending())
-            .collect();
-        out.sort_by_key(|(i, _)| (i.timestamp_ms, i.key));
-        out
+            .collect()
+    }
+
+    /// How many records held are copies of `doc`.
+    pub fn copies(&self, doc: &DocKey) -> usize {
+        self.items.values().filter(|i| i.doc() == *doc).count()
+    }
+
+    /// Records that cannot be decoded and were not discarded: they hold the commit.
+    pub fn undecodable(&self) -> Vec<&Item> {
+        self.items
+            .values()
+            .filter(|i| i.envelope.is_err() && self.state_of(i) != ItemState::Done)
+            .collect()
     }
 
     /// Pending items and the oldest one's timestamp, per tenant.
@@ -133,7 +219,7 @@ impl QueueState {
                     .range(
                         ItemKey { partition, offset: 0 }..=ItemKey { partition, offset: i64::MAX },
                     )
-                    .find(|(k, _)| self.ledger.state(**k) != ItemState::Done)
+                    .find(|(_, i)| self.state_of(i) != ItemState::Done)
                     .map(|(k, _)| k.offset);
                 let point = first_open.unwrap_or(read_to);
                 let committed = self.committed.get(&partition).copied().unwrap_or(0);
@@ -147,7 +233,8 @@ impl QueueState {
     pub fn committed_at(&mut self, partition: i32, offset: i64) -> Vec<ItemKey> {
         self.committed.insert(partition, offset);
         self.items.retain(|k, _| k.partition != partition || k.offset >= offset);
-        self.ledger.forget_below(partition, offset)
+        let held: HashSet<DocKey> = self.items.values().map(Item::doc).collect();
+        self.ledger.forget(&self.committed, |d| held.contains(d))
     }
 }
 
@@ -183,13 +270,15 @@ mod tests {
             decision: Some(HumanDecision::Rejected),
             answer: None,
             note: None,
+            document: Some(format!("d{}", key.offset)),
+            tenant: Some("t".into()),
         };
         state.ledger.apply(at, &e, 0);
     }
 
     #[test]
     fn the_commit_stops_at_the_first_item_not_done() {
-        let mut s = QueueState::default();
+        let mut s = QueueState::new(usize::MAX);
         s.committed.insert(0, 10);
         for o in 10..13 {
             s.insert(item(0, o, "t", o));
@@ -219,14 +308,14 @@ mod tests {
 
     #[test]
     fn pending_is_oldest_first_filtered_and_counted_per_tenant() {
-        let mut s = QueueState::default();
+        let mut s = QueueState::new(usize::MAX);
         s.insert(item(1, 0, "b", 30));
         s.insert(item(0, 5, "a", 20));
         s.insert(item(0, 6, "a", 10));
         let order: Vec<i64> =
             s.pending(&QueueFilter::default()).iter().map(|(i, _)| i.key.offset).collect();
         assert_eq!(order, vec![6, 5, 0]);
-        let only_b = QueueFilter { tenant: Some("b".into()), label: None };
+        let only_b = QueueFilter { tenant: Some("b".into()), ..QueueFilter::default() };
         assert_eq!(s.pending(&only_b).len(), 1);
         let depth = s.depth();
         assert_eq!(depth[0], TenantDepth { tenant: "a".into(), items: 2, oldest_ms: 10 });

@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::ledger::ItemKey;
-use super::queue::{Item, QueueState};
+use super::queue::{Inserted, Item, QueueState};
 use crate::avro::{Codec, CodecError, Decoded, Envelope, ReviewEvent, SchemaKind};
 use crate::call::now_ms;
 use crate::config::{StageSpec, Topology};
@@ -61,6 +61,15 @@ impl QueueTopics {
     }
 }
 
+/// How a queue behaves: claims, finishing, and how much it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueOptions {
+    pub claim_ttl: Duration,
+    pub finish_after: Duration,
+    /// The most needs-human records held in memory at once (per review stage).
+    pub capacity: usize,
+}
+
 pub struct ReviewQueue {
     pub topics: QueueTopics,
     pub claim_ttl: Duration,
@@ -80,8 +89,7 @@ impl ReviewQueue {
     pub async fn start(
         t: &Topology,
         topics: QueueTopics,
-        claim_ttl: Duration,
-        finish_after: Duration,
+        opts: QueueOptions,
     ) -> Result<Arc<Self>, QueueError> {
         let writes = [
             (topics.approved.clone(), SchemaKind::Reviewed),
@@ -97,7 +105,7 @@ impl ReviewQueue {
         let consumer: StreamConsumer = config.create()?;
         let producer: FutureProducer = producer_config(&t.kafka).create()?;
         let (consumer, state) = tokio::task::spawn_blocking(move || {
-            let state = assign(&consumer, &topics)?;
+            let state = assign(&consumer, &topics, opts.capacity)?;
             Ok::<_, QueueError>(((consumer, topics), state))
         })
         .await
@@ -105,8 +113,8 @@ impl ReviewQueue {
         let ((consumer, topics), state) = (consumer, state);
         let queue = Arc::new(Self {
             topics,
-            claim_ttl,
-            finish_after,
+            claim_ttl: opts.claim_ttl,
+            finish_after: opts.finish_after,
             state: Mutex::new(state),
             applied: watch::channel(0).0,
             consumer: Arc::new(consumer),
@@ -164,9 +172,12 @@ impl ReviewQueue {
                 });
                 match event {
                     Ok(e) => self.state().ledger.apply(m.offset(), &e, now_ms()),
-                    Err(e) => {
-                        tracing::warn!(offset = m.offset(), error = %e, "review claim skipped")
+                    Err(e) => super::events::ClaimSkipped {
+                        stage: &self.topics.stage,
+                        offset: m.offset(),
+                        error: &e,
                     }
+                    .emit(),
                 }
             }
             self.applied.send_replace(m.offset() + 1);
@@ -182,13 +193,59 @@ impl ReviewQueue {
             .and_then(|d| Envelope::from_value(d.kind, d.value).map_err(|e| e.to_string()));
         let key = ItemKey { partition: m.partition(), offset: m.offset() };
         let timestamp_ms = m.timestamp().to_millis().unwrap_or(0);
-        self.state().insert(Item { key, timestamp_ms, traceparent, envelope });
+        let inserted = self.state().insert(Item { key, timestamp_ms, traceparent, envelope });
+        if inserted == Inserted::Full {
+            let capacity = self.state().capacity;
+            super::events::QueueFull {
+                stage: &self.topics.stage,
+                partition: key.partition,
+                capacity,
+            }
+            .emit();
+            self.park(key.partition);
+        }
+    }
+
+    /// Stops reading a needs-human partition while the queue is full (what was fetched of it
+    /// is dropped; it is read again from where it stopped).
+    fn park(&self, partition: i32) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topics.needs_human, partition);
+        match self.consumer.incremental_unassign(&tpl) {
+            Ok(()) => {
+                self.state().parked.insert(partition);
+            }
+            Err(e) => self.state().error = Some(format!("parking partition {partition}: {e}")),
+        }
+    }
+
+    /// Reads parked partitions again when the queue has room.
+    pub(super) fn unpark(&self) {
+        let mut state = self.state();
+        if state.parked.is_empty() || state.items.len() >= state.capacity {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &p in &state.parked {
+            let at = Offset::Offset(state.resume_at(p));
+            if tpl.add_partition_offset(&self.topics.needs_human, p, at).is_err() {
+                return;
+            }
+        }
+        match self.consumer.incremental_assign(&tpl) {
+            Ok(()) => state.parked.clear(),
+            Err(e) => state.error = Some(format!("reading parked partitions again: {e}")),
+        }
     }
 }
 
 /// Assigns the needs-human partitions at the group's commits and the claims topic from its
 /// beginning (blocking).
-fn assign(consumer: &StreamConsumer, topics: &QueueTopics) -> Result<QueueState, QueueError> {
+fn assign(
+    consumer: &StreamConsumer,
+    topics: &QueueTopics,
+    capacity: usize,
+) -> Result<QueueState, QueueError> {
     let timeout = TIMEOUT;
     partitions_of(consumer, &topics.claims)?;
     let partitions = partitions_of(consumer, &topics.needs_human)?;
@@ -197,7 +254,7 @@ fn assign(consumer: &StreamConsumer, topics: &QueueTopics) -> Result<QueueState,
         wanted.add_partition(&topics.needs_human, p);
     }
     let committed = consumer.committed_offsets(wanted, timeout)?;
-    let mut state = QueueState::default();
+    let mut state = QueueState::new(capacity);
     let mut tpl = TopicPartitionList::new();
     for e in committed.elements() {
         let at = match e.offset() {

@@ -1,6 +1,7 @@
-//! The review queue's actions as form posts: claim, release, decide. Each checks the session and
-//! its CSRF token first ([`App::actor`]); a decision runs on a task of its own, so a browser that
-//! goes away mid-request cannot cut it short between its steps.
+//! The review queue's actions as form posts: claim, release, decide, and discard a record that
+//! cannot be decoded. Each checks the session and its CSRF token first ([`App::actor`]), then
+//! that the item's tenant is one the reviewer may decide; a decision runs on a task of its own,
+//! so a browser that goes away mid-request cannot cut it short between its steps.
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -26,16 +27,27 @@ fn key_of(partition: i32, offset: i64) -> ItemKey {
     ItemKey { partition, offset }
 }
 
-/// What every action checks first: the session and its CSRF token, then the queue it names.
+/// What every action checks first: the session and its CSRF token, then the queue it names,
+/// then that the item (when held) is of a tenant the reviewer may decide.
 fn acting(
     app: &App,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
     form: &HashMap<String, String>,
+    key: ItemKey,
 ) -> Result<(Session, Arc<ReviewQueue>), Refusal> {
     let session = app.actor(headers, form)?;
     let queue = queue(app, q).ok_or(Refusal::NoQueue)?;
+    if !in_scope(&session, queue, key) {
+        return Err(Refusal::Forbidden("this item is of a tenant you do not review"));
+    }
     Ok((session, queue.clone()))
+}
+
+/// Whether `session` may see and decide the item at `key` (an item not held: nothing to show).
+pub(super) fn in_scope(session: &Session, queue: &ReviewQueue, key: ItemKey) -> bool {
+    let Some(scope) = &session.tenants else { return true };
+    queue.state().items.get(&key).is_none_or(|i| scope.contains(i.tenant()))
 }
 
 fn back(
@@ -64,7 +76,7 @@ pub async fn claim(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let (session, queue) = match acting(&app, &headers, &q, &form) {
+    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
         Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
@@ -80,7 +92,7 @@ pub async fn release(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let (session, queue) = match acting(&app, &headers, &q, &form) {
+    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
         Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
@@ -96,7 +108,7 @@ pub async fn decide(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let (session, queue) = match acting(&app, &headers, &q, &form) {
+    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
         Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
@@ -127,4 +139,20 @@ pub async fn decide(
     let word = if decision == HumanDecision::Approved { "Approved" } else { "Rejected" };
     let ok = format!("{word} item {partition}/{offset}");
     back(&app, &session, result, ok, "/review".into())
+}
+
+pub async fn discard(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path((partition, offset)): Path<(i32, i64)>,
+    Query(q): Query_,
+    Form(form): FormData,
+) -> Response {
+    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
+        Ok(acting) => acting,
+        Err(r) => return r.into_response(),
+    };
+    let result = queue.discard(key_of(partition, offset), &actor(&session)).await;
+    let ok = format!("Record {partition}/{offset} discarded: the queue moves past it");
+    back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())
 }

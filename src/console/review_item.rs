@@ -26,8 +26,12 @@ pub async fn item(
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let key = ItemKey { partition, offset };
+    if !super::review_forms::in_scope(&session, queue, key) {
+        return super::server::Refusal::Forbidden("this item is of a tenant you do not review")
+            .into_response();
+    }
     let state = queue.state();
-    let (Some(item), item_state) = (state.items.get(&key).cloned(), state.ledger.state(key)) else {
+    let (Some(item), item_state) = (state.items.get(&key).cloned(), state.item_state(key)) else {
         drop(state);
         app.sessions.flash(
             &session.id,

@@ -42,7 +42,8 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         return app.render("Review queue", Nav::Review, &session, &body).into_response();
     };
     let get = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
-    let filter = QueueFilter { tenant: get("tenant"), label: get("label") };
+    let scope = session.tenants.clone();
+    let filter = QueueFilter { tenant: get("tenant"), label: get("label"), scope: scope.clone() };
     let now = now_ms();
     let mut body = String::new();
     if app.queues.len() > 1 {
@@ -66,7 +67,7 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         esc(&queue.topics.rejected)
     );
     body.push_str(r#"<table id="depth"><thead><tr><th>Tenant</th><th>Waiting</th><th>Oldest</th></tr></thead><tbody>"#);
-    let all = state.pending(&QueueFilter::default());
+    let all = state.pending(&QueueFilter { scope, ..QueueFilter::default() });
     for d in depth_of(&all) {
         let _ = write!(
             body,
@@ -100,6 +101,16 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
             r#"<p class="muted">{} more, oldest first: decide these, or filter by tenant or label.</p>"#,
             pending.len() - LISTED
         );
+    }
+    if !state.parked.is_empty() {
+        let _ = write!(
+            body,
+            r#"<p id="queue-full" class="muted">This console holds {} records at most: more wait in Kafka and are read as these are decided.</p>"#,
+            state.capacity
+        );
+    }
+    if session.tenants.is_none() {
+        body.push_str(&undecodable(&state.undecodable(), &session, &queue.topics.stage, now));
     }
     drop(state);
     app.render("Review queue", Nav::Review, &session, &body).into_response()
@@ -193,4 +204,31 @@ fn truncate(text: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
     }
+}
+
+/// Records that cannot be decoded: they hold the queue's commit until an operator discards them.
+fn undecodable(items: &[&Item], session: &Session, stage: &str, now: i64) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        r#"<section id="undecodable" class="card"><h2>Cannot display ({})</h2><p class="muted">These records do not decode, so nobody can review them; the queue's commit waits at the first. Discarding one acknowledges it: the commit moves past it and no decision is written.</p>"#,
+        items.len()
+    );
+    for item in items.iter().take(LISTED) {
+        let k = item.key;
+        let why = item.envelope.as_ref().err().map_or("", String::as_str);
+        let _ = write!(
+            out,
+            r#"<article class="undecodable" data-item="{p}-{o}"><p>{p}/{o} · waiting {waited}: {why}</p><form method="post" action="/review/item/{p}/{o}/discard?stage={stage}">{csrf}<button type="submit" class="danger discard">Discard</button></form></article>"#,
+            p = k.partition,
+            o = k.offset,
+            waited = age((now - item.timestamp_ms) / 1000),
+            why = esc(why),
+            stage = url(stage),
+            csrf = csrf_field(session),
+        );
+    }
+    out.push_str("</section>");
+    out
 }

@@ -1,18 +1,20 @@
 //! The console's HTTP side: the router, the shared [`App`], security headers, and the checks
-//! every request passes (a session for pages, a session and its CSRF token for every POST,
-//! and a same-origin `Origin` when the browser sends one).
+//! every request passes (who a trusted proxy says it is, a session for pages, a session and its
+//! CSRF token for every POST, and a same-origin `Origin` when the browser sends one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
-use super::auth::{Session, Sessions};
+use super::auth::{proxy_user, Session, Sessions, PROXY_USER};
 use super::html::{page, Nav};
 use super::review::ReviewQueue;
 use super::{dlq_pages, pipeline_page, review_forms, review_item, review_pages};
@@ -23,6 +25,8 @@ pub struct App {
     pub queues: Vec<Arc<ReviewQueue>>,
     pub sessions: Sessions,
     pub pipeline: pipeline_page::Sampler,
+    /// Bounds on what the console holds in memory.
+    pub limits: super::Limits,
     /// Stages whose dead letters this console is redriving now: one run per stage at a time.
     pub redrives: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -40,6 +44,7 @@ pub fn router(app: Shared) -> Router {
         .route("/review/item/{partition}/{offset}/claim", post(review_forms::claim))
         .route("/review/item/{partition}/{offset}/decide", post(review_forms::decide))
         .route("/review/item/{partition}/{offset}/release", post(review_forms::release))
+        .route("/review/item/{partition}/{offset}/discard", post(review_forms::discard))
         .route("/dead-letters", get(dlq_pages::list))
         .route("/dead-letters/preview", post(dlq_pages::preview))
         .route("/dead-letters/redrive", post(dlq_pages::execute))
@@ -51,14 +56,49 @@ pub fn router(app: Shared) -> Router {
             get(|| asset("text/javascript", include_str!("assets/console.js"))),
         )
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(|| async { crate::telemetry::render() }))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), loopback_host))
+        .layer(middleware::from_fn_with_state(app.clone(), proxied_user))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }
 
 async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body)
+}
+
+/// The peer of a request (served with connect info; loopback when absent, as in unit tests).
+fn peer(request: &Request) -> std::net::IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0.ip())
+}
+
+/// Removes any [`PROXY_USER`] header a client sent, then sets it to the user the trusted proxy
+/// names — only on requests that come from the proxy's address.
+async fn proxied_user(State(app): State<Shared>, mut request: Request, next: Next) -> Response {
+    request.headers_mut().remove(PROXY_USER);
+    if let Some(proxy) = &app.sessions.access.proxy {
+        let named = request.headers().get(proxy.header.as_str()).cloned();
+        if let (true, Some(user)) = (peer(&request) == proxy.addr, named) {
+            request.headers_mut().insert(PROXY_USER, user);
+        }
+    }
+    next.run(request).await
+}
+
+/// The process's metrics: on loopback for anyone; from elsewhere, when the console admits
+/// reviewers by token or proxy, only with a session or a reviewer's token as a bearer.
+async fn metrics(State(app): State<Shared>, request: Request) -> Response {
+    if !peer(&request).is_loopback()
+        && app.sessions.token_required()
+        && !app.sessions.may_scrape(request.headers())
+    {
+        return (StatusCode::UNAUTHORIZED, "a session or `Authorization: Bearer <token>`\n")
+            .into_response();
+    }
+    crate::telemetry::render().into_response()
 }
 
 /// Without a token the console trusts whoever reaches it on loopback; a web page in a browser
@@ -166,34 +206,52 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin.split_once("://").is_some_and(|(_, rest)| rest == host)
 }
 
-async fn login_page(State(app): State<Shared>) -> Html<String> {
-    Html(page("Log in", Nav::None, None, None, &login_form(&app, None)))
+async fn login_page(State(app): State<Shared>, headers: HeaderMap) -> Html<String> {
+    Html(page("Log in", Nav::None, None, None, &login_form(&app, &headers, None)))
 }
 
-fn login_form(app: &App, error: Option<&str>) -> String {
-    let token = if app.sessions.token_required() {
-        r#"<label>Console token <input name="token" type="password" autocomplete="current-password" required></label>"#
-    } else {
-        ""
+fn login_form(app: &App, headers: &HeaderMap, error: Option<&str>) -> String {
+    let access = &app.sessions.access;
+    let fields = match proxy_user(headers) {
+        Some(user) => format!(
+            r#"<p>Your proxy says you are <b>{}</b>.</p><input type="hidden" name="proxied" value="1">"#,
+            super::html::esc(&user)
+        ),
+        None if access.has_tokens() => r#"<label>Your console token (it names you) <input name="token" type="password" autocomplete="current-password" required></label>"#.to_owned(),
+        None if access.is_open() => r#"<label>Your name (recorded with every decision) <input name="reviewer" autocomplete="username" required maxlength="64"></label>"#.to_owned(),
+        None => "<p>Log in through the proxy in front of this console.</p>".to_owned(),
     };
     let error = error.map_or(String::new(), |e| {
         format!(r#"<p class="flash error">{}</p>"#, super::html::esc(e))
     });
     format!(
         r#"{error}<form id="login" method="post" action="/login" class="card">
-<label>Your name (recorded with every decision) <input name="reviewer" autocomplete="username" required maxlength="64"></label>
-{token}<button type="submit">Log in</button></form>"#
+{fields}<button type="submit">Log in</button></form>"#
     )
 }
 
-async fn login(State(app): State<Shared>, headers: HeaderMap, Form(form): FormData) -> Response {
+async fn login(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): FormData,
+) -> Response {
     if !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
     }
     let field = |k: &str| form.get(k).map_or("", String::as_str);
-    match app.sessions.login(field("reviewer"), field("token")) {
+    let result = match proxy_user(&headers) {
+        Some(_) if field("token").is_empty() => app.sessions.login_proxied(&headers),
+        _ => app.sessions.login(peer.ip(), field("reviewer"), field("token")),
+    };
+    match result {
         Ok(session) => {
-            tracing::info!(reviewer = %session.reviewer, "console login");
+            let via = match (session.proxied, app.sessions.access.has_tokens()) {
+                (true, _) => "proxy",
+                (false, true) => "token",
+                (false, false) => "name",
+            };
+            super::events::LoggedIn { reviewer: &session.reviewer, via }.emit();
             let https = headers
                 .get("x-forwarded-proto")
                 .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
@@ -201,10 +259,14 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Form(form): FormDa
                 .into_response()
         }
         Err(e) => {
-            tracing::warn!(error = %e, "console login refused");
-            let body =
-                page("Log in", Nav::None, None, None, &login_form(&app, Some(&e.to_string())));
-            (StatusCode::UNAUTHORIZED, Html(body)).into_response()
+            let reason = e.to_string();
+            super::events::LoginRefused { reason: &reason, peer: peer.ip() }.emit();
+            let status = match e {
+                super::auth::LoginError::TooMany => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let form = login_form(&app, &headers, Some(&reason));
+            (status, Html(page("Log in", Nav::None, None, None, &form))).into_response()
         }
     }
 }

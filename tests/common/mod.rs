@@ -12,6 +12,7 @@
 //! - [`procs`], [`qdrant`], [`redis`]: worker processes and real servers on loopback.
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
 
+pub mod console;
 pub mod crash;
 pub mod faults;
 pub mod handover;

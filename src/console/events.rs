@@ -1,0 +1,147 @@
+//! The console's observable occurrences as typed events: each `emit()` writes the one log line
+//! (and, where there is one, updates the metric with it). The rest of `console/` may not call
+//! `tracing`'s macros (clippy.toml `disallowed-macros`; this module alone is allowed), so log
+//! lines keep one shape and never carry a token, a session id or a record's content.
+#![expect(clippy::disallowed_macros, reason = "the one console module that writes log lines")]
+
+/// A reviewer logged in.
+pub struct LoggedIn<'a> {
+    pub reviewer: &'a str,
+    /// `token`, `proxy` or `name` (loopback without an access file).
+    pub via: &'static str,
+}
+
+impl LoggedIn<'_> {
+    pub fn emit(self) {
+        tracing::info!(reviewer = self.reviewer, via = self.via, "console login");
+    }
+}
+
+/// A login was refused; `reason` is the refusal shown to the user (never the token tried).
+pub struct LoginRefused<'a> {
+    pub reason: &'a str,
+    pub peer: std::net::IpAddr,
+}
+
+impl LoginRefused<'_> {
+    pub fn emit(self) {
+        tracing::warn!(reason = self.reason, peer = %self.peer, "console login refused");
+    }
+}
+
+/// The HTTP server stopped with an error.
+pub struct ServeFailed<'a> {
+    pub error: &'a str,
+}
+
+impl ServeFailed<'_> {
+    pub fn emit(self) {
+        tracing::error!(error = self.error, "console stopped serving");
+    }
+}
+
+/// A redrive executed from the console.
+pub struct Redriven<'a> {
+    pub reviewer: &'a str,
+    pub selection: &'a str,
+    pub redriven: usize,
+}
+
+impl Redriven<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            reviewer = self.reviewer,
+            selection = self.selection,
+            redriven = self.redriven,
+            "console redrive"
+        );
+    }
+}
+
+/// A review-claims record that does not decode, skipped by every replica alike.
+pub struct ClaimSkipped<'a> {
+    pub stage: &'a str,
+    pub offset: i64,
+    pub error: &'a str,
+}
+
+impl ClaimSkipped<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            stage = self.stage,
+            offset = self.offset,
+            error = self.error,
+            "review claim skipped"
+        );
+    }
+}
+
+/// One of a review queue's background loops failed a round; it tries again.
+pub struct QueueTrouble<'a> {
+    pub stage: &'a str,
+    /// `read`, `commit`, `finish` or `partitions`.
+    pub what: &'static str,
+    pub error: &'a str,
+}
+
+impl QueueTrouble<'_> {
+    pub fn emit(self) {
+        tracing::warn!(stage = self.stage, what = self.what, error = self.error, "review queue");
+    }
+}
+
+/// A partition added to the needs-human topic is read from now on.
+pub struct PartitionFollowed<'a> {
+    pub stage: &'a str,
+    pub partition: i32,
+}
+
+impl PartitionFollowed<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            stage = self.stage,
+            partition = self.partition,
+            "review queue reads a new partition"
+        );
+    }
+}
+
+/// The queue holds as many records as it may: a partition stops being read until decisions
+/// make room.
+pub struct QueueFull<'a> {
+    pub stage: &'a str,
+    pub partition: i32,
+    pub capacity: usize,
+}
+
+impl QueueFull<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            stage = self.stage,
+            partition = self.partition,
+            capacity = self.capacity,
+            "review queue full: partition parked until decisions make room"
+        );
+    }
+}
+
+/// An operator discarded a needs-human record that cannot be decoded.
+pub struct Discarded<'a> {
+    pub stage: &'a str,
+    /// `partition/offset` of the needs-human record.
+    pub item: &'a str,
+    pub reviewer: &'a str,
+    pub error: &'a str,
+}
+
+impl Discarded<'_> {
+    pub fn emit(self) {
+        tracing::warn!(
+            stage = self.stage,
+            item = self.item,
+            reviewer = self.reviewer,
+            error = self.error,
+            "undecodable review record discarded"
+        );
+    }
+}
