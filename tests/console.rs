@@ -319,3 +319,24 @@ async fn the_dead_letter_page_reads_at_most_its_configured_number_of_letters() {
     assert!(html.contains(&format!("{letters} record(s)")), "{html}");
     assert_eq!(html.matches(r#"class="letter card""#).count(), shown, "{html}");
 }
+
+/// The console stops on its one `Shutdown`: the server and every loop end, and what was decided
+/// is committed on the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_console_commits_what_is_done_and_ends_its_server_and_loops() {
+    let h = Harness::start(&topology(&unique("cx"))).await;
+    needs_human(&h, "d0", "acme", "question").await;
+    needs_human(&h, "d1", "acme", "question").await;
+    let c = start(&h, Duration::from_secs(60)).await;
+    assert!(wait_until(TIMEOUT, || async { pending(&c).await.len() == 2 }).await);
+    let (q, key) = (c.app.queues[0].clone(), ItemKey { partition: 0, offset: 0 });
+    q.claim(key, &actor("ann")).await.expect("claims");
+    let ok = Judgement { decision: HumanDecision::Approved, answer: None, note: String::new() };
+    q.decide(key, &actor("ann"), ok).await.expect("decides");
+    // A console commits only once it announced itself (the mock broker grants that too).
+    assert!(wait_until(TIMEOUT, || async { q.present() }).await);
+    let addr = c.addr;
+    c.stop().await;
+    assert_eq!(committed(&h), 1, "the last round committed the decided item");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the server no longer listens");
+}

@@ -81,14 +81,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             login_failures_per_minute: args.max_login_failures,
         },
     };
-    let console = console::start(&t, opts).await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let console = console::start_until(&t, opts, shutdown).await?;
     eprintln!(
         "sluice console: http://{} ({} review queue(s)); Ctrl-C to stop",
         console.addr,
         console.app.queues.len()
     );
-    let shutdown = Shutdown::new();
-    shutdown.on_signals();
-    shutdown.reached(sluice::shutdown::Phase::Draining).await;
+    // Serves until a signal; then the server and every loop end, each queue commits what is
+    // done and leaves its presence.
+    console.stopped().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -69,10 +69,9 @@ impl ReviewQueue {
         self.step(key, actor, ReviewStep::Claim, now + ttl, None).await?;
         match self.state().item_state(key) {
             s if s.holder_at(now_ms()).is_some_and(|(_, h)| h == actor.holder) => Ok(()),
-            ItemState::Claimed { reviewer, expires_ms, .. } => Err(ActionError::ClaimedBy {
-                reviewer,
-                until: crate::ops::iso8601::rfc3339(expires_ms),
-            }),
+            ItemState::Claimed { reviewer, expires_ms, .. } => {
+                Err(ActionError::ClaimedBy { reviewer, until: crate::time::rfc3339(expires_ms) })
+            }
             _ => Err(ActionError::Decided),
         }
     }

@@ -106,7 +106,7 @@ pub fn options(
 
 /// Milliseconds since the epoch as RFC 3339, or a dash.
 pub fn time(ms: Option<i64>) -> String {
-    ms.map_or("—".into(), crate::ops::iso8601::rfc3339)
+    ms.map_or("—".into(), crate::time::rfc3339)
 }
 
 /// An age in seconds as `1h 2m`, `3m 4s` or `5s`.

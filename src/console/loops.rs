@@ -2,7 +2,10 @@
 //! committer moves the queue group's offsets past what is done — never backwards, whatever
 //! another replica committed — and only then tombstones those items in the claims topic; the
 //! finisher completes decisions a stopped replica left without their record; and new partitions
-//! of the needs-human topic are followed.
+//! of the needs-human topic are followed. The committer commits only while the queue announces
+//! itself ([`crate::kafka::presence`]), so `sluice replay` can see a console before it moves
+//! the group. Every loop ends when the console's [`Shutdown`] is requested; the committer
+//! commits what is done once more on its way out, then the presence is left.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,23 +14,41 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use tokio::task::JoinHandle;
+
 use super::events::{PartitionFollowed, QueueTrouble};
 use super::review::{partitions_of, ReviewQueue, TIMEOUT};
 use crate::call::now_ms;
+use crate::shutdown::Phase;
 
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
 const PARTITIONS_EVERY: Duration = Duration::from_secs(30);
 
-pub fn start(queue: &Arc<ReviewQueue>) {
-    tokio::spawn(tail(queue.clone()));
-    tokio::spawn(commit_loop(queue.clone()));
-    tokio::spawn(finish_loop(queue.clone()));
-    tokio::spawn(follow_partitions(queue.clone()));
+/// Starts the loops; they end when the queue's shutdown is requested.
+pub fn start(queue: &Arc<ReviewQueue>) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(tail(queue.clone())),
+        tokio::spawn(commit_loop(queue.clone())),
+        tokio::spawn(finish_loop(queue.clone())),
+        tokio::spawn(follow_partitions(queue.clone())),
+    ]
+}
+
+/// `work`, unless shutdown is requested first.
+async fn unless_stopping<T>(
+    queue: &ReviewQueue,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = queue.shutdown.reached(Phase::Draining) => None,
+        out = work => Some(out),
+    }
 }
 
 async fn tail(queue: Arc<ReviewQueue>) {
-    loop {
-        match queue.consumer.recv().await {
+    while let Some(next) = unless_stopping(&queue, queue.consumer.recv()).await {
+        match next {
             Ok(m) => {
                 queue.read(&m).await;
                 queue.state().error = None;
@@ -35,7 +56,12 @@ async fn tail(queue: Arc<ReviewQueue>) {
             Err(e) => {
                 trouble(&queue, "read", &e.to_string());
                 queue.state().error = Some(e.to_string());
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                if unless_stopping(&queue, tokio::time::sleep(Duration::from_secs(1)))
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
             }
         }
     }
@@ -43,40 +69,53 @@ async fn tail(queue: Arc<ReviewQueue>) {
 
 async fn commit_loop(queue: Arc<ReviewQueue>) {
     loop {
-        tokio::time::sleep(COMMIT_EVERY).await;
-        let (points, depth) = {
-            let state = queue.state();
-            (state.commit_points(), state.depth())
-        };
-        crate::telemetry::ReviewQueueSize {
-            stage: &queue.topics.stage,
-            items: depth.iter().map(|d| d.items).sum(),
-            oldest_seconds: depth
-                .iter()
-                .map(|d| d.oldest_ms)
-                .min()
-                .map_or(0, |o| (now_ms() - o) / 1000),
+        let stopping = unless_stopping(&queue, tokio::time::sleep(COMMIT_EVERY)).await.is_none();
+        // Not present (yet): a replay could not see this console, so it does not commit; what
+        // is done stays done in the ledger for the next commit, here or in another replica.
+        let present = if stopping { queue.present() } else { queue.announced().await };
+        if present {
+            commit_round(&queue).await;
         }
-        .emit();
-        if points.is_empty() {
-            continue;
+        if stopping {
+            break;
         }
-        let (consumer, topic) = (queue.consumer.clone(), queue.topics.needs_human.clone());
-        let committed =
-            tokio::task::spawn_blocking(move || commit_forward(&consumer, &topic, &points))
-                .await
-                .expect("commit thread does not panic");
-        match committed {
-            Ok(confirmed) => {
-                let forgotten: Vec<_> = {
-                    let mut state = queue.state();
-                    confirmed.into_iter().flat_map(|(p, o)| state.committed_at(p, o)).collect()
-                };
-                queue.tombstones(&forgotten);
-                queue.unpark();
-            }
-            Err(e) => trouble(&queue, "commit", &e.to_string()),
+    }
+    queue.leave().await;
+}
+
+/// Commits what is done and forgets it.
+async fn commit_round(queue: &Arc<ReviewQueue>) {
+    let (points, depth) = {
+        let state = queue.state();
+        (state.commit_points(), state.depth())
+    };
+    crate::telemetry::ReviewQueueSize {
+        stage: &queue.topics.stage,
+        items: depth.iter().map(|d| d.items).sum(),
+        oldest_seconds: depth
+            .iter()
+            .map(|d| d.oldest_ms)
+            .min()
+            .map_or(0, |o| (now_ms() - o) / 1000),
+    }
+    .emit();
+    if points.is_empty() {
+        return;
+    }
+    let (consumer, topic) = (queue.consumer.clone(), queue.topics.needs_human.clone());
+    let committed = tokio::task::spawn_blocking(move || commit_forward(&consumer, &topic, &points))
+        .await
+        .expect("commit thread does not panic");
+    match committed {
+        Ok(confirmed) => {
+            let forgotten: Vec<_> = {
+                let mut state = queue.state();
+                confirmed.into_iter().flat_map(|(p, o)| state.committed_at(p, o)).collect()
+            };
+            queue.tombstones(&forgotten);
+            queue.unpark();
         }
+        Err(e) => trouble(queue, "commit", &e.to_string()),
     }
 }
 
@@ -115,8 +154,7 @@ fn commit_forward(
 }
 
 async fn finish_loop(queue: Arc<ReviewQueue>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+    while unless_stopping(&queue, tokio::time::sleep(Duration::from_secs(5))).await.is_some() {
         let stale: Vec<_> = {
             let state = queue.state();
             // On this replica's clock: from when it applied the decision.
@@ -133,8 +171,7 @@ async fn finish_loop(queue: Arc<ReviewQueue>) {
 
 /// Reads partitions added to the needs-human topic after the start, from their beginning.
 async fn follow_partitions(queue: Arc<ReviewQueue>) {
-    loop {
-        tokio::time::sleep(PARTITIONS_EVERY).await;
+    while unless_stopping(&queue, tokio::time::sleep(PARTITIONS_EVERY)).await.is_some() {
         let known: Vec<i32> = queue.state().committed.keys().copied().collect();
         let (consumer, topic) = (queue.consumer.clone(), queue.topics.needs_human.clone());
         let added = tokio::task::spawn_blocking(move || -> Result<Vec<(i32, i64)>, String> {

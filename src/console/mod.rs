@@ -4,6 +4,9 @@
 //! [`crate::ops::redrive`]), and the pipeline at a glance ([`pipeline_page`], through
 //! [`crate::ops::status`]). Server-rendered HTML ([`html`]) with a little script, assets
 //! compiled into the binary; sessions and CSRF in [`auth`]; routes in [`server`].
+//!
+//! Log lines are typed events ([`events`]); a test there fails when another file of `console/`
+//! calls `tracing`'s macros.
 
 pub mod access;
 pub mod actions;
@@ -27,10 +30,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Topology;
+use crate::shutdown::{Phase, Shutdown};
 use access::Access;
 use auth::{SessionLimits, Sessions};
 use review::{QueueError, QueueOptions, QueueTopics, ReviewQueue};
 use server::App;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
 pub struct ConsoleOptions {
@@ -87,14 +92,43 @@ pub enum ConsoleError {
 pub struct Console {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// What the server and every background loop observe: request it to stop the console.
+    pub shutdown: Shutdown,
+    tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts every review queue and listens; requests are served in the background.
+impl Console {
+    /// Requests shutdown and waits until the server and every loop ended (each queue commits
+    /// what is done once more and leaves its presence on the way out).
+    pub async fn stop(self) {
+        self.shutdown.request();
+        self.stopped().await;
+    }
+
+    /// Waits until the server and every loop ended (after `shutdown` was requested).
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts every review queue and listens; requests are served in the background until the
+/// console is stopped ([`Console::stop`]).
 pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, ConsoleError> {
+    start_until(t, opts, Shutdown::new()).await
+}
+
+/// [`start`], observing `shutdown` (e.g. the process's, on signals).
+pub async fn start_until(
+    t: &Topology,
+    opts: ConsoleOptions,
+    shutdown: Shutdown,
+) -> Result<Console, ConsoleError> {
     if !opts.addr.ip().is_loopback() && opts.access.is_open() {
         return Err(ConsoleError::TokenRequired(opts.addr));
     }
-    let mut queues = Vec::new();
+    let (mut queues, mut tasks) = (Vec::new(), Vec::new());
     for topics in t.stages.iter().filter_map(QueueTopics::of) {
         let stage = topics.stage.clone();
         let queue_opts = QueueOptions {
@@ -102,10 +136,11 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
             finish_after: opts.finish_after,
             capacity: opts.limits.queue_items,
         };
-        let queue = ReviewQueue::start(t, topics, queue_opts)
+        let (queue, loops) = ReviewQueue::start(t, topics, queue_opts, shutdown.clone())
             .await
             .map_err(|error| ConsoleError::Queue { stage, error })?;
         queues.push(queue);
+        tasks.extend(loops);
     }
     let app = Arc::new(App {
         topology: t.clone(),
@@ -130,11 +165,14 @@ pub async fn start(t: &Topology, opts: ConsoleOptions) -> Result<Console, Consol
     let primed = app.clone();
     tokio::spawn(async move { primed.pipeline.prime(&primed).await });
     let router = server::router(app.clone());
-    tokio::spawn(async move {
+    let stopping = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
+        let serve = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { stopping.reached(Phase::Draining).await });
+        if let Err(e) = serve.await {
             events::ServeFailed { error: &e.to_string() }.emit();
         }
-    });
-    Ok(Console { addr, app })
+    }));
+    Ok(Console { addr, app, shutdown, tasks })
 }

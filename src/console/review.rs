@@ -17,8 +17,12 @@ use super::ledger::ItemKey;
 use super::queue::{Inserted, Item, QueueState};
 use crate::avro::{Codec, CodecError, Decoded, Envelope, ReviewEvent, SchemaKind};
 use crate::call::now_ms;
+use crate::config::KafkaSettings;
 use crate::config::{StageSpec, Topology};
-use crate::kafka::{producer_config, reader_config, registry_settings};
+use crate::kafka::presence::Presence;
+use crate::kafka::{assign_only_config, producer_config, registry_settings};
+use crate::shutdown::Shutdown;
+use tokio::task::JoinHandle;
 
 /// How long every blocking metadata or offset request may take.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +86,11 @@ pub struct ReviewQueue {
     pub(super) codec: Codec,
     /// Items this replica is finishing now.
     pub(super) finishing: Mutex<HashSet<ItemKey>>,
+    /// The console's shutdown: every loop of this queue ends when it is requested.
+    pub(super) shutdown: Shutdown,
+    /// This queue's membership of `<group>.present` while the console runs.
+    presence: Mutex<Option<Presence>>,
+    settings: KafkaSettings,
 }
 
 impl ReviewQueue {
@@ -90,19 +99,15 @@ impl ReviewQueue {
         t: &Topology,
         topics: QueueTopics,
         opts: QueueOptions,
-    ) -> Result<Arc<Self>, QueueError> {
+        shutdown: Shutdown,
+    ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), QueueError> {
         let writes = [
             (topics.approved.clone(), SchemaKind::Reviewed),
             (topics.rejected.clone(), SchemaKind::Reviewed),
             (topics.claims.clone(), SchemaKind::ReviewEvent),
         ];
         let codec = Codec::connect(&registry_settings(t), &writes).await?;
-        let mut config = reader_config(&t.kafka);
-        config.remove("group.protocol");
-        config.set("group.id", &topics.group);
-        config.set("enable.partition.eof", "false");
-        config.set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer = assign_only_config(&t.kafka, &topics.group).create()?;
         let producer: FutureProducer = producer_config(&t.kafka).create()?;
         let (consumer, state) = tokio::task::spawn_blocking(move || {
             let state = assign(&consumer, &topics, opts.capacity)?;
@@ -121,9 +126,63 @@ impl ReviewQueue {
             producer,
             codec,
             finishing: Mutex::new(HashSet::new()),
+            shutdown,
+            presence: Mutex::new(None),
+            settings: t.kafka.clone(),
         });
-        super::loops::start(&queue);
-        Ok(queue)
+        let loops = super::loops::start(&queue);
+        Ok((queue, loops))
+    }
+
+    /// Whether this queue announces itself in `<group>.present` now.
+    pub fn present(&self) -> bool {
+        self.presence.lock().expect("never poisoned").is_some()
+    }
+
+    /// Whether this queue announces itself in `<group>.present`, joining it when it does not
+    /// yet. The join blocks a thread of its own until the membership is granted (not one of
+    /// the runtime's: a console dropped meanwhile must not hold its runtime up).
+    pub(super) async fn announced(&self) -> bool {
+        if self.present() {
+            return true;
+        }
+        let (settings, group) = (self.settings.clone(), self.topics.group.clone());
+        let topic = self.topics.needs_human.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("sluice-console-presence".into())
+            .spawn(move || {
+                let _ = tx.send(Presence::announce(&settings, &group, &topic, "console"));
+            })
+            .expect("a thread can be spawned");
+        let Ok(joined) = rx.await else { return false };
+        match joined {
+            Ok(p) => {
+                *self.presence.lock().expect("never poisoned") = Some(p);
+                true
+            }
+            Err(e) => {
+                let error = format!("announcing this console in Kafka: {e}");
+                super::events::QueueTrouble {
+                    stage: &self.topics.stage,
+                    what: "presence",
+                    error: &error,
+                }
+                .emit();
+                self.state().error = Some(error);
+                false
+            }
+        }
+    }
+
+    /// Leaves `<group>.present`: this console no longer commits for the group.
+    pub(super) async fn leave(&self) {
+        let presence = self.presence.lock().expect("never poisoned").take();
+        if let Some(p) = presence {
+            tokio::task::spawn_blocking(move || p.leave())
+                .await
+                .expect("the presence thread does not panic");
+        }
     }
 
     pub fn state(&self) -> MutexGuard<'_, QueueState> {
