@@ -158,11 +158,12 @@ impl Ledger {
 
     /// Applies the record at `offset` of the review-claims topic, read at `now_ms`; records at
     /// or below an offset already applied are ignored (a re-read after a reconnect).
-    pub fn apply(&mut self, offset: i64, e: &ReviewEvent, now_ms: i64) {
+    pub fn apply(&mut self, offset: i64, e: Option<&ReviewEvent>, now_ms: i64) {
         if offset < self.next {
             return;
         }
         self.next = offset + 1;
+        let Some(e) = e else { return };
         let item = ItemKey { partition: e.item_partition, offset: e.item_offset };
         let entry = self.docs.entry(DocKey::of_event(e)).or_default();
         entry.items.insert(item);
@@ -228,7 +229,7 @@ mod tests {
     fn run(events: &[ReviewEvent]) -> Ledger {
         let mut l = Ledger::default();
         for (offset, e) in events.iter().enumerate() {
-            l.apply(offset as i64, e, 0);
+            l.apply(offset as i64, Some(e), 0);
         }
         l
     }
@@ -269,9 +270,9 @@ mod tests {
         assert_eq!((d.id, d.holder.as_str()), (1, "a"), "the second decision does not count");
         assert_eq!(l.undone().count(), 1);
         let mut l = l;
-        l.apply(4, &event(Done, "b", 600), 0);
+        l.apply(4, Some(&event(Done, "b", 600)), 0);
         assert_eq!(l.state(&DOC), ItemState::Done, "any replica may finish a decision");
-        l.apply(5, &event(Claim, "c", 700), 0);
+        l.apply(5, Some(&event(Claim, "c", 700)), 0);
         assert_eq!(l.state(&DOC), ItemState::Done, "a done item cannot be claimed");
         assert_eq!(l.undone().count(), 0);
     }
@@ -282,7 +283,7 @@ mod tests {
         let l = run(&[event(Done, "a", 5), event(Claim, "b", 6)]);
         assert_eq!(l.state(&DOC), ItemState::Done, "only the last step survived compaction");
         let mut l = run(&[event(Claim, "a", 0), event(Claim, "b", 5)]);
-        l.apply(0, &event(Release, "a", 6), 0);
+        l.apply(0, Some(&event(Release, "a", 6)), 0);
         assert_eq!(holder(&l, 7).as_deref(), Some("a"), "offset 0 was applied already");
         assert_eq!(l.next_offset(), 2);
         assert_eq!(l.forget(&BTreeMap::from([(0, 8)]), |_| false), vec![ITEM]);
@@ -311,7 +312,7 @@ mod tests {
         let ItemState::Decided(d) = l.state(&doc) else { panic!("{:?}", l.state(&doc)) };
         assert_eq!((d.id, d.item.offset), (1, 7), "the second copy's decision does not count");
         let mut l = l;
-        l.apply(4, &copy(7, Done, "a", 600), 0);
+        l.apply(4, Some(&copy(7, Done, "a", 600)), 0);
         assert_eq!(l.state(&doc), ItemState::Done);
         let at = |c: i64| BTreeMap::from([(0, c)]);
         assert!(l.forget(&at(8), |_| false).is_empty(), "copy 8 is not committed yet");

@@ -80,6 +80,7 @@ async fn commit_loop(queue: Arc<ReviewQueue>) {
             break;
         }
     }
+    queue.stop_reading_claims();
     queue.leave().await;
 }
 

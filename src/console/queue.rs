@@ -273,7 +273,7 @@ mod tests {
             document: Some(format!("d{}", key.offset)),
             tenant: Some("t".into()),
         };
-        state.ledger.apply(at, &e, 0);
+        state.ledger.apply(at, Some(&e), 0);
     }
 
     #[test]

@@ -11,14 +11,15 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
 
+use super::events::{ClaimSkipped, QueueTrouble};
 use super::ledger::ItemKey;
 use super::queue::{Inserted, Item, QueueState};
 use crate::avro::{Codec, CodecError, Decoded, Envelope, ReviewEvent, SchemaKind};
 use crate::call::now_ms;
 use crate::config::KafkaSettings;
 use crate::config::{StageSpec, Topology};
+use crate::kafka::ledger::{Book, LedgerEvents, LogLedger};
 use crate::kafka::presence::Presence;
 use crate::kafka::{assign_only_config, producer_config, registry_settings};
 use crate::shutdown::Shutdown;
@@ -33,6 +34,8 @@ pub enum QueueError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Registry(#[from] crate::avro::RegistryError),
+    #[error(transparent)]
+    Claims(#[from] crate::kafka::ledger::LedgerError),
     #[error(
         "topic '{0}' does not exist: create the topology's topics (`sluice topics create`; \
          `sluice dev` creates them)"
@@ -78,12 +81,12 @@ pub struct ReviewQueue {
     pub topics: QueueTopics,
     pub claim_ttl: Duration,
     pub finish_after: Duration,
-    state: Mutex<QueueState>,
-    /// The next review-claims offset applied to the ledger.
-    applied: watch::Sender<i64>,
+    state: Arc<Mutex<QueueState>>,
+    /// The review-claims topic, read in log order into `state`'s ledger.
+    claims: LogLedger<QueueState>,
     pub(super) consumer: Arc<StreamConsumer>,
     pub(super) producer: FutureProducer,
-    pub(super) codec: Codec,
+    pub(super) codec: Arc<Codec>,
     /// Items this replica is finishing now.
     pub(super) finishing: Mutex<HashSet<ItemKey>>,
     /// The console's shutdown: every loop of this queue ends when it is requested.
@@ -106,7 +109,7 @@ impl ReviewQueue {
             (topics.rejected.clone(), SchemaKind::Reviewed),
             (topics.claims.clone(), SchemaKind::ReviewEvent),
         ];
-        let codec = Codec::connect(&registry_settings(t), &writes).await?;
+        let codec = Arc::new(Codec::connect(&registry_settings(t), &writes).await?);
         let consumer: StreamConsumer = assign_only_config(&t.kafka, &topics.group).create()?;
         let producer: FutureProducer = producer_config(&t.kafka).create()?;
         let (consumer, state) = tokio::task::spawn_blocking(move || {
@@ -116,12 +119,18 @@ impl ReviewQueue {
         .await
         .expect("assignment thread does not panic")?;
         let ((consumer, topics), state) = (consumer, state);
+        let state = Arc::new(Mutex::new(state));
+        let events = ClaimsEvents { stage: topics.stage.clone() };
+        let kind = SchemaKind::ReviewEvent;
+        let claims =
+            LogLedger::open(&t.kafka, &topics.claims, kind, codec.clone(), state.clone(), events)
+                .await?;
         let queue = Arc::new(Self {
             topics,
             claim_ttl: opts.claim_ttl,
             finish_after: opts.finish_after,
-            state: Mutex::new(state),
-            applied: watch::channel(0).0,
+            state,
+            claims,
             consumer: Arc::new(consumer),
             producer,
             codec,
@@ -202,46 +211,33 @@ impl ReviewQueue {
 
     /// Waits until the ledger applied the review-claims record at `offset`.
     pub(super) async fn applied(&self, offset: i64) -> bool {
-        let mut rx = self.applied.subscribe();
-        let wait = async move { rx.wait_for(|next| *next > offset).await.is_ok() };
-        matches!(tokio::time::timeout(Duration::from_secs(10), wait).await, Ok(true))
+        self.claims.wait_applied(offset, Duration::from_secs(10)).await
     }
 
-    /// Decodes a record, waiting out a registry that does not answer: a record skipped for a
-    /// passing outage would leave this replica's ledger apart from the others for good.
+    /// Stops reading the review-claims topic (the console is stopping).
+    pub(super) fn stop_reading_claims(&self) {
+        self.claims.stop();
+    }
+
+    /// Decodes a needs-human record, waiting out a registry that does not answer (the backoff
+    /// of [`crate::retry`]): a record taken for undecodable during a passing outage would be
+    /// shown as such.
     async fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Decoded, CodecError> {
+        let mut waits = crate::retry::infrastructure_backoff();
         loop {
             match self.codec.decode(m.payload()).await {
                 Err(CodecError::RegistryUnavailable(e)) => {
                     self.state().error = Some(format!("schema registry unavailable: {e}"));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let wait = waits.next().unwrap_or(Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
                 }
                 other => return other,
             }
         }
     }
 
+    /// Offers a needs-human record to the queue; parks its partition when the queue is full.
     pub(super) async fn read(&self, m: &BorrowedMessage<'_>) {
-        if m.topic() == self.topics.claims {
-            // A tombstone (no value) is an item behind the queue's commit: nothing to apply.
-            if m.payload().is_some() {
-                // Malformed for one replica is malformed for all: skipping keeps them agreed.
-                let event = self.decode(m).await.map_err(|e| e.to_string()).and_then(|d| {
-                    apache_avro::from_value::<ReviewEvent>(&d.value).map_err(|e| e.to_string())
-                });
-                match event {
-                    Ok(e) => self.state().ledger.apply(m.offset(), &e, now_ms()),
-                    Err(e) => super::events::ClaimSkipped {
-                        stage: &self.topics.stage,
-                        offset: m.offset(),
-                        error: &e,
-                    }
-                    .emit(),
-                }
-            }
-            self.applied.send_replace(m.offset() + 1);
-            return;
-        }
         let traceparent = m.headers().and_then(|h| {
             h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value.map(<[u8]>::to_vec))
         });
@@ -298,8 +294,8 @@ impl ReviewQueue {
     }
 }
 
-/// Assigns the needs-human partitions at the group's commits and the claims topic from its
-/// beginning (blocking).
+/// Assigns the needs-human partitions at the group's commits (blocking); checks that the
+/// claims topic exists (the ledger reads it).
 fn assign(
     consumer: &StreamConsumer,
     topics: &QueueTopics,
@@ -323,7 +319,6 @@ fn assign(
         state.committed.insert(e.partition(), at);
         tpl.add_partition_offset(&topics.needs_human, e.partition(), Offset::Offset(at))?;
     }
-    tpl.add_partition_offset(&topics.claims, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     Ok(state)
 }
@@ -334,5 +329,37 @@ pub(super) fn partitions_of(consumer: &StreamConsumer, topic: &str) -> Result<i3
     match metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32 {
         0 => Err(QueueError::MissingTopic(topic.to_owned())),
         n => Ok(n),
+    }
+}
+
+/// The review-claims topic is read in log order into the queue's ledger.
+impl Book for QueueState {
+    type Entry = ReviewEvent;
+
+    fn apply(&mut self, offset: i64, entry: Option<ReviewEvent>) {
+        // A tombstone (an item behind the queue's commit) or a record no replica can read:
+        // nothing to apply, but the offset is passed alike by every replica.
+        self.ledger.apply(offset, entry.as_ref(), now_ms());
+    }
+}
+
+/// The claims ledger's reader reports as the console's typed events.
+struct ClaimsEvents {
+    stage: String,
+}
+
+impl LedgerEvents for ClaimsEvents {
+    fn read_failed(&self, _topic: &str, error: &rdkafka::error::KafkaError) {
+        let error = error.to_string();
+        QueueTrouble { stage: &self.stage, what: "claims", error: &error }.emit();
+    }
+
+    fn registry_wait(&self, _topic: &str, offset: i64, error: &str, _retry_in: Duration) {
+        let error = format!("schema registry unavailable at claims offset {offset}: {error}");
+        QueueTrouble { stage: &self.stage, what: "claims", error: &error }.emit();
+    }
+
+    fn skipped(&self, _topic: &str, offset: i64, reason: &str) {
+        ClaimSkipped { stage: &self.stage, offset, error: reason }.emit();
     }
 }

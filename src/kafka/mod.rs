@@ -3,6 +3,7 @@
 //! settings.
 
 mod admin;
+pub mod ledger;
 pub mod presence;
 mod probe;
 
