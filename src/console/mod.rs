@@ -1,29 +1,25 @@
 //! `sluice console`: a web console served by sluice itself for the people in the loop — the
-//! review queue of every review stage ([`review`], [`actions`], decided in log order by the
-//! [`ledger`] so several replicas agree), the dead letters with redrive ([`dlq_pages`], through
+//! review queue of every review stage ([`review`]: decided in log order by its ledger so several
+//! replicas agree, one decision per document), the dead letters with redrive ([`dlq_pages`], through
 //! [`crate::ops::redrive`]), and the pipeline at a glance ([`pipeline_page`], through
 //! [`crate::ops::status`]). Server-rendered HTML ([`html`]) with a little script, assets
-//! compiled into the binary; sessions and CSRF in [`auth`]; routes in [`server`].
+//! compiled into the binary; who may log in in [`access`], sessions and CSRF in [`auth`]; routes
+//! in [`server`]; log lines through [`events`].
 //!
 //! Log lines are typed events ([`events`]); a test there fails when another file of `console/`
 //! calls `tracing`'s macros.
 
 pub mod access;
-pub mod actions;
 pub mod auth;
 mod dlq_pages;
 pub mod events;
 pub mod html;
-pub mod ledger;
-mod loops;
 mod pipeline_page;
-pub mod queue;
 pub mod review;
-mod review_forms;
-mod review_item;
-mod review_pages;
 pub mod scrape;
 pub mod server;
+
+pub use review::{actions, ledger, queue};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,11 +132,11 @@ pub async fn start_until(
             finish_after: opts.finish_after,
             capacity: opts.limits.queue_items,
         };
-        let (queue, loops) = ReviewQueue::start(t, topics, queue_opts, shutdown.clone())
+        let queue = ReviewQueue::start(t, topics, queue_opts, shutdown.clone())
             .await
             .map_err(|error| ConsoleError::Queue { stage, error })?;
+        tasks.extend(review::run(&queue));
         queues.push(queue);
-        tasks.extend(loops);
     }
     let app = Arc::new(App {
         topology: t.clone(),

@@ -17,7 +17,8 @@ use axum::{Form, Router};
 use super::auth::{proxy_user, Session, Sessions, PROXY_USER};
 use super::html::{page, Nav};
 use super::review::ReviewQueue;
-use super::{dlq_pages, pipeline_page, review_forms, review_item, review_pages};
+use super::review::{forms as review_forms, item_page as review_item, pages as review_pages};
+use super::{dlq_pages, pipeline_page};
 use crate::config::Topology;
 
 pub struct App {

@@ -9,14 +9,14 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::Session;
-use super::html::{age, csrf_field, esc, options, url, Nav};
 use super::ledger::ItemState;
 use super::queue::{depth_of, facets_of, Item, QueueFilter};
-use super::review::ReviewQueue;
-use super::server::{App, Shared};
+use super::replica::ReviewQueue;
 use crate::avro::Envelope;
 use crate::call::now_ms;
+use crate::console::auth::Session;
+use crate::console::html::{age, csrf_field, esc, options, url, Nav};
+use crate::console::server::{App, Shared};
 
 /// Items listed on one page at most (the oldest).
 const LISTED: usize = 100;

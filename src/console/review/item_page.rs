@@ -7,12 +7,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::html::{csrf_field, esc, time, url, Nav};
 use super::ledger::{ItemKey, ItemState};
-use super::review_pages::{item_card, queue, Query_};
-use super::server::Shared;
+use super::pages::{item_card, queue, Query_};
 use crate::avro::Envelope;
 use crate::call::now_ms;
+use crate::console::html::{csrf_field, esc, time, url, Nav};
+use crate::console::server::Shared;
 
 pub async fn item(
     State(app): State<Shared>,
@@ -26,9 +26,11 @@ pub async fn item(
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let key = ItemKey { partition, offset };
-    if !super::review_forms::in_scope(&session, queue, key) {
-        return super::server::Refusal::Forbidden("this item is of a tenant you do not review")
-            .into_response();
+    if !super::forms::in_scope(&session, queue, key) {
+        return crate::console::server::Refusal::Forbidden(
+            "this item is of a tenant you do not review",
+        )
+        .into_response();
     }
     let state = queue.state();
     let (Some(item), item_state) = (state.items.get(&key).cloned(), state.item_state(key)) else {

@@ -16,9 +16,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use tokio::task::JoinHandle;
 
-use super::events::{PartitionFollowed, QueueTrouble};
-use super::review::{partitions_of, ReviewQueue, TIMEOUT};
+use super::replica::{partitions_of, ReviewQueue, TIMEOUT};
 use crate::call::now_ms;
+use crate::console::events::{PartitionFollowed, QueueTrouble};
 use crate::shutdown::Phase;
 
 const COMMIT_EVERY: Duration = Duration::from_secs(2);

@@ -8,7 +8,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
 use super::ledger::{Decision, DocKey, ItemKey, ItemState};
-use super::review::ReviewQueue;
+use super::replica::ReviewQueue;
 use crate::avro::{HumanDecision, HumanReview, ReviewEvent, ReviewStep, SchemaKind, Verdict};
 use crate::call::now_ms;
 
@@ -207,7 +207,7 @@ impl ReviewQueue {
             Err(e) => e,
         };
         self.step(key, actor, ReviewStep::Done, 0, None).await?;
-        super::events::Discarded {
+        crate::console::events::Discarded {
             stage: &self.topics.stage,
             item: &format!("{}/{}", key.partition, key.offset),
             reviewer: &actor.reviewer,

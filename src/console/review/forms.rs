@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::actions::{Actor, Judgement};
-use super::auth::Session;
-use super::html::url;
 use super::ledger::ItemKey;
-use super::review::ReviewQueue;
-use super::review_pages::{queue, Query_};
-use super::server::{App, FormData, Refusal, Shared};
+use super::pages::{queue, Query_};
+use super::replica::ReviewQueue;
 use crate::avro::HumanDecision;
+use crate::console::auth::Session;
+use crate::console::html::url;
+use crate::console::server::{App, FormData, Refusal, Shared};
 
 fn actor(s: &Session) -> Actor {
     Actor { reviewer: s.reviewer.clone(), holder: s.holder.clone() }

@@ -12,18 +12,17 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::events::{ClaimSkipped, QueueTrouble};
 use super::ledger::ItemKey;
 use super::queue::{Inserted, Item, QueueState};
 use crate::avro::{Codec, CodecError, Decoded, Envelope, ReviewEvent, SchemaKind};
 use crate::call::now_ms;
 use crate::config::KafkaSettings;
 use crate::config::{StageSpec, Topology};
+use crate::console::events::{ClaimSkipped, QueueTrouble};
 use crate::kafka::ledger::{Book, LedgerEvents, LogLedger};
 use crate::kafka::presence::Presence;
 use crate::kafka::{assign_only_config, producer_config, registry_settings};
 use crate::shutdown::Shutdown;
-use tokio::task::JoinHandle;
 
 /// How long every blocking metadata or offset request may take.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,13 +96,14 @@ pub struct ReviewQueue {
 }
 
 impl ReviewQueue {
-    /// Connects and starts reading; the queue fills in the background.
+    /// Connects and reads the review-claims topic to its end; the needs-human records are read
+    /// by the queue's loops ([`super::run`]).
     pub async fn start(
         t: &Topology,
         topics: QueueTopics,
         opts: QueueOptions,
         shutdown: Shutdown,
-    ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), QueueError> {
+    ) -> Result<Arc<Self>, QueueError> {
         let writes = [
             (topics.approved.clone(), SchemaKind::Reviewed),
             (topics.rejected.clone(), SchemaKind::Reviewed),
@@ -139,8 +139,7 @@ impl ReviewQueue {
             presence: Mutex::new(None),
             settings: t.kafka.clone(),
         });
-        let loops = super::loops::start(&queue);
-        Ok((queue, loops))
+        Ok(queue)
     }
 
     /// Whether this queue announces itself in `<group>.present` now.
@@ -172,7 +171,7 @@ impl ReviewQueue {
             }
             Err(e) => {
                 let error = format!("announcing this console in Kafka: {e}");
-                super::events::QueueTrouble {
+                crate::console::events::QueueTrouble {
                     stage: &self.topics.stage,
                     what: "presence",
                     error: &error,
@@ -251,7 +250,7 @@ impl ReviewQueue {
         let inserted = self.state().insert(Item { key, timestamp_ms, traceparent, envelope });
         if inserted == Inserted::Full {
             let capacity = self.state().capacity;
-            super::events::QueueFull {
+            crate::console::events::QueueFull {
                 stage: &self.topics.stage,
                 partition: key.partition,
                 capacity,
