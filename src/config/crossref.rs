@@ -144,8 +144,7 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
             }
         }
     }
-    let dims =
-        s.kind.vector_dimensions().map(|d| (format!("{}.dimensions", s.kind.name()), d));
+    let dims = s.kind.vector_dimensions().map(|d| (format!("{}.dimensions", s.kind.name()), d));
     if let (Some((field, dims)), Some(choice)) = (dims, &s.model) {
         for alias in chain(t, &choice.default) {
             let Some(m) = t.models.get(&alias) else { continue };
