@@ -10,9 +10,9 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
+use super::app::{App, FormData, Shared};
 use super::auth::Session;
 use super::html::{csrf_field, esc, options, time, Nav};
-use super::server::{App, FormData, Shared};
 use crate::avro::{Codec, DeadLetterClass};
 use crate::kafka::registry_settings;
 use crate::ops::dlq_read::{document_id, original_json, read_newest, redrive_count};

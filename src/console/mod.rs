@@ -4,12 +4,13 @@
 //! [`crate::ops::redrive`]), and the pipeline at a glance ([`pipeline_page`], through
 //! [`crate::ops::status`]). Server-rendered HTML ([`html`]) with a little script, assets
 //! compiled into the binary; who may log in in [`access`], sessions and CSRF in [`auth`]; routes
-//! in [`server`]; log lines through [`events`].
+//! in [`server`], what pages share in [`app`]; log lines through [`events`].
 //!
 //! Log lines are typed events ([`events`]); a test there fails when another file of `console/`
 //! calls `tracing`'s macros.
 
 pub mod access;
+pub mod app;
 pub mod auth;
 mod dlq_pages;
 pub mod events;
@@ -28,9 +29,9 @@ use std::time::Duration;
 use crate::config::Topology;
 use crate::shutdown::{Phase, Shutdown};
 use access::Access;
+use app::App;
 use auth::{SessionLimits, Sessions};
 use review::{QueueError, QueueOptions, QueueTopics, ReviewQueue};
-use server::App;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]

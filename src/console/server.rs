@@ -1,9 +1,5 @@
-//! The console's HTTP side: the router, the shared [`App`], security headers, and the checks
-//! every request passes (who a trusted proxy says it is, a session for pages, a session and its
-//! CSRF token for every POST, and a same-origin `Origin` when the browser sends one).
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! The console's HTTP side: the router, security headers, who a trusted proxy says a request
+//! comes from, `/metrics`, and logging in and out. What pages share is in [`super::app`].
 
 use std::net::SocketAddr;
 
@@ -14,26 +10,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
-use super::auth::{proxy_user, Session, Sessions, PROXY_USER};
+use super::app::{same_origin, FormData};
+/// Where the pipeline page finds the shared state (until it names [`super::app`] itself).
+pub use super::app::{App, Shared};
+use super::auth::{proxy_user, PROXY_USER};
 use super::html::{page, Nav};
-use super::review::ReviewQueue;
 use super::review::{forms as review_forms, item_page as review_item, pages as review_pages};
 use super::{dlq_pages, pipeline_page};
-use crate::config::Topology;
-
-pub struct App {
-    pub topology: Topology,
-    pub queues: Vec<Arc<ReviewQueue>>,
-    pub sessions: Sessions,
-    pub pipeline: pipeline_page::Sampler,
-    /// Bounds on what the console holds in memory.
-    pub limits: super::Limits,
-    /// Stages whose dead letters this console is redriving now: one run per stage at a time.
-    pub redrives: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-pub type Shared = Arc<App>;
-pub type FormData = Form<HashMap<String, String>>;
 
 pub fn router(app: Shared) -> Router {
     Router::new()
@@ -145,66 +128,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");
     response
-}
-
-/// Why a request is not served: no session (a page: log in first) or a refused action.
-#[derive(Debug, Clone, Copy)]
-pub enum Refusal {
-    Login,
-    Forbidden(&'static str),
-    /// The request names no review queue of this topology: back to the queue page.
-    NoQueue,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Login => Redirect::to("/login").into_response(),
-            Self::Forbidden(why) => (StatusCode::FORBIDDEN, format!("{why}\n")).into_response(),
-            Self::NoQueue => Redirect::to("/review").into_response(),
-        }
-    }
-}
-
-impl App {
-    /// The session of a page request, or a redirect to the login page.
-    pub fn viewer(&self, headers: &HeaderMap) -> Result<Session, Refusal> {
-        self.sessions.of(headers).ok_or(Refusal::Login)
-    }
-
-    /// The session of a state-changing request whose form carries its CSRF token; otherwise
-    /// 403 and nothing is done.
-    pub fn actor(
-        &self,
-        headers: &HeaderMap,
-        form: &HashMap<String, String>,
-    ) -> Result<Session, Refusal> {
-        if !same_origin(headers) {
-            return Err(Refusal::Forbidden("cross-origin request refused"));
-        }
-        let session = self.sessions.of(headers).ok_or(Refusal::Forbidden("log in first"))?;
-        if !session.csrf_ok(form.get("csrf").map(String::as_str)) {
-            return Err(Refusal::Forbidden(
-                "missing or wrong CSRF token: reload the page and try again",
-            ));
-        }
-        Ok(session)
-    }
-
-    /// A page for `session`, with its pending flash message.
-    pub fn render(&self, title: &str, nav: Nav, session: &Session, body: &str) -> Html<String> {
-        let flash = self.sessions.take_flash(&session.id);
-        Html(page(title, nav, Some(session), flash, body))
-    }
-}
-
-/// False when the browser says the request comes from another origin than the one it is sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
 }
 
 async fn login_page(State(app): State<Shared>, headers: HeaderMap) -> Html<String> {

@@ -15,9 +15,9 @@ use super::ledger::ItemKey;
 use super::pages::{queue, Query_};
 use super::replica::ReviewQueue;
 use crate::avro::HumanDecision;
+use crate::console::app::{App, FormData, Refusal, Shared};
 use crate::console::auth::Session;
 use crate::console::html::url;
-use crate::console::server::{App, FormData, Refusal, Shared};
 
 fn actor(s: &Session) -> Actor {
     Actor { reviewer: s.reviewer.clone(), holder: s.holder.clone() }

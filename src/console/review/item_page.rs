@@ -11,8 +11,8 @@ use super::ledger::{ItemKey, ItemState};
 use super::pages::{item_card, queue, Query_};
 use crate::avro::Envelope;
 use crate::call::now_ms;
+use crate::console::app::Shared;
 use crate::console::html::{csrf_field, esc, time, url, Nav};
-use crate::console::server::Shared;
 
 pub async fn item(
     State(app): State<Shared>,
@@ -27,7 +27,7 @@ pub async fn item(
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
     let key = ItemKey { partition, offset };
     if !super::forms::in_scope(&session, queue, key) {
-        return crate::console::server::Refusal::Forbidden(
+        return crate::console::app::Refusal::Forbidden(
             "this item is of a tenant you do not review",
         )
         .into_response();

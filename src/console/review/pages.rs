@@ -14,9 +14,9 @@ use super::queue::{depth_of, facets_of, Item, QueueFilter};
 use super::replica::ReviewQueue;
 use crate::avro::Envelope;
 use crate::call::now_ms;
+use crate::console::app::{App, Shared};
 use crate::console::auth::Session;
 use crate::console::html::{age, csrf_field, esc, options, url, Nav};
-use crate::console::server::{App, Shared};
 
 /// Items listed on one page at most (the oldest).
 const LISTED: usize = 100;
