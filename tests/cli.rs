@@ -331,6 +331,6 @@ fn console_refuses_to_listen_off_loopback_without_a_token_before_connecting() {
     .output()
     .expect("run");
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("reading the token file /nonexistent")
+        String::from_utf8_lossy(&missing.stderr).contains("reading the access file /nonexistent")
     );
 }
