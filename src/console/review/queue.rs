@@ -321,4 +321,49 @@ mod tests {
         assert_eq!(depth[0], TenantDepth { tenant: "a".into(), items: 2, oldest_ms: 10 });
         assert_eq!(depth[1].items, 1);
     }
+
+    #[test]
+    fn a_full_queue_holds_no_more_and_reads_on_from_the_record_that_did_not_fit() {
+        let capacity = 2;
+        let mut s = QueueState::new(capacity);
+        s.committed.insert(0, 10);
+        assert_eq!(s.insert(item(0, 9, "t", 1)), Inserted::Ignored, "behind the commit");
+        assert_eq!(s.insert(item(0, 10, "t", 1)), Inserted::Held);
+        assert_eq!(s.insert(item(0, 11, "t", 1)), Inserted::Held);
+        assert_eq!(s.insert(item(0, 12, "t", 1)), Inserted::Full);
+        assert_eq!(s.items.len(), capacity);
+        s.parked.insert(0);
+        assert_eq!(s.insert(item(0, 13, "t", 1)), Inserted::Ignored, "fetched before parking");
+        assert_eq!(s.resume_at(0), 12, "the record that did not fit is read again");
+        let k = |offset| ItemKey { partition: 0, offset };
+        for (at, step_) in
+            [ReviewStep::Claim, ReviewStep::Decide, ReviewStep::Done].into_iter().enumerate()
+        {
+            step(&mut s, at as i64, k(10), step_);
+        }
+        assert_eq!(s.commit_points(), vec![(0, 11)]);
+        s.committed_at(0, 11);
+        s.parked.clear();
+        assert_eq!(s.insert(item(0, 11, "t", 1)), Inserted::Ignored, "read already");
+        assert_eq!(s.insert(item(0, 12, "t", 1)), Inserted::Held, "room again");
+    }
+
+    #[test]
+    fn copies_of_a_document_are_listed_once() {
+        let mut s = QueueState::new(usize::MAX);
+        let copy = |offset| {
+            let mut i = item(0, offset, "t", offset);
+            if let Ok(e) = i.envelope.as_mut() {
+                e.document.id = "same".into();
+            }
+            i
+        };
+        s.insert(copy(0));
+        s.insert(copy(1));
+        s.insert(item(0, 2, "t", 2));
+        let listed: Vec<i64> =
+            s.pending(&QueueFilter::default()).iter().map(|(i, _)| i.key.offset).collect();
+        assert_eq!(listed, vec![0, 2], "the oldest copy stands for the document");
+        assert_eq!(s.copies(&s.items[&ItemKey { partition: 0, offset: 1 }].doc()), 2);
+    }
 }
