@@ -138,6 +138,8 @@ async fn a_token_names_its_reviewer_and_a_scoped_reviewer_sees_and_decides_only_
     assert_eq!(ann.login("mallory", ANN).await, 303, "the typed name is ignored");
     let html = ann.get("/review").await.text().await.expect("body");
     assert!(html.contains("d-acme") && !html.contains("d-globex"), "ann sees acme only");
+    let letters = ann.get("/dead-letters").await.status();
+    assert_eq!(letters, 403, "dead letters hold every tenant's records");
     let csrf = csrf_of(&html);
     // d-globex is the second record: 0/1.
     assert_eq!(ann.get("/review/item/0/1").await.status(), 403, "not her tenant's item");

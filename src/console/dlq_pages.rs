@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::app::{App, FormData, Shared};
+use super::app::{App, FormData, Refusal, Shared};
 use super::auth::Session;
 use super::html::{csrf_field, esc, options, time, Nav};
 use crate::avro::{Codec, DeadLetterClass};
@@ -86,12 +86,22 @@ impl Selection {
     }
 }
 
+/// Dead letters hold records of every tenant: only reviewers of every tenant see or redrive them.
+fn every_tenant(session: Session) -> Result<Session, Refusal> {
+    match session.tenants {
+        None => Ok(session),
+        Some(_) => Err(Refusal::Forbidden(
+            "dead letters hold every tenant's records: only reviewers of every tenant see them",
+        )),
+    }
+}
+
 pub async fn list(
     State(app): State<Shared>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match app.viewer(&headers) {
+    let session = match app.viewer(&headers).and_then(every_tenant) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -258,7 +268,7 @@ async fn run(
     form: HashMap<String, String>,
     execute: bool,
 ) -> Response {
-    let session = match app.actor(&headers, &form) {
+    let session = match app.actor(&headers, &form).and_then(every_tenant) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
