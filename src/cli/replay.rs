@@ -136,16 +136,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     match args.format {
         Format::Json => {
+            let executed = match args.execute {
+                true => Some(execute(&kafka, &plan, &how_to_stop).await?),
+                false => None,
+            };
             let json = serde_json::json!({
                 "plan": plan,
                 "reprocessed": plan.reprocessed(),
                 "skipped": plan.skipped(),
                 "cost": cost,
                 "executed": args.execute,
+                "committed": executed,
             });
-            if args.execute {
-                execute(&kafka, &plan, &how_to_stop).await?;
-            }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Format::Table => {
@@ -157,17 +159,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("plan written to {}", path.display());
             }
             if args.execute {
-                execute(&kafka, &plan, &how_to_stop).await?;
+                let executed = execute(&kafka, &plan, &how_to_stop).await?;
                 println!(
                     "executed: group '{}' now resumes at the new offsets; start its consumers \
                      again to re-process {} records",
                     plan.group,
                     plan.reprocessed()
                 );
+                println!("{}", executed.describe());
             } else {
                 println!(
-                    "dry run: nothing changed. Add --execute to commit these offsets (the group \
-                     must have no members)."
+                    "dry run: nothing changed. Add --execute to commit the changed offsets (the \
+                     group must have no members, and its commits must still be the ones above)."
                 );
             }
         }

@@ -113,6 +113,14 @@ fn show(r: &Report, format: Format) -> Result<()> {
     for s in &r.stages {
         details(s);
     }
+    if r.metering_skipped.count > 0 {
+        println!(
+            "{} metering record(s) today are not cost events and were skipped (spend may be \
+             under-counted); first: {}",
+            r.metering_skipped.count,
+            r.metering_skipped.first.as_deref().unwrap_or("")
+        );
+    }
     Ok(())
 }
 

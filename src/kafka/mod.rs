@@ -4,6 +4,7 @@
 
 mod admin;
 mod probe;
+pub mod reader;
 
 pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
 pub use probe::{broker_kind, require_admin_api, watch_reachability, BrokerKind, ProbeError};

@@ -10,11 +10,11 @@ use std::time::Duration;
 use rdkafka::message::Message;
 use serde::Serialize;
 
-use super::ranges::{read_ranges, Range};
-use super::replay::Plan;
+use super::plan::Plan;
 use crate::avro::{Codec, Envelope};
 use crate::call::now_ms;
 use crate::config::{CacheSpec, StageKindSpec, StageSpec, Topology};
+use crate::kafka::reader::{read_ranges, Range};
 use crate::kafka::registry_settings;
 use crate::metering::report::dedup;
 use crate::metering::{read_events, CostEvent, ReadError};
