@@ -1,26 +1,31 @@
-//! What a replay will cost: the records of the replayed window are read (their document ids),
-//! and the stage's cost events on the metering topic say what each of them cost the first time
-//! (duplicates removed by event id). With a response cache, a record whose answer is on record
-//! is served from the cache and costs nothing — if the cache still holds it, if the stage's
-//! prompt version is the one that answered, and for Redis if the entry is younger than its TTL.
+//! What a replay will cost, with what the figure rests on. A sample spread across the replayed
+//! window ([`super::cost_sample`]) is read; for each sampled record the metering topic says what
+//! its own first processing paid, if its events are still there, and whether the response cache
+//! should answer it ([`super::cost_evidence`]). The estimate is an interval: the low end counts
+//! sampled records without a cost event as free and the cache as holding every answer on record;
+//! the high end counts them at the average of those with one and the cache as holding nothing;
+//! both widened by the sampling error when only part of the window was read. With no cost event
+//! for any sampled record the estimate is "unknown", never $0.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::message::Message;
 use serde::Serialize;
 
+use super::cost_evidence::{by_document, current_prompts, doc_costs, in_cache, own_cost};
+use super::cost_sample::{read_sample, sample_ranges, Sampled};
 use super::plan::Plan;
-use crate::avro::{Codec, Envelope};
+use crate::avro::Codec;
 use crate::call::now_ms;
-use crate::config::{CacheSpec, StageKindSpec, StageSpec, Topology};
-use crate::kafka::reader::{read_ranges, Range};
+use crate::config::{CacheSpec, StageSpec, Topology};
 use crate::kafka::registry_settings;
-use crate::metering::report::dedup;
-use crate::metering::{read_events, CostEvent, ReadError};
+use crate::metering::report::{dedup, usd};
+use crate::metering::{read_metering, CostEvent, ReadError, Skipped};
 
-/// At most this many records of the window are read; a larger window is extrapolated.
-pub const MAX_SCANNED: usize = 50_000;
+/// Records of the window read by default; a larger window is sampled across.
+pub const DEFAULT_SAMPLE: u64 = 2_000;
+
+/// The normal quantile of the sampling interval (about 95%).
+const Z: f64 = 1.96;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CostError {
@@ -32,163 +37,192 @@ pub enum CostError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
-/// What re-processing the plan's records is expected to cost.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// An amount in micro-USD, or unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Amount {
+    /// No sampled record has a cost event: nothing to estimate from.
+    Unknown { reason: String },
+    /// The most likely figure and the interval it lies in.
+    Estimated { expected_micro_usd: u64, low_micro_usd: u64, high_micro_usd: u64 },
+}
+
+impl Amount {
+    /// `$x (between $a and $b)`, or `unknown (why)`, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Unknown { reason } => format!("unknown ({reason})"),
+            Self::Estimated { expected_micro_usd, low_micro_usd, high_micro_usd } => format!(
+                "{} USD (between {} and {} USD)",
+                usd(*expected_micro_usd),
+                usd(*low_micro_usd),
+                usd(*high_micro_usd)
+            ),
+        }
+    }
+
+    /// Whether `micro_usd` lies in the interval (false when unknown).
+    pub fn contains(&self, micro_usd: u64) -> bool {
+        matches!(self, Self::Estimated { low_micro_usd, high_micro_usd, .. }
+            if (*low_micro_usd..=*high_micro_usd).contains(&micro_usd))
+    }
+}
+
+/// What re-processing the plan's records is expected to cost, and what that rests on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostEstimate {
-    /// Records the plan re-processes, and how many of them were read.
+    /// Records the plan re-processes, and how many of them were sampled.
     pub records: u64,
-    pub scanned: u64,
-    /// Of those read, records whose document has cost events of this stage.
+    pub sampled: u64,
+    /// Sampled records whose own processing has cost events on the metering topic.
     pub metered: u64,
-    /// Average paid cost of a read record over the window (micro-USD).
-    pub per_record_micro_usd: u64,
-    /// Without a cache: every record pays what it paid the first time.
-    pub without_cache_micro_usd: u64,
-    /// Whether the topology has a response cache.
-    pub cache: bool,
-    /// Of those read, records whose answer the cache should still hold (free).
+    /// `metered / sampled`.
+    pub metered_share: f64,
+    /// Without a cache: every record pays again.
+    pub without_cache: Amount,
+    /// The response cache's kind, when the topology has one; `None`: no cache.
+    pub cache: Option<String>,
+    /// Sampled records whose answer the cache should still hold.
     pub cached: u64,
-    /// With the cache: only records it does not answer pay.
-    pub with_cache_micro_usd: u64,
-    /// The assumptions the estimate rests on, for the operator to read.
+    /// With the cache, `None` without one.
+    pub with_cache: Option<Amount>,
+    /// Metering records that are not cost events, skipped.
+    pub metering_skipped: Skipped,
+    /// The assumptions, for the operator to read.
     pub notes: Vec<String>,
 }
 
-/// What one document of the stage cost, and whether its answer is in the cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DocCost {
-    /// Paid calls (all attempts), micro-USD.
-    pub paid_micro_usd: u64,
-    /// When a paid call answered it with the current prompt version (ms), if one did.
-    pub answered_ms: Option<i64>,
-    /// A cache hit answered it with the current prompt version.
-    pub hit: bool,
-}
-
-/// The prompt versions the stage uses now, when known: an answer made with another version is
-/// not in the cache under the current key.
-pub fn current_prompts(spec: &StageSpec) -> Option<Vec<String>> {
-    match &spec.kind {
-        StageKindSpec::Generate { prompt, ab, .. } => Some(
-            std::iter::once(prompt.clone()).chain(ab.iter().map(|a| a.prompt.clone())).collect(),
-        ),
-        StageKindSpec::Classify { prompt: Some(p), .. } => Some(vec![p.clone()]),
-        _ => None,
+/// Mean and the sampling error of a total over `n_total` records estimated from `values`.
+fn total(values: &[f64], n_total: u64) -> (f64, f64) {
+    let n = values.len() as f64;
+    let big_n = n_total as f64;
+    if values.is_empty() {
+        return (0.0, 0.0);
     }
-}
-
-/// Per document id, what the stage's (deduplicated) events say.
-pub fn doc_costs(
-    events: &[CostEvent],
-    stage: &str,
-    prompts: Option<&[String]>,
-) -> HashMap<String, DocCost> {
-    let mut out: HashMap<String, DocCost> = HashMap::new();
-    for e in events.iter().filter(|e| e.stage == stage) {
-        let d = out.entry(e.document_id.clone()).or_default();
-        let current = match (&e.prompt_version, prompts) {
-            (Some(v), Some(list)) => list.contains(v),
-            _ => true,
-        };
-        if e.cached {
-            d.hit |= current && e.outcome == "ok";
-            continue;
-        }
-        d.paid_micro_usd += e.cost_micro_usd.max(0) as u64;
-        if current && e.outcome == "ok" {
-            d.answered_ms = d.answered_ms.max(Some(e.timestamp_ms));
-        }
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() as u64 >= n_total || values.len() < 2 {
+        return (mean * big_n, 0.0);
     }
-    out
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let fpc = ((big_n - n) / (big_n - 1.0)).max(0.0);
+    (mean * big_n, big_n * Z * (var / n * fpc).sqrt())
 }
 
-/// Whether the cache should still answer this document at `now_ms`.
-pub fn in_cache(cache: Option<&CacheSpec>, d: &DocCost, now_ms: i64) -> bool {
-    match cache {
-        None => false,
-        Some(CacheSpec::Embedded { .. }) => d.hit || d.answered_ms.is_some(),
-        Some(CacheSpec::Redis { ttl, .. }) => {
-            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-            d.answered_ms.is_some_and(|at| now_ms.saturating_sub(at) < ttl)
-        }
-    }
+fn micro(x: f64) -> u64 {
+    x.max(0.0).round() as u64
 }
 
-/// The estimate from the document ids of the window's records (`scanned` of `records`).
+/// The estimate from the sampled records of a window of `records`.
 pub fn estimate(
     t: &Topology,
     spec: &StageSpec,
     events: &[CostEvent],
-    window_ids: &[String],
+    sample: &[Sampled],
     records: u64,
     now_ms: i64,
 ) -> CostEstimate {
     let prompts = current_prompts(spec);
-    let costs = doc_costs(events, &spec.name, prompts.as_deref());
+    let docs = doc_costs(events, &spec.name, prompts.as_deref());
+    let by_doc = by_document(events, &spec.name);
     let cache = t.cache.as_ref();
+    let own: Vec<Option<u64>> =
+        sample.iter().map(|r| own_cost(by_doc.get(r.document_id.as_str()), r)).collect();
+    let cached: Vec<bool> = sample
+        .iter()
+        .map(|r| docs.get(&r.document_id).is_some_and(|d| in_cache(cache, d, now_ms)))
+        .collect();
+    let paid: Vec<u64> = own.iter().flatten().copied().collect();
+    let metered = paid.len() as u64;
+    let sampled = sample.len() as u64;
+    let average = paid.iter().sum::<u64>() as f64 / (metered.max(1)) as f64;
+    let amount = |free_if_cached: bool| -> Amount {
+        if metered == 0 {
+            let reason = if sampled == 0 {
+                "no record of the window could be read".to_owned()
+            } else {
+                format!(
+                    "none of the {sampled} sampled records has a cost event of stage '{}' on the \
+                     metering topic",
+                    spec.name
+                )
+            };
+            return Amount::Unknown { reason };
+        }
+        let low: Vec<f64> = own
+            .iter()
+            .zip(&cached)
+            .map(|(c, hit)| if free_if_cached && *hit { 0.0 } else { c.unwrap_or(0) as f64 })
+            .collect();
+        let high: Vec<f64> = own.iter().map(|c| c.map_or(average, |c| c as f64)).collect();
+        let (lo, lo_err) = total(&low, records);
+        let (hi, hi_err) = total(&high, records);
+        Amount::Estimated {
+            expected_micro_usd: micro(lo),
+            low_micro_usd: micro(lo - lo_err),
+            high_micro_usd: micro(hi + hi_err),
+        }
+    };
     let mut e = CostEstimate {
         records,
-        scanned: window_ids.len() as u64,
-        cache: cache.is_some(),
-        ..Default::default()
+        sampled,
+        metered,
+        metered_share: if sampled == 0 { 0.0 } else { metered as f64 / sampled as f64 },
+        without_cache: amount(false),
+        cache: cache.map(describe_cache),
+        cached: cached.iter().filter(|c| **c).count() as u64,
+        with_cache: cache.map(|_| amount(true)),
+        metering_skipped: Skipped::default(),
+        notes: Vec::new(),
     };
-    let (mut paid, mut uncached) = (0u64, 0u64);
-    for id in window_ids {
-        let Some(d) = costs.get(id) else { continue };
-        e.metered += 1;
-        paid += d.paid_micro_usd;
-        if in_cache(cache, d, now_ms) {
-            e.cached += 1;
-        } else {
-            uncached += d.paid_micro_usd;
-        }
-    }
-    let scale = |x: u64| {
-        if e.scanned == 0 {
-            0
-        } else {
-            (x as u128 * records as u128 / e.scanned as u128) as u64
-        }
-    };
-    e.per_record_micro_usd = paid.checked_div(e.scanned).unwrap_or(0);
-    e.without_cache_micro_usd = scale(paid);
-    e.with_cache_micro_usd =
-        if cache.is_some() { scale(uncached) } else { e.without_cache_micro_usd };
-    e.cached = scale(e.cached);
-    e.notes = notes(&e, cache, prompts.is_some());
+    e.notes = notes(&e, prompts.is_some());
     e
 }
 
-fn notes(e: &CostEstimate, cache: Option<&CacheSpec>, prompts_known: bool) -> Vec<String> {
+fn describe_cache(c: &CacheSpec) -> String {
+    match c {
+        CacheSpec::Embedded { path } => {
+            format!("on the disk of each stage process ({})", path.display())
+        }
+        CacheSpec::Redis { ttl, .. } => {
+            format!("in Redis, entries younger than {}", humantime::format_duration(*ttl))
+        }
+    }
+}
+
+fn notes(e: &CostEstimate, prompts_known: bool) -> Vec<String> {
     let mut notes = Vec::new();
-    if e.scanned < e.records {
+    if e.sampled < e.records {
         notes.push(format!(
-            "read {} of the {} records; the rest extrapolated",
-            e.scanned, e.records
+            "sampled {} of the {} records, spread across the window; the interval includes the \
+             sampling error (about 95%)",
+            e.sampled, e.records
         ));
     }
-    if e.metered < e.scanned {
+    if e.metered < e.sampled {
         notes.push(format!(
-            "{} read records have no cost event of this stage (no model call, or older than the \
-             metering topic's retention): counted as free",
-            e.scanned - e.metered
+            "{} of {} sampled records ({:.0}%) have no cost event of their own processing (no \
+             model call, not metered, or older than the metering topic's retention): the low end \
+             counts them as free, the high end at the average of the others",
+            e.sampled - e.metered,
+            e.sampled,
+            (1.0 - e.metered_share) * 100.0
         ));
     }
-    match cache {
+    match &e.cache {
         None => notes.push("no response cache: every record pays again".into()),
-        Some(c) => {
-            let kind = match c {
-                CacheSpec::Embedded { path } => format!("on disk at {}", path.display()),
-                CacheSpec::Redis { ttl, .. } => {
-                    format!("in Redis, entries younger than {}", humantime::format_duration(*ttl))
-                }
-            };
+        Some(kind) => {
             notes.push(format!(
-                "assumes the response cache ({kind}) still holds the answers on record; a record \
-                 answered before is counted as free"
+                "response cache {kind}: the expected figure assumes it still holds the {} \
+                 sampled answers on record; the high end assumes it holds none (another process \
+                 or pod, eviction, expiry)",
+                e.cached
             ));
             if prompts_known {
-                notes.push("answers made with another prompt version are not cached under the current one: counted as paid".into());
+                notes.push(
+                    "answers made with another prompt version are not cached under the current \
+                     one: counted as paid"
+                        .into(),
+                );
             } else {
                 notes.push(
                     "assumes the prompt versions and models are the ones that answered".into(),
@@ -199,54 +233,29 @@ fn notes(e: &CostEstimate, cache: Option<&CacheSpec>, prompts_known: bool) -> Ve
     notes
 }
 
-/// Reads the document ids of the plan's re-processed records (at most [`MAX_SCANNED`], spread
-/// over the partitions) and estimates what processing them again costs.
+/// Samples about `sample` records across the plan's re-processed windows and estimates what
+/// processing them again costs.
 pub async fn estimate_plan(
     t: &Topology,
     spec: &StageSpec,
     plan: &Plan,
+    sample: u64,
 ) -> Result<CostEstimate, CostError> {
-    let events = dedup(read_events(t).await?);
-    let raw = read_windows(t, plan).await?;
+    let metering = read_metering(t).await?;
+    let events = dedup(metering.events);
     let codec = Codec::connect(&registry_settings(t), &[]).await?;
-    let mut ids = Vec::with_capacity(raw.len());
-    for (key, payload) in raw {
-        let id = match codec.decode(payload.as_deref()).await {
-            Ok(d) => Envelope::from_value(d.kind, d.value).ok().map(|e| e.document.id),
-            Err(_) => None,
-        };
-        ids.push(id.or(key).unwrap_or_default());
+    let ranges = sample_ranges(plan, sample);
+    let sampled = read_sample(&t.kafka, &codec, ranges, Duration::from_secs(10)).await?;
+    let mut e = estimate(t, spec, &events, &sampled, plan.reprocessed().max(0) as u64, now_ms());
+    if metering.skipped.count > 0 {
+        e.notes.push(format!(
+            "{} metering record(s) are not cost events and were skipped (first: {})",
+            metering.skipped.count,
+            metering.skipped.first.as_deref().unwrap_or("")
+        ));
     }
-    Ok(estimate(t, spec, &events, &ids, plan.reprocessed() as u64, now_ms()))
-}
-
-type Raw = (Option<String>, Option<Vec<u8>>);
-
-/// Keys and values of the records in `[new, current)` of each partition, at most
-/// [`MAX_SCANNED`] in all, spread over the partitions.
-async fn read_windows(t: &Topology, plan: &Plan) -> Result<Vec<Raw>, CostError> {
-    let windows: Vec<_> = plan.partitions.iter().filter(|p| p.records() > 0).collect();
-    let per_partition = (MAX_SCANNED / windows.len().max(1)).max(1) as i64;
-    let ranges: Vec<Range> = windows
-        .iter()
-        .map(|p| Range {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            from: p.new,
-            to: p.current.min(p.new + per_partition),
-        })
-        .collect();
-    let kafka = t.kafka.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        read_ranges(&kafka, &ranges, Duration::from_secs(10), |m| {
-            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            out.push((key, m.payload().map(<[u8]>::to_vec)));
-        })?;
-        Ok(out)
-    })
-    .await
-    .expect("reader thread does not panic")
+    e.metering_skipped = metering.skipped;
+    Ok(e)
 }
 
 #[cfg(test)]
@@ -256,14 +265,7 @@ mod tests {
     use super::*;
     use crate::config::compile;
 
-    fn event(
-        id: &str,
-        doc: &str,
-        cost: i64,
-        cached: bool,
-        prompt: Option<&str>,
-        at: i64,
-    ) -> CostEvent {
+    fn event(id: &str, doc: &str, cost: i64, cached: bool, at: i64, attempt: i32) -> CostEvent {
         CostEvent {
             event_id: id.into(),
             timestamp_ms: at,
@@ -272,10 +274,21 @@ mod tests {
             provider: "sim".into(),
             model_requested: "m".into(),
             model_served: "m".into(),
-            prompt_version: prompt.map(str::to_owned),
+            prompt_version: Some("answer@2".into()),
             cost_micro_usd: cost,
             cached,
+            attempt,
             ..CostEvent::sample()
+        }
+    }
+
+    fn record(offset: i64, doc: &str, at: i64) -> Sampled {
+        Sampled {
+            partition: 0,
+            offset,
+            document_id: doc.into(),
+            timestamp_ms: Some(at),
+            trace_id: None,
         }
     }
 
@@ -303,42 +316,85 @@ stages:
         compile(Path::new("t.yaml"), &yaml).expect("compiles")
     }
 
-    fn events() -> Vec<CostEvent> {
-        vec![
-            // d1: paid 100 with the current prompt; d2: paid 40 with the old prompt; d3: a
-            // cache hit re-emitting its original call (paid 70, current prompt).
-            event("a", "d1", 100, false, Some("answer@2"), 1_000),
-            event("b", "d2", 40, false, Some("answer@1"), 1_000),
-            event("c", "d3", 70, false, Some("answer@2"), 500),
-            event("c'", "d3", 0, true, Some("answer@2"), 2_000),
-        ]
+    fn estimated(a: &Amount) -> (u64, u64, u64) {
+        match a {
+            Amount::Estimated { expected_micro_usd, low_micro_usd, high_micro_usd } => {
+                (*expected_micro_usd, *low_micro_usd, *high_micro_usd)
+            }
+            Amount::Unknown { reason } => panic!("unknown: {reason}"),
+        }
     }
 
     #[test]
-    fn without_a_cache_every_record_pays_what_it_paid() {
+    fn a_record_pays_what_its_own_first_processing_paid_not_its_documents_history() {
         let t = topology("");
-        let ids: Vec<String> = ["d1", "d2", "d3", "d4"].map(String::from).to_vec();
-        let e = estimate(&t, &t.stages[0], &events(), &ids, 8, 10_000);
-        assert_eq!((e.scanned, e.metered, e.cached), (4, 3, 0));
-        assert_eq!(e.per_record_micro_usd, 210 / 4);
-        assert_eq!(e.without_cache_micro_usd, 420, "4 of 8 records read: doubled");
-        assert_eq!(e.with_cache_micro_usd, 420);
-        assert!(e.notes.iter().any(|n| n.contains("read 4 of the 8 records")), "{:?}", e.notes);
-        assert!(e.notes.iter().any(|n| n.contains("1 read records have no cost event")));
+        let events = vec![
+            // d1 was processed for an older record at 100 (paid 500), then for the sampled
+            // record at 1_000: a failed attempt (30) and a retry (70); a later replay paid 90.
+            event("old", "d1", 500, false, 100, 1),
+            event("a1", "d1", 30, false, 1_000, 1),
+            event("a2", "d1", 70, false, 1_050, 2),
+            event("replayed", "d1", 90, false, 5_000, 1),
+            event("b", "d2", 40, false, 2_000, 1),
+        ];
+        let sample = [record(0, "d1", 900), record(1, "d2", 1_900), record(2, "d3", 1_900)];
+        let e = estimate(&t, &t.stages[0], &events, &sample, 3, 10_000);
+        assert_eq!((e.sampled, e.metered), (3, 2));
+        let (expected, low, high) = estimated(&e.without_cache);
+        assert_eq!((expected, low), (140, 140), "d3, without a cost event, counted free");
+        assert_eq!(high, 140 + 70, "and at the others' average at the high end");
+        assert!(
+            e.notes.iter().any(|n| n.contains("1 of 3 sampled records (33%)")),
+            "{:?}",
+            e.notes
+        );
+        assert_eq!(e.with_cache, None);
     }
 
     #[test]
-    fn with_a_cache_answered_records_are_free_unless_another_prompt_answered_them() {
+    fn with_no_cost_event_for_any_sampled_record_the_cost_is_unknown_not_zero() {
         let t = topology("cache: { path: /tmp/c }");
-        let ids: Vec<String> = ["d1", "d2", "d3"].map(String::from).to_vec();
-        let e = estimate(&t, &t.stages[0], &events(), &ids, 3, 10_000);
-        assert_eq!((e.cached, e.without_cache_micro_usd), (2, 210));
-        assert_eq!(e.with_cache_micro_usd, 40, "d2 was answered by answer@1: paid again");
-        assert!(e.notes.iter().any(|n| n.contains("assumes the response cache")), "{:?}", e.notes);
+        let sample = [record(0, "d1", 900), record(1, "d2", 900)];
+        let e = estimate(&t, &t.stages[0], &[], &sample, 1_000, 10_000);
+        assert!(matches!(e.without_cache, Amount::Unknown { .. }), "{:?}", e.without_cache);
+        assert!(matches!(e.with_cache, Some(Amount::Unknown { .. })));
+        let shown = e.without_cache.describe();
+        assert!(shown.starts_with("unknown (none of the 2 sampled records"), "{shown}");
+        assert!(!e.without_cache.contains(0), "unknown is not $0");
+    }
+
+    #[test]
+    fn a_sample_of_part_of_the_window_is_extrapolated_with_its_sampling_error() {
+        let t = topology("");
+        let events: Vec<CostEvent> = (0..10)
+            .map(|i| event(&format!("e{i}"), &format!("d{i}"), 100 + 10 * i, false, 1_000, 1))
+            .collect();
+        let sample: Vec<Sampled> = (0..10).map(|i| record(i, &format!("d{i}"), 900)).collect();
+        let e = estimate(&t, &t.stages[0], &events, &sample, 1_000, 10_000);
+        let (expected, low, high) = estimated(&e.without_cache);
+        assert_eq!(expected, 145 * 1_000, "the sample's mean times the window");
+        assert!(low < expected && high > expected, "{low} {expected} {high}");
+        assert!(e.without_cache.contains(150_000) && !e.without_cache.contains(300_000));
+        assert!(e.notes.iter().any(|n| n.contains("sampled 10 of the 1000 records")));
+    }
+
+    #[test]
+    fn with_a_cache_answered_records_are_free_at_best_and_paid_at_worst() {
+        let t = topology("cache: { path: /tmp/c }");
+        let mut old_prompt = event("b", "d2", 40, false, 1_000, 1);
+        old_prompt.prompt_version = Some("answer@1".into());
+        let events = vec![event("a", "d1", 100, false, 1_000, 1), old_prompt];
+        let sample = [record(0, "d1", 900), record(1, "d2", 900)];
+        let e = estimate(&t, &t.stages[0], &events, &sample, 2, 10_000);
+        assert_eq!(e.cached, 1, "d2 was answered by answer@1: not cached under answer@2");
+        let (expected, low, high) = estimated(e.with_cache.as_ref().expect("a cache"));
+        assert_eq!((expected, low, high), (40, 40, 140));
+        assert!(e.notes.iter().any(|n| n.contains("the high end assumes it holds none")));
     }
 
     #[test]
     fn redis_entries_older_than_the_ttl_pay_again() {
+        use super::super::cost_evidence::DocCost;
         let d = DocCost { paid_micro_usd: 5, answered_ms: Some(1_000), hit: true };
         let redis = CacheSpec::Redis { url: "redis://x".into(), ttl: Duration::from_secs(60) };
         assert!(in_cache(Some(&redis), &d, 60_999));
