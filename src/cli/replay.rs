@@ -10,10 +10,10 @@ use std::time::Duration;
 use super::Format;
 use anyhow::{bail, Context, Result};
 use sluice::config::KafkaSettings;
-use sluice::ops::iso8601::{parse_datetime, parse_duration};
 use sluice::ops::plan_csv;
 use sluice::ops::replay::{execute, plan_async, Plan, ResetTo};
 use sluice::ops::replay_cost::{estimate_plan, CostEstimate, DEFAULT_SAMPLE};
+use sluice::time::{parse_datetime, parse_duration};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("reset").required(true).multiple(false)))]
@@ -224,6 +224,9 @@ fn print_plan(plan: &Plan) {
         plan.reprocessed(),
         plan.skipped()
     );
+    for w in &plan.warnings {
+        println!("warning: {w}");
+    }
 }
 
 fn print_cost(c: &CostEstimate) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::Format;
 use anyhow::Result;
-use sluice::ops::iso8601::rfc3339;
 use sluice::ops::status::{report, LagTrend, Report, StageStatus};
+use sluice::time::rfc3339;
 
 /// The exit code of an unhealthy pipeline (distinct from 1, a failure to ask).
 const UNHEALTHY: u8 = 3;
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     watch: bool,
     /// Time between samples with --watch.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = sluice::time::parse_duration)]
     interval: Duration,
     /// With --watch, fail when a stage's lag grew on this many consecutive samples.
     #[arg(long, default_value_t = 3)]

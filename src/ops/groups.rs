@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::config::KafkaSettings;
-use crate::kafka::{admin_config, ProbeError};
+use crate::kafka::{admin_config, assign_only_config, ProbeError};
 
 /// How long one request to the cluster may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,14 +68,9 @@ impl GroupInfo {
     }
 }
 
-/// A client for reading a group's offsets and committing them. It has `group.id = group` but
-/// never subscribes, so it never joins the group.
+/// A client for reading a group's offsets and committing them: assign-only, it never joins.
 fn group_client(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, KafkaError> {
-    let mut config: ClientConfig = admin_config(settings);
-    config.set("group.id", group);
-    config.set("enable.auto.commit", "false");
-    config.set("enable.auto.offset.store", "false");
-    config.create()
+    assign_only_config(settings, group).create()
 }
 
 /// The group's state and members. A group the cluster does not know is reported `Dead` with

@@ -124,7 +124,8 @@ mod tests {
                 metadata: String::new(),
             })
             .collect();
-        Plan { group: "g".into(), topic: "t".into(), reset: "x".into(), partitions }
+        let (group, topic, reset) = ("g".into(), "t".into(), "x".into());
+        Plan { group, topic, reset, partitions, warnings: vec![] }
     }
 
     #[test]

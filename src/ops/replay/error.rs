@@ -2,6 +2,7 @@
 
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::kafka::presence::{Holder, PresenceError};
 use crate::ops::groups::{GroupError, GroupInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,17 @@ pub enum ReplayError {
          DescribeGroups does not show).\n{how}"
     )]
     Refused { group: String, code: RDKafkaErrorCode, how: String },
+    #[error(
+        "group '{group}' is held by {n} client(s) that read and commit without joining it \
+         (announced as members of '{group}.present'); each would commit its own position again \
+         and undo the replay:\n{holders}\nStop them (a console replica, a `sluice dlq redrive` \
+         run), then run this again.",
+        n = holders.len(),
+        holders = holders.iter().map(|h| format!("  {h} (client id {})", h.client_id)).collect::<Vec<_>>().join("\n")
+    )]
+    Present { group: String, holders: Vec<Holder> },
+    #[error("could not ask who holds group '{group}' (its assign-only clients): {error}")]
+    PresenceUnknown { group: String, error: PresenceError },
     #[error(
         "group '{group}' committed since the plan was made, so the plan is stale and nothing was \
          committed:\n{}\nSomething still consumes as '{group}' (a stage draining after SIGTERM, \

@@ -1,4 +1,6 @@
-//! Executing a replay plan: only while the group has no members, only if nothing the plan was
+//! Executing a replay plan: only while the group has no members and no assign-only client holds
+//! it ([`crate::kafka::presence`]: a console replica or a redrive run would commit its own
+//! position again), only if nothing the plan was
 //! based on moved since (the committed offsets and their metadata are read again right before
 //! committing), and committing only the partitions whose offset changes — a partition left
 //! where it is keeps its commit metadata, the runner's completed-offset map.
@@ -10,6 +12,7 @@ use serde::Serialize;
 use super::error::{Moved, ReplayError};
 use super::plan::Plan;
 use crate::config::KafkaSettings;
+use crate::kafka::presence::present;
 use crate::kafka::require_admin_api;
 use crate::ops::groups::{self, GroupError};
 
@@ -60,8 +63,9 @@ impl Executed {
 }
 
 /// Commits the plan's changed offsets for its group, after checking that the group has no
-/// members (DescribeGroups: fails at once on the embedded broker, naming the alternative) and
-/// that its commits are still the ones planned from; reads the offsets back to confirm.
+/// members (DescribeGroups: fails at once on the embedded broker, naming the alternative), that
+/// no assign-only client announces itself as holding it, and that its commits are still the
+/// ones planned from; reads the offsets back to confirm.
 /// `how_to_stop` is added to a refusal.
 pub async fn execute(
     settings: &KafkaSettings,
@@ -79,6 +83,11 @@ fn execute_blocking(s: &KafkaSettings, p: &Plan, how: &str) -> Result<Executed, 
     let info = groups::describe(s, &p.group)?;
     if !info.members.is_empty() {
         return Err(ReplayError::ActiveMembers { info, how: how.to_owned() });
+    }
+    match present(s, &p.group) {
+        Ok(holders) if holders.is_empty() => {}
+        Ok(holders) => return Err(ReplayError::Present { group: p.group.clone(), holders }),
+        Err(error) => return Err(ReplayError::PresenceUnknown { group: p.group.clone(), error }),
     }
     let moved = moved_since(s, p)?;
     if !moved.is_empty() {

@@ -11,6 +11,7 @@ use super::error::ReplayError;
 use super::plan_csv::PlanLine;
 use crate::call::now_ms;
 use crate::config::KafkaSettings;
+use crate::kafka::presence::present;
 use crate::ops::groups::{self, Position};
 
 /// How the new offsets are chosen (one of `kafka-consumer-groups`' reset scenarios).
@@ -34,7 +35,7 @@ impl ResetTo {
     /// The scenario as `kafka-consumer-groups` names it.
     pub fn describe(&self) -> String {
         match self {
-            Self::Datetime(ms) => format!("--to-datetime {}", crate::ops::iso8601::rfc3339(*ms)),
+            Self::Datetime(ms) => format!("--to-datetime {}", crate::time::rfc3339(*ms)),
             Self::Duration(d) => format!("--by-duration {}", humantime::format_duration(*d)),
             Self::Offset(o) => format!("--to-offset {o}"),
             Self::ShiftBy(n) => format!("--shift-by {n}"),
@@ -90,6 +91,9 @@ pub struct Plan {
     pub topic: String,
     pub reset: String,
     pub partitions: Vec<PartitionPlan>,
+    /// Why `--execute` would be refused now, or what could not be checked (the dry run's view
+    /// of the clients that hold the group without joining it).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -209,7 +213,28 @@ pub fn plan(
         topic: topic.to_owned(),
         reset: reset.describe(),
         partitions,
+        warnings: holders_warning(settings, group).into_iter().collect(),
     })
+}
+
+/// What the dry run says about the group's assign-only clients: `--execute` refuses while any
+/// announces itself.
+fn holders_warning(settings: &KafkaSettings, group: &str) -> Option<String> {
+    match present(settings, group) {
+        Ok(holders) if holders.is_empty() => None,
+        Ok(holders) => {
+            let names: Vec<String> =
+                holders.iter().map(|h| format!("{h} (client id {})", h.client_id)).collect();
+            Some(format!(
+                "--execute would be refused: group '{group}' is held by client(s) that commit \
+                 without joining it: {}",
+                names.join(", ")
+            ))
+        }
+        Err(e) => Some(format!(
+            "could not check for clients that hold group '{group}' without joining it: {e}"
+        )),
+    }
 }
 
 /// [`plan`] on a blocking thread.
@@ -280,6 +305,7 @@ mod tests {
             topic: "t".into(),
             reset: "--shift-by -10".into(),
             partitions: vec![line(0, 50, 40), line(1, 30, 30), line(2, 20, 35)],
+            warnings: vec![],
         };
         assert_eq!((plan.reprocessed(), plan.skipped()), (10, 15));
         assert_eq!(plan.lines()[2], PlanLine { topic: "t".into(), partition: 2, offset: 35 });
