@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::Format;
 use anyhow::Result;
-use sluice::ops::status::{report, LagTrend, Report, StageStatus};
+use sluice::ops::spend_today::SpendToday;
+use sluice::ops::status::{report_with, LagTrend, Report, StageStatus};
 use sluice::time::rfc3339;
 
 /// The exit code of an unhealthy pipeline (distinct from 1, a failure to ask).
@@ -39,8 +40,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let t = super::load_topology(&args.topology)?;
     let mut trend = LagTrend::new(args.growth_samples);
     let mut taken = 0;
+    // Kept across --watch samples: each reads only the metering records written since the last.
+    let mut spend = SpendToday::new();
     loop {
-        let r = report(&t).await?;
+        let r = report_with(&t, &mut spend).await?;
         taken += 1;
         let mut problems = r.problems();
         if args.watch {
