@@ -1,6 +1,7 @@
 //! `sluice replay`: moves a stage's (or any group's) committed offsets, in the vocabulary of
 //! `kafka-consumer-groups --reset-offsets`, and says what re-processing will cost. A dry run
-//! unless `--execute`, which refuses while the group has members.
+//! unless `--execute`, which refuses while the group has members or assign-only holders, or when
+//! its commits moved since the plan was made, and commits only the partitions that change.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,7 +57,9 @@ pub struct Args {
     /// Only these partitions (e.g. 0,3); default: every partition (or every one in the file).
     #[arg(long, value_delimiter = ',')]
     partitions: Option<Vec<i32>>,
-    /// Commit the new offsets (the group must have no members). Without it: a dry run.
+    /// Commit the changed offsets: refused while the group has members or an assign-only client
+    /// (console, redrive) holds it, or if its commits moved since planning. Without it: a dry
+    /// run.
     #[arg(long)]
     execute: bool,
     /// Records of the replayed window read for the cost estimate, spread across it.
