@@ -72,7 +72,10 @@ pub fn reader(
 /// A reader of the given ranges (empty ones left out). Several ranges of one partition are read
 /// in offset order, the reader seeking from one to the next (a sample spread over a window).
 pub fn ranges_reader(kafka: &KafkaSettings, ranges: &[Range]) -> Result<Reader, KafkaError> {
-    let consumer: BaseConsumer = reader_config(kafka).create()?;
+    // A range starting below the log start (retention removed its first records) is read from
+    // the log start, not skipped to the end.
+    let consumer: BaseConsumer =
+        reader_config(kafka).set("auto.offset.reset", "earliest").create()?;
     let mut ends: HashMap<(String, i32), VecDeque<(i64, i64)>> = HashMap::new();
     let mut sorted: Vec<&Range> = ranges.iter().filter(|r| r.to > r.from).collect();
     sorted.sort_by(|a, b| (&a.topic, a.partition, a.from).cmp(&(&b.topic, b.partition, b.from)));

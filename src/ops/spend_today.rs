@@ -70,13 +70,16 @@ impl SpendToday {
         let (raw, next) = tokio::task::spawn_blocking(move || read_new(&kafka, &topic, next, day))
             .await
             .expect("metering thread does not panic")?;
-        self.next = next;
-        self.last_read = raw.len() as u64;
         if self.codec.is_none() {
             self.codec = Some(Codec::connect(&registry_settings(t), &[]).await?);
         }
         let codec = self.codec.as_ref().expect("connected above");
+        // Decoded before the position moves: a registry outage leaves these records to the next
+        // refresh instead of losing them.
+        let n = raw.len() as u64;
         let read = decode_events(codec, raw).await?;
+        self.next = next;
+        self.last_read = n;
         self.skipped.merge(&read.skipped);
         for e in read.events {
             if e.timestamp_ms < day || !self.seen.insert(e.event_id.clone()) {
