@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use super::cost_sample::Sampled;
 use crate::config::{CacheSpec, StageKindSpec, StageSpec};
 use crate::metering::CostEvent;
+use crate::stage::{CLASSIFY_BUILTIN_PROMPT as BUILTIN_PROMPT, JUDGE_PROMPT};
 
 /// The stage's events by document id, each list in time order.
 pub fn by_document<'a>(
@@ -60,16 +61,23 @@ pub struct DocCost {
     pub hit: bool,
 }
 
-/// The prompt versions the stage uses now, when known: an answer made with another version is
-/// not in the cache under the current key.
+/// The prompt versions the stage uses now: an answer made with another version is not in the
+/// cache under the current key. Every kind is named (no wildcard), so a new kind has to say which
+/// prompts it calls models with; kinds without prompts (embeddings) answer an empty list.
 pub fn current_prompts(spec: &StageSpec) -> Option<Vec<String>> {
-    match &spec.kind {
-        StageKindSpec::Generate { prompt, ab, .. } => Some(
-            std::iter::once(prompt.clone()).chain(ab.iter().map(|a| a.prompt.clone())).collect(),
-        ),
-        StageKindSpec::Classify { prompt: Some(p), .. } => Some(vec![p.clone()]),
-        _ => None,
-    }
+    let prompts = match &spec.kind {
+        StageKindSpec::Generate { prompt, ab, .. } => {
+            std::iter::once(prompt.clone()).chain(ab.iter().map(|a| a.prompt.clone())).collect()
+        }
+        StageKindSpec::Classify { prompt, .. } => {
+            vec![prompt.clone().unwrap_or_else(|| BUILTIN_PROMPT.to_owned())]
+        }
+        StageKindSpec::Review { judge, .. } => {
+            judge.iter().map(|_| JUDGE_PROMPT.to_owned()).collect()
+        }
+        StageKindSpec::Embed { .. } | StageKindSpec::Retrieve { .. } => vec![],
+    };
+    Some(prompts)
 }
 
 /// Per document id, what the stage's (deduplicated) events say.
@@ -106,5 +114,30 @@ pub fn in_cache(cache: Option<&CacheSpec>, d: &DocCost, now_ms: i64) -> bool {
             let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
             d.answered_ms.is_some_and(|at| now_ms.saturating_sub(at) < ttl)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::current_prompts;
+
+    #[test]
+    fn every_kind_names_the_prompts_its_calls_carry() {
+        let yaml = std::fs::read_to_string("topologies/support-rag.yaml").expect("shipped");
+        let t = crate::config::compile(Path::new("topologies/support-rag.yaml"), &yaml).unwrap();
+        let prompts = |name: &str| {
+            let spec = t.stages.iter().find(|s| s.kind.name() == name).expect("the stage");
+            current_prompts(spec).expect("known")
+        };
+        assert_eq!(prompts("classify"), ["classify@1"]);
+        assert_eq!(prompts("generate"), ["answer@1", "answer@2"]);
+        assert_eq!(prompts("review"), ["judge@builtin"], "the judge's calls carry its prompt");
+        assert!(prompts("embed").is_empty() && prompts("retrieve").is_empty());
+        let builtin = yaml.replace("      prompt: classify@1\n", "");
+        let t = crate::config::compile(Path::new("topologies/support-rag.yaml"), &builtin).unwrap();
+        let classify = t.stages.iter().find(|s| s.kind.name() == "classify").unwrap();
+        assert_eq!(current_prompts(classify).unwrap(), ["classify@builtin"]);
     }
 }
