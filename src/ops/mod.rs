@@ -3,15 +3,14 @@
 //!
 //! - [`groups`]: a group's state and members, committed offsets, watermarks, offsets by time,
 //!   and a commit made for a group without joining it.
-//! - [`replay`]: `sluice replay`: the plan of new offsets for a stage's group (the
-//!   `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will cost, and its
-//!   execution while the group has no members.
+//! - [`replay`]: `sluice replay`, in a folder of its own: the plan of new offsets for a stage's
+//!   group (the `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will
+//!   cost, and its execution while the group has no members and nothing moved since planning.
 //! - [`iso8601`]: the date-time and duration arguments of the reset vocabulary.
-//! - [`plan_csv`]: a replay plan as `topic,partition,offset` lines, exported and read back.
-//! - [`replay_cost`]: what re-processing a replay's records will cost, the response cache
-//!   counted.
-//! - [`ranges`]: reading offset ranges of partitions with a short-lived standalone consumer.
+//! - [`plan_csv`] and [`replay_cost`]: `replay`'s plan files and cost estimate, re-exported.
+//! - [`ranges`]: reading offset ranges of partitions through the one topic reader.
 //! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
+//! - [`spend_today`]: today's spend from the metering topic, refreshed incrementally.
 //! - [`dlq_read`]: reading a stage's dead-letter topic, and the filters the `dlq` commands share.
 //! - [`letter`]: a dead letter read back from its Avro value.
 //! - [`inspect`]: `sluice dlq inspect`, counts by error class and message, and samples.
@@ -25,14 +24,15 @@ pub mod groups;
 pub mod inspect;
 pub mod iso8601;
 pub mod letter;
-pub mod plan_csv;
 pub mod ranges;
 pub mod redrive;
 pub mod redrive_position;
 pub mod redrive_report;
 pub mod replay;
-pub mod replay_cost;
+pub mod spend_today;
 pub mod status;
+
+pub use replay::{cost as replay_cost, plan_csv};
 
 pub use dlq_read::{parse_class, parse_instant, DlqError, Filter, REDRIVE_COUNT};
 pub use inspect::{inspect, Inspection};
