@@ -377,10 +377,11 @@ async fn status_and_the_pipeline_page_work_past_a_garbage_metering_record() {
 
     let opts = sluice::console::ConsoleOptions {
         addr: "127.0.0.1:0".parse().expect("addr"),
-        token: None,
+        access: Default::default(),
         claim_ttl: Duration::from_secs(60),
         finish_after: Duration::from_secs(60),
         metrics: vec![],
+        limits: Default::default(),
     };
     let console = sluice::console::start(&sc.t, opts).await.expect("console starts");
     let table = pipeline_table(&format!("http://{}", console.addr)).await;
