@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -307,7 +308,7 @@ fn assign(
     for p in 0..partitions {
         wanted.add_partition(&topics.needs_human, p);
     }
-    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let committed = committed_offsets(consumer, &wanted)?;
     let mut state = QueueState::new(capacity);
     let mut tpl = TopicPartitionList::new();
     for e in committed.elements() {
@@ -320,6 +321,34 @@ fn assign(
     }
     consumer.assign(&tpl)?;
     Ok(state)
+}
+
+/// The group's commits, waiting (up to a minute, with the backoff of [`crate::retry`]) while a
+/// fresh broker still loads or elects the group's coordinator (blocking).
+fn committed_offsets(
+    consumer: &StreamConsumer,
+    wanted: &TopicPartitionList,
+) -> Result<TopicPartitionList, KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    let mut waits = crate::retry::infrastructure_backoff();
+    loop {
+        match consumer.committed_offsets(wanted.clone(), TIMEOUT) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        Code::NotCoordinator
+                            | Code::CoordinatorLoadInProgress
+                            | Code::CoordinatorNotAvailable
+                    )
+                ) && std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// How many partitions `topic` has; a missing topic is an error naming it (blocking).
