@@ -3,7 +3,8 @@
 //! settings.
 //!
 //! [`reader`] is the one topic reader of the operator's commands and the console, with one rule
-//! for transient errors.
+//! for transient errors; [`ledger`] the one log-ordered ledger (the budget's and the review
+//! queue's books); [`presence`] how assign-only clients announce themselves.
 
 mod admin;
 pub mod ledger;
