@@ -43,11 +43,11 @@ pub struct Args {
     #[arg(long, default_value_t = Limits::default().login_failures_per_minute)]
     max_login_failures: u32,
     /// How long a reviewer holds a claimed item before others may take it.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = sluice::time::parse_duration)]
     claim_ttl: Duration,
     /// A decision a stopped console left without its record is finished by this one after
     /// this long (more than a decision's produce timeout, 30 s, and read-back wait, 10 s).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = sluice::time::parse_duration)]
     finish_after: Duration,
     /// A stage process's Prometheus endpoint (`http://host:9464/metrics`), for records in flight
     /// and breaker states on the pipeline page; repeatable.

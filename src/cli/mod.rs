@@ -66,7 +66,7 @@ pub enum Command {
     /// dead letters and spend today; exit code 3 when a stage is unhealthy.
     Status(status::Args),
     /// Serve the web console: the review queue, dead letters with redrive, and the pipeline
-    /// at a glance (loopback by default; elsewhere a token is required).
+    /// at a glance (loopback by default; elsewhere reviewers' own tokens or a trusted proxy).
     Console(console::Args),
     /// Embed a knowledge base (JSON lines) into a retrieve stage's vector store.
     Index(index::Args),
