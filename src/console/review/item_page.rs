@@ -33,6 +33,8 @@ pub async fn item(
         .into_response();
     }
     let state = queue.state();
+    let copies =
+        state.items.get(&key).map(|i| (state.copies(&i.doc()), state.copies_differ(&i.doc())));
     let (Some(item), item_state) = (state.items.get(&key).cloned(), state.item_state(key)) else {
         drop(state);
         app.sessions.flash(
@@ -46,6 +48,17 @@ pub async fn item(
     let stage = url(&queue.topics.stage);
     let held = item_state.holder_at(now_ms()).is_some_and(|(_, h)| h == session.holder);
     let mut body = item_card(&item, &item_state, &session, &queue.topics.stage, now_ms(), !held);
+    if let Some((n, differ)) = copies.filter(|(n, _)| *n > 1) {
+        let warn = if differ {
+            " <b>The copies differ in the document or the answer: check the one you decide.</b>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            body,
+            r#"<p id="copies" class="flash">This document is in the queue {n} times (written more than once); one decision counts for every copy.{warn}</p>"#
+        );
+    }
     if let Ok(e) = &item.envelope {
         body.push_str(&details(e));
     }

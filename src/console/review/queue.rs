@@ -168,6 +168,20 @@ impl QueueState {
         self.items.values().filter(|i| i.doc() == *doc).count()
     }
 
+    /// Whether the copies of `doc` held differ in what a reviewer judges (the document's text or
+    /// the answer): written again after a regeneration, or forged.
+    pub fn copies_differ(&self, doc: &DocKey) -> bool {
+        let judged = |i: &Item| {
+            i.envelope
+                .as_ref()
+                .ok()
+                .map(|e| (e.document.content.clone(), e.answer.as_ref().map(|a| a.text.clone())))
+        };
+        let mut seen = self.items.values().filter(|i| i.doc() == *doc).map(judged);
+        let Some(first) = seen.next() else { return false };
+        seen.any(|other| other != first)
+    }
+
     /// Records that cannot be decoded and were not discarded: they hold the commit.
     pub fn undecodable(&self) -> Vec<&Item> {
         self.items
