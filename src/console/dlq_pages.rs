@@ -20,8 +20,7 @@ use crate::ops::{parse_class, redrive, Filter, RedriveOptions, RedriveReport};
 
 /// Letters shown on one page at most (the newest).
 const SHOWN: usize = 200;
-const CLASSES: [DeadLetterClass; 3] =
-    [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted];
+const CLASSES: [DeadLetterClass; 3] = DeadLetterClass::ALL;
 
 /// The stage, class and document a page or a redrive is about.
 struct Selection {
