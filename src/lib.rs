@@ -37,6 +37,8 @@
 //!   status, dead-letter inspection and redrive.
 //! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
 //! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
+//! - [`time`]: RFC 3339 output and the one grammar for instants and durations on the command
+//!   line.
 //! - [`telemetry`]: typed events, logs and Prometheus metrics; `/healthz` and `/readyz`;
 //!   OpenTelemetry traces when the `OTEL_*` variables name a collector.
 //! - [`shutdown`]: the two-phase shutdown signal.
@@ -62,4 +64,5 @@ pub mod shutdown;
 pub mod stage;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod tokens;

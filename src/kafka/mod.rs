@@ -3,6 +3,7 @@
 //! settings.
 
 mod admin;
+pub mod presence;
 mod probe;
 
 pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
@@ -70,6 +71,22 @@ pub fn reader_config(settings: &KafkaSettings) -> ClientConfig {
     }
     config.set("group.id", "sluice-reader");
     config.set("enable.auto.commit", "false");
+    config
+}
+
+/// A consumer of `group` that is assigned partitions and never joins the group: the operator's
+/// tools and the console, which keep a position of their own in Kafka. Nothing is committed or
+/// stored unless the caller does it; `group.protocol` is removed, because a client that never
+/// joins speaks no group protocol, and commits without a member work on every broker while the
+/// group has no members. Such clients announce themselves through [`presence`].
+pub fn assign_only_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
+    let mut config = reader_config(settings);
+    config.remove("group.protocol");
+    config.set("group.id", group);
+    config.set("enable.auto.commit", "false");
+    config.set("enable.auto.offset.store", "false");
+    config.set("enable.partition.eof", "false");
+    config.set("auto.offset.reset", "earliest");
     config
 }
 

@@ -1,8 +1,6 @@
 //! A cost report as text: an aligned table for people (with what the latency columns mean and
 //! which window was read) and CSV for spreadsheets. JSON is [`Row`]'s own serialization.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use super::report::{usd, GroupBy, Row};
 use super::report_window::Window;
 
@@ -26,15 +24,7 @@ const COLUMNS: [&str; 11] = [
     "LAST SEEN",
 ];
 
-/// Milliseconds since the epoch in RFC 3339, UTC, in seconds unless the milliseconds matter.
-pub fn rfc3339(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    if ms % 1_000 == 0 {
-        humantime::format_rfc3339_seconds(at).to_string()
-    } else {
-        humantime::format_rfc3339_millis(at).to_string()
-    }
-}
+pub use crate::time::rfc3339_short as rfc3339;
 
 fn headers(by: &[GroupBy]) -> Vec<String> {
     let keys = by.iter().map(|b| b.name().to_uppercase());
