@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::Format;
 use anyhow::Result;
@@ -191,10 +190,9 @@ async fn walk(sel: &Selection, opts: &RedriveOptions, discard: bool) -> Result<E
     Ok(if report.stopped.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Milliseconds since the epoch as an RFC 3339 time in seconds.
+/// Milliseconds since the epoch (read from a letter: any value) as an RFC 3339 time.
 fn time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
+    sluice::time::rfc3339_short(ms)
 }
 
 fn print_inspection(i: &Inspection) {

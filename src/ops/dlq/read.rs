@@ -2,8 +2,6 @@
 //! into a [`DeadLetter`], the filters `dlq inspect` and `dlq redrive` share, the redrive count a
 //! record carries, and an original value shown decoded when it decodes, as base64 when not.
 
-use std::time::UNIX_EPOCH;
-
 use base64::Engine;
 use rdkafka::error::KafkaError;
 use serde_json::{json, Value as Json};
@@ -40,6 +38,11 @@ pub enum DlqError {
          committed before stands"
     )]
     TakenOver { stage: String },
+    #[error(
+        "another redrive or discard of stage '{stage}' is running ({holders}): refused; run \
+         again when it is done"
+    )]
+    Busy { stage: String, holders: String },
     /// The stage's letters cannot be republished anywhere only it reads (see the message).
     #[error("refused: {0}")]
     Refused(String),
@@ -192,16 +195,9 @@ pub fn parse_class(text: &str) -> Result<DeadLetterClass, String> {
     DeadLetterClass::parse(text)
 }
 
-/// An instant as written on the command line: a duration back from `now_ms` (`24h`, `90m`) or
-/// an RFC 3339 time (`2025-06-01T12:00:00Z`); milliseconds since the epoch.
-pub fn parse_instant(text: &str, now_ms: i64) -> Result<i64, String> {
-    if let Ok(d) = humantime::parse_duration(text) {
-        return Ok(now_ms.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64));
-    }
-    let at = humantime::parse_rfc3339_weak(text)
-        .map_err(|_| format!("'{text}' is neither a duration (24h) nor an RFC 3339 time"))?;
-    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
-}
+/// An instant as written on the command line: a duration back from `now_ms` (`24h`, `PT2H`) or
+/// a date-time (`2025-06-01T12:00:00Z`); milliseconds since the epoch.
+pub use crate::time::parse_instant;
 
 /// How often the record was redriven before: the last `sluice-redrive-count` header, 0 without.
 pub fn redrive_count(headers: &[(String, Option<Vec<u8>>)]) -> Result<u32, String> {

@@ -13,7 +13,9 @@
 //!   dead letter's `original_headers` had it (a record dead-lettered again brings it back). A dead
 //!   letter already redriven `max_redrives` times is left in place and reported.
 //! - **Resumable, never twice**: the position lives in a consumer group of its own,
-//!   `<stage group>.redrive` ([`position`], [`done_set`]). On a broker with transactions each
+//!   `<stage group>.redrive` ([`position`], [`done_set`]). An executing run announces itself in
+//!   `<redrive group>.present` and refuses to start while another is there ([`lease`]); on a
+//!   broker with transactions each
 //!   batch of republished records commits together with the position ([`sink`]): a crash or a
 //!   failed delivery aborts the batch, and a second redrive of the stage fences the first. A
 //!   letter the run leaves in place is *not* committed past; what was finished beyond it travels
@@ -24,6 +26,7 @@
 //! - Nothing is redacted here: a redacting stage's dead letters already hold redacted values.
 
 pub mod done_set;
+mod lease;
 pub mod position;
 pub mod report;
 pub mod route;
@@ -47,7 +50,7 @@ use super::read::{decode_letter, redrive_count, stage, DlqError, Filter};
 use crate::avro::{Codec, DeadLetter};
 use crate::call::now_ms;
 use crate::config::{KafkaSettings, StageSpec, Topology};
-use crate::kafka::{reader_config, registry_settings};
+use crate::kafka::{assign_only_config, broker_kind, registry_settings, BrokerKind};
 use position::Position;
 use route::{republish, Accepted, Route};
 use sink::Sink;
@@ -89,24 +92,20 @@ pub fn redrive_group(spec: &StageSpec) -> String {
     format!("{}.redrive", spec.group)
 }
 
-/// An assign-only consumer of the redrive group. It never joins the group, so the group protocol
-/// of the topology's stages does not apply: commits without a member work on every broker.
-fn redrive_consumer(kafka: &KafkaSettings, group: &str) -> rdkafka::ClientConfig {
-    let mut config = reader_config(kafka);
-    config.remove("group.protocol");
-    config.set("group.id", group);
-    config.set("enable.auto.commit", "false");
-    config.set("enable.auto.offset.store", "false");
-    config.set("enable.partition.eof", "false");
-    config.set("auto.offset.reset", "earliest");
-    config
-}
-
 /// What a run does with the letters it selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Redrive,
     Discard,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Redrive => "redrive",
+            Action::Discard => "discard",
+        }
+    }
 }
 
 /// Walks `stage_name`'s dead-letter topic from the redrive group's position to its current end,
@@ -147,13 +146,19 @@ async fn run(
     };
     let group = redrive_group(spec);
     let codec = Codec::connect(&registry_settings(t), &[]).await?;
-    let consumer: Arc<StreamConsumer> = Arc::new(redrive_consumer(&t.kafka, &group).create()?);
+    let consumer: Arc<StreamConsumer> = Arc::new(assign_only_config(&t.kafka, &group).create()?);
     let partitions = partition_count(consumer.clone(), &spec.input).await?;
     let accepted = Accepted { input: spec.input.clone(), partitions };
-    // Before the position is read: opening the sink fences an older run and aborts its open batch.
-    let sink = match opts.execute {
-        true => Some(Sink::open(&t.kafka, &spec.name, &group, &consumer).await?),
-        false => None,
+    let (sink, _presence) = match opts.execute {
+        false => (None, None),
+        true => {
+            let kind = broker_kind_of(&t.kafka).await?;
+            let presence = lease::take(&t.kafka, kind, spec, &group, action.name()).await?;
+            // Before the position is read: opening the sink fences an older run and aborts its
+            // open batch.
+            let sink = Sink::open(&t.kafka, kind, &spec.name, &group, &consumer).await?;
+            (Some(sink), presence)
+        }
     };
     let position = Position::load(consumer.clone(), &spec.dead_letter_topic, &group).await?;
     consumer.assign(&position.assignment()?)?;
@@ -168,10 +173,7 @@ async fn run(
         limiter: opts.rate_per_second.map(|r| RateLimiter::direct(Quota::per_second(r))),
         pending: Vec::new(),
         report: RedriveReport {
-            action: match action {
-                Action::Redrive => "redrive",
-                Action::Discard => "discard",
-            },
+            action: action.name(),
             done_before,
             stage: spec.name.clone(),
             dead_letter_topic: spec.dead_letter_topic.clone(),
@@ -189,6 +191,15 @@ async fn run(
         run.report.stop(e.to_string());
     }
     Ok(run.report)
+}
+
+/// What kind of broker the topology's Kafka is.
+async fn broker_kind_of(kafka: &KafkaSettings) -> Result<BrokerKind, DlqError> {
+    let settings = kafka.clone();
+    tokio::task::spawn_blocking(move || broker_kind(&settings))
+        .await
+        .expect("the probe thread does not panic")
+        .map_err(|e| DlqError::Broker(e.to_string()))
 }
 
 /// How many partitions `topic` has (0 when it does not exist).

@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::position::Position;
 use super::route::Republished;
 use crate::config::KafkaSettings;
-use crate::kafka::{broker_kind, producer_config, BrokerKind};
+use crate::kafka::{producer_config, BrokerKind};
 use crate::ops::dlq::read::DlqError;
 
 /// How long a transactional call (init, offsets, commit, abort) may take.
@@ -47,18 +47,15 @@ struct Txn {
 
 impl Sink {
     /// A producer for `stage`'s redrive: transactional (fencing any older run) unless the broker
-    /// is the embedded one. `consumer` is the assign-only consumer of the redrive `group`.
+    /// (of `kind`) is the embedded one. `consumer` is the assign-only consumer of the redrive
+    /// `group`.
     pub async fn open(
         kafka: &KafkaSettings,
+        kind: BrokerKind,
         stage: &str,
         group: &str,
         consumer: &StreamConsumer,
     ) -> Result<Self, DlqError> {
-        let settings = kafka.clone();
-        let kind = tokio::task::spawn_blocking(move || broker_kind(&settings))
-            .await
-            .expect("the probe thread does not panic")
-            .map_err(|e| DlqError::Broker(e.to_string()))?;
         let mut config = producer_config(kafka);
         if kind == BrokerKind::Embedded {
             return Ok(Self { producer: config.create()?, txn: None });
