@@ -22,9 +22,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluice::avro::{DeadLetter, DeadLetterClass};
 use sluice::kafka::presence::present;
 use sluice::kafka::{assign_only_config, BrokerKind};
+use sluice::ops::dlq::redrive::position::Position;
 use sluice::ops::dlq::redrive::route::Republished;
 use sluice::ops::dlq::redrive::sink::Sink;
-use sluice::ops::redrive_position::Position;
 use sluice::ops::{self, DlqError, Filter, RedriveOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
@@ -191,8 +191,9 @@ fn exactly_once(mut keys: Vec<String>, letters: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: scripts/with-kafka"]
 async fn a_redrive_killed_mid_batch_leaves_nothing_visible_and_the_next_run_sends_each_once() {
-    let s = setup(10).await;
-    // One record a second: the batch (one transaction) stays open while the test looks.
+    let s = setup(30).await;
+    // One record a second: the batch (one transaction, committed when 30 s old or at the end)
+    // stays open while the test looks.
     let mut first = s.cli(&["--rate", "1/s"]);
     wait_for("the killed run's first records are in the log", || async {
         s.keys_on_rung("read_uncommitted").await.len() >= 2
@@ -205,18 +206,19 @@ async fn a_redrive_killed_mid_batch_leaves_nothing_visible_and_the_next_run_send
 
     let next = s.redrive().await.expect("redrive");
     assert_eq!((next.stopped.as_deref(), next.transactional), (None, true));
-    assert_eq!((next.redriven, next.done_before), (10, 0), "the killed run committed nothing");
-    exactly_once(s.keys_on_rung("read_committed").await, 10);
-    assert!(s.keys_on_rung("read_uncommitted").await.len() >= 12, "the aborted ones exist");
+    assert_eq!((next.redriven, next.done_before), (30, 0), "the killed run committed nothing");
+    exactly_once(s.keys_on_rung("read_committed").await, 30);
+    assert!(s.keys_on_rung("read_uncommitted").await.len() >= 32, "the aborted ones exist");
     let position = common::committed(s.h.stack.kafka.bootstrap_servers(), &s.group, &s.h.dlq(), 1);
-    assert_eq!(position, [10]);
+    assert_eq!(position, [30]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: scripts/with-kafka"]
 async fn a_second_redrive_of_a_stage_is_refused_while_the_first_runs_naming_it() {
-    let s = setup(20).await;
-    let first = s.cli(&["--rate", "4/s"]);
+    let s = setup(40).await;
+    // Two records a second: the first run holds the lease for about 20 s.
+    let first = s.cli(&["--rate", "2/s"]);
     wait_for("the first run holds the lease", || async { !s.holders().await.is_empty() }).await;
     assert_eq!(s.holders().await, ["redrive"]);
 
@@ -243,15 +245,16 @@ async fn a_second_redrive_of_a_stage_is_refused_while_the_first_runs_naming_it()
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(
         (report["redriven"].as_u64(), report["transactional"].as_bool()),
-        (Some(20), Some(true))
+        (Some(40), Some(true))
     );
-    exactly_once(s.keys_on_rung("read_committed").await, 20);
+    exactly_once(s.keys_on_rung("read_committed").await, 40);
     let again = s.redrive().await.expect("redrive");
-    assert_eq!((again.redriven, again.done_before), (0, 20), "nothing is sent twice");
+    assert_eq!((again.redriven, again.done_before), (0, 40), "nothing is sent twice");
 }
 
 /// Two runs that passed the lease check at the same instant: the newer one's producer fences the
-/// older, whose open batch is aborted and whose commit fails with [`DlqError::TakenOver`].
+/// older, whose open batch is aborted and whose commit fails with [`DlqError::TakenOver`]; the
+/// newer commits its position with the done-set metadata inside its transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: scripts/with-kafka"]
 async fn of_two_runs_past_the_lease_the_newer_fences_the_older() {
@@ -283,9 +286,11 @@ async fn of_two_runs_past_the_lease_the_newer_fences_the_older() {
     let mut newer_pos = Position::load(newer_c.clone(), &dlq, &s.group).await.expect("position");
     assert_eq!(newer_pos.parts[&0].done.next(), 0, "the older run's commit did not happen");
     newer.send(&record("id-1")).expect("send").await.expect("delivered").expect("acked");
-    newer_pos.parts.get_mut(&0).expect("partition 0").done.insert(0);
+    // Letter 1 finished, letter 0 left in place: the gap travels in the transaction's metadata.
+    newer_pos.parts.get_mut(&0).expect("partition 0").done.insert(1);
     newer.commit(&mut newer_pos).await.expect("the newer run commits");
     assert_eq!(s.keys_on_rung("read_committed").await, ["id-1"], "the older batch was aborted");
-    let position = common::committed(s.h.stack.kafka.bootstrap_servers(), &s.group, &dlq, 1);
-    assert_eq!(position, [1]);
+    let back = Position::load(consumer(), &dlq, &s.group).await.expect("position");
+    let done = &back.parts[&0].done;
+    assert_eq!((done.next(), done.metadata().as_str()), (0, "redriven:1"));
 }

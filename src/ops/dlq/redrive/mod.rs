@@ -37,7 +37,7 @@ pub use report::{PlanRow, RedriveReport, Skipped};
 use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -57,6 +57,9 @@ use sink::Sink;
 
 /// Records awaited together and committed in one batch (one transaction).
 const BATCH: usize = 256;
+/// A batch is committed once it is this old, however small (a rate-limited run): the broker
+/// aborts a transaction open longer than `transaction.timeout.ms` (60 s by default).
+const BATCH_AGE: Duration = Duration::from_secs(30);
 /// A run stops reading after this long without a record before the end it fixed.
 const IDLE: Duration = Duration::from_secs(10);
 /// How long reading the input's partition count may take.
@@ -172,6 +175,7 @@ async fn run(
         position,
         limiter: opts.rate_per_second.map(|r| RateLimiter::direct(Quota::per_second(r))),
         pending: Vec::new(),
+        batch_started: Instant::now(),
         report: RedriveReport {
             action: action.name(),
             done_before,
@@ -234,6 +238,8 @@ struct Run<'o> {
     sink: Option<Sink>,
     limiter: Option<DefaultDirectRateLimiter>,
     pending: Vec<Pending>,
+    /// When the first record of the open batch was handled.
+    batch_started: Instant,
     report: RedriveReport,
 }
 
@@ -338,8 +344,11 @@ impl Run<'_> {
             Action::Redrive => Some(self.send(p, o, &letter, count + 1).await?),
         };
         let topic = self.report.republish_to.clone().unwrap_or_default();
+        if self.pending.is_empty() {
+            self.batch_started = Instant::now();
+        }
         self.pending.push(Pending { partition: p, offset: o, topic, delivery });
-        if self.pending.len() >= BATCH {
+        if self.pending.len() >= BATCH || self.batch_started.elapsed() >= BATCH_AGE {
             self.settle().await?;
         }
         Ok(())
