@@ -40,7 +40,7 @@ struct Common {
     /// The stage whose dead-letter topic to read.
     #[arg(long)]
     stage: String,
-    /// Only dead letters that failed since then: a duration back (24h) or an RFC 3339 time.
+    /// Only dead letters that failed since then: a duration back (24h, PT24H) or a date-time.
     #[arg(long, value_parser = instant)]
     since: Option<i64>,
     /// Only this error class: DECODE, PERMANENT or RETRIES_EXHAUSTED.
@@ -64,7 +64,7 @@ struct InspectArgs {
 struct Selection {
     #[command(flatten)]
     common: Common,
-    /// Only dead letters that failed before then: a duration back (1h) or an RFC 3339 time.
+    /// Only dead letters that failed before then: a duration back (1h, PT1H) or a date-time.
     #[arg(long, value_parser = instant)]
     until: Option<i64>,
     /// Only these documents (the record key or the document id); repeatable.
