@@ -122,7 +122,7 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
             }
         }
     }
-    let embeds = matches!(s.kind, StageKindSpec::Embed { .. } | StageKindSpec::Retrieve { .. });
+    let embeds = s.kind.vector_dimensions().is_some();
     if embeds && s.model.as_ref().is_some_and(|c| !c.routes.is_empty()) {
         errors.push(
             stage,
@@ -144,11 +144,7 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
             }
         }
     }
-    let dims = match &s.kind {
-        StageKindSpec::Embed { dimensions, .. } => Some(("embed.dimensions", *dimensions)),
-        StageKindSpec::Retrieve { dimensions, .. } => Some(("retrieve.dimensions", *dimensions)),
-        _ => None,
-    };
+    let dims = s.kind.vector_dimensions().map(|d| (format!("{}.dimensions", s.kind.name()), d));
     if let (Some((field, dims)), Some(choice)) = (dims, &s.model) {
         for alias in chain(t, &choice.default) {
             let Some(m) = t.models.get(&alias) else { continue };
@@ -158,7 +154,7 @@ pub fn stage_models(t: &Topology, s: &StageSpec, errors: &mut Errors) {
                 if sim.embedding_dim != dims {
                     errors.push(
                         stage,
-                        field,
+                        field.clone(),
                         format!(
                             "model '{alias}' on provider '{}' returns {}-dimensional vectors",
                             m.provider, sim.embedding_dim

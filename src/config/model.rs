@@ -134,6 +134,27 @@ impl StageKindSpec {
             Self::Review { .. } => "review",
         }
     }
+
+    /// The topics of the needs-human and rejected ports, for a kind that has them. Every kind
+    /// is named here (no wildcard), so a new kind has to say whether it writes to side ports.
+    pub fn side_outputs(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Review { needs_human_output, rejected_output, .. } => {
+                Some((needs_human_output, rejected_output))
+            }
+            Self::Classify { .. } | Self::Embed { .. } | Self::Retrieve { .. } => None,
+            Self::Generate { .. } => None,
+        }
+    }
+
+    /// The vector size of a kind that embeds text (its model must be an embedding model, which
+    /// cannot be routed); `None` for kinds that do not.
+    pub fn vector_dimensions(&self) -> Option<usize> {
+        match self {
+            Self::Embed { dimensions, .. } | Self::Retrieve { dimensions, .. } => Some(*dimensions),
+            Self::Classify { .. } | Self::Generate { .. } | Self::Review { .. } => None,
+        }
+    }
 }
 
 /// Settings of the classic group protocol that KIP-848 groups (`group.protocol: consumer`) define
@@ -187,9 +208,8 @@ impl StageSpec {
     /// Every topic this stage writes records to on success.
     pub fn output_topics(&self) -> Vec<&str> {
         let mut out = vec![self.output.as_str()];
-        if let StageKindSpec::Review { needs_human_output, rejected_output, .. } = &self.kind {
-            out.push(needs_human_output);
-            out.push(rejected_output);
+        if let Some((needs_human, rejected)) = self.kind.side_outputs() {
+            out.extend([needs_human, rejected]);
         }
         out
     }
@@ -197,12 +217,8 @@ impl StageSpec {
     /// A review stage's review-queue topics: (needs-human, approved, rejected); `None` for
     /// other kinds.
     pub fn review_queue(&self) -> Option<(&str, &str, &str)> {
-        match &self.kind {
-            StageKindSpec::Review { needs_human_output, rejected_output, .. } => {
-                Some((needs_human_output, &self.output, rejected_output))
-            }
-            _ => None,
-        }
+        let (needs_human, rejected) = self.kind.side_outputs()?;
+        Some((needs_human, &self.output, rejected))
     }
 
     /// Where the review queue of a review stage keeps its claims and decisions:

@@ -32,8 +32,8 @@ pub fn provider(name: &str, base_dir: &Path, s: &mut Section<'_>) -> Option<Prov
             retry_after: duration(s, "retry_after", d::SIM_RETRY_AFTER),
             embedding_dim: limit(s, "embedding_dim", d::SIM_EMBEDDING_DIM, 1, 16384),
         }),
-        "openai" => ProviderSpec::OpenAi(http(s, base_dir, true)),
-        "anthropic" => ProviderSpec::Anthropic(http(s, base_dir, false)),
+        "openai" => ProviderSpec::OpenAi(http(s, base_dir, HttpApi::OpenAi)),
+        "anthropic" => ProviderSpec::Anthropic(http(s, base_dir, HttpApi::Anthropic)),
         other => {
             s.error(
                 "kind",
@@ -45,8 +45,22 @@ pub fn provider(name: &str, base_dir: &Path, s: &mut Section<'_>) -> Option<Prov
     Some(ProviderConfig { spec, timeout, limits, breaker })
 }
 
-fn http(s: &mut Section<'_>, base_dir: &Path, openai: bool) -> HttpSpec {
-    let default_url = if openai { d::OPENAI_BASE_URL } else { d::ANTHROPIC_BASE_URL };
+/// The HTTP APIs sluice speaks, for the settings only one of them has. Every match on it names
+/// each API, so a new provider kind has to decide its defaults rather than inherit another's.
+#[derive(Clone, Copy)]
+enum HttpApi {
+    OpenAi,
+    Anthropic,
+}
+
+/// Headers that carry credentials in some provider's API: never set inline.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+
+fn http(s: &mut Section<'_>, base_dir: &Path, api: HttpApi) -> HttpSpec {
+    let default_url = match api {
+        HttpApi::OpenAi => d::OPENAI_BASE_URL,
+        HttpApi::Anthropic => d::ANTHROPIC_BASE_URL,
+    };
     let base_url: String = s.or("base_url", default_url.to_owned());
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         s.error("base_url", format!("'{base_url}' must start with http:// or https://"));
@@ -55,21 +69,22 @@ fn http(s: &mut Section<'_>, base_dir: &Path, openai: bool) -> HttpSpec {
     let headers: BTreeMap<String, String> = s.or("headers", BTreeMap::new());
     for name in headers.keys() {
         let lower = name.to_ascii_lowercase();
-        if ["authorization", "api-key", "x-api-key"].contains(&lower.as_str()) {
+        if CREDENTIAL_HEADERS.contains(&lower.as_str()) {
             s.error(
                 &format!("headers.{name}"),
                 "credentials never go inline: use api_key_env or api_key_file",
             );
         }
     }
-    let azure_api_version = if openai { s.opt("azure_api_version") } else { None };
-    let anthropic_version = if openai {
-        String::new()
-    } else {
-        s.or("anthropic_version", d::ANTHROPIC_VERSION.to_owned())
+    let (azure_api_version, anthropic_version, embedding_dimensions) = match api {
+        HttpApi::OpenAi => {
+            (s.opt("azure_api_version"), String::new(), s.opt("embedding_dimensions"))
+        }
+        HttpApi::Anthropic => {
+            (None, s.or("anthropic_version", d::ANTHROPIC_VERSION.to_owned()), None)
+        }
     };
     let model_names = s.or("model_names", BTreeMap::new());
-    let embedding_dimensions = if openai { s.opt("embedding_dimensions") } else { None };
     HttpSpec {
         base_url: base_url.trim_end_matches('/').to_owned(),
         api_key,

@@ -24,7 +24,7 @@ const COLUMNS: [&str; 11] = [
     "LAST SEEN",
 ];
 
-pub use crate::time::rfc3339_short as rfc3339;
+use crate::time::rfc3339_short as rfc3339;
 
 fn headers(by: &[GroupBy]) -> Vec<String> {
     let keys = by.iter().map(|b| b.name().to_uppercase());

@@ -2,7 +2,7 @@
 //! either bound open. Half-open, as `sluice dlq redrive --since/--until`, so that consecutive
 //! windows (14:00–15:00, 15:00–16:00) count every event exactly once.
 
-use super::report_format::rfc3339;
+use crate::time::rfc3339_short as rfc3339;
 
 /// A window that is not one: `since` is not before `until`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

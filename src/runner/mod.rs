@@ -39,7 +39,7 @@ pub use window::Window;
 
 use crate::avro::Codec;
 use crate::call::now_ms;
-use crate::config::{StageKindSpec, StageSpec, Topology};
+use crate::config::{StageSpec, Topology};
 use crate::kafka::{consumer_config, producer_config};
 use crate::pii::Redactor;
 use crate::shutdown::{Phase, Shutdown};
@@ -69,9 +69,9 @@ pub struct RunReport {
 /// The topics a stage writes on each of its ports.
 pub fn ports(spec: &StageSpec) -> HashMap<Port, String> {
     let mut ports = HashMap::from([(Port::Main, spec.output.clone())]);
-    if let StageKindSpec::Review { needs_human_output, rejected_output, .. } = &spec.kind {
-        ports.insert(Port::NeedsHuman, needs_human_output.clone());
-        ports.insert(Port::Rejected, rejected_output.clone());
+    if let Some((needs_human, rejected)) = spec.kind.side_outputs() {
+        ports.insert(Port::NeedsHuman, needs_human.to_owned());
+        ports.insert(Port::Rejected, rejected.to_owned());
     }
     ports
 }

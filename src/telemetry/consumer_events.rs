@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::client_stats;
 use super::health::health;
+pub use super::health::RebalanceKind;
 use super::runner_metrics::runner_metrics;
 
 pub struct OffsetStoreFailed<'a> {
@@ -67,25 +68,6 @@ impl CommitMapsRefused<'_> {
     }
 }
 
-/// What a rebalance did to this member.
-#[derive(Debug, Clone, Copy)]
-pub enum RebalanceKind {
-    Assigned,
-    Revoked,
-    /// The assignment was lost (session timeout, fenced): nothing was waited for.
-    Lost,
-}
-
-impl RebalanceKind {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Assigned => "assigned",
-            Self::Revoked => "revoked",
-            Self::Lost => "lost",
-        }
-    }
-}
-
 pub struct Rebalanced<'a> {
     pub stage: &'a str,
     pub kind: RebalanceKind,
@@ -101,7 +83,10 @@ impl Rebalanced<'_> {
         runner_metrics().rebalances.with_label_values(&[self.stage, self.kind.label()]).inc();
         health().rebalanced(self.stage, self.kind, self.partitions);
         let delta = self.partitions as i64;
-        let delta = if matches!(self.kind, RebalanceKind::Assigned) { delta } else { -delta };
+        let delta = match self.kind {
+            RebalanceKind::Assigned => delta,
+            RebalanceKind::Revoked | RebalanceKind::Lost => -delta,
+        };
         client_stats::partitions_changed(self.stage, delta);
         tracing::info!(
             stage = self.stage,

@@ -35,7 +35,24 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
-use super::consumer_events::RebalanceKind;
+/// What a rebalance did to this member.
+#[derive(Debug, Clone, Copy)]
+pub enum RebalanceKind {
+    Assigned,
+    Revoked,
+    /// The assignment was lost (session timeout, fenced): nothing was waited for.
+    Lost,
+}
+
+impl RebalanceKind {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Self::Assigned => "assigned",
+            Self::Revoked => "revoked",
+            Self::Lost => "lost",
+        }
+    }
+}
 
 /// What the probes and events learned; see the module doc for what each check means.
 #[derive(Default)]

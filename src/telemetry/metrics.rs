@@ -170,10 +170,9 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(build)
 }
 
-/// The registry in Prometheus text format.
-pub fn render() -> String {
-    // A family without labels shows from the start (0), not only after its first event.
-    super::export_events::spans_dropped();
+/// The registry in Prometheus text format. Families registered on first use must be touched
+/// first: [`super::render`] does that and calls this.
+pub(super) fn encode() -> String {
     let mut out = Vec::new();
     TextEncoder::new().encode(&metrics().registry.gather(), &mut out).expect("text encoding");
     String::from_utf8(out).expect("prometheus text is UTF-8")

@@ -28,7 +28,7 @@ pub use client_stats::{enable_statistics, ClientStatistics, STATISTICS_INTERVAL_
 pub use consumer_events::*;
 pub use export_events::SpansDropped;
 pub use health::{health, Health, Verdict};
-pub use metrics::{metrics, render};
+pub use metrics::metrics;
 pub use model_events::{
     BreakerCreated, BreakerTransition, FallbackTaken, LimiterWaited, ModelCalled,
 };
@@ -90,4 +90,11 @@ pub fn init_with(json: bool, traces: Option<&OtelSettings>) -> Result<TraceGuard
         }
         (None, _) => Ok(TraceGuard::default()),
     }
+}
+
+/// The registry in Prometheus text format. A family without labels shows from the start (0), not
+/// only after its first event, so those registered on first use are touched here.
+pub fn render() -> String {
+    export_events::spans_dropped();
+    metrics::encode()
 }
