@@ -195,11 +195,21 @@ async fn a_redrive_killed_mid_batch_leaves_nothing_visible_and_the_next_run_send
     // One record a second, so the test can see an open batch: records in the log that a
     // read-committed consumer does not see yet.
     let mut first = s.cli(&["--rate", "1/s"]);
-    wait_for("the killed run has an open batch in the log", || async {
+    let started = Instant::now();
+    loop {
         let committed = s.keys_on_rung("read_committed").await.len();
-        s.keys_on_rung("read_uncommitted").await.len() >= committed + 2
-    })
-    .await;
+        if s.keys_on_rung("read_uncommitted").await.len() >= committed + 2 {
+            break;
+        }
+        if let Some(status) = first.try_wait().expect("status") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(first.stderr.as_mut().expect("piped"), &mut stderr)
+                .expect("stderr");
+            panic!("the run ended ({status}) before the test saw an open batch: {stderr}");
+        }
+        assert!(started.elapsed() < DEADLINE, "no open batch within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
     let visible = s.keys_on_rung("read_committed").await;

@@ -16,7 +16,7 @@
 //! acknowledgement and commit republishes that batch. The report says which applied.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -32,6 +32,8 @@ use crate::ops::dlq::read::DlqError;
 
 /// How long a transactional call (init, offsets, commit, abort) may take.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening keeps retrying `init_transactions` while it fails with a retriable error.
+const INIT_DEADLINE: Duration = Duration::from_secs(120);
 
 pub struct Sink {
     producer: FutureProducer,
@@ -63,10 +65,20 @@ impl Sink {
         config.set("transactional.id", group);
         let producer: FutureProducer = config.create()?;
         let p = producer.clone();
-        tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
-            .await
-            .expect("the transaction thread does not panic")
-            .map_err(|e| taken_over(&producer, stage, e))?;
+        tokio::task::spawn_blocking(move || {
+            // The first transaction on a cluster waits for its transaction log to be created.
+            let started = Instant::now();
+            loop {
+                match p.init_transactions(TXN_TIMEOUT) {
+                    Err(KafkaError::Transaction(e))
+                        if e.is_retriable() && started.elapsed() < INIT_DEADLINE => {}
+                    done => return done,
+                }
+            }
+        })
+        .await
+        .expect("the transaction thread does not panic")
+        .map_err(|e| taken_over(&producer, stage, e))?;
         let metadata =
             Arc::new(consumer.group_metadata().expect("the redrive consumer has a group"));
         Ok(Self { producer, txn: Some(Txn { metadata, stage: stage.to_owned(), open: false }) })

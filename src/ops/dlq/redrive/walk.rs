@@ -13,6 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::done_set::DoneSet;
 use super::options::{Action, Progress, RedriveOptions};
 use super::position::Position;
 use super::report::{RedriveReport, Skipped};
@@ -288,6 +289,11 @@ impl<'o> Run<'o> {
             self.report.remaining += acked.len();
             return failed.map_or(Ok(()), Err);
         }
+        let touched: BTreeSet<i32> = acked.iter().map(|(p, _)| *p).collect();
+        let before: Vec<(i32, DoneSet)> = touched
+            .iter()
+            .filter_map(|p| self.position.parts.get(p).map(|part| (*p, part.done.clone())))
+            .collect();
         for (partition, offset) in &acked {
             if let Some(part) = self.position.parts.get_mut(partition) {
                 part.done.insert(*offset);
@@ -297,6 +303,13 @@ impl<'o> Run<'o> {
         let counted = match (&committed, sink.transactional()) {
             (Ok(()), _) | (Err(_), false) => acked.len(),
             (Err(_), true) => {
+                // The batch was aborted: its letters are not finished, and a later commit (the
+                // last settle) must not mark them so.
+                for (p, done) in before {
+                    if let Some(part) = self.position.parts.get_mut(&p) {
+                        part.done = done;
+                    }
+                }
                 self.report.remaining += acked.len();
                 0
             }
