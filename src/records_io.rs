@@ -1,23 +1,21 @@
 //! Moving records between JSON and Kafka for people: `sluice produce` (JSON lines → Avro) and
-//! `sluice consume` (Avro → one JSON object per record, like `kcat -J`).
+//! `sluice consume` (Avro → one JSON object per record, like `kcat -J`). The topic reader they
+//! use is [`crate::kafka::reader`], re-exported here.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use apache_avro::types::Value;
 use base64::Engine;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value as Json};
 
 use crate::avro::{avro_to_json, json_to_avro, Codec, SchemaKind};
 use crate::config::KafkaSettings;
-use crate::kafka::{producer_config, reader_config};
+use crate::kafka::producer_config;
+pub use crate::kafka::reader::{read_topic, reader, RawRecord, Reader};
 
 /// A JSON line that did not fit the schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,140 +132,4 @@ fn bytes_json(bytes: &[u8]) -> Json {
         Ok(s) => Json::String(s.to_owned()),
         Err(_) => json!({ "base64": b64(bytes) }),
     }
-}
-
-/// A standalone consumer over every partition of some topics.
-pub struct Reader {
-    pub consumer: BaseConsumer,
-    /// Per partition with records to read at the start: the high watermark then.
-    ends: HashMap<(String, i32), i64>,
-}
-
-/// A reader assigned to every partition of `topics`, from the beginning or the end.
-pub fn reader(
-    kafka: &KafkaSettings,
-    topics: &[&str],
-    from_beginning: bool,
-) -> Result<Reader, KafkaError> {
-    let consumer: BaseConsumer = reader_config(kafka).create()?;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    let start = if from_beginning { Offset::Beginning } else { Offset::End };
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
-        if partitions == 0 {
-            return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
-        }
-        for p in 0..partitions as i32 {
-            tpl.add_partition_offset(topic, p, start)?;
-            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-            if from_beginning && high > low {
-                ends.insert(((*topic).to_owned(), p), high);
-            }
-        }
-    }
-    consumer.assign(&tpl)?;
-    Ok(Reader { consumer, ends })
-}
-
-impl Reader {
-    /// Reads up to `max` records, calling `each` per record until it returns false. With
-    /// `stop_at_end`, stops once every partition reached the end it had when the reader started.
-    /// Stops after `idle_timeout` without a record, or as soon as `stop()` says so.
-    pub fn drain<F: FnMut(&rdkafka::message::BorrowedMessage<'_>) -> bool>(
-        &self,
-        max: Option<usize>,
-        stop_at_end: bool,
-        idle_timeout: Duration,
-        stop: impl Fn() -> bool,
-        mut each: F,
-    ) -> Result<usize, KafkaError> {
-        let mut remaining = self.ends.clone();
-        let mut seen = 0;
-        let mut idle_since = std::time::Instant::now();
-        // A transient error event (a broker of several down, a leader moving) is not the end:
-        // librdkafka recovers on its own. It is returned only if the reader then goes idle
-        // before reaching the ends it was asked to read to.
-        let mut last_error = None;
-        loop {
-            if max.is_some_and(|m| seen >= m) || (stop_at_end && remaining.is_empty()) || stop() {
-                return Ok(seen);
-            }
-            match self.consumer.poll(Duration::from_millis(100)) {
-                None | Some(Err(KafkaError::PartitionEOF(_))) => {
-                    if idle_since.elapsed() >= idle_timeout {
-                        return match last_error.take() {
-                            Some(e) if stop_at_end && !remaining.is_empty() => Err(e),
-                            _ => Ok(seen),
-                        };
-                    }
-                }
-                Some(Err(e)) if is_permanent(&e) => return Err(e),
-                Some(Err(e)) => last_error = Some(e),
-                Some(Ok(m)) => {
-                    idle_since = std::time::Instant::now();
-                    let tp = (m.topic().to_owned(), m.partition());
-                    if remaining.get(&tp).is_some_and(|end| m.offset() + 1 >= *end) {
-                        remaining.remove(&tp);
-                    }
-                    seen += 1;
-                    if !each(&m) {
-                        return Ok(seen);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Errors a reader cannot outwait: the topic is gone, or this client may not read it.
-fn is_permanent(e: &KafkaError) -> bool {
-    use RDKafkaErrorCode as C;
-    let code = match e {
-        KafkaError::MessageConsumption(code) | KafkaError::MetadataFetch(code) => *code,
-        KafkaError::Global(code) => *code,
-        _ => return true,
-    };
-    matches!(
-        code,
-        C::UnknownTopicOrPartition
-            | C::UnknownTopic
-            | C::TopicAuthorizationFailed
-            | C::GroupAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::SaslAuthenticationFailed
-            | C::Authentication
-            | C::Fatal
-    )
-}
-
-/// One record as read: partition, offset, key and value bytes.
-pub type RawRecord = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// Every record of `topic` from the beginning to the end it had when the read began, undecoded,
-/// read on a blocking thread.
-pub async fn read_topic(
-    settings: &KafkaSettings,
-    topic: &str,
-) -> Result<Vec<RawRecord>, KafkaError> {
-    let (kafka, name) = (settings.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let r = reader(&kafka, &[name.as_str()], true)?;
-        let mut out = Vec::new();
-        r.drain(
-            None,
-            true,
-            Duration::from_secs(10),
-            || false,
-            |m| {
-                let key = m.key().map(<[u8]>::to_vec);
-                out.push((m.partition(), m.offset(), key, m.payload().map(<[u8]>::to_vec)));
-                true
-            },
-        )?;
-        Ok(out)
-    })
-    .await
-    .expect("the reader thread does not panic")
 }

@@ -27,7 +27,7 @@ use sluice::mock_provider::MockConfig;
 use sluice::ops::groups::{self, GroupInfo};
 use sluice::ops::plan_csv;
 use sluice::ops::replay::{execute, plan_async, Plan, ReplayError, ResetTo};
-use sluice::ops::replay_cost::estimate_plan;
+use sluice::ops::replay_cost::{estimate_plan, Amount};
 use sluice::ops::status::report;
 
 const PARTITIONS: i32 = 4;
@@ -273,29 +273,36 @@ async fn estimate_matches_what_the_replay_paid(cached: bool) {
     let first_run = provider.ledger().billed_micro_usd();
     assert!(first_run > 0, "the priced model was paid");
     let plan = plan_async(k, &g, &topic, &ResetTo::Earliest, None).await.expect("plan");
-    let estimate = estimate_plan(&sc.t, &sc.t.stages[0], &plan).await.expect("estimate");
+    let estimate = estimate_plan(&sc.t, &sc.t.stages[0], &plan, 1_000).await.expect("estimate");
     let called = (0..sc.docs).filter(|i| !is_empty(*i)).count() as u64;
-    assert_eq!((estimate.records, estimate.scanned), (120, 120));
+    assert_eq!((estimate.records, estimate.sampled), (120, 120), "the window is read whole");
     assert_eq!(estimate.metered, called, "empty documents make no call");
-    assert_eq!(estimate.without_cache_micro_usd, first_run, "what the provider billed");
-    assert_eq!(estimate.cache, cached);
+    let Amount::Estimated { expected_micro_usd, .. } = estimate.without_cache else {
+        panic!("{:?}", estimate.without_cache)
+    };
+    assert_eq!(expected_micro_usd, first_run, "what the provider billed");
+    assert_eq!(estimate.cache.is_some(), cached);
     execute(k, &plan, "").await.expect("executed");
     let _again = sc.worker();
     finish(&sc).await;
     let replay_paid = provider.ledger().billed_micro_usd() - first_run;
     eprintln!(
-        "cache {cached}: estimate {} µUSD without cache, {} with ({} cached); replay paid {}",
-        estimate.without_cache_micro_usd,
-        estimate.with_cache_micro_usd,
+        "cache {cached}: estimate without cache {}, with {:?} ({} cached); replay paid {}",
+        estimate.without_cache.describe(),
+        estimate.with_cache.as_ref().map(Amount::describe),
         estimate.cached,
         replay_paid
     );
-    if cached {
-        assert_eq!((estimate.cached, estimate.with_cache_micro_usd), (called, 0));
+    let paid_by_estimate = if cached {
+        assert_eq!(estimate.cached, called);
+        estimate.with_cache.clone().expect("a cache")
     } else {
-        assert_eq!(estimate.with_cache_micro_usd, estimate.without_cache_micro_usd);
-    }
-    assert_eq!(replay_paid, estimate.with_cache_micro_usd, "the estimate is what it paid");
+        assert_eq!(estimate.with_cache, None);
+        estimate.without_cache.clone()
+    };
+    assert!(paid_by_estimate.contains(replay_paid), "{paid_by_estimate:?} {replay_paid}");
+    let Amount::Estimated { expected_micro_usd, .. } = paid_by_estimate else { unreachable!() };
+    assert_eq!(replay_paid, expected_micro_usd, "the expected figure is what it paid");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

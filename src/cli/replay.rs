@@ -1,6 +1,7 @@
 //! `sluice replay`: moves a stage's (or any group's) committed offsets, in the vocabulary of
 //! `kafka-consumer-groups --reset-offsets`, and says what re-processing will cost. A dry run
-//! unless `--execute`, which refuses while the group has members.
+//! unless `--execute`, which refuses while the group has members or assign-only holders, or when
+//! its commits moved since the plan was made, and commits only the partitions that change.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,11 +11,10 @@ use std::time::Duration;
 use super::Format;
 use anyhow::{bail, Context, Result};
 use sluice::config::KafkaSettings;
-use sluice::metering::report::usd;
-use sluice::ops::iso8601::{parse_datetime, parse_duration};
 use sluice::ops::plan_csv;
 use sluice::ops::replay::{execute, plan_async, Plan, ResetTo};
-use sluice::ops::replay_cost::{estimate_plan, CostEstimate};
+use sluice::ops::replay_cost::{estimate_plan, CostEstimate, DEFAULT_SAMPLE};
+use sluice::time::{parse_datetime, parse_duration};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("reset").required(true).multiple(false)))]
@@ -57,9 +57,14 @@ pub struct Args {
     /// Only these partitions (e.g. 0,3); default: every partition (or every one in the file).
     #[arg(long, value_delimiter = ',')]
     partitions: Option<Vec<i32>>,
-    /// Commit the new offsets (the group must have no members). Without it: a dry run.
+    /// Commit the changed offsets: refused while the group has members or an assign-only client
+    /// (console, redrive) holds it, or if its commits moved since planning. Without it: a dry
+    /// run.
     #[arg(long)]
     execute: bool,
+    /// Records of the replayed window read for the cost estimate, spread across it.
+    #[arg(long, default_value_t = DEFAULT_SAMPLE)]
+    sample: u64,
     /// Write the plan as `topic,partition,offset` lines to this file.
     #[arg(long)]
     export: Option<PathBuf>,
@@ -126,7 +131,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let cost = match (&topology, &args.stage) {
         (Some(t), Some(name)) if plan.reprocessed() > 0 => {
             let spec = t.stage(name).expect("checked above");
-            Some(estimate_plan(t, spec, &plan).await?)
+            Some(estimate_plan(t, spec, &plan, args.sample).await?)
         }
         _ => None,
     };
@@ -136,16 +141,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     match args.format {
         Format::Json => {
+            let executed = match args.execute {
+                true => Some(execute(&kafka, &plan, &how_to_stop).await?),
+                false => None,
+            };
             let json = serde_json::json!({
                 "plan": plan,
                 "reprocessed": plan.reprocessed(),
                 "skipped": plan.skipped(),
                 "cost": cost,
                 "executed": args.execute,
+                "committed": executed,
             });
-            if args.execute {
-                execute(&kafka, &plan, &how_to_stop).await?;
-            }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         Format::Table => {
@@ -157,17 +164,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("plan written to {}", path.display());
             }
             if args.execute {
-                execute(&kafka, &plan, &how_to_stop).await?;
+                let executed = execute(&kafka, &plan, &how_to_stop).await?;
                 println!(
                     "executed: group '{}' now resumes at the new offsets; start its consumers \
                      again to re-process {} records",
                     plan.group,
                     plan.reprocessed()
                 );
+                println!("{}", executed.describe());
             } else {
                 println!(
-                    "dry run: nothing changed. Add --execute to commit these offsets (the group \
-                     must have no members)."
+                    "dry run: nothing changed. Add --execute to commit the changed offsets (the \
+                     group must have no members, and its commits must still be the ones above)."
                 );
             }
         }
@@ -193,8 +201,8 @@ fn bootstrap_only() -> Result<KafkaSettings> {
 fn print_plan(plan: &Plan) {
     println!("replay plan for group '{}' on '{}' ({})", plan.group, plan.topic, plan.reset);
     println!(
-        "{:>9} {:>12} {:>12} {:>12} {:>10}  LOG",
-        "PARTITION", "COMMITTED", "CURRENT", "NEW", "RECORDS"
+        "{:>9} {:>12} {:>12} {:>12} {:>10}  {:<24} LOG",
+        "PARTITION", "COMMITTED", "CURRENT", "NEW", "RECORDS", "ON EXECUTE"
     );
     for p in &plan.partitions {
         let committed = p.committed.map_or("-".to_owned(), |c| c.to_string());
@@ -202,9 +210,16 @@ fn print_plan(plan: &Plan) {
             n if n > 0 => format!("+{n}"),
             n => n.to_string(),
         };
+        let on_execute = if !p.changes() {
+            "left alone (commit kept)"
+        } else if p.drops_map() {
+            "committed, map dropped"
+        } else {
+            "committed"
+        };
         println!(
-            "{:>9} {:>12} {:>12} {:>12} {:>10}  [{}, {})",
-            p.partition, committed, p.current, p.new, records, p.low, p.high
+            "{:>9} {:>12} {:>12} {:>12} {:>10}  {:<24} [{}, {})",
+            p.partition, committed, p.current, p.new, records, on_execute, p.low, p.high
         );
     }
     println!(
@@ -212,23 +227,27 @@ fn print_plan(plan: &Plan) {
         plan.reprocessed(),
         plan.skipped()
     );
+    for w in &plan.warnings {
+        println!("warning: {w}");
+    }
 }
 
 fn print_cost(c: &CostEstimate) {
     println!("what re-processing will cost (from the stage's cost events):");
     println!(
-        "  {} records, {} read, {} with cost events; {} USD per record on average",
+        "  based on {} of {} records sampled across the window; {} of them ({:.0}%) with a cost \
+         event of their own processing",
+        c.sampled,
         c.records,
-        c.scanned,
         c.metered,
-        usd(c.per_record_micro_usd)
+        c.metered_share * 100.0
     );
-    println!("  without a cache: {} USD", usd(c.without_cache_micro_usd));
-    if c.cache {
+    println!("  without a cache: {}", c.without_cache.describe());
+    if let (Some(kind), Some(with)) = (&c.cache, &c.with_cache) {
         println!(
-            "  with the response cache: {} USD ({} records answered before are free)",
-            usd(c.with_cache_micro_usd),
-            c.cached
+            "  with the response cache ({kind}; {} sampled answers on record): {}",
+            c.cached,
+            with.describe()
         );
     }
     for note in &c.notes {

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::Format;
 use anyhow::Result;
-use sluice::ops::iso8601::rfc3339;
-use sluice::ops::status::{report, LagTrend, Report, StageStatus};
+use sluice::ops::spend_today::SpendToday;
+use sluice::ops::status::{report_with, LagTrend, Report, StageStatus};
+use sluice::time::rfc3339;
 
 /// The exit code of an unhealthy pipeline (distinct from 1, a failure to ask).
 const UNHEALTHY: u8 = 3;
@@ -23,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     watch: bool,
     /// Time between samples with --watch.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = sluice::time::parse_duration)]
     interval: Duration,
     /// With --watch, fail when a stage's lag grew on this many consecutive samples.
     #[arg(long, default_value_t = 3)]
@@ -39,8 +40,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let t = super::load_topology(&args.topology)?;
     let mut trend = LagTrend::new(args.growth_samples);
     let mut taken = 0;
+    // Kept across --watch samples: each reads only the metering records written since the last.
+    let mut spend = SpendToday::new();
     loop {
-        let r = report(&t).await?;
+        let r = report_with(&t, &mut spend).await?;
         taken += 1;
         let mut problems = r.problems();
         if args.watch {
@@ -112,6 +115,14 @@ fn show(r: &Report, format: Format) -> Result<()> {
     }
     for s in &r.stages {
         details(s);
+    }
+    if r.metering_skipped.count > 0 {
+        println!(
+            "{} metering record(s) today are not cost events and were skipped (spend may be \
+             under-counted); first: {}",
+            r.metering_skipped.count,
+            r.metering_skipped.first.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }

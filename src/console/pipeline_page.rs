@@ -3,7 +3,8 @@
 //! throughput between two samples, the review queue's depth, and — from the stage processes'
 //! metrics endpoints, when given — records in flight and breaker states. The table refreshes
 //! itself every few seconds (`/pipeline/table`, fetched by the page's script; without script,
-//! reload).
+//! reload). Spend today is kept incrementally ([`SpendToday`]): a sample reads only the metering
+//! records written since the one before, and counts those that are not cost events.
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use super::html::{age, esc, Nav};
 use super::scrape::{breaker_name, scrape, Scraped};
 use super::server::{App, Shared};
 use crate::metering::report::usd;
+use crate::ops::spend_today::SpendToday;
 use crate::ops::status::{self, Report};
 
 /// Samples are shared by every viewer and taken at most this often.
@@ -25,6 +27,9 @@ const FRESH_FOR: Duration = Duration::from_secs(3);
 pub struct Sampler {
     metrics: Vec<String>,
     last: tokio::sync::Mutex<Option<Sample>>,
+    /// Today's spend, read incrementally: each sample reads only the metering records written
+    /// since the one before.
+    spend: tokio::sync::Mutex<SpendToday>,
 }
 
 #[derive(Clone)]
@@ -37,7 +42,11 @@ struct Sample {
 
 impl Sampler {
     pub fn new(metrics: Vec<String>) -> Self {
-        Self { metrics, last: tokio::sync::Mutex::new(None) }
+        Self {
+            metrics,
+            last: tokio::sync::Mutex::new(None),
+            spend: tokio::sync::Mutex::new(SpendToday::new()),
+        }
     }
 
     /// Takes a first sample.
@@ -51,7 +60,10 @@ impl Sampler {
         if let Some(s) = last.as_ref().filter(|s| s.at.elapsed() < FRESH_FOR) {
             return s.clone();
         }
-        let report = status::report(&app.topology).await.map_err(|e| e.to_string());
+        let mut spend = self.spend.lock().await;
+        let report =
+            status::report_with(&app.topology, &mut spend).await.map_err(|e| e.to_string());
+        drop(spend);
         let previous = last.take().and_then(|s| s.report.ok());
         let scraped = scrape(&self.metrics).await;
         let sample = Sample { at: Instant::now(), report, previous, scraped };
@@ -139,6 +151,15 @@ async fn table_html(app: &App) -> String {
         );
     }
     out.push_str("</tbody></table>");
+    let skipped = &report.metering_skipped;
+    if skipped.count > 0 {
+        let _ = write!(
+            out,
+            r#"<p class="flash error" id="metering-skipped">{} metering record(s) today are not cost events and were skipped (spend may be under-counted); first: {}</p>"#,
+            skipped.count,
+            esc(skipped.first.as_deref().unwrap_or("")),
+        );
+    }
     out.push_str(&breakers(&scraped, scraping));
     let problems = report.problems();
     if !problems.is_empty() {

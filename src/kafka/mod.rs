@@ -1,10 +1,14 @@
 //! Kafka clients as sluice configures them: consumers that never store an offset on their own,
 //! idempotent producers with `acks=all`, topic administration, and the schema registry client's
 //! settings.
+//!
+//! [`reader`] is the one topic reader of the operator's commands and the console, with one rule
+//! for transient errors.
 
 mod admin;
 pub mod presence;
 mod probe;
+pub mod reader;
 
 pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
 pub use probe::{broker_kind, require_admin_api, watch_reachability, BrokerKind, ProbeError};

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::config::KafkaSettings;
-use crate::kafka::{admin_config, ProbeError};
+use crate::kafka::{admin_config, assign_only_config, ProbeError};
 
 /// How long one request to the cluster may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,14 +68,9 @@ impl GroupInfo {
     }
 }
 
-/// A client for reading a group's offsets and committing them. It has `group.id = group` but
-/// never subscribes, so it never joins the group.
+/// A client for reading a group's offsets and committing them: assign-only, it never joins.
 fn group_client(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, KafkaError> {
-    let mut config: ClientConfig = admin_config(settings);
-    config.set("group.id", group);
-    config.set("enable.auto.commit", "false");
-    config.set("enable.auto.offset.store", "false");
-    config.create()
+    assign_only_config(settings, group).create()
 }
 
 /// The group's state and members. A group the cluster does not know is reported `Dead` with
@@ -192,6 +187,17 @@ pub fn positions(
     topic: &str,
     only: Option<&[i32]>,
 ) -> Result<Vec<Position>, GroupError> {
+    Ok(positions_with_metadata(settings, group, topic, only)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// [`positions`], each with the metadata of the group's commit (empty when none): the runner
+/// keeps its completed-offset map there.
+pub fn positions_with_metadata(
+    settings: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    only: Option<&[i32]>,
+) -> Result<Vec<(Position, String)>, GroupError> {
     let all = partitions(settings, topic)?;
     let wanted: Vec<i32> = match only {
         None => all,
@@ -204,23 +210,41 @@ pub fn positions(
         }
     };
     let client = group_client(settings, group)?;
+    let committed = committed_with_metadata(&client, topic, &wanted)?;
+    wanted
+        .iter()
+        .zip(committed)
+        .map(|(&partition, (committed, metadata))| {
+            let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT)?;
+            Ok((Position { partition, low, high, committed }, metadata))
+        })
+        .collect()
+}
+
+/// The group's committed offset and commit metadata of each of `partitions`, in their order.
+fn committed_with_metadata(
+    client: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<(Option<i64>, String)>, GroupError> {
     let mut tpl = TopicPartitionList::new();
-    for p in &wanted {
+    for p in partitions {
         tpl.add_partition(topic, *p);
     }
     let committed = client.committed_offsets(tpl, TIMEOUT)?;
-    wanted
+    Ok(partitions
         .iter()
-        .map(|&partition| {
-            let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT)?;
-            let committed =
-                committed.find_partition(topic, partition).and_then(|e| match e.offset() {
+        .map(|&partition| match committed.find_partition(topic, partition) {
+            Some(e) => {
+                let offset = match e.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
-                });
-            Ok(Position { partition, low, high, committed })
+                };
+                (offset, e.metadata().to_owned())
+            }
+            None => (None, String::new()),
         })
-        .collect()
+        .collect())
 }
 
 /// `(partition, low, high)` of every partition of a topic.

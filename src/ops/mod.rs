@@ -3,26 +3,26 @@
 //!
 //! - [`groups`]: a group's state and members, committed offsets, watermarks, offsets by time,
 //!   and a commit made for a group without joining it.
-//! - [`replay`]: `sluice replay`: the plan of new offsets for a stage's group (the
-//!   `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will cost, and its
-//!   execution while the group has no members.
+//! - [`replay`]: `sluice replay`, in a folder of its own: the plan of new offsets for a stage's
+//!   group (the `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will
+//!   cost, and its execution while the group has no members and nothing moved since planning.
 //! - [`iso8601`]: the date-time and duration arguments of the reset vocabulary.
-//! - [`plan_csv`]: a replay plan as `topic,partition,offset` lines, exported and read back.
-//! - [`replay_cost`]: what re-processing a replay's records will cost, the response cache
-//!   counted.
-//! - [`ranges`]: reading offset ranges of partitions with a short-lived standalone consumer.
+//! - [`plan_csv`] and [`replay_cost`]: `replay`'s plan files and cost estimate, re-exported.
+//! - [`ranges`]: reading offset ranges of partitions through the one topic reader.
 //! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
+//! - [`spend_today`]: today's spend from the metering topic, refreshed incrementally.
 //! - [`dlq`]: the `sluice dlq` commands — `inspect`, `redrive` and `discard` — and reading a
 //!   stage's dead-letter topic.
 
 pub mod dlq;
 pub mod groups;
 pub mod iso8601;
-pub mod plan_csv;
 pub mod ranges;
 pub mod replay;
-pub mod replay_cost;
+pub mod spend_today;
 pub mod status;
+
+pub use replay::{cost as replay_cost, plan_csv};
 
 pub use dlq::read as dlq_read;
 pub use dlq::redrive::position as redrive_position;

@@ -12,12 +12,12 @@ use serde::Serialize;
 
 use super::groups::{self, GroupError, Member, Position};
 use super::ranges::{read_ranges, Range};
-use crate::avro::Codec;
+use super::spend_today::{SpendError, SpendToday};
 use crate::call::now_ms;
 use crate::config::{StageSpec, Topology};
-use crate::kafka::{registry_settings, require_admin_api, ProbeError};
-use crate::metering::report::{dedup, usd};
-use crate::metering::CostEvent;
+use crate::kafka::{require_admin_api, ProbeError};
+use crate::metering::report::usd;
+use crate::metering::Skipped;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -28,12 +28,10 @@ pub enum StatusError {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Group(#[from] GroupError),
-    #[error(transparent)]
-    Registry(#[from] crate::avro::RegistryError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("metering record at {partition}/{offset}: {message}")]
-    Metering { partition: i32, offset: i64, message: String },
+    #[error(transparent)]
+    Spend(#[from] SpendError),
 }
 
 /// Records waiting on a topic the stage's group reads besides its input.
@@ -87,6 +85,9 @@ pub struct Report {
     pub pipeline: String,
     pub taken_ms: i64,
     pub stages: Vec<StageStatus>,
+    /// Records on the metering topic today that are not cost events: skipped, so spend may be
+    /// under-counted by what they would have said.
+    pub metering_skipped: Skipped,
 }
 
 impl Report {
@@ -108,21 +109,28 @@ impl Report {
 /// Takes the status of every stage. Needs DescribeGroups: fails at once on the embedded broker,
 /// naming the alternative.
 pub async fn report(t: &Topology) -> Result<Report, StatusError> {
+    report_with(t, &mut SpendToday::new()).await
+}
+
+/// [`report`], with today's spend brought up to date in `spend` (which reads only what was
+/// written since its last refresh).
+pub async fn report_with(t: &Topology, spend: &mut SpendToday) -> Result<Report, StatusError> {
     require_admin_api(&t.kafka, "`sluice status`").await?;
     let taken_ms = now_ms();
-    let spend = spend_since(t, taken_ms - taken_ms.rem_euclid(DAY_MS)).await?;
+    spend.refresh(t, taken_ms).await?;
     let mut stages = Vec::with_capacity(t.stages.len());
     for spec in &t.stages {
         let (t2, spec2) = (t.clone(), spec.clone());
         let mut s = tokio::task::spawn_blocking(move || stage_status(&t2, &spec2, taken_ms))
             .await
             .expect("status thread does not panic")?;
-        s.spend_today_by_tenant = spend.get(&spec.name).cloned().unwrap_or_default();
+        s.spend_today_by_tenant = spend.stage(&spec.name);
         s.spend_today_micro_usd = s.spend_today_by_tenant.values().sum();
         s.spend_today_usd = usd(s.spend_today_micro_usd);
         stages.push(s);
     }
-    Ok(Report { pipeline: t.pipeline.clone(), taken_ms, stages })
+    let metering_skipped = spend.skipped.clone();
+    Ok(Report { pipeline: t.pipeline.clone(), taken_ms, stages, metering_skipped })
 }
 
 /// One stage's status, spend left at zero (blocking).
@@ -206,47 +214,6 @@ fn records_since(t: &Topology, topic: &str, since_ms: i64) -> Result<i64, Status
         .sum())
 }
 
-/// Spend since `since_ms` per stage and tenant (micro-USD), duplicates removed.
-async fn spend_since(
-    t: &Topology,
-    since_ms: i64,
-) -> Result<HashMap<String, BTreeMap<String, u64>>, StatusError> {
-    let (kafka, topic) = (t.kafka.clone(), t.metering_topic.clone());
-    let raw = tokio::task::spawn_blocking(move || -> Result<_, StatusError> {
-        let marks = groups::watermarks(&kafka, &topic)?;
-        let ids: Vec<i32> = marks.iter().map(|m| m.0).collect();
-        let starts = groups::offsets_at(&kafka, &topic, &ids, since_ms)?;
-        let ranges: Vec<Range> = marks
-            .iter()
-            .zip(starts)
-            .filter_map(|((p, _, high), (_, from))| {
-                from.map(|from| Range { topic: topic.clone(), partition: *p, from, to: *high })
-            })
-            .collect();
-        let mut out = Vec::new();
-        read_ranges(&kafka, &ranges, Duration::from_secs(10), |m| {
-            out.push((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec)));
-        })?;
-        Ok(out)
-    })
-    .await
-    .expect("metering thread does not panic")?;
-    let codec = Codec::connect(&registry_settings(t), &[]).await?;
-    let mut events = Vec::with_capacity(raw.len());
-    for (partition, offset, payload) in raw {
-        let fail = |message: String| StatusError::Metering { partition, offset, message };
-        let (_, value) =
-            codec.decode_any(payload.as_deref()).await.map_err(|e| fail(e.to_string()))?;
-        events.push(CostEvent::from_value(&value).map_err(|e| fail(e.to_string()))?);
-    }
-    let mut spend: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
-    for e in dedup(events).into_iter().filter(|e| e.timestamp_ms >= since_ms) {
-        let by_tenant = spend.entry(e.stage).or_default();
-        *by_tenant.entry(e.tenant).or_insert(0) += e.cost_micro_usd.max(0) as u64;
-    }
-    Ok(spend)
-}
-
 /// `--watch`'s rule: a stage fails when its lag was higher than at the sample before on
 /// `samples` consecutive samples.
 #[derive(Debug, Clone)]
@@ -323,6 +290,7 @@ mod tests {
             pipeline: "p".into(),
             taken_ms: 0,
             stages: vec![stage("a", vec![member]), stage("b", vec![]), stage("c", vec![])],
+            metering_skipped: Skipped::default(),
         };
         let mut report = report;
         report.stages[2].members_known = false;

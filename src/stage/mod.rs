@@ -17,11 +17,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use classify::Classify;
+pub use classify::{Classify, BUILTIN_PROMPT as CLASSIFY_BUILTIN_PROMPT};
 pub use embed::Embed;
 pub use generate::Generate;
 pub use retrieve::Retrieve;
-pub use review::Review;
+pub use review::{Review, JUDGE_PROMPT};
 
 pub use models::Models;
 pub use retrieve::{index_knowledge_base, RetrieveError};

@@ -1,20 +1,18 @@
-//! `sluice replay`: moves a consumer group's committed offsets, in the vocabulary of
-//! `kafka-consumer-groups --reset-offsets`. [`plan`] works out, per partition, the current and
-//! new offset and how many records that re-processes (or skips); [`execute`] commits the plan,
-//! and only while the group has no members — a running member would overwrite the new offsets
-//! with its own at its next commit. What re-processing costs is [`super::replay_cost`]'s.
+//! The plan of a replay: per partition, the group's current and new offset and how many records
+//! that re-processes (or skips), in the vocabulary of `kafka-consumer-groups --reset-offsets`.
+//! The plan remembers what the group had committed (offset and metadata) so that
+//! [`super::execute`] can tell whether anything moved since.
 
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
-use super::groups::{self, GroupError, GroupInfo, Position};
+use super::error::ReplayError;
 use super::plan_csv::PlanLine;
 use crate::call::now_ms;
 use crate::config::KafkaSettings;
-use crate::kafka::require_admin_api;
+use crate::kafka::presence::present;
+use crate::ops::groups::{self, Position};
 
 /// How the new offsets are chosen (one of `kafka-consumer-groups`' reset scenarios).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +35,7 @@ impl ResetTo {
     /// The scenario as `kafka-consumer-groups` names it.
     pub fn describe(&self) -> String {
         match self {
-            Self::Datetime(ms) => format!("--to-datetime {}", super::iso8601::rfc3339(*ms)),
+            Self::Datetime(ms) => format!("--to-datetime {}", crate::time::rfc3339(*ms)),
             Self::Duration(d) => format!("--by-duration {}", humantime::format_duration(*d)),
             Self::Offset(o) => format!("--to-offset {o}"),
             Self::ShiftBy(n) => format!("--shift-by {n}"),
@@ -46,32 +44,6 @@ impl ResetTo {
             Self::File(lines) => format!("--from-file ({} partitions)", lines.len()),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error(transparent)]
-    Group(#[from] GroupError),
-    #[error(transparent)]
-    Probe(#[from] crate::kafka::ProbeError),
-    #[error("the plan file names topic '{found}', but group '{group}' is replayed on '{topic}'")]
-    OtherTopic { found: String, group: String, topic: String },
-    #[error(
-        "group '{group}' has {n} active member(s); offsets can only be moved while it has none, \
-         or a running member overwrites them at its next commit:\n{members}\n{how}",
-        n = info.members.len(),
-        members = info.describe_members(),
-        group = info.group
-    )]
-    ActiveMembers { info: GroupInfo, how: String },
-    #[error(
-        "the broker refused to commit for group '{group}' ({code}): the group has active \
-         members (one joined after the check, or the group is a KIP-848 one, whose members \
-         DescribeGroups does not show).\n{how}"
-    )]
-    Refused { group: String, code: RDKafkaErrorCode, how: String },
-    #[error("after the commit, group '{group}' resumes at {found:?} instead of {wanted:?}")]
-    NotApplied { group: String, wanted: Vec<(i32, i64)>, found: Vec<(i32, i64)> },
 }
 
 /// One partition's line of the plan.
@@ -87,12 +59,28 @@ pub struct PartitionPlan {
     /// Where the group resumes now, and where it will resume.
     pub current: i64,
     pub new: i64,
+    /// The metadata of the group's commit when planned (the runner's completed-offset map);
+    /// not shown, only compared at execution.
+    #[serde(skip)]
+    pub metadata: String,
 }
 
 impl PartitionPlan {
     /// Records processed again (positive) or skipped (negative).
     pub fn records(&self) -> i64 {
         self.current - self.new
+    }
+
+    /// Whether executing commits this partition: only when its offset changes. A partition left
+    /// where it is keeps its commit, metadata (the runner's completed-offset map) included.
+    pub fn changes(&self) -> bool {
+        self.new != self.current
+    }
+
+    /// Whether committing this partition drops a completed-offset map (the commit had metadata:
+    /// the records it marked done past the committed offset will be processed again).
+    pub fn drops_map(&self) -> bool {
+        self.changes() && !self.metadata.is_empty()
     }
 }
 
@@ -103,6 +91,9 @@ pub struct Plan {
     pub topic: String,
     pub reset: String,
     pub partitions: Vec<PartitionPlan>,
+    /// Why `--execute` would be refused now, or what could not be checked (the dry run's view
+    /// of the clients that hold the group without joining it).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -176,8 +167,9 @@ pub fn plan(
         }
         _ => None,
     };
-    let positions = groups::positions(settings, group, topic, file_partitions.as_deref().or(only))?;
-    let ids: Vec<i32> = positions.iter().map(|p| p.partition).collect();
+    let only = file_partitions.as_deref().or(only);
+    let positions = groups::positions_with_metadata(settings, group, topic, only)?;
+    let ids: Vec<i32> = positions.iter().map(|(p, _)| p.partition).collect();
     let at_time = match reset {
         ResetTo::Datetime(ms) => Some(*ms),
         ResetTo::Duration(d) => Some(by_duration_start(now_ms(), *d)),
@@ -189,7 +181,7 @@ pub fn plan(
     };
     let partitions = positions
         .iter()
-        .map(|p| {
+        .map(|(p, metadata)| {
             let target = match reset {
                 ResetTo::Datetime(_) | ResetTo::Duration(_) => {
                     let found = by_time.iter().find(|(id, _)| *id == p.partition);
@@ -212,6 +204,7 @@ pub fn plan(
                 committed: p.committed,
                 current: p.current(),
                 new: new_offset(p, target),
+                metadata: metadata.clone(),
             }
         })
         .collect();
@@ -220,7 +213,28 @@ pub fn plan(
         topic: topic.to_owned(),
         reset: reset.describe(),
         partitions,
+        warnings: holders_warning(settings, group).into_iter().collect(),
     })
+}
+
+/// What the dry run says about the group's assign-only clients: `--execute` refuses while any
+/// announces itself.
+fn holders_warning(settings: &KafkaSettings, group: &str) -> Option<String> {
+    match present(settings, group) {
+        Ok(holders) if holders.is_empty() => None,
+        Ok(holders) => {
+            let names: Vec<String> =
+                holders.iter().map(|h| format!("{h} (client id {})", h.client_id)).collect();
+            Some(format!(
+                "--execute would be refused: group '{group}' is held by client(s) that commit \
+                 without joining it: {}",
+                names.join(", ")
+            ))
+        }
+        Err(e) => Some(format!(
+            "could not check for clients that hold group '{group}' without joining it: {e}"
+        )),
+    }
 }
 
 /// [`plan`] on a blocking thread.
@@ -235,49 +249,6 @@ pub async fn plan_async(
     tokio::task::spawn_blocking(move || plan(&s, &g, &t, &r, only.as_deref()))
         .await
         .expect("plan thread does not panic")
-}
-
-/// Commits the plan's offsets for its group, after checking that the group has no members
-/// (DescribeGroups: fails at once on the embedded broker, naming the alternative); reads the
-/// offsets back to confirm. `how_to_stop` is added to the refusal.
-pub async fn execute(
-    settings: &KafkaSettings,
-    plan: &Plan,
-    how_to_stop: &str,
-) -> Result<(), ReplayError> {
-    require_admin_api(settings, "`sluice replay --execute`").await?;
-    let (s, p, how) = (settings.clone(), plan.clone(), how_to_stop.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let info = groups::describe(&s, &p.group)?;
-        if !info.members.is_empty() {
-            return Err(ReplayError::ActiveMembers { info, how });
-        }
-        let offsets: Vec<(String, i32, i64)> =
-            p.partitions.iter().map(|x| (x.topic.clone(), x.partition, x.new)).collect();
-        match groups::commit(&s, &p.group, &offsets) {
-            Err(GroupError::Kafka(KafkaError::ConsumerCommit(code))) if refused(code) => {
-                return Err(ReplayError::Refused { group: p.group.clone(), code, how });
-            }
-            other => other?,
-        }
-        let ids: Vec<i32> = p.partitions.iter().map(|x| x.partition).collect();
-        let after = groups::positions(&s, &p.group, &p.topic, Some(&ids))?;
-        let wanted: Vec<(i32, i64)> = p.partitions.iter().map(|x| (x.partition, x.new)).collect();
-        let found: Vec<(i32, i64)> =
-            after.iter().map(|x| (x.partition, x.committed.unwrap_or(-1))).collect();
-        if wanted != found {
-            return Err(ReplayError::NotApplied { group: p.group.clone(), wanted, found });
-        }
-        Ok(())
-    })
-    .await
-    .expect("execute thread does not panic")
-}
-
-/// The answers of a broker that will not take a commit from outside a group with members.
-fn refused(code: RDKafkaErrorCode) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(code, UnknownMemberId | IllegalGeneration | StaleMemberEpoch | RebalanceInProgress)
 }
 
 #[cfg(test)]
@@ -327,14 +298,34 @@ mod tests {
             committed: Some(current),
             current,
             new,
+            metadata: String::new(),
         };
         let plan = Plan {
             group: "g".into(),
             topic: "t".into(),
             reset: "--shift-by -10".into(),
             partitions: vec![line(0, 50, 40), line(1, 30, 30), line(2, 20, 35)],
+            warnings: vec![],
         };
         assert_eq!((plan.reprocessed(), plan.skipped()), (10, 15));
         assert_eq!(plan.lines()[2], PlanLine { topic: "t".into(), partition: 2, offset: 35 });
+        assert_eq!(plan.partitions.iter().filter(|p| p.changes()).count(), 2);
+    }
+
+    #[test]
+    fn only_a_moved_partition_with_a_map_drops_it() {
+        let p = PartitionPlan {
+            topic: "t".into(),
+            partition: 0,
+            low: 0,
+            high: 100,
+            committed: Some(50),
+            current: 50,
+            new: 50,
+            metadata: "map".into(),
+        };
+        assert!(!p.changes() && !p.drops_map(), "left alone: the map survives");
+        assert!(PartitionPlan { new: 40, ..p.clone() }.drops_map());
+        assert!(!PartitionPlan { new: 40, metadata: String::new(), ..p }.drops_map());
     }
 }
