@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use sluice::avro::{DeadLetter, DeadLetterClass};
-use sluice::ops::redrive_position::Position;
+use sluice::ops::dlq::redrive::position::Position;
 use sluice::ops::{self, DlqError, Filter, PlanRow, RedriveOptions, RedriveReport, REDRIVE_COUNT};
 use sluice::stage::StageError;
 

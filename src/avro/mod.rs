@@ -3,15 +3,18 @@
 //! the CLI.
 
 mod codec;
+mod dead_letter;
 mod json;
 mod records;
 mod registry;
+mod value_fields;
 
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
 
 pub use codec::{Codec, CodecError, Decoded};
+pub use dead_letter::{AttemptRecord, DeadLetter, DeadLetterClass};
 pub use json::{avro_to_json, json_to_avro};
 pub use records::*;
 pub use registry::{check_registered, register_all, RegistryError};

@@ -1,11 +1,10 @@
-//! `sluice dlq inspect` and `sluice dlq redrive`: printing what [`sluice::ops`] returns, as a
+//! `sluice dlq inspect`, `sluice dlq redrive` and `sluice dlq discard`: printing what [`sluice::ops`] returns, as a
 //! table or as JSON for scripts.
 
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::Format;
 use anyhow::Result;
@@ -24,9 +23,13 @@ pub struct Args {
 enum Command {
     /// Counts by error class and message (first and last seen), and the newest records decoded.
     Inspect(InspectArgs),
-    /// Republish dead letters to their original topic (a dry run unless --execute); resumable,
-    /// with a loop guard.
+    /// Republish dead letters where only their stage reads them — its first retry rung, or its
+    /// input when no other stage reads it (a dry run unless --execute); resumable, with a loop
+    /// guard.
     Redrive(RedriveArgs),
+    /// Acknowledge dead letters without republishing them, so the redrive position moves past
+    /// them (a dry run unless --execute); same filters and position as redrive.
+    Discard(DiscardArgs),
 }
 
 #[derive(clap::Args)]
@@ -37,7 +40,7 @@ struct Common {
     /// The stage whose dead-letter topic to read.
     #[arg(long)]
     stage: String,
-    /// Only dead letters that failed since then: a duration back (24h) or an RFC 3339 time.
+    /// Only dead letters that failed since then: a duration back (24h, PT24H) or a date-time.
     #[arg(long, value_parser = instant)]
     since: Option<i64>,
     /// Only this error class: DECODE, PERMANENT or RETRIES_EXHAUSTED.
@@ -56,11 +59,12 @@ struct InspectArgs {
     samples: usize,
 }
 
+/// The selection redrive and discard share.
 #[derive(clap::Args)]
-struct RedriveArgs {
+struct Selection {
     #[command(flatten)]
     common: Common,
-    /// Only dead letters that failed before then: a duration back (1h) or an RFC 3339 time.
+    /// Only dead letters that failed before then: a duration back (1h, PT1H) or a date-time.
     #[arg(long, value_parser = instant)]
     until: Option<i64>,
     /// Only these documents (the record key or the document id); repeatable.
@@ -69,15 +73,39 @@ struct RedriveArgs {
     /// Only the dead letter at this position of the dead-letter topic; repeatable.
     #[arg(long, value_name = "PARTITION:OFFSET", value_parser = position)]
     at: Vec<(i32, i64)>,
+    /// Act and commit; without it, only show the plan.
+    #[arg(long)]
+    execute: bool,
+}
+
+impl Selection {
+    fn filter(&self) -> Filter {
+        Filter {
+            error_class: self.common.error_class,
+            since_ms: self.common.since,
+            until_ms: self.until,
+            ids: self.ids.clone(),
+            at: self.at.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct DiscardArgs {
+    #[command(flatten)]
+    selection: Selection,
+}
+
+#[derive(clap::Args)]
+struct RedriveArgs {
+    #[command(flatten)]
+    selection: Selection,
     /// Republish at most this many records per second, e.g. 50/s.
     #[arg(long, value_parser = rate)]
     rate: Option<NonZeroU32>,
     /// Leave a dead letter in place once it was redriven this many times.
     #[arg(long, default_value_t = 3)]
     max_redrives: u32,
-    /// Republish and commit; without it, only show the plan.
-    #[arg(long)]
-    execute: bool,
 }
 
 fn instant(text: &str) -> Result<i64, String> {
@@ -99,6 +127,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Inspect(a) => inspect(a).await,
         Command::Redrive(a) => redrive(a).await,
+        Command::Discard(a) => discard(a).await,
     }
 }
 
@@ -115,20 +144,28 @@ async fn inspect(a: InspectArgs) -> Result<ExitCode> {
 }
 
 async fn redrive(a: RedriveArgs) -> Result<ExitCode> {
-    let t = super::load_topology(&a.common.topology)?;
     let opts = RedriveOptions {
-        filter: Filter {
-            error_class: a.common.error_class,
-            since_ms: a.common.since,
-            until_ms: a.until,
-            ids: a.ids,
-            at: a.at,
-        },
+        filter: a.selection.filter(),
         max_redrives: a.max_redrives,
         rate_per_second: a.rate,
-        execute: a.execute,
+        execute: a.selection.execute,
     };
-    let bar = if a.common.format == Format::Table && std::io::stderr().is_terminal() {
+    walk(&a.selection, &opts, false).await
+}
+
+async fn discard(a: DiscardArgs) -> Result<ExitCode> {
+    let opts = RedriveOptions {
+        filter: a.selection.filter(),
+        execute: a.selection.execute,
+        ..RedriveOptions::default()
+    };
+    walk(&a.selection, &opts, true).await
+}
+
+/// Runs a redrive or a discard over the selection, printing the report.
+async fn walk(sel: &Selection, opts: &RedriveOptions, discard: bool) -> Result<ExitCode> {
+    let t = super::load_topology(&sel.common.topology)?;
+    let bar = if sel.common.format == Format::Table && std::io::stderr().is_terminal() {
         ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} dead letters read {msg}")
                 .expect("template"),
@@ -136,24 +173,26 @@ async fn redrive(a: RedriveArgs) -> Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let report = ops::redrive(&t, &a.common.stage, &opts, |p| {
+    let show = |p: ops::Progress| {
         bar.set_length(p.total);
         bar.set_position(p.read);
-        bar.set_message(format!("{} redriven", p.redriven));
-    })
-    .await?;
+        bar.set_message(format!("{} finished", p.redriven));
+    };
+    let report = match discard {
+        true => ops::discard(&t, &sel.common.stage, opts, show).await?,
+        false => ops::redrive(&t, &sel.common.stage, opts, show).await?,
+    };
     bar.finish_and_clear();
-    match a.common.format {
+    match sel.common.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print_redrive(&report, a.max_redrives),
+        Format::Table => print_redrive(&report, opts.max_redrives),
     }
     Ok(if report.stopped.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Milliseconds since the epoch as an RFC 3339 time in seconds.
+/// Milliseconds since the epoch (read from a letter: any value) as an RFC 3339 time.
 fn time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
+    sluice::time::rfc3339_short(ms)
 }
 
 fn print_inspection(i: &Inspection) {
@@ -217,10 +256,28 @@ fn print_skipped(title: &str, skipped: &[Skipped]) {
 }
 
 fn print_redrive(r: &RedriveReport, max_redrives: u32) {
+    let (verb, done) = match r.action {
+        "discard" => ("discard", r.discarded),
+        _ => ("redrive", r.redriven),
+    };
     if !r.executed {
-        println!("DRY RUN: nothing is produced or committed; add --execute to redrive.");
+        println!("DRY RUN: nothing is produced or committed; add --execute to {verb}.");
     }
     println!("{} (stage {}, position in group {})", r.dead_letter_topic, r.stage, r.group);
+    if let Some(to) = &r.republish_to {
+        println!("republishing to {to}, which only stage {} reads", r.stage);
+    }
+    if r.executed {
+        println!(
+            "{}",
+            match r.transactional {
+                true => "each batch commits with the position in one Kafka transaction",
+                false =>
+                    "embedded broker (no transactions): a crash between a batch's \
+                          acknowledgement and its commit republishes that batch",
+            }
+        );
+    }
     println!("\n{:<40} {:<18} {:>8}", "ORIGINAL TOPIC", "ERROR CLASS", "RECORDS");
     for row in &r.plan {
         println!("{:<40} {:<18} {:>8}", row.original_topic, row.error_class, row.records);
@@ -232,9 +289,8 @@ fn print_redrive(r: &RedriveReport, max_redrives: u32) {
     );
     print_skipped("unredrivable", &r.unredrivable);
     println!(
-        "\nredriven {}, skipped by the loop guard {}, unredrivable {}, not selected {}, \
+        "\n{verb}: {done}, skipped by the loop guard {}, unredrivable {}, not selected {}, \
          done by earlier runs {}, remaining {}",
-        r.redriven,
         r.loop_guarded.len(),
         r.unredrivable.len(),
         r.passed_over,

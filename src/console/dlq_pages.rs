@@ -18,8 +18,7 @@ use crate::kafka::registry_settings;
 use crate::ops::dlq_read::{document_id, original_json, read_newest, redrive_count};
 use crate::ops::{parse_class, redrive, Filter, RedriveOptions, RedriveReport};
 
-const CLASSES: [DeadLetterClass; 3] =
-    [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted];
+const CLASSES: [DeadLetterClass; 3] = DeadLetterClass::ALL;
 
 /// The stage, class and document a page or a redrive is about.
 struct Selection {

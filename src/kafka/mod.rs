@@ -22,7 +22,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use crate::config::{KafkaSettings, Topology};
 
 /// Properties sluice sets on every consumer; the topology's `kafka.consumer` may not override the
-/// two that carry the delivery guarantee (see [`consumer_config`]).
+/// three that carry the delivery guarantee (see [`consumer_config`]).
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("enable.partition.eof", "false"),
@@ -66,6 +66,8 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     config.set("group.id", group);
     config.set("enable.auto.offset.store", "false");
     config.set("enable.auto.commit", "true");
+    // Records of an aborted transaction (a redrive batch that crashed) must never be processed.
+    config.set("isolation.level", "read_committed");
     config
 }
 
@@ -147,6 +149,14 @@ mod tests {
         for key in crate::config::CLASSIC_ONLY_SETTINGS {
             assert_eq!(config.get(key), None, "{key} would make librdkafka refuse the consumer");
         }
+    }
+
+    #[test]
+    fn a_stage_reads_only_committed_records_whatever_the_topology_says() {
+        let yaml = kafka_block("    isolation.level: read_uncommitted");
+        let t = compile(Path::new("t.yaml"), &yaml).unwrap();
+        let config = super::consumer_config(&t.kafka, "g");
+        assert_eq!(config.get("isolation.level"), Some("read_committed"));
     }
 
     #[test]

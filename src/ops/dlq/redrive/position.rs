@@ -1,8 +1,9 @@
 //! The redrive group's position in a dead-letter topic: per partition, where the last run
 //! stopped (its committed offset and, in the commit metadata, what it finished beyond it — see
 //! [`DoneSet`]) and where this run ends (the high watermark when it began). Committing checks
-//! first that nobody else moved the position since it was read, which is how a second redrive of
-//! the same stage running at the same time is caught (the broker has no lock to take).
+//! first that nobody else moved the position since it was read. On a broker with transactions
+//! the commit rides in the transaction of the republished records ([`super::sink`]); the
+//! embedded broker, which has none, gets a plain commit ([`Position::commit`]).
 //!
 //! The group is never joined: the consumer is assigned partitions, and commits carry no member
 //! id, which Kafka accepts for a group without members and librdkafka's mock cluster accepts for
@@ -17,8 +18,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::dlq_read::DlqError;
 use super::done_set::DoneSet;
+use crate::ops::dlq::read::DlqError;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,11 +101,10 @@ impl Position {
         self.parts.values().map(|p| (p.start - p.low).max(0) as u64).sum()
     }
 
-    /// Commits every partition whose finished set changed since it was last committed, after
-    /// checking that the committed position is still the one this run read or wrote.
-    pub async fn commit(&mut self) -> Result<(), DlqError> {
-        let changed: Vec<(i32, (i64, String))> = self
-            .parts
+    /// The partitions whose finished set changed since last committed: (partition, (offset to
+    /// commit, metadata)).
+    pub fn changed(&self) -> Vec<Change> {
+        self.parts
             .iter()
             .filter_map(|(p, part)| {
                 let now = (part.done.next(), part.done.metadata());
@@ -114,14 +114,26 @@ impl Position {
                 };
                 (!same).then_some((*p, now))
             })
-            .collect();
-        if changed.is_empty() {
-            return Ok(());
+            .collect()
+    }
+
+    /// `changes` as offsets to commit, with their metadata.
+    pub fn offsets(&self, changes: &[Change]) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, (offset, metadata)) in changes {
+            let mut e = tpl.add_partition(&self.topic, *p);
+            e.set_offset(Offset::Offset(*offset))?;
+            e.set_metadata(metadata.clone());
         }
+        Ok(tpl)
+    }
+
+    /// Fails with [`DlqError::PositionMoved`] when the committed position of a partition in
+    /// `changes` is no longer the one this run read or wrote (a commit outside this run).
+    pub async fn check_unmoved(&self, changes: &[Change]) -> Result<(), DlqError> {
         let expected: Vec<(i32, Option<(i64, String)>)> =
-            changed.iter().map(|(p, _)| (*p, self.parts[p].last.clone())).collect();
+            changes.iter().map(|(p, _)| (*p, self.parts[p].last.clone())).collect();
         let (c, topic, group) = (self.consumer.clone(), self.topic.clone(), self.group.clone());
-        let to_commit = changed.clone();
         tokio::task::spawn_blocking(move || -> Result<(), DlqError> {
             let mut tpl = TopicPartitionList::new();
             for (p, _) in &expected {
@@ -137,22 +149,39 @@ impl Position {
                     return Err(DlqError::PositionMoved { group: group.clone(), partition: *p });
                 }
             }
-            let mut tpl = TopicPartitionList::new();
-            for (p, (offset, metadata)) in &to_commit {
-                let mut e = tpl.add_partition(&topic, *p);
-                e.set_offset(Offset::Offset(*offset))?;
-                e.set_metadata(metadata.clone());
-            }
-            c.commit(&tpl, CommitMode::Sync)?;
             Ok(())
         })
         .await
-        .expect("the commit thread does not panic")?;
-        for (p, now) in changed {
+        .expect("the offsets thread does not panic")
+    }
+
+    /// Records `changes` as committed (by a transaction or by [`Position::commit`]).
+    pub fn committed(&mut self, changes: Vec<Change>) {
+        for (p, now) in changes {
             if let Some(part) = self.parts.get_mut(&p) {
                 part.last = Some(now);
             }
         }
+    }
+
+    /// Commits every partition whose finished set changed since it was last committed, after
+    /// checking that the committed position is still the one this run read or wrote: the commit
+    /// of a broker without transactions (the embedded one).
+    pub async fn commit(&mut self) -> Result<(), DlqError> {
+        let changes = self.changed();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.check_unmoved(&changes).await?;
+        let tpl = self.offsets(&changes)?;
+        let c = self.consumer.clone();
+        tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+            .await
+            .expect("the commit thread does not panic")?;
+        self.committed(changes);
         Ok(())
     }
 }
+
+/// A partition whose finished set changed: (partition, (offset to commit, metadata)).
+pub type Change = (i32, (i64, String));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::dlq_read::{original_json, read_all, redrive_count, stage, DlqError, Filter};
+use super::read::{original_json, read_all, redrive_count, stage, DlqError, Filter};
 use crate::avro::{Codec, DeadLetter};
 use crate::config::Topology;
 use crate::kafka::registry_settings;

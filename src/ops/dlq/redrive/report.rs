@@ -1,34 +1,46 @@
-//! What a redrive found and did: the plan (records per original topic and error class), what it
-//! left in place and why, and the counts of the summary.
+//! What a redrive or a discard found and did: the plan (records per original topic and error
+//! class), what it left in place and why, and the counts of the summary.
 
 use serde::Serialize;
 
 use crate::avro::DeadLetter;
 
-/// The outcome of `sluice dlq redrive`, dry run or not.
+/// The outcome of `sluice dlq redrive` or `sluice dlq discard`, dry run or not.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RedriveReport {
+    /// `redrive` or `discard`.
+    pub action: &'static str,
     pub stage: String,
     pub dead_letter_topic: String,
     /// The consumer group holding the redrive's position in the dead-letter topic.
     pub group: String,
     /// False for a dry run: nothing was produced or committed.
     pub executed: bool,
+    /// Where a redrive republishes: the stage's first retry rung, or its input when it has no
+    /// ladder and no other stage reads the input. None for a discard.
+    pub republish_to: Option<String>,
+    /// Whether each batch and the position committed in one Kafka transaction (exactly once);
+    /// false on the embedded broker, which has no transactions (at least once), and in dry runs.
+    pub transactional: bool,
     /// Records this run selected to redrive, per original topic and error class.
     pub plan: Vec<PlanRow>,
-    /// Records republished and acknowledged.
+    /// Records republished and committed.
     pub redriven: usize,
+    /// Letters acknowledged without republishing (`sluice dlq discard`) and committed past.
+    pub discarded: usize,
     /// Left in place: already redriven `--max-redrives` times.
     pub loop_guarded: Vec<Skipped>,
-    /// Can never be redriven: the value was withheld (a redacting stage), the record is not a
-    /// dead letter, or its redrive count is unreadable. The position moves past them.
+    /// Can never be redriven: the record is not a dead letter, it names a destination sluice
+    /// never writes (not the stage's input, or a partition the input lacks), its value was
+    /// withheld (a redacting stage), or its redrive count is unreadable. The position moves past
+    /// them; the reason says which.
     pub unredrivable: Vec<Skipped>,
     /// Not selected by the filters: left for a later run.
     pub passed_over: usize,
     /// Still on the topic, finished by an earlier run (redriven or unredrivable).
     pub done_before: usize,
-    /// Selected to redrive but not redriven: the whole plan in a dry run; after `--execute`,
-    /// what an error (see `stopped`) left.
+    /// Selected but not redriven (or discarded): the whole plan in a dry run; after
+    /// `--execute`, what an error (see `stopped`) left.
     pub remaining: usize,
     /// Why the run stopped before the end, if it did; what was acknowledged is committed.
     pub stopped: Option<String>,

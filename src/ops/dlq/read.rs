@@ -2,13 +2,10 @@
 //! into a [`DeadLetter`], the filters `dlq inspect` and `dlq redrive` share, the redrive count a
 //! record carries, and an original value shown decoded when it decodes, as base64 when not.
 
-use std::time::UNIX_EPOCH;
-
 use base64::Engine;
 use rdkafka::error::KafkaError;
 use serde_json::{json, Value as Json};
 
-use super::letter::letter_from_value;
 use crate::avro::{
     avro_to_json, Codec, CodecError, DeadLetter, DeadLetterClass, Envelope, RegistryError,
     SchemaKind,
@@ -35,10 +32,26 @@ pub enum DlqError {
          held it: is another redrive of this stage running? Stopped; run again when it is done"
     )]
     PositionMoved { group: String, partition: i32 },
+    #[error(
+        "another redrive or discard of stage '{stage}' took over (it fenced this run's \
+         transactional producer): this run stopped, and its open batch was aborted; what it \
+         committed before stands"
+    )]
+    TakenOver { stage: String },
+    #[error(
+        "another redrive or discard of stage '{stage}' is running ({holders}): refused; run \
+         again when it is done"
+    )]
+    Busy { stage: String, holders: String },
+    /// The stage's letters cannot be republished anywhere only it reads (see the message).
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("cannot tell what broker this is: {0}")]
+    Broker(String),
     #[error("republishing dead letter {partition}@{offset} to '{topic}' failed: {error}")]
     Produce { partition: i32, offset: i64, topic: String, error: KafkaError },
     #[error(transparent)]
-    Group(#[from] super::groups::GroupError),
+    Group(#[from] crate::ops::groups::GroupError),
 }
 
 /// The stage named `name`, or [`DlqError::UnknownStage`].
@@ -62,7 +75,7 @@ pub async fn decode_letter(
     payload: Option<&[u8]>,
 ) -> Result<Result<DeadLetter, String>, DlqError> {
     match codec.decode(payload).await {
-        Ok(d) if d.kind == SchemaKind::DeadLetter => Ok(letter_from_value(&d.value)),
+        Ok(d) if d.kind == SchemaKind::DeadLetter => Ok(DeadLetter::from_value(&d.value)),
         Ok(d) => Ok(Err(format!("not a dead letter but a {}", d.kind.full_name()))),
         Err(CodecError::RegistryUnavailable(e)) => Err(DlqError::RegistryUnavailable(e)),
         Err(e) => Ok(Err(e.to_string())),
@@ -94,10 +107,10 @@ pub async fn read_newest(
 ) -> Result<(i64, Vec<DlqRecord>), DlqError> {
     let (kafka, name) = (t.kafka.clone(), topic.to_owned());
     let (total, raw) = tokio::task::spawn_blocking(move || -> Result<_, DlqError> {
-        let marks = super::groups::watermarks(&kafka, &name)?;
-        let ranges: Vec<super::ranges::Range> = marks
+        let marks = crate::ops::groups::watermarks(&kafka, &name)?;
+        let ranges: Vec<crate::ops::ranges::Range> = marks
             .iter()
-            .map(|(partition, low, high)| super::ranges::Range {
+            .map(|(partition, low, high)| crate::ops::ranges::Range {
                 topic: name.clone(),
                 partition: *partition,
                 from: (*high - per_partition).max(*low),
@@ -105,15 +118,20 @@ pub async fn read_newest(
             })
             .collect();
         let mut raw = Vec::new();
-        super::ranges::read_ranges(&kafka, &ranges, std::time::Duration::from_secs(10), |m| {
-            use rdkafka::message::Message;
-            raw.push((
-                m.partition(),
-                m.offset(),
-                m.key().map(<[u8]>::to_vec),
-                m.payload().map(<[u8]>::to_vec),
-            ));
-        })?;
+        crate::ops::ranges::read_ranges(
+            &kafka,
+            &ranges,
+            std::time::Duration::from_secs(10),
+            |m| {
+                use rdkafka::message::Message;
+                raw.push((
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
+                ));
+            },
+        )?;
         Ok((marks.iter().map(|(_, low, high)| high - low).sum(), raw))
     })
     .await
@@ -174,23 +192,12 @@ pub async fn document_id(codec: &Codec, letter: &DeadLetter) -> Result<Option<St
 
 /// An error class as written on the command line: `PERMANENT`, `retries-exhausted`, …
 pub fn parse_class(text: &str) -> Result<DeadLetterClass, String> {
-    let symbol = text.trim().to_uppercase().replace('-', "_");
-    [DeadLetterClass::Decode, DeadLetterClass::Permanent, DeadLetterClass::RetriesExhausted]
-        .into_iter()
-        .find(|c| c.symbol() == symbol)
-        .ok_or_else(|| format!("'{text}' is not DECODE, PERMANENT or RETRIES_EXHAUSTED"))
+    DeadLetterClass::parse(text)
 }
 
-/// An instant as written on the command line: a duration back from `now_ms` (`24h`, `90m`) or
-/// an RFC 3339 time (`2025-06-01T12:00:00Z`); milliseconds since the epoch.
-pub fn parse_instant(text: &str, now_ms: i64) -> Result<i64, String> {
-    if let Ok(d) = humantime::parse_duration(text) {
-        return Ok(now_ms.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64));
-    }
-    let at = humantime::parse_rfc3339_weak(text)
-        .map_err(|_| format!("'{text}' is neither a duration (24h) nor an RFC 3339 time"))?;
-    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
-}
+/// An instant as written on the command line: a duration back from `now_ms` (`24h`, `PT2H`) or
+/// a date-time (`2025-06-01T12:00:00Z`); milliseconds since the epoch.
+pub use crate::time::parse_instant;
 
 /// How often the record was redriven before: the last `sluice-redrive-count` header, 0 without.
 pub fn redrive_count(headers: &[(String, Option<Vec<u8>>)]) -> Result<u32, String> {
@@ -219,7 +226,7 @@ pub async fn original_json(codec: &Codec, value: Option<&[u8]>) -> Json {
 mod tests {
     use super::*;
 
-    use crate::ops::fixtures::letter;
+    use crate::ops::dlq::fixtures::letter;
 
     #[test]
     fn filters_by_class_and_failure_time() {

@@ -1,0 +1,95 @@
+//! `sluice dlq discard` as an operator runs it, against the embedded broker this test hosts: the
+//! plan first (nothing committed), then `--execute` acknowledges the selected letters and the
+//! redrive position moves past them; a later redrive finds them done.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{document, Harness, OneStage};
+use rdkafka::producer::Producer;
+use sluice::avro::{DeadLetter, DeadLetterClass};
+use sluice::ops::{self, RedriveOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_shows_the_plan_then_acknowledges_the_selected_letters() {
+    let yaml = OneStage::new(1, "{ max_in_flight: 8, per_partition: 8 }").yaml();
+    let h = Harness::start(&yaml).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("topology.yaml");
+    std::fs::write(&path, &yaml).expect("write topology");
+    let (codec, producer, dlq, input) = (h.codec().await, h.producer(), h.dlq(), h.input());
+    for (i, class) in
+        [DeadLetterClass::Permanent, DeadLetterClass::Decode, DeadLetterClass::Permanent]
+            .into_iter()
+            .enumerate()
+    {
+        let id = format!("id-{i}");
+        let letter = DeadLetter {
+            pipeline: h.topology.pipeline.clone(),
+            stage: "work".into(),
+            consumer_group: h.group(),
+            original_topic: input.clone(),
+            original_partition: 0,
+            original_offset: i as i64,
+            original_timestamp_ms: None,
+            original_key: Some(id.clone().into_bytes()),
+            original_value: Some(h.encode(&codec, &input, &document(&id, "t", "text"))),
+            original_headers: vec![],
+            error_class: class,
+            error_message: "content policy".into(),
+            attempts: vec![],
+            failed_at_ms: sluice::call::now_ms(),
+            model: None,
+            prompt_version: None,
+            delivered_outputs: vec![],
+        };
+        let bytes = codec.encode(&dlq, &letter.to_value()).expect("encode");
+        h.send_raw(&producer, &dlq, Some(id.as_bytes()), &bytes, Some(0)).await;
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    let discard = |execute: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["dlq", "discard", "--stage", "work", "--error-class", "permanent"])
+            .args(["--format", "json", "--topology"])
+            .arg(&path)
+            .env("KAFKA_BOOTSTRAP_SERVERS", h.stack.kafka.bootstrap_servers())
+            .env("SCHEMA_REGISTRY_URL", &h.topology.schema_registry.url)
+            .env("RUST_LOG", "warn");
+        if execute {
+            cmd.arg("--execute");
+        }
+        cmd
+    };
+    let group = ops::redrive_group(&h.topology.stages[0]);
+    let position = || common::committed(h.stack.kafka.bootstrap_servers(), &group, &dlq, 1);
+
+    let (mut dry, mut execute) = (discard(false), discard(true));
+    let out = tokio::task::spawn_blocking(move || {
+        let plan = dry.output().expect("dry run");
+        let done = execute.output().expect("execute");
+        (plan, done)
+    });
+    let (plan, done) = out.await.expect("processes");
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!(
+        (plan["action"].as_str(), plan["executed"].as_bool()),
+        (Some("discard"), Some(false))
+    );
+    assert_eq!((plan["remaining"].as_u64(), plan["passed_over"].as_u64()), (Some(2), Some(1)));
+
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let done: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
+    assert_eq!((done["discarded"].as_u64(), done["executed"].as_bool()), (Some(2), Some(true)));
+    assert_eq!(position(), [1], "id-0 discarded; id-1 (DECODE) holds the position");
+
+    let opts = RedriveOptions { execute: true, ..RedriveOptions::default() };
+    let rest = ops::redrive(&h.topology, "work", &opts, |_| {}).await.expect("redrive");
+    assert_eq!((rest.redriven, rest.done_before), (1, 2), "only the DECODE letter is redriven");
+    assert_eq!(position(), [3]);
+    assert_eq!(h.count(&input).await, 1);
+}
