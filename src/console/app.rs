@@ -12,14 +12,14 @@ use axum::Form;
 use super::auth::{Session, Sessions};
 use super::html::{page, Nav};
 use super::review::ReviewQueue;
-use super::{pipeline_page, Limits};
+use super::{pipeline_sampler, Limits};
 use crate::config::Topology;
 
 pub struct App {
     pub topology: Topology,
     pub queues: Vec<Arc<ReviewQueue>>,
     pub sessions: Sessions,
-    pub pipeline: pipeline_page::Sampler,
+    pub pipeline: pipeline_sampler::Sampler,
     /// Bounds on what the console holds in memory.
     pub limits: Limits,
     /// Stages whose dead letters this console is redriving now: one run per stage at a time.

@@ -16,6 +16,7 @@ mod dlq_pages;
 pub mod events;
 pub mod html;
 mod pipeline_page;
+mod pipeline_sampler;
 pub mod review;
 pub mod scrape;
 pub mod server;
@@ -149,7 +150,7 @@ pub async fn start_until(
                 max_failures: opts.limits.login_failures_per_minute,
             },
         ),
-        pipeline: pipeline_page::Sampler::new(opts.metrics),
+        pipeline: pipeline_sampler::Sampler::new(opts.metrics),
         limits: opts.limits,
         redrives: Default::default(),
     });
@@ -160,7 +161,7 @@ pub async fn start_until(
         listener.local_addr().map_err(|error| ConsoleError::Bind { addr: opts.addr, error })?;
     // A first status sample now, so the pipeline page shows a throughput from its first view.
     let primed = app.clone();
-    tokio::spawn(async move { primed.pipeline.prime(&primed).await });
+    tokio::spawn(async move { primed.pipeline.prime(&primed.topology).await });
     let router = server::router(app.clone());
     let stopping = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -3,74 +3,19 @@
 //! throughput between two samples, the review queue's depth, and — from the stage processes'
 //! metrics endpoints, when given — records in flight and breaker states. The table refreshes
 //! itself every few seconds (`/pipeline/table`, fetched by the page's script; without script,
-//! reload). Spend today is kept incrementally ([`SpendToday`]): a sample reads only the metering
-//! records written since the one before, and counts those that are not cost events.
+//! reload). The samples are taken by [`super::pipeline_sampler`].
 
 use std::fmt::Write;
-use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
+use super::app::{App, Shared};
 use super::html::{age, esc, Nav};
-use super::scrape::{breaker_name, scrape, Scraped};
-use super::server::{App, Shared};
+use super::pipeline_sampler::Sample;
+use super::scrape::{breaker_name, Scraped};
 use crate::metering::report::usd;
-use crate::ops::spend_today::SpendToday;
-use crate::ops::status::{self, Report};
-
-/// Samples are shared by every viewer and taken at most this often.
-const FRESH_FOR: Duration = Duration::from_secs(3);
-
-/// The last two status samples (the difference is the throughput) and the last scrape.
-pub struct Sampler {
-    metrics: Vec<String>,
-    last: tokio::sync::Mutex<Option<Sample>>,
-    /// Today's spend, read incrementally: each sample reads only the metering records written
-    /// since the one before.
-    spend: tokio::sync::Mutex<SpendToday>,
-}
-
-#[derive(Clone)]
-struct Sample {
-    at: Instant,
-    report: Result<Report, String>,
-    previous: Option<Report>,
-    scraped: Scraped,
-}
-
-impl Sampler {
-    pub fn new(metrics: Vec<String>) -> Self {
-        Self {
-            metrics,
-            last: tokio::sync::Mutex::new(None),
-            spend: tokio::sync::Mutex::new(SpendToday::new()),
-        }
-    }
-
-    /// Takes a first sample.
-    pub async fn prime(&self, app: &App) {
-        self.sample(app).await;
-    }
-
-    /// The current sample, with the report before it.
-    async fn sample(&self, app: &App) -> Sample {
-        let mut last = self.last.lock().await;
-        if let Some(s) = last.as_ref().filter(|s| s.at.elapsed() < FRESH_FOR) {
-            return s.clone();
-        }
-        let mut spend = self.spend.lock().await;
-        let report =
-            status::report_with(&app.topology, &mut spend).await.map_err(|e| e.to_string());
-        drop(spend);
-        let previous = last.take().and_then(|s| s.report.ok());
-        let scraped = scrape(&self.metrics).await;
-        let sample = Sample { at: Instant::now(), report, previous, scraped };
-        *last = Some(sample.clone());
-        sample
-    }
-}
 
 pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let session = match app.viewer(&headers) {
@@ -92,7 +37,7 @@ pub async fn table(State(app): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn table_html(app: &App) -> String {
-    let Sample { report, previous, scraped, .. } = app.pipeline.sample(app).await;
+    let Sample { report, previous, scraped, .. } = app.pipeline.sample(&app.topology).await;
     let report = match report {
         Ok(r) => r,
         Err(e) => return format!(r#"<p class="flash error">{}</p>"#, esc(&e)),

@@ -10,9 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
-use super::app::{same_origin, FormData};
-/// Where the pipeline page finds the shared state (until it names [`super::app`] itself).
-pub use super::app::{App, Shared};
+use super::app::{same_origin, App, FormData, Shared};
 use super::auth::{proxy_user, PROXY_USER};
 use super::html::{page, Nav};
 use super::review::{forms as review_forms, item_page as review_item, pages as review_pages};
