@@ -16,7 +16,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use tokio::task::JoinHandle;
 
-use super::replica::{partitions_of, ReviewQueue, TIMEOUT};
+use super::assign::{partitions_of, TIMEOUT};
+use super::replica::ReviewQueue;
 use crate::call::now_ms;
 use crate::console::events::{PartitionFollowed, QueueTrouble};
 use crate::shutdown::Phase;

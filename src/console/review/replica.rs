@@ -1,72 +1,31 @@
 //! A review stage's queue in a console replica: one assign-only consumer reads the needs-human
-//! topic from the queue group's committed offsets and the review-claims topic from its
-//! beginning into a [`QueueState`]. The background loops that keep it — reading, committing,
-//! finishing decisions left unfinished, following new partitions — are in [`super::loops`].
+//! topic from the queue group's committed offsets ([`super::assign`]) into a [`QueueState`], at
+//! most its capacity at once; the review-claims topic is read from its beginning into the same
+//! state's ledger ([`super::claims`]); the queue announces itself in `<group>.present` while it
+//! commits. The background loops that keep it — reading, committing, finishing decisions left
+//! unfinished, following new partitions — are in [`super::loops`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::assign::{assign, QueueError};
+use super::claims::ClaimsEvents;
 use super::ledger::ItemKey;
 use super::queue::{Inserted, Item, QueueState};
-use crate::avro::{Codec, CodecError, Decoded, Envelope, ReviewEvent, SchemaKind};
-use crate::call::now_ms;
+use super::topics::QueueTopics;
+use crate::avro::{Codec, CodecError, Decoded, Envelope, SchemaKind};
 use crate::config::KafkaSettings;
-use crate::config::{StageSpec, Topology};
-use crate::console::events::{ClaimSkipped, QueueTrouble};
-use crate::kafka::ledger::{Book, LedgerEvents, LogLedger};
+use crate::config::Topology;
+use crate::kafka::ledger::LogLedger;
 use crate::kafka::presence::Presence;
 use crate::kafka::{assign_only_config, producer_config, registry_settings};
 use crate::shutdown::Shutdown;
-
-/// How long every blocking metadata or offset request may take.
-pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Registry(#[from] crate::avro::RegistryError),
-    #[error(transparent)]
-    Claims(#[from] crate::kafka::ledger::LedgerError),
-    #[error(
-        "topic '{0}' does not exist: create the topology's topics (`sluice topics create`; \
-         `sluice dev` creates them)"
-    )]
-    MissingTopic(String),
-}
-
-/// The topics and group of one review stage's queue.
-#[derive(Debug, Clone)]
-pub struct QueueTopics {
-    pub stage: String,
-    pub needs_human: String,
-    pub approved: String,
-    pub rejected: String,
-    pub claims: String,
-    pub group: String,
-}
-
-impl QueueTopics {
-    pub fn of(spec: &StageSpec) -> Option<Self> {
-        let (needs_human, approved, rejected) = spec.review_queue()?;
-        Some(Self {
-            stage: spec.name.clone(),
-            needs_human: needs_human.to_owned(),
-            approved: approved.to_owned(),
-            rejected: rejected.to_owned(),
-            claims: spec.review_claims_topic()?,
-            group: spec.review_queue_group()?,
-        })
-    }
-}
 
 /// How a queue behaves: claims, finishing, and how much it holds.
 #[derive(Debug, Clone, Copy)]
@@ -291,103 +250,5 @@ impl ReviewQueue {
             Ok(()) => state.parked.clear(),
             Err(e) => state.error = Some(format!("reading parked partitions again: {e}")),
         }
-    }
-}
-
-/// Assigns the needs-human partitions at the group's commits (blocking); checks that the
-/// claims topic exists (the ledger reads it).
-fn assign(
-    consumer: &StreamConsumer,
-    topics: &QueueTopics,
-    capacity: usize,
-) -> Result<QueueState, QueueError> {
-    let timeout = TIMEOUT;
-    partitions_of(consumer, &topics.claims)?;
-    let partitions = partitions_of(consumer, &topics.needs_human)?;
-    let mut wanted = TopicPartitionList::new();
-    for p in 0..partitions {
-        wanted.add_partition(&topics.needs_human, p);
-    }
-    let committed = committed_offsets(consumer, &wanted)?;
-    let mut state = QueueState::new(capacity);
-    let mut tpl = TopicPartitionList::new();
-    for e in committed.elements() {
-        let at = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => consumer.fetch_watermarks(&topics.needs_human, e.partition(), timeout)?.0,
-        };
-        state.committed.insert(e.partition(), at);
-        tpl.add_partition_offset(&topics.needs_human, e.partition(), Offset::Offset(at))?;
-    }
-    consumer.assign(&tpl)?;
-    Ok(state)
-}
-
-/// The group's commits, waiting (up to a minute, with the backoff of [`crate::retry`]) while a
-/// fresh broker still loads or elects the group's coordinator (blocking).
-fn committed_offsets(
-    consumer: &StreamConsumer,
-    wanted: &TopicPartitionList,
-) -> Result<TopicPartitionList, KafkaError> {
-    use rdkafka::types::RDKafkaErrorCode as Code;
-    let give_up = std::time::Instant::now() + Duration::from_secs(60);
-    let mut waits = crate::retry::infrastructure_backoff();
-    loop {
-        match consumer.committed_offsets(wanted.clone(), TIMEOUT) {
-            Err(e)
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        Code::NotCoordinator
-                            | Code::CoordinatorLoadInProgress
-                            | Code::CoordinatorNotAvailable
-                    )
-                ) && std::time::Instant::now() < give_up =>
-            {
-                std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// How many partitions `topic` has; a missing topic is an error naming it (blocking).
-pub(super) fn partitions_of(consumer: &StreamConsumer, topic: &str) -> Result<i32, QueueError> {
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
-    match metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32 {
-        0 => Err(QueueError::MissingTopic(topic.to_owned())),
-        n => Ok(n),
-    }
-}
-
-/// The review-claims topic is read in log order into the queue's ledger.
-impl Book for QueueState {
-    type Entry = ReviewEvent;
-
-    fn apply(&mut self, offset: i64, entry: Option<ReviewEvent>) {
-        // A tombstone (an item behind the queue's commit) or a record no replica can read:
-        // nothing to apply, but the offset is passed alike by every replica.
-        self.ledger.apply(offset, entry.as_ref(), now_ms());
-    }
-}
-
-/// The claims ledger's reader reports as the console's typed events.
-struct ClaimsEvents {
-    stage: String,
-}
-
-impl LedgerEvents for ClaimsEvents {
-    fn read_failed(&self, _topic: &str, error: &rdkafka::error::KafkaError) {
-        let error = error.to_string();
-        QueueTrouble { stage: &self.stage, what: "claims", error: &error }.emit();
-    }
-
-    fn registry_wait(&self, _topic: &str, offset: i64, error: &str, _retry_in: Duration) {
-        let error = format!("schema registry unavailable at claims offset {offset}: {error}");
-        QueueTrouble { stage: &self.stage, what: "claims", error: &error }.emit();
-    }
-
-    fn skipped(&self, _topic: &str, offset: i64, reason: &str) {
-        ClaimSkipped { stage: &self.stage, offset, error: reason }.emit();
     }
 }
