@@ -294,7 +294,12 @@ async fn an_undecodable_record_is_shown_and_discarding_it_moves_the_commit_past_
     assert_eq!(b.login("ann", "").await, 303);
     let html = b.get("/review").await.text().await.expect("body");
     assert!(html.contains(r#"id="undecodable""#) && html.contains("/review/item/0/0/discard"));
-    let r = b.post("/review/item/0/0/discard", form(&[("csrf", &csrf_of(&html))]), None).await;
+    let csrf = csrf_of(&html);
+    let unconfirmed = b.post("/review/item/0/0/discard", form(&[("csrf", &csrf)]), None).await;
+    assert_eq!(unconfirmed.status(), 303);
+    assert!(!q.state().undecodable().is_empty(), "not discarded without the confirmation");
+    let confirmed = form(&[("csrf", &csrf), ("confirm", "yes")]);
+    let r = b.post("/review/item/0/0/discard", confirmed, None).await;
     assert_eq!(r.status(), 303);
     assert!(wait_until(TIMEOUT, || async { committed(&h) == 2 }).await, "past both");
     assert_eq!(decisions(&h, &format!("{}.approved", h.topology.pipeline)).await.len(), 1);

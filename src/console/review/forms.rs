@@ -152,6 +152,11 @@ pub async fn discard(
         Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
+    if form.get("confirm").map(String::as_str) != Some("yes") {
+        let why = "Nothing discarded: tick the box to confirm this record is to be skipped";
+        app.sessions.flash(&session.id, true, why);
+        return Redirect::to("/review").into_response();
+    }
     let result = queue.discard(key_of(partition, offset), &actor(&session)).await;
     let ok = format!("Record {partition}/{offset} discarded: the queue moves past it");
     back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())

@@ -220,7 +220,7 @@ fn undecodable(items: &[&Item], session: &Session, stage: &str, now: i64) -> Str
         let why = item.envelope.as_ref().err().map_or("", String::as_str);
         let _ = write!(
             out,
-            r#"<article class="undecodable" data-item="{p}-{o}"><p>{p}/{o} · waiting {waited}: {why}</p><form method="post" action="/review/item/{p}/{o}/discard?stage={stage}">{csrf}<button type="submit" class="danger discard">Discard</button></form></article>"#,
+            r#"<article class="undecodable" data-item="{p}-{o}"><p>{p}/{o} · waiting {waited}: {why}</p><form method="post" action="/review/item/{p}/{o}/discard?stage={stage}">{csrf}<label><input type="checkbox" name="confirm" value="yes" required> skip this record for good</label> <button type="submit" class="danger discard">Discard</button></form></article>"#,
             p = k.partition,
             o = k.offset,
             waited = age((now - item.timestamp_ms) / 1000),
