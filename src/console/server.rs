@@ -49,12 +49,13 @@ async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=300")], body)
 }
 
-/// The peer of a request (served with connect info; loopback when absent, as in unit tests).
+/// The peer of a request (served with connect info; without it, an address that is neither
+/// loopback nor a proxy's, so nothing is trusted).
 fn peer(request: &Request) -> std::net::IpAddr {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0.ip())
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip())
 }
 
 /// Removes any [`PROXY_USER`] header a client sent, then sets it to the user the trusted proxy
