@@ -48,19 +48,19 @@ async fn unless_stopping<T>(
 }
 
 async fn tail(queue: Arc<ReviewQueue>) {
+    let mut waits = crate::retry::infrastructure_backoff();
     while let Some(next) = unless_stopping(&queue, queue.consumer.recv()).await {
         match next {
             Ok(m) => {
                 queue.read(&m).await;
                 queue.state().error = None;
+                waits = crate::retry::infrastructure_backoff();
             }
             Err(e) => {
                 trouble(&queue, "read", &e.to_string());
                 queue.state().error = Some(e.to_string());
-                if unless_stopping(&queue, tokio::time::sleep(Duration::from_secs(1)))
-                    .await
-                    .is_none()
-                {
+                let wait = waits.next().unwrap_or(Duration::from_secs(5));
+                if unless_stopping(&queue, tokio::time::sleep(wait)).await.is_none() {
                     return;
                 }
             }

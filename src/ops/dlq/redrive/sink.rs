@@ -68,10 +68,14 @@ impl Sink {
         tokio::task::spawn_blocking(move || {
             // The first transaction on a cluster waits for its transaction log to be created.
             let started = Instant::now();
+            let mut waits = crate::retry::infrastructure_backoff();
             loop {
                 match p.init_transactions(TXN_TIMEOUT) {
                     Err(KafkaError::Transaction(e))
-                        if e.is_retriable() && started.elapsed() < INIT_DEADLINE => {}
+                        if e.is_retriable() && started.elapsed() < INIT_DEADLINE =>
+                    {
+                        std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
+                    }
                     done => return done,
                 }
             }
