@@ -5,10 +5,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
+use common::letters::{letter, write_letters};
 use common::{document, Harness, OneStage};
-use rdkafka::producer::Producer;
 use sluice::avro::{DeadLetter, DeadLetterClass};
 use sluice::ops::{self, RedriveOptions};
 
@@ -21,36 +20,17 @@ async fn discard_shows_the_plan_then_acknowledges_the_selected_letters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("topology.yaml");
     std::fs::write(&path, &yaml).expect("write topology");
-    let (codec, producer, dlq, input) = (h.codec().await, h.producer(), h.dlq(), h.input());
-    for (i, class) in
-        [DeadLetterClass::Permanent, DeadLetterClass::Decode, DeadLetterClass::Permanent]
-            .into_iter()
-            .enumerate()
-    {
-        let id = format!("id-{i}");
-        let letter = DeadLetter {
-            pipeline: h.topology.pipeline.clone(),
-            stage: "work".into(),
-            consumer_group: h.group(),
-            original_topic: input.clone(),
-            original_partition: 0,
-            original_offset: i as i64,
-            original_timestamp_ms: None,
-            original_key: Some(id.clone().into_bytes()),
-            original_value: Some(h.encode(&codec, &input, &document(&id, "t", "text"))),
-            original_headers: vec![],
-            error_class: class,
-            error_message: "content policy".into(),
-            attempts: vec![],
-            failed_at_ms: sluice::call::now_ms(),
-            model: None,
-            prompt_version: None,
-            delivered_outputs: vec![],
-        };
-        let bytes = codec.encode(&dlq, &letter.to_value()).expect("encode");
-        h.send_raw(&producer, &dlq, Some(id.as_bytes()), &bytes, Some(0)).await;
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
+    let (codec, dlq, input) = (h.codec().await, h.dlq(), h.input());
+    let classes = [DeadLetterClass::Permanent, DeadLetterClass::Decode, DeadLetterClass::Permanent];
+    let written: Vec<DeadLetter> = (0..classes.len())
+        .map(|i| {
+            let id = format!("id-{i}");
+            let value = h.encode(&codec, &input, &document(&id, "t", "text"));
+            let base = letter(&h, &id, Some(value));
+            DeadLetter { original_offset: i as i64, error_class: classes[i], ..base }
+        })
+        .collect();
+    write_letters(&h, &written).await;
     let discard = |execute: bool| {
         let mut cmd = Command::new(BIN);
         cmd.args(["dlq", "discard", "--stage", "work", "--error-class", "permanent"])

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::read::raw_records;
 use common::{document, Harness, OneStage, Script, StopOnDrop, TestStage};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use sluice::avro::{DeadLetter, DeadLetterClass};
 use sluice::ops::{self, DlqError, Filter, RedriveOptions, REDRIVE_COUNT};
@@ -30,36 +30,10 @@ fn class(c: DeadLetterClass) -> Filter {
     Filter { error_class: Some(c), ..Filter::default() }
 }
 
-/// A dead letter of stage `work` written by hand, claiming to come from `topic`.
+/// A `DECODE` letter of stage `work` written by hand, claiming to come from `topic`.
 fn letter(h: &Harness, id: &str, topic: &str, value: Vec<u8>) -> DeadLetter {
-    DeadLetter {
-        pipeline: h.topology.pipeline.clone(),
-        stage: "work".into(),
-        consumer_group: h.group(),
-        original_topic: topic.into(),
-        original_partition: 0,
-        original_offset: 0,
-        original_timestamp_ms: None,
-        original_key: Some(id.as_bytes().to_vec()),
-        original_value: Some(value),
-        original_headers: vec![],
-        error_class: DeadLetterClass::Decode,
-        error_message: "undecodable".into(),
-        attempts: vec![],
-        failed_at_ms: sluice::call::now_ms(),
-        model: None,
-        prompt_version: None,
-        delivered_outputs: vec![],
-    }
-}
-
-async fn write_letters(h: &Harness, letters: &[DeadLetter]) {
-    let (codec, producer, dlq) = (h.codec().await, h.producer(), h.dlq());
-    for l in letters {
-        let bytes = codec.encode(&dlq, &l.to_value()).expect("encode");
-        h.send_raw(&producer, &dlq, l.original_key.as_deref(), &bytes, Some(0)).await;
-    }
-    producer.flush(TIMEOUT).expect("flush");
+    let base = common::letters::letter(h, id, Some(value));
+    DeadLetter { original_topic: topic.into(), error_class: DeadLetterClass::Decode, ..base }
 }
 
 /// The scenario: undecodable records on the input carrying `sluice-retry-rung: 0` and an
@@ -96,7 +70,7 @@ async fn redrive_writes_nowhere_a_forged_letter_points() {
         .map(|(i, t)| letter(&h, &format!("forged-{i}"), t, b"forged".to_vec()))
         .collect();
     forged.push(DeadLetter { original_partition: 7, ..letter(&h, "far", &input, b"x".to_vec()) });
-    write_letters(&h, &forged).await;
+    common::letters::write_letters(&h, &forged).await;
 
     let report = ops::redrive(&h.topology, "work", &execute(Filter::default()), |_| {})
         .await
@@ -214,7 +188,7 @@ async fn a_shared_input_without_a_ladder_is_refused_with_an_explanation() {
     let h = Harness::start(&shared_input(false)).await;
     let input = h.input();
     let doc = h.encode(&h.codec().await, &input, &document("id-0", "t", "text"));
-    write_letters(&h, &[letter(&h, "id-0", &input, doc)]).await;
+    common::letters::write_letters(&h, &[letter(&h, "id-0", &input, doc)]).await;
     let error = ops::redrive(&h.topology, "work", &execute(Filter::default()), |_| {})
         .await
         .expect_err("refused");
@@ -242,7 +216,7 @@ async fn discarding_letters_left_in_place_keeps_the_position_moving() {
             ..letter(&h, &format!("id-{i}"), &input, doc.clone())
         })
         .collect();
-    write_letters(&h, &letters).await;
+    common::letters::write_letters(&h, &letters).await;
     let group = ops::redrive_group(&h.topology.stages[0]);
     let position = || common::committed(h.stack.kafka.bootstrap_servers(), &group, &dlq, 1);
     let decode = || execute(class(DeadLetterClass::Decode));

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::letters::letter;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
-use sluice::avro::{DeadLetter, DeadLetterClass};
+use sluice::avro::DeadLetterClass;
 use sluice::ops::dlq::redrive::position::Position;
 use sluice::ops::{self, DlqError, Filter, PlanRow, RedriveOptions, RedriveReport, REDRIVE_COUNT};
 use sluice::stage::StageError;
@@ -209,29 +210,6 @@ async fn a_redriven_record_is_processed_once_its_failure_is_gone() {
         .expect("run");
     assert_eq!(stage.calls_for("id-0"), 2);
     assert_eq!(h.count(&h.dlq()).await, 1, "it did not fail again");
-}
-
-/// A dead letter written by hand: `original_value` absent means withheld.
-fn letter(h: &Harness, id: &str, value: Option<Vec<u8>>) -> DeadLetter {
-    DeadLetter {
-        pipeline: h.topology.pipeline.clone(),
-        stage: "work".into(),
-        consumer_group: h.group(),
-        original_topic: h.input(),
-        original_partition: 0,
-        original_offset: 0,
-        original_timestamp_ms: None,
-        original_key: Some(id.as_bytes().to_vec()),
-        original_value: value,
-        original_headers: vec![],
-        error_class: DeadLetterClass::Permanent,
-        error_message: "content policy".into(),
-        attempts: vec![],
-        failed_at_ms: sluice::call::now_ms(),
-        model: None,
-        prompt_version: None,
-        delivered_outputs: vec![],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

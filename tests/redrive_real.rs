@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::letters::{letter, write_letters};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,9 +18,8 @@ use std::time::{Duration, Instant};
 use common::crash::external_broker;
 use common::{document, Harness};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::avro::{DeadLetter, DeadLetterClass};
+use sluice::avro::DeadLetter;
 use sluice::kafka::presence::present;
 use sluice::kafka::{assign_only_config, BrokerKind};
 use sluice::ops::dlq::redrive::position::Position;
@@ -73,33 +73,15 @@ async fn setup(letters: usize) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("topology.yaml");
     std::fs::write(&path, &yaml).expect("write topology");
-    let (codec, producer, dlq, input) = (h.codec().await, h.producer(), h.dlq(), h.input());
-    for i in 0..letters {
-        let id = format!("id-{i}");
-        let value = h.encode(&codec, &input, &document(&id, "t", "text"));
-        let letter = DeadLetter {
-            pipeline: h.topology.pipeline.clone(),
-            stage: "work".into(),
-            consumer_group: h.group(),
-            original_topic: input.clone(),
-            original_partition: 0,
-            original_offset: i as i64,
-            original_timestamp_ms: None,
-            original_key: Some(id.clone().into_bytes()),
-            original_value: Some(value),
-            original_headers: vec![],
-            error_class: DeadLetterClass::Permanent,
-            error_message: "provider outage".into(),
-            attempts: vec![],
-            failed_at_ms: sluice::call::now_ms(),
-            model: None,
-            prompt_version: None,
-            delivered_outputs: vec![],
-        };
-        let bytes = codec.encode(&dlq, &letter.to_value()).expect("encode");
-        h.send_raw(&producer, &dlq, Some(id.as_bytes()), &bytes, Some(0)).await;
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
+    let (codec, input) = (h.codec().await, h.input());
+    let written: Vec<DeadLetter> = (0..letters)
+        .map(|i| {
+            let id = format!("id-{i}");
+            let value = h.encode(&codec, &input, &document(&id, "t", "text"));
+            DeadLetter { original_offset: i as i64, ..letter(&h, &id, Some(value)) }
+        })
+        .collect();
+    write_letters(&h, &written).await;
     let rung = h.topology.stages[0].retry.retry_topics()[0].0.clone();
     let group = ops::redrive_group(&h.topology.stages[0]);
     Setup { h, _dir: dir, path, rung, group }

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::crash::{external_broker, Scenario};
+use common::topology::priced_classify;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -40,41 +41,8 @@ fn require_real_broker() {
     );
 }
 
-/// One classify stage `work` on a priced model: simulated, or the mock provider at
-/// `provider_url` (whose ledger says what was paid).
 fn topology(p: &str, provider_url: Option<&str>) -> String {
-    let provider = provider_url.map_or("{ kind: simulated, latency: 1ms }".to_owned(), |url| {
-        format!("{{ kind: openai, base_url: {url}, timeout: 5s }}")
-    });
-    format!(
-        r#"
-pipeline: {p}
-kafka:
-  partitions: {PARTITIONS}
-  consumer:
-    auto.commit.interval.ms: "200"
-    session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
-providers:
-  sim: {provider}
-prices:
-  set_on: 2026-11-01
-  models:
-    sim/m: {{ input: 0.15, output: 0.6 }}
-inputs:
-  {p}.docs: {{ partitions: {PARTITIONS} }}
-stages:
-  work:
-    kind: classify
-    input: {p}.docs
-    output: {p}.out
-    model: {{ provider: sim, name: m }}
-    classify: {{ labels: [billing, technical, other] }}
-    concurrency: {{ max_in_flight: 32, per_partition: 8 }}
-    retry: {{ attempts: 3, initial_backoff: 5ms, max_backoff: 20ms, ladder: [1m] }}
-    shutdown_grace: 5s
-"#
-    )
+    priced_classify(p, PARTITIONS, None, provider_url)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

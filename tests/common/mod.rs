@@ -18,6 +18,7 @@ pub mod faults;
 pub mod handover;
 pub mod harness;
 pub mod hostile;
+pub mod letters;
 pub mod oracle;
 pub mod procs;
 pub mod qdrant;

@@ -1,4 +1,5 @@
-//! Unique names per test, record builders, and the one-stage topology of the runner tests.
+//! Unique names per test, record builders, the one-stage topology of the runner tests, and the
+//! priced classify stage of the replay tests.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,4 +112,49 @@ stages:
 "#
         )
     }
+}
+
+/// One classify stage `work` on a priced model (so calls cost something) — simulated, or the
+/// mock provider at `provider_url` (whose ledger says what was paid) — a one-rung retry ladder,
+/// and optionally a response cache in `cache_dir`.
+pub fn priced_classify(
+    p: &str,
+    partitions: i32,
+    cache_dir: Option<&std::path::Path>,
+    provider_url: Option<&str>,
+) -> String {
+    let cache = cache_dir.map_or(String::new(), |d| format!("cache: {{ path: {} }}", d.display()));
+    let provider = provider_url.map_or("{ kind: simulated, latency: 1ms }".to_owned(), |url| {
+        format!("{{ kind: openai, base_url: {url}, timeout: 5s }}")
+    });
+    format!(
+        r#"
+pipeline: {p}
+kafka:
+  partitions: {partitions}
+  consumer:
+    auto.commit.interval.ms: "200"
+    session.timeout.ms: "6000"
+    heartbeat.interval.ms: "500"
+providers:
+  sim: {provider}
+prices:
+  set_on: 2026-11-01
+  models:
+    sim/m: {{ input: 0.15, output: 0.6 }}
+{cache}
+inputs:
+  {p}.docs: {{ partitions: {partitions} }}
+stages:
+  work:
+    kind: classify
+    input: {p}.docs
+    output: {p}.out
+    model: {{ provider: sim, name: m }}
+    classify: {{ labels: [billing, technical, other] }}
+    concurrency: {{ max_in_flight: 32, per_partition: 8 }}
+    retry: {{ attempts: 3, initial_backoff: 5ms, max_backoff: 20ms, ladder: [1m] }}
+    shutdown_grace: 5s
+"#
+    )
 }
