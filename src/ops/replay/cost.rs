@@ -154,10 +154,23 @@ pub fn estimate(
             .map(|(c, hit)| if free_if_cached && *hit { 0.0 } else { c.unwrap_or(0) as f64 })
             .collect();
         let high: Vec<f64> = own.iter().map(|c| c.map_or(average, |c| c as f64)).collect();
+        // Most likely: a record without a cost event (aged out of the metering topic) cost what
+        // the metered ones did on average, and the configured cache answers what it holds.
+        let likely: Vec<f64> = own
+            .iter()
+            .zip(&cached)
+            .map(|(c, hit)| {
+                if free_if_cached && *hit {
+                    0.0
+                } else {
+                    c.map_or(average, |c| c as f64)
+                }
+            })
+            .collect();
         let (lo, lo_err) = total(&low, records);
         let (hi, hi_err) = total(&high, records);
         Amount::Estimated {
-            expected_micro_usd: micro(lo),
+            expected_micro_usd: micro(total(&likely, records).0),
             low_micro_usd: micro(lo - lo_err),
             high_micro_usd: micro(hi + hi_err),
         }
