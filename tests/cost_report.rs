@@ -18,7 +18,7 @@ use sluice::config::compile;
 use sluice::metering::read_events;
 use sluice::metering::report::dedup;
 use sluice::mock_provider::MockConfig;
-use sluice::ops::iso8601::rfc3339;
+use sluice::time::rfc3339;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 

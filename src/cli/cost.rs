@@ -11,7 +11,7 @@ use sluice::metering::read_events;
 use sluice::metering::report::{dedup, summarize, GroupBy};
 use sluice::metering::report_format::{csv, table};
 use sluice::metering::report_window::Window;
-use sluice::ops::iso8601::parse_datetime;
+use sluice::time::{parse_datetime, parse_duration};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -76,7 +76,7 @@ impl Bound {
 }
 
 fn bound(text: &str) -> Result<Bound, String> {
-    if let Ok(d) = humantime::parse_duration(text.trim()) {
+    if let Ok(d) = parse_duration(text) {
         return Ok(Bound::Ago(d));
     }
     parse_datetime(text).map(Bound::At).map_err(|_| {

@@ -16,10 +16,10 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
     /// Base latency of every call.
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = sluice::time::parse_duration)]
     latency: Duration,
     /// Spread of the latency: the uniform range or the exponential mean.
-    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = sluice::time::parse_duration)]
     jitter: Duration,
     #[arg(long, value_enum, default_value_t = LatencyDist::Uniform)]
     latency_dist: LatencyDist,
@@ -29,7 +29,7 @@ pub struct Args {
     /// Fraction of calls answered 429 with --retry-after.
     #[arg(long, default_value_t = 0.0)]
     rate_limit_rate: f64,
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = sluice::time::parse_duration)]
     retry_after: Duration,
     /// Requests per minute accepted; beyond it calls get 429 with the time until a slot frees.
     #[arg(long)]

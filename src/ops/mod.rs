@@ -6,7 +6,6 @@
 //! - [`replay`]: `sluice replay`, in a folder of its own: the plan of new offsets for a stage's
 //!   group (the `kafka-consumer-groups --reset-offsets` vocabulary), what re-processing will
 //!   cost, and its execution while the group has no members and nothing moved since planning.
-//! - [`iso8601`]: the date-time and duration arguments of the reset vocabulary.
 //! - [`plan_csv`] and [`replay_cost`]: `replay`'s plan files and cost estimate, re-exported.
 //! - [`ranges`]: reading offset ranges of partitions through the one topic reader.
 //! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
@@ -16,7 +15,6 @@
 
 pub mod dlq;
 pub mod groups;
-pub mod iso8601;
 pub mod ranges;
 pub mod replay;
 pub mod spend_today;

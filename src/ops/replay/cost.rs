@@ -156,17 +156,12 @@ pub fn estimate(
         let high: Vec<f64> = own.iter().map(|c| c.map_or(average, |c| c as f64)).collect();
         // Most likely: a record without a cost event (aged out of the metering topic) cost what
         // the metered ones did on average, and the configured cache answers what it holds.
-        let likely: Vec<f64> = own
-            .iter()
-            .zip(&cached)
-            .map(|(c, hit)| {
-                if free_if_cached && *hit {
-                    0.0
-                } else {
-                    c.map_or(average, |c| c as f64)
-                }
-            })
-            .collect();
+        let likely_one = |c: &Option<u64>, hit: bool| match (free_if_cached && hit, c) {
+            (true, _) => 0.0,
+            (false, c) => c.map_or(average, |c| c as f64),
+        };
+        let likely: Vec<f64> =
+            own.iter().zip(&cached).map(|(c, hit)| likely_one(c, *hit)).collect();
         let (lo, lo_err) = total(&low, records);
         let (hi, hi_err) = total(&high, records);
         Amount::Estimated {
