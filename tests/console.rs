@@ -306,6 +306,38 @@ async fn an_undecodable_record_is_shown_and_discarding_it_moves_the_commit_past_
     assert!(q.state().undecodable().is_empty());
 }
 
+/// A replay that moves the queue's group back while a console runs (one it could not see) is
+/// not undone: the console stops committing that partition and its page says to restart it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_moved_back_by_someone_else_is_not_committed_over_and_the_page_says_so() {
+    let h = Harness::start(&topology(&unique("cb"))).await;
+    for d in ["d0", "d1", "d2"] {
+        needs_human(&h, d, "acme", "question").await;
+    }
+    let c = start(&h, Duration::from_secs(60)).await;
+    assert!(wait_until(TIMEOUT, || async { pending(&c).await.len() == 3 }).await);
+    let (q, ann) = (c.app.queues[0].clone(), actor("ann"));
+    let ok = || Judgement { decision: HumanDecision::Approved, answer: None, note: String::new() };
+    let first = ItemKey { partition: 0, offset: 0 };
+    q.claim(first, &ann).await.expect("claims");
+    q.decide(first, &ann, ok()).await.expect("decides");
+    assert!(wait_until(TIMEOUT, || async { committed(&h) == 1 }).await);
+
+    move_group_to(&h, 0);
+    let second = ItemKey { partition: 0, offset: 1 };
+    q.claim(second, &ann).await.expect("claims");
+    q.decide(second, &ann, ok()).await.expect("decides");
+    let mut b = Browser::new(&c);
+    assert_eq!(b.login("ann", "").await, 303);
+    let told = || async {
+        let html = b.get("/review").await.text().await.expect("body");
+        html.contains(r#"id="moved-back""#) && html.contains("Restart the console")
+    };
+    assert!(wait_until(TIMEOUT, || async { told().await || committed(&h) != 0 }).await);
+    assert_eq!(committed(&h), 0, "the move back is not committed over");
+    assert!(told().await, "the page says the group was moved back");
+}
+
 /// One view of the dead-letter page reads at most the configured number of letters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dead_letter_page_reads_at_most_its_configured_number_of_letters() {
