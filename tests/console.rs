@@ -377,3 +377,28 @@ async fn a_stopped_console_commits_what_is_done_and_ends_its_server_and_loops() 
     assert_eq!(committed(&h), 1, "the last round committed the decided item");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the server no longer listens");
 }
+
+/// A console stops while the schema registry is down and a record waits to be decoded: the
+/// record is left uncommitted for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_console_stops_while_the_registry_is_down_and_a_record_waits_to_be_decoded() {
+    let h = Harness::start(&topology(&unique("cr"))).await;
+    let c = start(&h, Duration::from_secs(60)).await;
+    h.stack.registry.set_available(false);
+    // A schema id this console has never seen: decoding it needs the registry.
+    let mut payload = vec![0];
+    payload.extend_from_slice(&987_654_i32.to_be_bytes());
+    payload.push(0);
+    let topic = format!("{}.needs-human", h.topology.pipeline);
+    let record = FutureRecord::to(&topic).key("d0").payload(&payload);
+    h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+    let q = c.app.queues[0].clone();
+    let waiting = || async {
+        q.state().error.as_deref().is_some_and(|e| e.contains("schema registry unavailable"))
+    };
+    assert!(wait_until(TIMEOUT, waiting).await, "the record waits for the registry");
+    let stopped = tokio::time::timeout(TIMEOUT, c.stop()).await;
+    h.stack.registry.set_available(true);
+    assert!(stopped.is_ok(), "the console stops although the registry is still down");
+    assert_eq!(committed(&h), 0, "the waiting record is not committed past");
+}
