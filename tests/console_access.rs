@@ -140,6 +140,12 @@ async fn a_token_names_its_reviewer_and_a_scoped_reviewer_sees_and_decides_only_
     assert!(html.contains("d-acme") && !html.contains("d-globex"), "ann sees acme only");
     let letters = ann.get("/dead-letters").await.status();
     assert_eq!(letters, 403, "dead letters hold every tenant's records");
+    for pipeline in ["/pipeline", "/pipeline/table"] {
+        let r = ann.get(pipeline).await;
+        assert_eq!(r.status(), 403, "{pipeline}: every tenant's spend and queue depth");
+        let text = r.text().await.expect("body");
+        assert!(!text.contains("globex") && !text.contains("stages"), "{text}");
+    }
     let csrf = csrf_of(&html);
     // d-globex is the second record: 0/1.
     assert_eq!(ann.get("/review/item/0/1").await.status(), 403, "not her tenant's item");

@@ -87,12 +87,10 @@ impl Selection {
 
 /// Dead letters hold records of every tenant: only reviewers of every tenant see or redrive them.
 fn every_tenant(session: Session) -> Result<Session, Refusal> {
-    match session.tenants {
-        None => Ok(session),
-        Some(_) => Err(Refusal::Forbidden(
-            "dead letters hold every tenant's records: only reviewers of every tenant see them",
-        )),
-    }
+    super::app::every_tenant(
+        session,
+        "dead letters hold every tenant's records: only reviewers of every tenant see them",
+    )
 }
 
 pub async fn list(
