@@ -338,23 +338,38 @@ async fn a_group_moved_back_by_someone_else_is_not_committed_over_and_the_page_s
     assert!(told().await, "the page says the group was moved back");
 }
 
-/// One view of the dead-letter page reads at most the configured number of letters.
+/// One view of the dead-letter page reads the newest letters of each partition, its configured
+/// number over all partitions, however many the topic holds: the page shows every letter read,
+/// so what it shows is what was read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dead_letter_page_reads_at_most_its_configured_number_of_letters() {
-    let h = Harness::start(&topology(&unique("cl"))).await;
+    let yaml =
+        topology(&unique("cl")).replace("kafka: { partitions: 1 }", "kafka: { partitions: 3 }");
+    let h = Harness::start(&yaml).await;
     let topic = h.topology.stages[0].dead_letter_topic.clone();
-    let (letters, shown) = (7, 3);
-    for i in 0..letters {
-        let key = format!("k{i}");
-        let record = FutureRecord::to(&topic).key(&key).payload(&b"not a letter"[..]);
-        h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+    let (partitions, per_partition, shown) = (3, 4, 6);
+    for p in 0..partitions {
+        for i in 0..per_partition {
+            let key = format!("k{p}-{i}");
+            let record =
+                FutureRecord::to(&topic).key(&key).partition(p).payload(&b"not a letter"[..]);
+            h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+        }
     }
     let c = start_opts(&h, |o| o.limits.dlq_letters = shown).await;
     let mut b = Browser::new(&c);
     assert_eq!(b.login("ann", "").await, 303);
     let html = b.get("/dead-letters?stage=review").await.text().await.expect("body");
+    let letters = partitions * per_partition;
     assert!(html.contains(&format!("{letters} record(s)")), "{html}");
     assert_eq!(html.matches(r#"class="letter card""#).count(), shown, "{html}");
+    for p in 0..partitions {
+        // The newest two of each partition (offsets 2 and 3), nothing older.
+        for (offset, read) in [(0, false), (1, false), (2, true), (3, true)] {
+            let card = format!(">{p}/{offset}: not a dead letter");
+            assert_eq!(html.contains(&card), read, "{card}: {html}");
+        }
+    }
 }
 
 /// The console stops on its one `Shutdown`: the server and every loop end, and what was decided
