@@ -86,12 +86,16 @@ pub fn page(
 <main>{flash}<h1>{title}</h1>
 {body}</main></body></html>"#,
         link("nav-review", "/review", "Review queue", Nav::Review),
-        every
-            .then(|| link("nav-dlq", "/dead-letters", "Dead letters", Nav::DeadLetters))
-            .unwrap_or_default(),
-        every
-            .then(|| link("nav-pipeline", "/pipeline", "Pipeline", Nav::Pipeline))
-            .unwrap_or_default(),
+        if every {
+            link("nav-dlq", "/dead-letters", "Dead letters", Nav::DeadLetters)
+        } else {
+            String::new()
+        },
+        if every {
+            link("nav-pipeline", "/pipeline", "Pipeline", Nav::Pipeline)
+        } else {
+            String::new()
+        },
         title = esc(title),
     )
 }

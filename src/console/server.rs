@@ -203,7 +203,7 @@ async fn login(
 /// client the proxy names last in `X-Forwarded-For` (the entry the proxy itself appended;
 /// earlier ones are the client's word). Without a usable entry, the proxy itself.
 fn client_of(app: &App, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    if !app.sessions.access.proxy.as_ref().is_some_and(|p| p.addr == peer) {
+    if app.sessions.access.proxy.as_ref().is_none_or(|p| p.addr != peer) {
         return peer;
     }
     let last = headers
