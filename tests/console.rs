@@ -306,23 +306,70 @@ async fn an_undecodable_record_is_shown_and_discarding_it_moves_the_commit_past_
     assert!(q.state().undecodable().is_empty());
 }
 
-/// One view of the dead-letter page reads at most the configured number of letters.
+/// A replay that moves the queue's group back while a console runs (one it could not see) is
+/// not undone: the console stops committing that partition and its page says to restart it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_moved_back_by_someone_else_is_not_committed_over_and_the_page_says_so() {
+    let h = Harness::start(&topology(&unique("cb"))).await;
+    for d in ["d0", "d1", "d2"] {
+        needs_human(&h, d, "acme", "question").await;
+    }
+    let c = start(&h, Duration::from_secs(60)).await;
+    assert!(wait_until(TIMEOUT, || async { pending(&c).await.len() == 3 }).await);
+    let (q, ann) = (c.app.queues[0].clone(), actor("ann"));
+    let ok = || Judgement { decision: HumanDecision::Approved, answer: None, note: String::new() };
+    let first = ItemKey { partition: 0, offset: 0 };
+    q.claim(first, &ann).await.expect("claims");
+    q.decide(first, &ann, ok()).await.expect("decides");
+    assert!(wait_until(TIMEOUT, || async { committed(&h) == 1 }).await);
+
+    move_group_to(&h, 0);
+    let second = ItemKey { partition: 0, offset: 1 };
+    q.claim(second, &ann).await.expect("claims");
+    q.decide(second, &ann, ok()).await.expect("decides");
+    let mut b = Browser::new(&c);
+    assert_eq!(b.login("ann", "").await, 303);
+    let told = || async {
+        let html = b.get("/review").await.text().await.expect("body");
+        html.contains(r#"id="moved-back""#) && html.contains("Restart the console")
+    };
+    assert!(wait_until(TIMEOUT, || async { told().await || committed(&h) != 0 }).await);
+    assert_eq!(committed(&h), 0, "the move back is not committed over");
+    assert!(told().await, "the page says the group was moved back");
+}
+
+/// One view of the dead-letter page reads the newest letters of each partition, its configured
+/// number over all partitions, however many the topic holds: the page shows every letter read,
+/// so what it shows is what was read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dead_letter_page_reads_at_most_its_configured_number_of_letters() {
-    let h = Harness::start(&topology(&unique("cl"))).await;
+    let yaml =
+        topology(&unique("cl")).replace("kafka: { partitions: 1 }", "kafka: { partitions: 3 }");
+    let h = Harness::start(&yaml).await;
     let topic = h.topology.stages[0].dead_letter_topic.clone();
-    let (letters, shown) = (7, 3);
-    for i in 0..letters {
-        let key = format!("k{i}");
-        let record = FutureRecord::to(&topic).key(&key).payload(&b"not a letter"[..]);
-        h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+    let (partitions, per_partition, shown) = (3, 4, 6);
+    for p in 0..partitions {
+        for i in 0..per_partition {
+            let key = format!("k{p}-{i}");
+            let record =
+                FutureRecord::to(&topic).key(&key).partition(p).payload(&b"not a letter"[..]);
+            h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+        }
     }
     let c = start_opts(&h, |o| o.limits.dlq_letters = shown).await;
     let mut b = Browser::new(&c);
     assert_eq!(b.login("ann", "").await, 303);
     let html = b.get("/dead-letters?stage=review").await.text().await.expect("body");
+    let letters = partitions * per_partition;
     assert!(html.contains(&format!("{letters} record(s)")), "{html}");
     assert_eq!(html.matches(r#"class="letter card""#).count(), shown, "{html}");
+    for p in 0..partitions {
+        // The newest two of each partition (offsets 2 and 3), nothing older.
+        for (offset, read) in [(0, false), (1, false), (2, true), (3, true)] {
+            let card = format!(">{p}/{offset}: not a dead letter");
+            assert_eq!(html.contains(&card), read, "{card}: {html}");
+        }
+    }
 }
 
 /// The console stops on its one `Shutdown`: the server and every loop end, and what was decided
@@ -344,4 +391,29 @@ async fn a_stopped_console_commits_what_is_done_and_ends_its_server_and_loops() 
     c.stop().await;
     assert_eq!(committed(&h), 1, "the last round committed the decided item");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the server no longer listens");
+}
+
+/// A console stops while the schema registry is down and a record waits to be decoded: the
+/// record is left uncommitted for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_console_stops_while_the_registry_is_down_and_a_record_waits_to_be_decoded() {
+    let h = Harness::start(&topology(&unique("cr"))).await;
+    let c = start(&h, Duration::from_secs(60)).await;
+    h.stack.registry.set_available(false);
+    // A schema id this console has never seen: decoding it needs the registry.
+    let mut payload = vec![0];
+    payload.extend_from_slice(&987_654_i32.to_be_bytes());
+    payload.push(0);
+    let topic = format!("{}.needs-human", h.topology.pipeline);
+    let record = FutureRecord::to(&topic).key("d0").payload(&payload);
+    h.producer().send(record, Timeout::After(TIMEOUT)).await.expect("produce");
+    let q = c.app.queues[0].clone();
+    let waiting = || async {
+        q.state().error.as_deref().is_some_and(|e| e.contains("schema registry unavailable"))
+    };
+    assert!(wait_until(TIMEOUT, waiting).await, "the record waits for the registry");
+    let stopped = tokio::time::timeout(TIMEOUT, c.stop()).await;
+    h.stack.registry.set_available(true);
+    assert!(stopped.is_ok(), "the console stops although the registry is still down");
+    assert_eq!(committed(&h), 0, "the waiting record is not committed past");
 }

@@ -140,6 +140,12 @@ async fn a_token_names_its_reviewer_and_a_scoped_reviewer_sees_and_decides_only_
     assert!(html.contains("d-acme") && !html.contains("d-globex"), "ann sees acme only");
     let letters = ann.get("/dead-letters").await.status();
     assert_eq!(letters, 403, "dead letters hold every tenant's records");
+    for pipeline in ["/pipeline", "/pipeline/table"] {
+        let r = ann.get(pipeline).await;
+        assert_eq!(r.status(), 403, "{pipeline}: every tenant's spend and queue depth");
+        let text = r.text().await.expect("body");
+        assert!(!text.contains("globex") && !text.contains("stages"), "{text}");
+    }
     let csrf = csrf_of(&html);
     // d-globex is the second record: 0/1.
     assert_eq!(ann.get("/review/item/0/1").await.status(), 403, "not her tenant's item");
@@ -234,4 +240,43 @@ async fn a_trusted_proxy_names_the_reviewer_only_from_its_address_and_metrics_ne
     assert_eq!(metrics(&via_proxy, Some("guess")).await.expect("GET").status(), 401);
     assert_eq!(metrics(&via_proxy, Some(ANN)).await.expect("GET").status(), 200);
     assert_eq!(metrics(&direct, None).await.expect("GET").status(), 200, "on loopback");
+}
+
+/// Behind a proxy on the same host (`--trusted-proxy 127.0.0.1`) every request comes from
+/// loopback: `/metrics` still needs a session or a token, and failed logins count against the
+/// client the proxy names in `X-Forwarded-For` (its last entry), not against the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_same_host_proxy_metrics_need_a_token_and_failed_logins_count_per_client() {
+    let h = Harness::start(&topology(&unique("cx"))).await;
+    let failures = 3;
+    let mut access = Access::parse(&format!("ann {ANN}")).expect("access");
+    let addr = "127.0.0.1".parse().expect("ip");
+    access.proxy = Some(sluice::console::access::Proxy { addr, header: "x-forwarded-user".into() });
+    let c = guarded(&h, access, |o| o.limits.login_failures_per_minute = failures).await;
+    let base = format!("http://127.0.0.1:{}", c.addr.port());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let metrics = http.get(format!("{base}/metrics")).send().await.expect("GET");
+    assert_eq!(metrics.status(), 401, "the proxy's loopback address is not the operator's");
+    let bearer = http.get(format!("{base}/metrics")).bearer_auth(ANN).send().await.expect("GET");
+    assert_eq!(bearer.status(), 200);
+    let login = |client: &'static str, token: &'static str| {
+        http.post(format!("{base}/login"))
+            .header("x-forwarded-for", format!("198.51.100.1, {client}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("token", token)]))
+            .send()
+    };
+    for _ in 0..failures {
+        assert_eq!(
+            login("203.0.113.7", "guess-guess-guess-guess-guess").await.expect("POST").status(),
+            401
+        );
+    }
+    let locked = login("203.0.113.7", ANN).await.expect("POST");
+    assert_eq!(locked.status(), 429, "the guessing client is locked out");
+    let other = login("203.0.113.8", ANN).await.expect("POST");
+    assert_eq!(other.status(), 303, "another client of the same proxy is not");
 }

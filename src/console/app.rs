@@ -80,6 +80,15 @@ impl App {
     }
 }
 
+/// Pages that show every tenant's records or figures (dead letters, the pipeline) are for
+/// reviewers of every tenant only: a tenant-scoped session is refused with `why`.
+pub fn every_tenant(session: Session, why: &'static str) -> Result<Session, Refusal> {
+    match session.tenants {
+        None => Ok(session),
+        Some(_) => Err(Refusal::Forbidden(why)),
+    }
+}
+
 /// False when the browser says the request comes from another origin than the one it is sent to.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {

@@ -87,12 +87,10 @@ impl Selection {
 
 /// Dead letters hold records of every tenant: only reviewers of every tenant see or redrive them.
 fn every_tenant(session: Session) -> Result<Session, Refusal> {
-    match session.tenants {
-        None => Ok(session),
-        Some(_) => Err(Refusal::Forbidden(
-            "dead letters hold every tenant's records: only reviewers of every tenant see them",
-        )),
-    }
+    super::app::every_tenant(
+        session,
+        "dead letters hold every tenant's records: only reviewers of every tenant see them",
+    )
 }
 
 pub async fn list(
@@ -159,12 +157,13 @@ async fn letters(app: &App, session: &Session, sel: &Selection) -> Result<String
 <form method="post" action="/dead-letters/preview" class="row">{}<button type="submit" class="redrive-all">Redrive every letter of this selection… (preview)</button></form>"#,
         total,
         esc(&spec.dead_letter_topic),
-        selected.len().min(cap),
+        selected.len(),
         sel.class.map_or(String::new(), |c| format!(" of class {}", c.symbol())),
         Selection { stage: sel.stage.clone(), class: sel.class, doc: None, at: None }
             .hidden(session),
     );
-    for r in selected.into_iter().take(cap) {
+    // Every letter read is shown: the read is the bound, not the rendering.
+    for r in selected {
         let Ok(l) = &r.letter else {
             let _ = write!(
                 out,

@@ -61,6 +61,8 @@ pub fn page(
         let current = if nav == this { r#" aria-current="page""# } else { "" };
         format!(r#"<a id="{id}" href="{href}"{current}>{label}</a>"#)
     };
+    // Scoped reviewers are refused the pages of every tenant: no links to them.
+    let every = session.is_none_or(|s| s.tenants.is_none());
     let who = session.map_or(String::new(), |s| {
         format!(
             r#"<form method="post" action="/logout" class="who"><span>{}</span>{}<button type="submit">Log out</button></form>"#,
@@ -84,8 +86,16 @@ pub fn page(
 <main>{flash}<h1>{title}</h1>
 {body}</main></body></html>"#,
         link("nav-review", "/review", "Review queue", Nav::Review),
-        link("nav-dlq", "/dead-letters", "Dead letters", Nav::DeadLetters),
-        link("nav-pipeline", "/pipeline", "Pipeline", Nav::Pipeline),
+        if every {
+            link("nav-dlq", "/dead-letters", "Dead letters", Nav::DeadLetters)
+        } else {
+            String::new()
+        },
+        if every {
+            link("nav-pipeline", "/pipeline", "Pipeline", Nav::Pipeline)
+        } else {
+            String::new()
+        },
         title = esc(title),
     )
 }

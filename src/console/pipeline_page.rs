@@ -11,14 +11,19 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::app::{App, Shared};
+use super::app::{every_tenant, App, Shared};
 use super::html::{age, esc, Nav};
 use super::pipeline_sampler::Sample;
 use super::scrape::{breaker_name, Scraped};
 use crate::metering::report::usd;
 
+/// The pipeline shows every tenant's spend and queue depth: only reviewers of every tenant
+/// see it.
+const EVERY_TENANT: &str =
+    "the pipeline shows every tenant's spend and queue depth: only reviewers of every tenant see it";
+
 pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match app.viewer(&headers) {
+    let session = match app.viewer(&headers).and_then(|s| every_tenant(s, EVERY_TENANT)) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -30,7 +35,7 @@ pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 pub async fn table(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = app.viewer(&headers) {
+    if let Err(r) = app.viewer(&headers).and_then(|s| every_tenant(s, EVERY_TENANT)) {
         return r.into_response();
     }
     Html(table_html(&app).await).into_response()

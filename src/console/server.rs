@@ -1,7 +1,7 @@
 //! The console's HTTP side: the router, security headers, who a trusted proxy says a request
 //! comes from, `/metrics`, and logging in and out. What pages share is in [`super::app`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -58,6 +58,11 @@ fn peer(request: &Request) -> std::net::IpAddr {
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip())
 }
 
+/// Whether the request comes from the trusted proxy (its TCP peer is the proxy's address).
+fn from_proxy(app: &App, request: &Request) -> bool {
+    app.sessions.access.proxy.as_ref().is_some_and(|p| peer(request) == p.addr)
+}
+
 /// Removes any [`PROXY_USER`] header a client sent, then sets it to the user the trusted proxy
 /// names — only on requests that come from the proxy's address.
 async fn proxied_user(State(app): State<Shared>, mut request: Request, next: Next) -> Response {
@@ -72,12 +77,11 @@ async fn proxied_user(State(app): State<Shared>, mut request: Request, next: Nex
 }
 
 /// The process's metrics: on loopback for anyone; from elsewhere, when the console admits
-/// reviewers by token or proxy, only with a session or a reviewer's token as a bearer.
+/// reviewers by token or proxy, only with a session or a reviewer's token as a bearer. The
+/// trusted proxy's address never counts as loopback: it forwards anyone's requests.
 async fn metrics(State(app): State<Shared>, request: Request) -> Response {
-    if !peer(&request).is_loopback()
-        && app.sessions.token_required()
-        && !app.sessions.may_scrape(request.headers())
-    {
+    let local = peer(&request).is_loopback() && !from_proxy(&app, &request);
+    if !local && app.sessions.token_required() && !app.sessions.may_scrape(request.headers()) {
         return (StatusCode::UNAUTHORIZED, "a session or `Authorization: Bearer <token>`\n")
             .into_response();
     }
@@ -163,9 +167,10 @@ async fn login(
         return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
     }
     let field = |k: &str| form.get(k).map_or("", String::as_str);
+    let client = client_of(&app, peer.ip(), &headers);
     let result = match proxy_user(&headers) {
         Some(_) if field("token").is_empty() => app.sessions.login_proxied(&headers),
-        _ => app.sessions.login(peer.ip(), field("reviewer"), field("token")),
+        _ => app.sessions.login(client, field("reviewer"), field("token")),
     };
     match result {
         Ok(session) => {
@@ -183,7 +188,7 @@ async fn login(
         }
         Err(e) => {
             let reason = e.to_string();
-            super::events::LoginRefused { reason: &reason, peer: peer.ip() }.emit();
+            super::events::LoginRefused { reason: &reason, peer: client }.emit();
             let status = match e {
                 super::auth::LoginError::TooMany => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::UNAUTHORIZED,
@@ -192,6 +197,23 @@ async fn login(
             (status, Html(page("Log in", Nav::None, None, None, &form))).into_response()
         }
     }
+}
+
+/// Who a login attempt comes from: the TCP peer, or — when that is the trusted proxy — the
+/// client the proxy names last in `X-Forwarded-For` (the entry the proxy itself appended;
+/// earlier ones are the client's word). Without a usable entry, the proxy itself.
+fn client_of(app: &App, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if app.sessions.access.proxy.as_ref().is_none_or(|p| p.addr != peer) {
+        return peer;
+    }
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .map(str::trim);
+    last.and_then(|ip| ip.parse().ok()).unwrap_or(peer)
 }
 
 async fn logout(State(app): State<Shared>, headers: HeaderMap, Form(form): FormData) -> Response {

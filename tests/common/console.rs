@@ -192,3 +192,20 @@ pub fn csrf_of(html: &str) -> String {
         html.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
     html[at..].split('"').next().expect("value").to_owned()
 }
+
+/// Commits `to` for the review queue's group on partition 0, as `sluice replay --execute`
+/// moving it back would.
+pub fn move_group_to(h: &Harness, to: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let group = h.topology.stages[0].review_queue_group().expect("review stage");
+    let topic = format!("{}.needs-human", h.topology.pipeline);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", h.stack.kafka.bootstrap_servers())
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(to)).expect("offset");
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+}

@@ -52,7 +52,11 @@ async fn tail(queue: Arc<ReviewQueue>) {
     while let Some(next) = unless_stopping(&queue, queue.consumer.recv()).await {
         match next {
             Ok(m) => {
-                queue.read(&m).await;
+                // A record whose decoding waits out a registry outage when the console stops
+                // is dropped, uncommitted: it is read again at the next start.
+                if unless_stopping(&queue, queue.read(&m)).await.is_none() {
+                    return;
+                }
                 queue.state().error = None;
                 waits = crate::retry::infrastructure_backoff();
             }
@@ -89,7 +93,10 @@ async fn commit_loop(queue: Arc<ReviewQueue>) {
 async fn commit_round(queue: &Arc<ReviewQueue>) {
     let (points, depth) = {
         let state = queue.state();
-        (state.commit_points(), state.depth())
+        let known = |p: i32| state.committed.get(&p).copied().unwrap_or(0);
+        let points: Vec<_> =
+            state.commit_points().into_iter().map(|(p, at)| (p, at, known(p))).collect();
+        (points, state.depth())
     };
     crate::telemetry::ReviewQueueSize {
         stage: &queue.topics.stage,
@@ -109,9 +116,17 @@ async fn commit_round(queue: &Arc<ReviewQueue>) {
         .await
         .expect("commit thread does not panic");
     match committed {
-        Ok(confirmed) => {
+        Ok(Committed { confirmed, moved_back }) => {
             let forgotten: Vec<_> = {
                 let mut state = queue.state();
+                for &(p, at) in &moved_back {
+                    let error = format!(
+                        "the group's commit of partition {p} was moved back to {at}: this \
+                         console stopped committing it; restart the console"
+                    );
+                    trouble(queue, "moved back", &error);
+                    state.moved_back.insert(p, at);
+                }
                 confirmed.into_iter().flat_map(|(p, o)| state.committed_at(p, o)).collect()
             };
             queue.tombstones(&forgotten);
@@ -121,38 +136,48 @@ async fn commit_round(queue: &Arc<ReviewQueue>) {
     }
 }
 
-/// Commits each point that is past the group's current commit, synchronously, and returns the
-/// group's commit per partition afterwards: a replica that reads more slowly than another never
-/// moves the group back (blocking).
+/// What one commit round found: the group's commit per partition afterwards, and the
+/// partitions whose commit someone else moved back.
+struct Committed {
+    confirmed: Vec<(i32, i64)>,
+    moved_back: Vec<(i32, i64)>,
+}
+
+/// Commits each point `(partition, point, known)` that is past the group's current commit,
+/// synchronously: a replica that reads more slowly than another never moves the group back
+/// (blocking). A group commit below `known` — the commit this replica read or made — was
+/// moved back by someone else (a replay this replica did not see): that partition is not
+/// committed over, so the replay is not undone.
 fn commit_forward(
     consumer: &StreamConsumer,
     topic: &str,
-    points: &[(i32, i64)],
-) -> Result<Vec<(i32, i64)>, KafkaError> {
+    points: &[(i32, i64, i64)],
+) -> Result<Committed, KafkaError> {
     let mut asked = TopicPartitionList::new();
-    for (p, _) in points {
+    for (p, _, _) in points {
         asked.add_partition(topic, *p);
     }
     let current = consumer.committed_offsets(asked, TIMEOUT)?;
     let mut forward = TopicPartitionList::new();
-    let mut confirmed = Vec::with_capacity(points.len());
-    for &(p, point) in points {
+    let mut out = Committed { confirmed: Vec::with_capacity(points.len()), moved_back: vec![] };
+    for &(p, point, known) in points {
         let now = current.find_partition(topic, p).and_then(|e| match e.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,
         });
         match now {
-            Some(o) if o >= point => confirmed.push((p, o)),
+            Some(o) if o < known => out.moved_back.push((p, o)),
+            Some(o) if o >= point => out.confirmed.push((p, o)),
             _ => {
                 forward.add_partition_offset(topic, p, Offset::Offset(point))?;
-                confirmed.push((p, point));
+                out.confirmed.push((p, point));
             }
         }
     }
     if forward.count() > 0 {
         consumer.commit(&forward, CommitMode::Sync)?;
     }
-    Ok(confirmed)
+    Ok(out)
 }
 
 async fn finish_loop(queue: Arc<ReviewQueue>) {

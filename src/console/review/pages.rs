@@ -58,6 +58,12 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
     if let Some(e) = &state.error {
         let _ = write!(body, r#"<p class="flash error">Reading the queue: {}</p>"#, esc(e));
     }
+    for (p, at) in &state.moved_back {
+        let _ = write!(
+            body,
+            r#"<p class="flash error" id="moved-back">The group's commit of partition {p} was moved back to {at} by someone else (a replay?): this console no longer commits it. Restart the console to review from there.</p>"#
+        );
+    }
     let _ = write!(
         body,
         r#"<p class="muted">Stage <b>{}</b>: records on <code>{}</code>; decisions go to <code>{}</code> or <code>{}</code>.</p>"#,

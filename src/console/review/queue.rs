@@ -95,6 +95,10 @@ pub struct QueueState {
     /// Partitions not read now because the queue was full: read on from `read_to` (or the
     /// commit) once there is room.
     pub parked: BTreeSet<i32>,
+    /// Partitions whose group commit someone else moved back below what this replica knew
+    /// (a replay it could not see), with the offset found: never committed again by this
+    /// replica, which must be restarted to read from there.
+    pub moved_back: BTreeMap<i32, i64>,
 }
 
 impl QueueState {
@@ -107,6 +111,7 @@ impl QueueState {
             read_to: BTreeMap::new(),
             error: None,
             parked: BTreeSet::new(),
+            moved_back: BTreeMap::new(),
         }
     }
 
@@ -227,6 +232,7 @@ impl QueueState {
     pub fn commit_points(&self) -> Vec<(i32, i64)> {
         self.read_to
             .iter()
+            .filter(|(partition, _)| !self.moved_back.contains_key(partition))
             .filter_map(|(&partition, &read_to)| {
                 let first_open = self
                     .items

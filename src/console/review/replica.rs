@@ -25,7 +25,7 @@ use crate::config::Topology;
 use crate::kafka::ledger::LogLedger;
 use crate::kafka::presence::Presence;
 use crate::kafka::{assign_only_config, producer_config, registry_settings};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Phase, Shutdown};
 
 /// How a queue behaves: claims, finishing, and how much it holds.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +72,14 @@ impl ReviewQueue {
         let codec = Arc::new(Codec::connect(&registry_settings(t), &writes).await?);
         let consumer: StreamConsumer = assign_only_config(&t.kafka, &topics.group).create()?;
         let producer: FutureProducer = producer_config(&t.kafka).create()?;
+        // Present before the group's commits are read: a replay that sees no holder and moves
+        // the group back can only do so before this console reads where to start.
+        let joined = join(&t.kafka, &topics.group, &topics.needs_human, &shutdown).await;
+        let (presence, joined_error) = match joined {
+            Some(Ok(p)) => (Some(p), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
         let (consumer, state) = tokio::task::spawn_blocking(move || {
             let state = assign(&consumer, &topics, opts.capacity)?;
             Ok::<_, QueueError>(((consumer, topics), state))
@@ -79,6 +87,8 @@ impl ReviewQueue {
         .await
         .expect("assignment thread does not panic")?;
         let ((consumer, topics), state) = (consumer, state);
+        let mut state = state;
+        state.error = joined_error;
         let state = Arc::new(Mutex::new(state));
         let events = ClaimsEvents { stage: topics.stage.clone() };
         let kind = SchemaKind::ReviewEvent;
@@ -96,7 +106,7 @@ impl ReviewQueue {
             codec,
             finishing: Mutex::new(HashSet::new()),
             shutdown,
-            presence: Mutex::new(None),
+            presence: Mutex::new(presence),
             settings: t.kafka.clone(),
         });
         Ok(queue)
@@ -114,23 +124,13 @@ impl ReviewQueue {
         if self.present() {
             return true;
         }
-        let (settings, group) = (self.settings.clone(), self.topics.group.clone());
-        let topic = self.topics.needs_human.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("sluice-console-presence".into())
-            .spawn(move || {
-                let _ = tx.send(Presence::announce(&settings, &group, &topic, "console"));
-            })
-            .expect("a thread can be spawned");
-        let Ok(joined) = rx.await else { return false };
-        match joined {
-            Ok(p) => {
+        let (group, topic) = (&self.topics.group, &self.topics.needs_human);
+        match join(&self.settings, group, topic, &self.shutdown).await {
+            Some(Ok(p)) => {
                 *self.presence.lock().expect("never poisoned") = Some(p);
                 true
             }
-            Err(e) => {
-                let error = format!("announcing this console in Kafka: {e}");
+            Some(Err(error)) => {
                 crate::console::events::QueueTrouble {
                     stage: &self.topics.stage,
                     what: "presence",
@@ -140,6 +140,7 @@ impl ReviewQueue {
                 self.state().error = Some(error);
                 false
             }
+            None => false,
         }
     }
 
@@ -180,7 +181,7 @@ impl ReviewQueue {
 
     /// Decodes a needs-human record, waiting out a registry that does not answer (the backoff
     /// of [`crate::retry`]): a record taken for undecodable during a passing outage would be
-    /// shown as such.
+    /// shown as such. The tailer drops this wait when the console stops ([`super::loops`]).
     async fn decode(&self, m: &BorrowedMessage<'_>) -> Result<Decoded, CodecError> {
         let mut waits = crate::retry::infrastructure_backoff();
         loop {
@@ -250,5 +251,34 @@ impl ReviewQueue {
             Ok(()) => state.parked.clear(),
             Err(e) => state.error = Some(format!("reading parked partitions again: {e}")),
         }
+    }
+}
+
+/// Joins `<group>.present` (the membership is kept by a thread of the presence's own). The
+/// join blocks a thread of its own until the membership is granted (not one of the runtime's:
+/// a console dropped meanwhile must not hold its runtime up); `None` when the console stops
+/// first.
+async fn join(
+    settings: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    shutdown: &Shutdown,
+) -> Option<Result<Presence, String>> {
+    let (settings, group, topic) = (settings.clone(), group.to_owned(), topic.to_owned());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sluice-console-presence".into())
+        .spawn(move || {
+            let _ = tx.send(Presence::announce(&settings, &group, &topic, "console"));
+        })
+        .expect("a thread can be spawned");
+    tokio::select! {
+        biased;
+        () = shutdown.reached(Phase::Draining) => None,
+        joined = rx => match joined {
+            Ok(Ok(p)) => Some(Ok(p)),
+            Ok(Err(e)) => Some(Err(format!("announcing this console in Kafka: {e}"))),
+            Err(_) => None,
+        },
     }
 }
