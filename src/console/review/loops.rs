@@ -119,7 +119,12 @@ async fn commit_round(queue: &Arc<ReviewQueue>) {
         Ok(Committed { confirmed, moved_back }) => {
             let forgotten: Vec<_> = {
                 let mut state = queue.state();
+                let suspected = std::mem::take(&mut state.suspected_back);
                 for &(p, at) in &moved_back {
+                    if !suspected.contains_key(&p) {
+                        state.suspected_back.insert(p, at);
+                        continue;
+                    }
                     let error = format!(
                         "the group's commit of partition {p} was moved back to {at}: this \
                          console stopped committing it; restart the console"

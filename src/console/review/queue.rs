@@ -99,6 +99,10 @@ pub struct QueueState {
     /// (a replay it could not see), with the offset found: never committed again by this
     /// replica, which must be restarted to read from there.
     pub moved_back: BTreeMap<i32, i64>,
+    /// Partitions whose group commit was found below what this replica knew on the last round
+    /// only: another replica's commit racing this one's read looks the same for a round (its
+    /// next round moves the group forward again), so a move back counts on the second round.
+    pub suspected_back: BTreeMap<i32, i64>,
 }
 
 impl QueueState {
@@ -112,6 +116,7 @@ impl QueueState {
             error: None,
             parked: BTreeSet::new(),
             moved_back: BTreeMap::new(),
+            suspected_back: BTreeMap::new(),
         }
     }
 
