@@ -317,8 +317,18 @@ async fn a_report_keeps_a_bounded_amount_of_hostile_letters() {
         .expect("dry run");
     let kept = &plan.unredrivable;
     assert!(kept.len() <= 100, "{} entries kept", kept.len());
-    let summary = (plan.unredrivable_count, plan.planned(), plan.done_before, plan.passed_over, &plan.stopped);
-    assert_eq!((plan.unredrivable_count, plan.planned()), (150, 0), "every letter is counted: {summary:?}");
+    let summary = (
+        plan.unredrivable_count,
+        plan.planned(),
+        plan.done_before,
+        plan.passed_over,
+        &plan.stopped,
+    );
+    assert_eq!(
+        (plan.unredrivable_count, plan.planned()),
+        (150, 0),
+        "every letter is counted: {summary:?}"
+    );
     for s in kept {
         let chars = |t: &Option<String>| t.as_deref().map_or(0, |t| t.chars().count());
         assert!(chars(&s.key) <= 201 && chars(&s.original_topic) <= 201, "{s:?}");
