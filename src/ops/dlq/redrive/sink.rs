@@ -161,9 +161,6 @@ impl Sink {
                 if !is_fenced(&self.producer, &e) {
                     return Err(DlqError::Kafka(e));
                 }
-                if by_newer_producer(&self.producer, &e) {
-                    return Err(DlqError::TakenOver { stage });
-                }
                 // An ended epoch: a transaction timeout, or a newer run. Our own run is one
                 // holder of the lease; a run that took over would be another (none at all: the
                 // lease is not ours to judge by).
@@ -206,14 +203,6 @@ fn is_fencing(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// Whether `error` (or the producer's fatal error) says outright that a newer producer of the
-/// same transactional id initialised (`PRODUCER_FENCED`), rather than only that the epoch ended.
-fn by_newer_producer(producer: &FutureProducer, error: &KafkaError) -> bool {
-    let newer = |code| matches!(code, RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced);
-    error.rdkafka_error_code().is_some_and(newer)
-        || producer.client().fatal_error().is_some_and(|(code, _)| newer(code))
-}
-
 /// Whether the producer's fatal error is a fencing.
 fn fenced(producer: &FutureProducer) -> bool {
     producer.client().fatal_error().is_some_and(|(code, _)| is_fencing(code))
@@ -233,10 +222,10 @@ fn taken_over(producer: &FutureProducer, stage: &str, error: KafkaError) -> DlqE
     DlqError::Kafka(error)
 }
 
-/// What a commit that failed with an ended epoch (not an outright `PRODUCER_FENCED`) means: a
-/// transaction timeout and a newer run both end the producer's epoch, so only when `others`
-/// (another holder of the lease is present; None: unknown) is it said that another run took
-/// over.
+/// What a commit that failed with an ended epoch means: a transaction timeout and a newer run
+/// both end the producer's epoch, and librdkafka reports both as `_FENCED` (seen on Apache
+/// Kafka), so only when `others` (another holder of the lease is present, or none at all; None:
+/// unknown) is it said that another run took over.
 fn verdict(stage: String, error: KafkaError, others: Option<bool>) -> DlqError {
     match others {
         Some(false) => DlqError::TransactionAborted { stage, error: error.to_string() },
