@@ -256,3 +256,82 @@ async fn discarding_letters_left_in_place_keeps_the_position_moving() {
     assert_eq!((last.done_before, last.redriven), (2000, 0));
     assert_eq!(read.into_inner(), 0, "the next run reads nothing again");
 }
+
+/// Review #2: a batch is settled once it is old even while the walk only reads letters it passes
+/// over (the transaction is not left open across them), and a run given `--at` positions stops
+/// reading once it passed them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_batch_is_settled_while_passing_over_and_at_stops_early() {
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
+    let input = h.input();
+    let doc = h.encode(&h.codec().await, &input, &document("d", "t", "text"));
+    let letters: Vec<DeadLetter> =
+        (0..40).map(|i| letter(&h, &format!("id-{i}"), &input, doc.clone())).collect();
+    common::letters::write_letters(&h, &letters).await;
+    let age = Duration::from_millis(200);
+    let opts = RedriveOptions {
+        filter: Filter { at: vec![(0, 0), (0, 3)], ..Filter::default() },
+        batch_age: age,
+        ..execute(Filter::default())
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let report = ops::discard(&h.topology, "work", &opts, |p| {
+        if p.read == 1 {
+            // The batch holding letter 0 grows older than its age before letter 1 is read.
+            std::thread::sleep(age * 2);
+        }
+        seen.lock().unwrap().push((p.read, p.redriven));
+    })
+    .await
+    .expect("discard");
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.get(1), Some(&(2, 1)), "letter 0 was committed on reading letter 1: {seen:?}");
+    assert_eq!((report.discarded, report.passed_over), (2, 2), "{report:?}");
+    assert_eq!(seen.last().map(|s| s.0), Some(4), "nothing read past the last --at position");
+}
+
+/// Review #5: what a report keeps from hostile letters is bounded — keys, topics and reasons are
+/// cut, and only the first entries of a list are kept (with the count of all of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_keeps_a_bounded_amount_of_hostile_letters() {
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
+    let input = h.input();
+    let doc = h.encode(&h.codec().await, &input, &document("d", "t", "text"));
+    let huge = |c: &str| c.repeat(2_000);
+    let letters: Vec<DeadLetter> = (0..150)
+        .map(|i| {
+            let key = format!("{}{i}", huge("k"));
+            let base = letter(&h, &key, &input, doc.clone());
+            match i % 2 {
+                0 => DeadLetter {
+                    original_headers: vec![(REDRIVE_COUNT.into(), Some(huge("x").into_bytes()))],
+                    ..base
+                },
+                _ => DeadLetter { original_topic: huge("t"), ..base },
+            }
+        })
+        .collect();
+    common::letters::write_letters(&h, &letters).await;
+    let plan = ops::redrive(&h.topology, "work", &RedriveOptions::default(), |_| {})
+        .await
+        .expect("dry run");
+    let kept = &plan.unredrivable;
+    assert!(kept.len() <= 100, "{} entries kept", kept.len());
+    let summary = (
+        plan.unredrivable_count,
+        plan.planned(),
+        plan.done_before,
+        plan.passed_over,
+        &plan.stopped,
+    );
+    assert_eq!(
+        (plan.unredrivable_count, plan.planned()),
+        (150, 0),
+        "every letter is counted: {summary:?}"
+    );
+    for s in kept {
+        let chars = |t: &Option<String>| t.as_deref().map_or(0, |t| t.chars().count());
+        assert!(chars(&s.key) <= 201 && chars(&s.original_topic) <= 201, "{s:?}");
+        assert!(s.reason.chars().count() <= 301, "{}", s.reason.len());
+    }
+}

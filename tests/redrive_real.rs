@@ -20,7 +20,7 @@ use common::{document, Harness};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluice::avro::DeadLetter;
-use sluice::kafka::presence::present;
+use sluice::kafka::presence::{present, Presence};
 use sluice::kafka::{assign_only_config, BrokerKind};
 use sluice::ops::dlq::redrive::position::Position;
 use sluice::ops::dlq::redrive::route::Republished;
@@ -288,4 +288,57 @@ async fn of_two_runs_past_the_lease_the_newer_fences_the_older() {
     let back = Position::load(consumer(), &dlq, &s.group).await.expect("position");
     let done = &back.parts[&0].done;
     assert_eq!((done.next(), done.metadata().as_str()), (0, "redriven:1"));
+}
+
+/// Review #2: a batch the broker aborts for its age (`transaction.timeout.ms`, here 1 s) while
+/// this run alone holds the lease is reported as such — nothing of it published, run again —
+/// and not as another run taking over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: scripts/with-kafka"]
+async fn a_batch_the_broker_timed_out_is_not_reported_as_a_take_over() {
+    let s = setup(1).await;
+    let mut kafka = s.h.topology.kafka.clone();
+    kafka.producer.insert("transaction.timeout.ms".into(), "1000".into());
+    let dlq = s.h.dlq();
+    let c: Arc<StreamConsumer> =
+        Arc::new(assign_only_config(&kafka, &s.group).create().expect("consumer"));
+    let (k, g, t) = (kafka.clone(), s.group.clone(), dlq.clone());
+    let lease = tokio::task::spawn_blocking(move || Presence::announce(&k, &g, &t, "redrive"))
+        .await
+        .expect("presence thread")
+        .expect("lease");
+    let mut sink = Sink::open(&kafka, BrokerKind::Kafka, "work", &s.group, &c).await.expect("open");
+    let mut pos = Position::load(c.clone(), &dlq, &s.group).await.expect("position");
+    let record = Republished {
+        topic: s.rung.clone(),
+        partition: Some(0),
+        key: Some(b"id-0".to_vec()),
+        value: b"v".to_vec(),
+        headers: vec![],
+    };
+    sink.send(&record).expect("send").await.expect("delivered").expect("acked");
+    pos.parts.get_mut(&0).expect("partition 0").done.insert(0);
+    // The broker's abort writes a marker after the record.
+    let (bootstrap, rung) = (s.h.stack.kafka.bootstrap_servers().to_owned(), s.rung.clone());
+    wait_for("the broker aborted the open transaction", || {
+        let (bootstrap, rung) = (bootstrap.clone(), rung.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let c: BaseConsumer =
+                    ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+                c.fetch_watermarks(&rung, 0, Duration::from_secs(10)).is_ok_and(|(_, h)| h >= 2)
+            })
+            .await
+            .expect("watermark thread")
+        }
+    })
+    .await;
+    let error = sink.commit(&mut pos).await.expect_err("the transaction is gone");
+    assert!(
+        matches!(&error, DlqError::TransactionAborted { stage, .. } if stage == "work"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("took over"), "{error}");
+    assert_eq!(s.keys_on_rung("read_committed").await, Vec::<String>::new());
+    tokio::task::spawn_blocking(move || lease.leave()).await.expect("leave");
 }

@@ -149,6 +149,7 @@ async fn redrive(a: RedriveArgs) -> Result<ExitCode> {
         max_redrives: a.max_redrives,
         rate_per_second: a.rate,
         execute: a.selection.execute,
+        ..RedriveOptions::default()
     };
     walk(&a.selection, &opts, false).await
 }
@@ -244,11 +245,16 @@ fn print_inspection(i: &Inspection) {
     }
 }
 
-fn print_skipped(title: &str, skipped: &[Skipped]) {
+fn print_skipped(title: &str, skipped: &[Skipped], count: usize) {
     if skipped.is_empty() {
         return;
     }
-    println!("\n{title}: {}", skipped.len());
+    let shown = if count > skipped.len() {
+        format!(" (the first {})", skipped.len())
+    } else {
+        String::new()
+    };
+    println!("\n{title}: {count}{shown}");
     for s in skipped {
         let key = s.key.as_deref().unwrap_or("-");
         println!("- {}@{} key {key}: {}", s.partition, s.offset, s.reason);
@@ -286,16 +292,13 @@ fn print_redrive(r: &RedriveReport, max_redrives: u32) {
     print_skipped(
         &format!("left in place by the loop guard (--max-redrives {max_redrives})"),
         &r.loop_guarded,
+        r.loop_guarded_count,
     );
-    print_skipped("unredrivable", &r.unredrivable);
+    print_skipped("unredrivable", &r.unredrivable, r.unredrivable_count);
     println!(
         "\n{verb}: {done}, skipped by the loop guard {}, unredrivable {}, not selected {}, \
          done by earlier runs {}, remaining {}",
-        r.loop_guarded.len(),
-        r.unredrivable.len(),
-        r.passed_over,
-        r.done_before,
-        r.remaining
+        r.loop_guarded_count, r.unredrivable_count, r.passed_over, r.done_before, r.remaining
     );
     if let Some(why) = &r.stopped {
         println!("stopped early: {why}");

@@ -243,8 +243,8 @@ fn plan_table(r: &RedriveReport) -> String {
     let _ = write!(
         out,
         r#"</tbody></table><p class="muted">Left in place by the loop guard: {} · cannot be redriven: {} · not selected: {} · finished by earlier runs: {} · position kept in group <code>{}</code>.</p>"#,
-        r.loop_guarded.len(),
-        r.unredrivable.len(),
+        r.loop_guarded_count,
+        r.unredrivable_count,
         r.passed_over,
         r.done_before,
         esc(&r.group)

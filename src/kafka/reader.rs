@@ -38,6 +38,9 @@ pub struct Reader {
     /// Per partition with an end: the ranges still to read, in offset order. A partition
     /// without an entry is followed (every record is delivered).
     ends: HashMap<(String, i32), VecDeque<(i64, i64)>>,
+    /// A reader from the beginning: when not stopping at the end, records past a partition's
+    /// end are delivered too (followed); a ranges reader never delivers outside its ranges.
+    follows: bool,
 }
 
 /// A reader assigned to every partition of `topics`, from the beginning (each read to the high
@@ -66,7 +69,7 @@ pub fn reader(
         }
     }
     consumer.assign(&tpl)?;
-    Ok(Reader { consumer, ends })
+    Ok(Reader { consumer, ends, follows: true })
 }
 
 /// A reader of the given ranges (empty ones left out). Several ranges of one partition are read
@@ -90,7 +93,7 @@ pub fn ranges_reader(kafka: &KafkaSettings, ranges: &[Range]) -> Result<Reader, 
     if tpl.count() > 0 {
         consumer.assign(&tpl)?;
     }
-    Ok(Reader { consumer, ends })
+    Ok(Reader { consumer, ends, follows: false })
 }
 
 /// What a record means for its partition's ranges.
@@ -125,7 +128,9 @@ fn step(queue: &mut VecDeque<(i64, i64)>, offset: i64) -> Step {
 
 impl Reader {
     /// Reads up to `max` records, calling `each` per record until it returns false. With
-    /// `stop_at_end`, stops once every partition with an end reached it. Stops after `patience`
+    /// `stop_at_end`, stops once every partition with an end reached it; without it, a reader
+    /// from the beginning follows every partition past its end (a ranges reader still delivers
+    /// only its ranges). Stops after `patience`
     /// without a record (returning the last transient error if, with `stop_at_end`, ends were
     /// still unreached), at a permanent error, or as soon as `stop()` says so.
     pub fn drain<F: FnMut(&BorrowedMessage<'_>) -> bool>(
@@ -140,6 +145,8 @@ impl Reader {
         let mut seen = 0;
         let mut idle_since = Instant::now();
         let mut last_error = None;
+        // Following from the beginning: a partition's end only says when `stop_at_end` is done.
+        let past_end = self.follows && !stop_at_end;
         loop {
             if max.is_some_and(|m| seen >= m) || (stop_at_end && remaining.is_empty()) || stop() {
                 return Ok(seen);
@@ -159,7 +166,7 @@ impl Reader {
                     idle_since = Instant::now();
                     let tp = (m.topic().to_owned(), m.partition());
                     let deliver = match remaining.get_mut(&tp) {
-                        None if self.ends.contains_key(&tp) => false,
+                        None if self.ends.contains_key(&tp) => past_end,
                         None => true,
                         Some(queue) => {
                             let (deliver, seek, done) = match step(queue, m.offset()) {
@@ -171,7 +178,7 @@ impl Reader {
                             } else if let Some(at) = seek {
                                 self.consumer.seek(&tp.0, tp.1, Offset::Offset(at), patience)?;
                             }
-                            deliver
+                            deliver || past_end
                         }
                     };
                     if deliver {
@@ -286,5 +293,48 @@ mod tests {
         assert_eq!(step(&mut q, 7), Step::Skip { seek: Some(50), done: false });
         assert_eq!(step(&mut q, 55), Step::Deliver { seek: None, done: false });
         assert_eq!(step(&mut q, 60), Step::Skip { seek: None, done: true });
+    }
+
+    /// Issue 18 review #6: `sluice consume --from-beginning` without `--exit-at-end` follows: a
+    /// record written after the read began is delivered on a partition that already had records.
+    #[test]
+    fn a_reader_from_the_beginning_follows_past_the_initial_end() {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let kafka = crate::devstack::MockKafka::start(1).expect("mock cluster");
+        kafka.create_topic("t", 1).expect("topic");
+        let settings = KafkaSettings {
+            bootstrap_servers: kafka.bootstrap_servers().to_owned(),
+            properties: Default::default(),
+            consumer: Default::default(),
+            producer: Default::default(),
+            partitions: 1,
+            replication_factor: 1,
+        };
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .create()
+            .expect("producer");
+        let produce = |v: &str| {
+            producer.send(BaseRecord::<(), str>::to("t").payload(v)).expect("send");
+            producer.flush(Duration::from_secs(10)).expect("flush");
+        };
+        produce("before");
+        let r = reader(&settings, &["t"], true).expect("reader");
+        let mut seen = Vec::new();
+        r.drain(
+            None,
+            false,
+            Duration::from_secs(10),
+            || false,
+            |m| {
+                seen.push(m.payload().map(<[u8]>::to_vec));
+                if seen.len() == 1 {
+                    produce("after");
+                }
+                seen.len() < 2
+            },
+        )
+        .expect("drain");
+        assert_eq!(seen, vec![Some(b"before".to_vec()), Some(b"after".to_vec())]);
     }
 }

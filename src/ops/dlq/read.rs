@@ -39,6 +39,13 @@ pub enum DlqError {
     )]
     TakenOver { stage: String },
     #[error(
+        "the broker aborted this run's open batch ({error}) and no other redrive or discard of \
+         stage '{stage}' is running: the transaction was open longer than the broker's \
+         transaction.timeout.ms, or the coordinator bumped the producer's epoch. Nothing of the \
+         batch was published; what was committed before stands; run again"
+    )]
+    TransactionAborted { stage: String, error: String },
+    #[error(
         "another redrive or discard of stage '{stage}' is running ({holders}): refused; run \
          again when it is done"
     )]
@@ -205,7 +212,17 @@ pub fn redrive_count(headers: &[(String, Option<Vec<u8>>)]) -> Result<u32, Strin
         return Ok(0);
     };
     let text = value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-    text.trim().parse().map_err(|_| format!("header {REDRIVE_COUNT} is '{}', not a count", text))
+    text.trim()
+        .parse()
+        .map_err(|_| format!("header {REDRIVE_COUNT} is '{}', not a count", clip(&text, 40)))
+}
+
+/// At most `max` characters of `text` (read from a letter, so of any size), with `…` when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
 }
 
 /// The original value for people: decoded when it decodes, base64 when not, or withheld.

@@ -11,7 +11,7 @@
 //! more is taken as forged and ignored — the ranges are counted before a single offset is built,
 //! however many of them fit in the string. A million keeps the set at most a few tens of MB.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// The metadata prefix; a commit without it (or with a foreign one) holds no extra offsets.
 const PREFIX: &str = "redriven:";
@@ -27,11 +27,26 @@ pub const MAX_BEYOND: u64 = 1_000_000;
 pub struct DoneSet {
     /// Every offset below this is finished (the offset to commit).
     next: i64,
-    /// Finished offsets at or beyond `next`, never contiguous with it.
-    beyond: BTreeSet<i64>,
+    /// Finished offsets at or beyond `next` as inclusive ranges (first → last), neither
+    /// touching each other nor `next`.
+    beyond: BTreeMap<i64, i64>,
+    /// How many offsets `beyond` holds.
+    count: u64,
+    /// How long `beyond`'s ranges are as the metadata writes them, each with a comma.
+    text: usize,
+}
+
+/// The length of range `a..=b` in the metadata, with its comma.
+fn text_len(a: i64, b: i64) -> usize {
+    let digits = |n: i64| n.to_string().len();
+    digits(a) + if a == b { 0 } else { 1 + digits(b) } + 1
 }
 
 impl DoneSet {
+    fn empty(next: i64) -> Self {
+        Self { next, beyond: BTreeMap::new(), count: 0, text: 0 }
+    }
+
     /// From a committed position: `committed` (the partition's start when none) and its metadata.
     /// Unreadable ranges are skipped, offsets below `committed` dropped; metadata naming more than
     /// [`MAX_BEYOND`] offsets beyond it is ignored as a whole.
@@ -50,8 +65,22 @@ impl DoneSet {
         if named > MAX_BEYOND {
             ranges.clear();
         }
-        let beyond = ranges.into_iter().flat_map(|(a, b)| a..=b).collect();
-        let mut set = Self { next: committed, beyond };
+        ranges.sort_unstable();
+        let mut set = Self::empty(committed);
+        let mut merged: Option<(i64, i64)> = None;
+        for (a, b) in ranges {
+            merged = match merged {
+                Some((ma, mb)) if a <= mb.saturating_add(1) => Some((ma, mb.max(b))),
+                Some((ma, mb)) => {
+                    set.put(ma, mb);
+                    Some((a, b))
+                }
+                None => Some((a, b)),
+            };
+        }
+        if let Some((a, b)) = merged {
+            set.put(a, b);
+        }
         set.advance();
         set
     }
@@ -62,22 +91,41 @@ impl DoneSet {
     }
 
     pub fn contains(&self, offset: i64) -> bool {
-        offset < self.next || self.beyond.contains(&offset)
+        offset < self.next || self.holding(offset).is_some()
     }
 
     pub fn insert(&mut self, offset: i64) {
-        if offset >= self.next {
-            self.beyond.insert(offset);
-            self.advance();
+        if self.contains(offset) {
+            return;
         }
+        let left = offset.checked_sub(1).and_then(|o| self.holding(o));
+        let right = offset.checked_add(1).filter(|o| self.beyond.contains_key(o));
+        let first = left.map_or(offset, |a| self.take(a).0);
+        let last = right.map_or(offset, |a| self.take(a).1);
+        self.put(first, last);
+        self.advance();
     }
 
     /// Whether marking `offsets` finished keeps the metadata within [`MAX_METADATA`] and the
-    /// offsets beyond the committed one within [`MAX_BEYOND`].
+    /// offsets beyond the committed one within [`MAX_BEYOND`]. Only the ranges the offsets touch
+    /// are copied: O(offsets), whatever the set holds.
     pub fn has_room_for(&self, offsets: impl IntoIterator<Item = i64>) -> bool {
-        let mut with = self.clone();
-        offsets.into_iter().for_each(|o| with.insert(o));
-        with.beyond.len() as u64 <= MAX_BEYOND && with.metadata().len() <= MAX_METADATA
+        let offsets: Vec<i64> = offsets.into_iter().collect();
+        let mut touched = Self::empty(self.next);
+        for &o in &offsets {
+            for near in [o.checked_sub(1), Some(o), o.checked_add(1)].into_iter().flatten() {
+                if let Some(a) = self.holding(near) {
+                    if !touched.beyond.contains_key(&a) {
+                        touched.put(a, self.beyond[&a]);
+                    }
+                }
+            }
+        }
+        let (count, text) = (touched.count, touched.text);
+        offsets.into_iter().for_each(|o| touched.insert(o));
+        let count = self.count - count + touched.count;
+        let text = self.text - text + touched.text;
+        count <= MAX_BEYOND && Self::metadata_len(text) <= MAX_METADATA
     }
 
     /// The commit metadata: the finished offsets beyond [`DoneSet::next`] as ranges.
@@ -85,24 +133,54 @@ impl DoneSet {
         if self.beyond.is_empty() {
             return String::new();
         }
-        let mut ranges: Vec<(i64, i64)> = Vec::new();
-        for &o in &self.beyond {
-            match ranges.last_mut() {
-                Some((_, end)) if *end + 1 == o => *end = o,
-                _ => ranges.push((o, o)),
-            }
-        }
-        let text: Vec<String> = ranges
+        let text: Vec<String> = self
+            .beyond
             .iter()
             .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
             .collect();
         format!("{PREFIX}{}", text.join(","))
     }
 
-    /// Moves `next` over the finished offsets contiguous with it (never past `i64::MAX`).
+    /// The metadata's length for ranges of `text` length (commas included).
+    fn metadata_len(text: usize) -> usize {
+        if text == 0 {
+            0
+        } else {
+            PREFIX.len() + text - 1
+        }
+    }
+
+    /// The first offset of the range holding `offset`, if any.
+    fn holding(&self, offset: i64) -> Option<i64> {
+        let (a, b) = self.beyond.range(..=offset).next_back()?;
+        (*b >= offset).then_some(*a)
+    }
+
+    fn put(&mut self, a: i64, b: i64) {
+        self.count += b.abs_diff(a) + 1;
+        self.text += text_len(a, b);
+        self.beyond.insert(a, b);
+    }
+
+    fn take(&mut self, a: i64) -> (i64, i64) {
+        let b = self.beyond.remove(&a).expect("a range held");
+        self.count -= b.abs_diff(a) + 1;
+        self.text -= text_len(a, b);
+        (a, b)
+    }
+
+    /// Moves `next` over the finished offsets contiguous with it (never past `i64::MAX`, which
+    /// then stays in `beyond`).
     fn advance(&mut self) {
-        while self.next < i64::MAX && self.beyond.remove(&self.next) {
-            self.next += 1;
+        if !self.beyond.contains_key(&self.next) || self.next == i64::MAX {
+            return;
+        }
+        let (_, b) = self.take(self.next);
+        if b == i64::MAX {
+            self.next = i64::MAX;
+            self.put(i64::MAX, i64::MAX);
+        } else {
+            self.next = b + 1;
         }
     }
 }
@@ -183,6 +261,25 @@ mod tests {
         assert_eq!(set.metadata(), format!("redriven:2-{}", bound + 1), "the bound itself is read");
         assert!(!set.has_room_for([bound + 3]), "one more beyond is past the bound");
         assert!(set.has_room_for([0]), "finishing the committed one moves it instead");
+    }
+
+    /// Review #11: the room check, which copies only the ranges it touches, agrees with
+    /// inserting into a full copy, over gaps, merges and the committed offset moving.
+    #[test]
+    fn room_agrees_with_inserting_into_a_copy() {
+        let mut set = DoneSet::from_commit(10, "redriven:12-14,20,22-30");
+        let batches: [&[i64]; 6] = [&[11], &[10, 15, 16], &[21, 19], &[5, 40, 41, 43], &[42], &[]];
+        for batch in batches {
+            let mut copy = set.clone();
+            batch.iter().for_each(|&o| copy.insert(o));
+            let fits = copy.metadata().len() <= MAX_METADATA && copy.count <= MAX_BEYOND;
+            assert_eq!(set.has_room_for(batch.iter().copied()), fits);
+            let held: u64 = copy.beyond.iter().map(|(a, b)| b.abs_diff(*a) + 1).sum();
+            assert_eq!(copy.count, held);
+            assert_eq!(DoneSet::metadata_len(copy.text), copy.metadata().len());
+            set = copy;
+        }
+        assert_eq!((set.next(), set.metadata()), (17, "redriven:19-30,40-43".to_owned()));
     }
 
     #[test]

@@ -9,6 +9,31 @@ use crate::kafka::presence::{present, Presence, PresenceError};
 use crate::kafka::BrokerKind;
 use crate::ops::dlq::read::DlqError;
 
+/// A held lease. [`Lease::release`] ends it on a blocking thread and waits; dropped without
+/// that (an error path, a cancelled run), it is ended on a blocking thread in the background —
+/// never on the async thread dropping it (leaving joins the presence thread and closes a group
+/// consumer: a LeaveGroup round trip).
+pub struct Lease(Option<Presence>);
+
+impl Lease {
+    pub async fn release(mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || p.leave()).await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || p.leave())),
+                Err(_) => p.leave(),
+            }
+        }
+    }
+}
+
 /// Takes the lease of `spec`'s redrive `group` for a run doing `role`, or says who holds it.
 pub async fn take(
     kafka: &KafkaSettings,
@@ -16,9 +41,9 @@ pub async fn take(
     spec: &StageSpec,
     group: &str,
     role: &str,
-) -> Result<Option<Presence>, DlqError> {
+) -> Result<Lease, DlqError> {
     if kind == BrokerKind::Embedded {
-        return Ok(None);
+        return Ok(Lease(None));
     }
     let (settings, g) = (kafka.clone(), group.to_owned());
     let holders = tokio::task::spawn_blocking(move || present(&settings, &g))
@@ -36,7 +61,7 @@ pub async fn take(
             .await
             .expect("the presence thread does not panic")
             .map_err(lease_error)?;
-    Ok(Some(presence))
+    Ok(Lease(Some(presence)))
 }
 
 fn lease_error(e: PresenceError) -> DlqError {

@@ -100,17 +100,54 @@ async fn run(
     let consumer: Arc<StreamConsumer> = Arc::new(assign_only_config(&t.kafka, &group).create()?);
     let partitions = partition_count(consumer.clone(), &spec.input).await?;
     let accepted = Accepted { input: spec.input.clone(), partitions };
-    let (sink, _presence) = match opts.execute {
+    let (sink, lease) = match opts.execute {
         false => (None, None),
         true => {
             let kind = broker_kind_of(&t.kafka).await?;
-            let presence = lease::take(&t.kafka, kind, spec, &group, action.name()).await?;
+            let lease = lease::take(&t.kafka, kind, spec, &group, action.name()).await?;
             // Before the position is read: opening the sink fences an older run and aborts its
             // open batch.
-            let sink = Sink::open(&t.kafka, kind, &spec.name, &group, &consumer).await?;
-            (Some(sink), presence)
+            match Sink::open(&t.kafka, kind, &spec.name, &group, &consumer).await {
+                Ok(sink) => (Some(sink), Some(lease)),
+                Err(e) => {
+                    lease.release().await;
+                    return Err(e);
+                }
+            }
         }
     };
+    let walked = walk_from_position(
+        Walk { opts, action, codec, route, accepted, sink },
+        spec,
+        group,
+        consumer,
+        &progress,
+    )
+    .await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    walked
+}
+
+/// What a run walks with, once its lease (when executing) is held.
+struct Walk<'o> {
+    opts: &'o RedriveOptions,
+    action: Action,
+    codec: Codec,
+    route: Option<Route>,
+    accepted: Accepted,
+    sink: Option<Sink>,
+}
+
+async fn walk_from_position(
+    w: Walk<'_>,
+    spec: &StageSpec,
+    group: String,
+    consumer: Arc<StreamConsumer>,
+    progress: &impl Fn(Progress),
+) -> Result<RedriveReport, DlqError> {
+    let Walk { opts, action, codec, route, accepted, sink } = w;
     let position = Position::load(consumer.clone(), &spec.dead_letter_topic, &group).await?;
     consumer.assign(&position.assignment()?)?;
     let report = RedriveReport {
@@ -125,7 +162,7 @@ async fn run(
         ..RedriveReport::default()
     };
     let run = Run::new(Setup { opts, action, codec, route, accepted, position, sink, report });
-    Ok(run.go(&consumer, &progress).await)
+    Ok(run.go(&consumer, progress).await)
 }
 
 /// What kind of broker the topology's Kafka is.

@@ -1,6 +1,7 @@
 //! What a redrive or discard run is asked to do, and how far it is.
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use crate::ops::dlq::read::Filter;
 
@@ -13,11 +14,24 @@ pub struct RedriveOptions {
     pub rate_per_second: Option<NonZeroU32>,
     /// Produce and commit; otherwise a dry run.
     pub execute: bool,
+    /// An open batch (transaction) is committed once it is this old, whatever the walk is
+    /// reading; it holds back the destination partitions for read-committed readers meanwhile.
+    pub batch_age: Duration,
 }
+
+/// The default [`RedriveOptions::batch_age`]: well inside the broker's
+/// `transaction.timeout.ms` (60 s by default), past which it aborts the transaction.
+pub const BATCH_AGE: Duration = Duration::from_secs(20);
 
 impl Default for RedriveOptions {
     fn default() -> Self {
-        Self { filter: Filter::default(), max_redrives: 3, rate_per_second: None, execute: false }
+        Self {
+            filter: Filter::default(),
+            max_redrives: 3,
+            rate_per_second: None,
+            execute: false,
+            batch_age: BATCH_AGE,
+        }
     }
 }
 

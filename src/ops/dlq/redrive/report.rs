@@ -4,6 +4,14 @@
 use serde::Serialize;
 
 use crate::avro::DeadLetter;
+use crate::ops::dlq::read::clip;
+
+/// Entries kept per list of a report; the counts cover every letter.
+pub const KEPT: usize = 100;
+/// Characters kept of a text read from a letter (its key, its original topic).
+const TEXT: usize = 200;
+/// Characters kept of a reason (which may quote a letter).
+const REASON: usize = 300;
 
 /// The outcome of `sluice dlq redrive` or `sluice dlq discard`, dry run or not.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -28,13 +36,17 @@ pub struct RedriveReport {
     pub redriven: usize,
     /// Letters acknowledged without republishing (`sluice dlq discard`) and committed past.
     pub discarded: usize,
-    /// Left in place: already redriven `--max-redrives` times.
+    /// Left in place: already redriven `--max-redrives` times (the first [`KEPT`]).
     pub loop_guarded: Vec<Skipped>,
+    /// How many letters the loop guard left in place.
+    pub loop_guarded_count: usize,
     /// Can never be redriven: the record is not a dead letter, it names a destination sluice
     /// never writes (not the stage's input, or a partition the input lacks), its value was
     /// withheld (a redacting stage), or its redrive count is unreadable. The position moves past
-    /// them; the reason says which.
+    /// them; the reason says which. The first [`KEPT`].
     pub unredrivable: Vec<Skipped>,
+    /// How many letters can never be redriven.
+    pub unredrivable_count: usize,
     /// Not selected by the filters: left for a later run.
     pub passed_over: usize,
     /// Still on the topic, finished by an earlier run (redriven or unredrivable).
@@ -53,7 +65,8 @@ pub struct PlanRow {
     pub records: usize,
 }
 
-/// A dead letter left where it is, with why.
+/// A dead letter left where it is, with why; texts taken from the letter are cut to 200
+/// characters (and the reason to 300), ending in `…` when cut.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     pub partition: i32,
@@ -71,13 +84,15 @@ impl Skipped {
         Self {
             partition,
             offset,
-            key: letter
-                .and_then(|l| l.original_key.as_deref())
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-            original_topic: letter.map(|l| l.original_topic.clone()),
+            key: letter.and_then(|l| l.original_key.as_deref()).map(|k| {
+                // At most 4 bytes a character: no more is decoded than is kept.
+                let head = &k[..k.len().min(4 * TEXT + 4)];
+                clip(&String::from_utf8_lossy(head), TEXT)
+            }),
+            original_topic: letter.map(|l| clip(&l.original_topic, TEXT)),
             error_class: letter.map(|l| l.error_class.symbol().to_owned()),
             redrive_count: None,
-            reason,
+            reason: clip(&reason, REASON),
         }
     }
 }
@@ -97,6 +112,22 @@ impl RedriveReport {
                 error_class: class.to_owned(),
                 records: 1,
             }),
+        }
+    }
+
+    /// Counts a letter left in place by the loop guard, keeping the first [`KEPT`].
+    pub(super) fn guarded(&mut self, s: Skipped) {
+        self.loop_guarded_count += 1;
+        if self.loop_guarded.len() < KEPT {
+            self.loop_guarded.push(s);
+        }
+    }
+
+    /// Counts a letter that can never be redriven, keeping the first [`KEPT`].
+    pub(super) fn refused(&mut self, s: Skipped) {
+        self.unredrivable_count += 1;
+        if self.unredrivable.len() < KEPT {
+            self.unredrivable.push(s);
         }
     }
 

@@ -27,6 +27,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::position::Position;
 use super::route::Republished;
 use crate::config::KafkaSettings;
+use crate::kafka::presence::present;
 use crate::kafka::{producer_config, BrokerKind};
 use crate::ops::dlq::read::DlqError;
 
@@ -45,6 +46,9 @@ struct Txn {
     metadata: Arc<ConsumerGroupMetadata>,
     stage: String,
     open: bool,
+    /// Where the lease lives, to tell a fencing by another run from an abort by the broker.
+    kafka: KafkaSettings,
+    group: String,
 }
 
 impl Sink {
@@ -85,7 +89,14 @@ impl Sink {
         .map_err(|e| taken_over(&producer, stage, e))?;
         let metadata =
             Arc::new(consumer.group_metadata().expect("the redrive consumer has a group"));
-        Ok(Self { producer, txn: Some(Txn { metadata, stage: stage.to_owned(), open: false }) })
+        let txn = Txn {
+            metadata,
+            stage: stage.to_owned(),
+            open: false,
+            kafka: kafka.clone(),
+            group: group.to_owned(),
+        };
+        Ok(Self { producer, txn: Some(txn) })
     }
 
     /// Whether batches commit atomically with the position.
@@ -144,9 +155,21 @@ impl Sink {
                 Ok(())
             }
             Err(e) => {
-                let stage = txn.stage.clone();
+                let (stage, kafka, group) =
+                    (txn.stage.clone(), txn.kafka.clone(), txn.group.clone());
                 self.abort().await;
-                Err(taken_over(&self.producer, &stage, e))
+                if !is_fenced(&self.producer, &e) {
+                    return Err(DlqError::Kafka(e));
+                }
+                // An ended epoch: a transaction timeout, or a newer run. Our own run is one
+                // holder of the lease; a run that took over would be another (none at all: the
+                // lease is not ours to judge by).
+                let others = tokio::task::spawn_blocking(move || present(&kafka, &group))
+                    .await
+                    .expect("the presence thread does not panic")
+                    .ok()
+                    .map(|holders| holders.len() != 1);
+                Err(verdict(stage, e, others))
             }
         }
     }
@@ -185,11 +208,46 @@ fn fenced(producer: &FutureProducer) -> bool {
     producer.client().fatal_error().is_some_and(|(code, _)| is_fencing(code))
 }
 
+/// Whether `error` (or the producer's fatal error) says this producer's epoch is over.
+fn is_fenced(producer: &FutureProducer, error: &KafkaError) -> bool {
+    error.rdkafka_error_code().is_some_and(is_fencing) || fenced(producer)
+}
+
 /// `error`, or [`DlqError::TakenOver`] when it (or the producer's fatal error) says that a newer
 /// producer of the same transactional id fenced this one.
 fn taken_over(producer: &FutureProducer, stage: &str, error: KafkaError) -> DlqError {
-    if error.rdkafka_error_code().is_some_and(is_fencing) || fenced(producer) {
+    if is_fenced(producer, &error) {
         return DlqError::TakenOver { stage: stage.to_owned() };
     }
     DlqError::Kafka(error)
+}
+
+/// What a commit that failed with an ended epoch means: a transaction timeout and a newer run
+/// both end the producer's epoch, and librdkafka reports both as `_FENCED` (seen on Apache
+/// Kafka), so only when `others` (another holder of the lease is present, or none at all; None:
+/// unknown) is it said that another run took over.
+fn verdict(stage: String, error: KafkaError, others: Option<bool>) -> DlqError {
+    match others {
+        Some(false) => DlqError::TransactionAborted { stage, error: error.to_string() },
+        _ => DlqError::TakenOver { stage },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review #2: an epoch ended by the broker (transaction timeout) while no other run holds
+    /// the lease is not reported as a take-over.
+    #[test]
+    fn an_aborted_transaction_is_a_take_over_only_when_another_run_is_there() {
+        let fenced = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch);
+        let alone = verdict("s".into(), fenced.clone(), Some(false));
+        assert!(matches!(alone, DlqError::TransactionAborted { .. }), "{alone}");
+        assert!(alone.to_string().contains("transaction.timeout.ms"), "{alone}");
+        let other = verdict("s".into(), fenced.clone(), Some(true));
+        assert!(matches!(other, DlqError::TakenOver { .. }), "{other}");
+        let unknown = verdict("s".into(), fenced, None);
+        assert!(matches!(unknown, DlqError::TakenOver { .. }), "{unknown}");
+    }
 }

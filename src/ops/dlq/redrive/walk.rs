@@ -3,13 +3,13 @@
 //! batch is settled — acknowledgements awaited, then committed with the position through the
 //! [`Sink`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -25,9 +25,6 @@ use crate::ops::dlq::read::{decode_letter, redrive_count, DlqError};
 
 /// Records awaited together and committed in one batch (one transaction).
 const BATCH: usize = 256;
-/// A batch is committed once it is this old, however small (a rate-limited run): the broker
-/// aborts a transaction open longer than `transaction.timeout.ms` (60 s by default).
-const BATCH_AGE: Duration = Duration::from_secs(30);
 /// A run stops reading after this long without a record before the end it fixed.
 const IDLE: Duration = Duration::from_secs(10);
 
@@ -103,17 +100,28 @@ impl<'o> Run<'o> {
         self.report
     }
 
-    /// Reads every partition up to the end it had when the run began.
+    /// Reads every partition up to the end it had when the run began (with `--at`, only the
+    /// partitions named, each up to its last position named). An open batch is settled once it
+    /// is [`RedriveOptions::batch_age`] old, whatever the walk reads meanwhile (letters passed
+    /// over too) and while it waits for a record.
     async fn walk(
         &mut self,
         consumer: &StreamConsumer,
         progress: &impl Fn(Progress),
     ) -> Result<(), DlqError> {
+        let mut last_at: BTreeMap<i32, i64> = BTreeMap::new();
+        for (p, o) in &self.opts.filter.at {
+            let last = last_at.entry(*p).or_insert(*o);
+            *last = (*last).max(*o);
+        }
         let mut open: BTreeSet<i32> =
             self.position.parts.iter().filter(|(_, p)| p.start < p.end).map(|(p, _)| *p).collect();
+        if !last_at.is_empty() {
+            open.retain(|p| last_at.contains_key(p));
+        }
         let (total, mut read) = (self.position.total(), 0);
         while !open.is_empty() {
-            let Ok(next) = tokio::time::timeout(IDLE, consumer.recv()).await else {
+            let Some(next) = self.next(consumer).await? else {
                 self.report.stop(format!(
                     "no record for {IDLE:?} before the end of partition(s) {open:?}; run again"
                 ));
@@ -121,8 +129,12 @@ impl<'o> Run<'o> {
             };
             let m = next?;
             let (p, o) = (m.partition(), m.offset());
+            if !open.contains(&p) {
+                continue;
+            }
             let end = self.position.parts.get(&p).map_or(0, |part| part.end);
-            if o + 1 >= end {
+            let last = last_at.get(&p).map_or(end - 1, |at| (*at).min(end - 1));
+            if o >= last {
                 open.remove(&p);
             }
             if o >= end {
@@ -130,10 +142,34 @@ impl<'o> Run<'o> {
             }
             read += 1;
             self.handle(p, o, m.payload()).await?;
+            if self.batch_is_old() {
+                self.settle().await?;
+            }
             let redriven = (self.report.redriven + self.report.discarded) as u64;
             progress(Progress { read, total, redriven });
         }
         Ok(())
+    }
+
+    /// Whether a batch is open and as old as a batch may get.
+    fn batch_is_old(&self) -> bool {
+        !self.pending.is_empty() && self.batch_started.elapsed() >= self.opts.batch_age
+    }
+
+    /// The next record, or None after [`IDLE`] without one; an open batch that gets old while
+    /// waiting is settled first.
+    async fn next<'c>(
+        &mut self,
+        consumer: &'c StreamConsumer,
+    ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>, DlqError> {
+        if !self.pending.is_empty() {
+            let left = self.opts.batch_age.saturating_sub(self.batch_started.elapsed());
+            if let Ok(next) = tokio::time::timeout(left, consumer.recv()).await {
+                return Ok(Some(next));
+            }
+            self.settle().await?;
+        }
+        Ok(tokio::time::timeout(IDLE, consumer.recv()).await.ok())
     }
 
     /// Marks letter `o` of partition `p` finished for good (it can never be redriven), reporting
@@ -142,7 +178,7 @@ impl<'o> Run<'o> {
         if let Some(part) = self.position.parts.get_mut(&p) {
             part.done.insert(o);
         }
-        self.report.unredrivable.push(Skipped::new(p, o, letter, reason));
+        self.report.refused(Skipped::new(p, o, letter, reason));
     }
 
     /// Decides what to do with dead letter `o` of partition `p`, and does it.
@@ -181,7 +217,7 @@ impl<'o> Run<'o> {
             let reason = format!("redriven {count} time(s) already (--max-redrives)");
             let skipped =
                 Skipped { redrive_count: Some(count), ..Skipped::new(p, o, Some(&letter), reason) };
-            self.report.loop_guarded.push(skipped);
+            self.report.guarded(skipped);
             return Ok(());
         }
         self.report.add_to_plan(&letter);
@@ -207,7 +243,7 @@ impl<'o> Run<'o> {
             self.batch_started = Instant::now();
         }
         self.pending.push(Pending { partition: p, offset: o, topic, delivery });
-        if self.pending.len() >= BATCH || self.batch_started.elapsed() >= BATCH_AGE {
+        if self.pending.len() >= BATCH || self.batch_is_old() {
             self.settle().await?;
         }
         Ok(())
