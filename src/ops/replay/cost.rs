@@ -112,11 +112,13 @@ fn micro(x: f64) -> u64 {
     x.max(0.0).round() as u64
 }
 
-/// The estimate from the sampled records of a window of `records`.
+/// The estimate from the sampled records of a window of `records`. `metering_whole`: the
+/// metering topic still holds every event ever written to it (no partition's log start moved),
+/// so a record without a cost event made no call.
 pub fn estimate(
     t: &Topology,
     spec: &StageSpec,
-    events: &[CostEvent],
+    (events, metering_whole): (&[CostEvent], bool),
     sample: &[Sampled],
     records: u64,
     now_ms: i64,
@@ -135,6 +137,13 @@ pub fn estimate(
     let metered = paid.len() as u64;
     let sampled = sample.len() as u64;
     let average = paid.iter().sum::<u64>() as f64 / (metered.max(1)) as f64;
+    // Where the topic lost events to retention, it holds the stage's events from here on.
+    let kept_since = events.iter().filter(|e| e.stage == spec.name).map(|e| e.timestamp_ms).min();
+    let metered_at = |r: &Sampled| match (metering_whole, kept_since, r.timestamp_ms) {
+        (true, _, _) => true,
+        (false, Some(since), Some(at)) => at >= since,
+        (false, _, _) => false,
+    };
     let amount = |free_if_cached: bool| -> Amount {
         if metered == 0 {
             let reason = if sampled == 0 {
@@ -154,14 +163,22 @@ pub fn estimate(
             .map(|(c, hit)| if free_if_cached && *hit { 0.0 } else { c.unwrap_or(0) as f64 })
             .collect();
         let high: Vec<f64> = own.iter().map(|c| c.map_or(average, |c| c as f64)).collect();
-        // Most likely: a record without a cost event (aged out of the metering topic) cost what
-        // the metered ones did on average, and the configured cache answers what it holds.
-        let likely_one = |c: &Option<u64>, hit: bool| match (free_if_cached && hit, c) {
+        // Most likely: a record without a cost event made no call when the metering topic still
+        // holds its time (empty, rule-based, undecodable), and cost what the metered ones did on
+        // average when its events aged out; the configured cache answers what it holds.
+        let likely_one = |c: &Option<u64>, r: &Sampled, hit: bool| match (free_if_cached && hit, c)
+        {
             (true, _) => 0.0,
-            (false, c) => c.map_or(average, |c| c as f64),
+            (false, Some(c)) => *c as f64,
+            (false, None) if metered_at(r) => 0.0,
+            (false, None) => average,
         };
-        let likely: Vec<f64> =
-            own.iter().zip(&cached).map(|(c, hit)| likely_one(c, *hit)).collect();
+        let likely: Vec<f64> = own
+            .iter()
+            .zip(sample)
+            .zip(&cached)
+            .map(|((c, r), hit)| likely_one(c, r, *hit))
+            .collect();
         let (lo, lo_err) = total(&low, records);
         let (hi, hi_err) = total(&high, records);
         Amount::Estimated {
@@ -254,7 +271,13 @@ pub async fn estimate_plan(
     let codec = Codec::connect(&registry_settings(t), &[]).await?;
     let ranges = sample_ranges(plan, sample);
     let sampled = read_sample(&t.kafka, &codec, ranges, Duration::from_secs(10)).await?;
-    let mut e = estimate(t, spec, &events, &sampled, plan.reprocessed().max(0) as u64, now_ms());
+    let (kafka, topic) = (t.kafka.clone(), t.metering_topic.clone());
+    let whole = tokio::task::spawn_blocking(move || crate::ops::groups::watermarks(&kafka, &topic))
+        .await
+        .expect("the watermarks thread does not panic")
+        .is_ok_and(|parts| parts.iter().all(|(_, low, _)| *low == 0));
+    let reprocessed = plan.reprocessed().max(0) as u64;
+    let mut e = estimate(t, spec, (&events, whole), &sampled, reprocessed, now_ms());
     if metering.skipped.count > 0 {
         e.notes.push(format!(
             "{} metering record(s) are not cost events and were skipped (first: {})",

@@ -77,21 +77,37 @@ fn a_record_pays_what_its_own_first_processing_paid_not_its_documents_history() 
         event("b", "d2", 40, false, 2_000, 1),
     ];
     let sample = [record(0, "d1", 900), record(1, "d2", 1_900), record(2, "d3", 1_900)];
-    let e = estimate(&t, &t.stages[0], &events, &sample, 3, 10_000);
+    let e = estimate(&t, &t.stages[0], (&events, true), &sample, 3, 10_000);
     assert_eq!((e.sampled, e.metered), (3, 2));
     let (expected, low, high) = estimated(&e.without_cache);
     assert_eq!(low, 140, "d3, without a cost event, counted free at the low end");
     assert_eq!(high, 140 + 70, "and at the others' average at the high end");
-    assert_eq!(expected, 140 + 70, "the likely figure prices it like the others, not as free");
+    assert_eq!(expected, 140, "d3 is younger than the oldest event kept: it made no call");
     assert!(e.notes.iter().any(|n| n.contains("1 of 3 sampled records (33%)")), "{:?}", e.notes);
     assert_eq!(e.with_cache, None);
+}
+
+#[test]
+fn a_record_older_than_the_metering_kept_is_priced_like_the_others_not_as_free() {
+    let t = topology("");
+    let events =
+        vec![event("a", "d1", 100, false, 1_000, 1), event("b", "d2", 40, false, 2_000, 1)];
+    // d0's events, if any, aged out of the metering topic: it was written before the oldest kept.
+    let sample = [record(0, "d1", 900), record(1, "d2", 1_900), record(2, "d0", 10)];
+    let e = estimate(&t, &t.stages[0], (&events, false), &sample, 3, 10_000);
+    let (whole, ..) =
+        estimated(&estimate(&t, &t.stages[0], (&events, true), &sample, 3, 10_000).without_cache);
+    assert_eq!(whole, 140, "with nothing aged out, d0 made no call");
+    let (expected, low, high) = estimated(&e.without_cache);
+    assert_eq!((low, high), (140, 140 + 70));
+    assert_eq!(expected, 140 + 70, "the likely figure prices d0 at the others' average");
 }
 
 #[test]
 fn with_no_cost_event_for_any_sampled_record_the_cost_is_unknown_not_zero() {
     let t = topology("cache: { path: /tmp/c }");
     let sample = [record(0, "d1", 900), record(1, "d2", 900)];
-    let e = estimate(&t, &t.stages[0], &[], &sample, 1_000, 10_000);
+    let e = estimate(&t, &t.stages[0], (&[], true), &sample, 1_000, 10_000);
     assert!(matches!(e.without_cache, Amount::Unknown { .. }), "{:?}", e.without_cache);
     assert!(matches!(e.with_cache, Some(Amount::Unknown { .. })));
     let shown = e.without_cache.describe();
@@ -106,7 +122,7 @@ fn a_sample_of_part_of_the_window_is_extrapolated_with_its_sampling_error() {
         .map(|i| event(&format!("e{i}"), &format!("d{i}"), 100 + 10 * i, false, 1_000, 1))
         .collect();
     let sample: Vec<Sampled> = (0..10).map(|i| record(i, &format!("d{i}"), 900)).collect();
-    let e = estimate(&t, &t.stages[0], &events, &sample, 1_000, 10_000);
+    let e = estimate(&t, &t.stages[0], (&events, true), &sample, 1_000, 10_000);
     let (expected, low, high) = estimated(&e.without_cache);
     assert_eq!(expected, 145 * 1_000, "the sample's mean times the window");
     assert!(low < expected && high > expected, "{low} {expected} {high}");
@@ -121,7 +137,7 @@ fn with_a_cache_answered_records_are_free_at_best_and_paid_at_worst() {
     old_prompt.prompt_version = Some("answer@1".into());
     let events = vec![event("a", "d1", 100, false, 1_000, 1), old_prompt];
     let sample = [record(0, "d1", 900), record(1, "d2", 900)];
-    let e = estimate(&t, &t.stages[0], &events, &sample, 2, 10_000);
+    let e = estimate(&t, &t.stages[0], (&events, true), &sample, 2, 10_000);
     assert_eq!(e.cached, 1, "d2 was answered by answer@1: not cached under answer@2");
     let (expected, low, high) = estimated(e.with_cache.as_ref().expect("a cache"));
     assert_eq!((expected, low, high), (40, 40, 140));
