@@ -182,26 +182,7 @@ async fn a_reviewer_decides_in_a_browser_and_redrives_a_dead_letter() {
         .await,
         "the redriven document went through generate and review again"
     );
-    let table = pipeline_table(&format!("http://{}", c.addr)).await;
+    let table = common::console::pipeline_table(&format!("http://{}", c.addr)).await;
     assert!(table.contains(r#"id="breakers""#) && table.contains("<td>m</td>"), "{table}");
     running.stop().await.expect("pipeline runs");
-}
-
-/// The pipeline table as a logged-in reviewer sees it.
-async fn pipeline_table(base: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = http
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("reviewer=checker")
-        .send()
-        .await
-        .expect("login");
-    let cookie = login.headers()["set-cookie"].to_str().expect("ascii");
-    let session = cookie.split(';').next().expect("pair").to_owned();
-    let page = http.get(format!("{base}/pipeline/table")).header("cookie", session).send();
-    page.await.expect("GET").text().await.expect("body")
 }

@@ -352,26 +352,7 @@ async fn status_and_the_pipeline_page_work_past_a_garbage_metering_record() {
         limits: Default::default(),
     };
     let console = sluice::console::start(&sc.t, opts).await.expect("console starts");
-    let table = pipeline_table(&format!("http://{}", console.addr)).await;
+    let table = common::console::pipeline_table(&format!("http://{}", console.addr)).await;
     assert!(table.contains(r#"id="stages""#), "{table}");
     assert!(table.contains("2 metering record(s) today are not cost events"), "{table}");
-}
-
-/// The pipeline table as a logged-in reviewer sees it.
-async fn pipeline_table(base: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = http
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("reviewer=checker")
-        .send()
-        .await
-        .expect("login");
-    let cookie = login.headers()["set-cookie"].to_str().expect("ascii");
-    let session = cookie.split(';').next().expect("pair").to_owned();
-    let page = http.get(format!("{base}/pipeline/table")).header("cookie", session).send();
-    page.await.expect("GET").text().await.expect("body")
 }

@@ -209,3 +209,22 @@ pub fn move_group_to(h: &Harness, to: i64) {
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(to)).expect("offset");
     consumer.commit(&tpl, CommitMode::Sync).expect("commit");
 }
+
+/// The pipeline table as a logged-in reviewer sees it.
+pub async fn pipeline_table(base: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("reviewer=checker")
+        .send()
+        .await
+        .expect("login");
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii");
+    let session = cookie.split(';').next().expect("pair").to_owned();
+    let page = http.get(format!("{base}/pipeline/table")).header("cookie", session).send();
+    page.await.expect("GET").text().await.expect("body")
+}
