@@ -252,11 +252,17 @@ async fn produce(t: &Topology, codec: &Codec, docs: usize) -> HashMap<String, (i
         let value = Envelope::new(doc).to_value(SchemaKind::Document).expect("value");
         (format!("d{i}"), codec.encode(topic, &value).expect("encode"))
     });
-    let mut placed = HashMap::new();
+    // Every record is queued before any delivery is awaited: one at a time, tens of thousands
+    // of documents would take minutes of linger.
+    let mut pending = Vec::new();
     for (id, bytes) in sends.collect::<Vec<_>>() {
         let record = FutureRecord::to(topic).key(&id).payload(&bytes);
-        let delivery =
-            producer.send(record, Timeout::After(Duration::from_secs(30))).await.expect("produce");
+        let delivery = producer.send_result(record).map_err(|(e, _)| e).expect("queued");
+        pending.push((id, delivery));
+    }
+    let mut placed = HashMap::new();
+    for (id, delivery) in pending {
+        let delivery = delivery.await.expect("delivered").expect("produce");
         placed.insert(id, (delivery.partition, delivery.offset));
     }
     producer.flush(Duration::from_secs(10)).expect("flush");

@@ -8,6 +8,7 @@
 //! - [`faults`]: several brokers, a feed that keeps producing through a fault, leaders, counters.
 //! - [`handover`]: a second member joining mid-stream, and the redos the broker's positions allow.
 //! - [`oracle`]: where every input id ended (output or dead letter), duplicates counted.
+//! - [`stalls`]: how long each input partition went without output, from the outputs' timestamps.
 //! - [`watch`]: a group's committed positions, read by the test from the broker through a run.
 //! - [`procs`], [`qdrant`], [`redis`]: worker processes and real servers on loopback.
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
@@ -27,6 +28,7 @@ pub mod read;
 pub mod redis;
 pub mod run;
 pub mod stage;
+pub mod stalls;
 pub mod topology;
 pub mod watch;
 

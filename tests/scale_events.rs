@@ -1,0 +1,165 @@
+//! Scaling a stage on Apache Kafka as an operator does (`scripts/with-kafka`, in the Kafka step):
+//! one `sluice run` worker, two more join, one is SIGKILLed 6 s later and another SIGTERMed 3 s
+//! after that, mid-stream, with the topology's own group defaults. For each group protocol:
+//! nothing is lost, the duplicates are within what the events can replay, and no input partition
+//! goes without progress for longer than the group's session timeout (what a crash needs) plus a
+//! few seconds. The stalls are read from the outputs' timestamps ([`common::stalls`]), never from
+//! the workers.
+//!
+//! `scripts/with-kafka cargo test --test scale_events -- --include-ignored --nocapture`
+//! (`SLUICE_SCALE_DEBUG=1` adds librdkafka's `cgrp` debug log to the workers' stderr).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::crash::{external_broker, Scenario};
+use common::oracle::ReplayBound;
+use common::stalls::Stalls;
+
+const PARTITIONS: i32 = 4;
+const PER_PARTITION: usize = 16;
+const MAX_IN_FLIGHT: usize = 64;
+const CALL_MS: u64 = 50;
+/// 26,000 documents: 20 s of work for all 64 slots at 50 ms a call, so every event is mid-stream.
+const DOCS: usize = 26_000;
+/// Beyond the session timeout, what a partition may wait after an event: the revoking member's
+/// drain (one call here), a rejoin, a heartbeat.
+const SLACK: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Classic,
+    Consumer,
+}
+
+fn topology(pipeline: &str, protocol: Protocol) -> String {
+    let group = match protocol {
+        Protocol::Classic => "classic",
+        Protocol::Consumer => "consumer",
+    };
+    let debug = if std::env::var_os("SLUICE_SCALE_DEBUG").is_some() {
+        "\n    debug: cgrp"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+pipeline: {pipeline}
+kafka:
+  partitions: {PARTITIONS}
+  consumer:
+    group.protocol: {group}{debug}
+providers:
+  sim: {{ kind: simulated, latency: {CALL_MS}ms }}
+inputs:
+  {pipeline}.docs: {{ partitions: {PARTITIONS} }}
+stages:
+  work:
+    kind: classify
+    input: {pipeline}.docs
+    output: {pipeline}.out
+    model: {{ provider: sim, name: m }}
+    classify: {{ labels: [billing, technical, other] }}
+    concurrency: {{ max_in_flight: {MAX_IN_FLIGHT}, per_partition: {PER_PARTITION} }}
+"#
+    )
+}
+
+/// The group's session timeout and heartbeat interval as this run has them: the consumer's own
+/// settings in the classic protocol, the broker's in KIP-848's.
+fn session(sc: &Scenario, protocol: Protocol) -> (Duration, Duration) {
+    let ms = |v: Option<String>, what: &str| {
+        Duration::from_millis(v.unwrap_or_else(|| panic!("{what}")).parse().expect(what))
+    };
+    match protocol {
+        Protocol::Classic => {
+            let config = sluice::kafka::consumer_config(&sc.t.kafka, "g");
+            // What the consumer sets, else librdkafka's documented defaults.
+            let get = |k: &str, default: &str| Some(config.get(k).unwrap_or(default).to_owned());
+            let session = get("session.timeout.ms", "45000");
+            (ms(session, "session"), ms(get("heartbeat.interval.ms", "3000"), "heartbeat"))
+        }
+        Protocol::Consumer => {
+            let b = sluice::kafka::group_protocol::broker_configs(&sc.t.kafka).expect("configs");
+            let get = |k: &str| b.get(k).cloned();
+            (
+                ms(get("group.consumer.session.timeout.ms"), "session"),
+                ms(get("group.consumer.heartbeat.interval.ms"), "heartbeat"),
+            )
+        }
+    }
+}
+
+fn epoch_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.expect("after 1970").as_millis() as i64
+}
+
+async fn scale_1_3_1(protocol: Protocol) {
+    assert!(external_broker().is_some(), "needs Apache Kafka: scripts/with-kafka");
+    let sc = Scenario::start(DOCS, PARTITIONS, |p| topology(p, protocol)).await;
+    let (session_timeout, heartbeat) = session(&sc, protocol);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut events = Vec::new();
+    let _a = sc.worker();
+    sc.progress(0.05, deadline).await;
+    events.push(("two join", epoch_ms()));
+    let mut b = sc.worker();
+    let mut c = sc.worker();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    events.push(("SIGKILL", epoch_ms()));
+    b.kill_9();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    events.push(("SIGTERM", epoch_ms()));
+    let stopped = tokio::task::spawn_blocking(move || c.terminate());
+    assert!(stopped.await.expect("joined"), "a SIGTERMed worker drains, commits and exits");
+    events.push(("it exited", epoch_ms()));
+    let oracle = sc.settle(deadline).await;
+    let stalls = Stalls::of(&sc.ended_at().await, &sc.placed);
+    // Two joins, a kill, a departure.
+    let bound = 4 * ReplayBound {
+        partitions: PARTITIONS as usize,
+        per_partition: PER_PARTITION,
+        buffer_per_partition: PER_PARTITION,
+        members: 1,
+        max_in_flight: MAX_IN_FLIGHT,
+        commit_interval_ms: 1000,
+        heartbeat_interval_ms: heartbeat.as_millis() as u64,
+        min_record_ms: CALL_MS,
+    }
+    .per_event();
+    let events: Vec<String> = events
+        .iter()
+        .map(|(what, at)| format!("{what} at {:.1} s", (at - stalls.start_ms) as f64 / 1000.0))
+        .collect();
+    let ideal = DOCS as f64 * CALL_MS as f64 / MAX_IN_FLIGHT as f64 / 1000.0;
+    eprintln!(
+        "scale 1→3→1 on Apache Kafka, {protocol:?} protocol (session timeout {session_timeout:?}): \
+         {DOCS} documents, ideal {ideal:.1} s; {}; duplicates {} (bound {bound})\n  {}\n{}",
+        stalls.summary(),
+        oracle.duplicates(),
+        events.join(", "),
+        stalls.timeline(),
+    );
+    assert!(oracle.duplicates() <= bound, "{} duplicates", oracle.duplicates());
+    let worst = Duration::from_millis(stalls.worst_partition_ms() as u64);
+    assert!(
+        worst <= session_timeout + SLACK,
+        "a partition went {worst:?} without an owner making progress; a crash needs at most the \
+         session timeout {session_timeout:?}: {}",
+        stalls.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
+async fn a_classic_group_scaled_1_3_1_with_a_kill_and_a_stop_never_strands_a_partition() {
+    scale_1_3_1(Protocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
+async fn a_kip848_group_scaled_1_3_1_with_a_kill_and_a_stop_never_strands_a_partition() {
+    scale_1_3_1(Protocol::Consumer).await;
+}
