@@ -15,7 +15,8 @@ use crate::stage::{AnyStage, BuildError};
 
 /// The registry settings live with the other client settings in [`crate::kafka`]; re-exported
 /// for callers that still name them here.
-use crate::kafka::registry_settings;
+use crate::kafka::{group_protocol, registry_settings};
+use crate::telemetry::GroupProtocolChosen;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -67,6 +68,7 @@ pub async fn run_stages(
             .map(|n| topology.stage(n).ok_or_else(|| PipelineError::UnknownStage(n.clone())))
             .collect::<Result<_, _>>()?
     };
+    let topology = &with_group_protocol(topology).await;
     let settings = registry_settings(topology);
     let pairs: Vec<(String, SchemaKind)> =
         specs.iter().flat_map(|s| stage_schema_pairs(topology, s)).collect();
@@ -106,4 +108,22 @@ pub async fn run_stages(
         Some(e) => Err(e.into()),
         None => Ok(reports),
     }
+}
+
+/// The topology with its stages' group protocol decided (see [`group_protocol`]): the
+/// topology's own choice, else KIP-848 where the broker offers it, else classic. Logged.
+async fn with_group_protocol(topology: &Topology) -> Topology {
+    let kafka = topology.kafka.clone();
+    let choice = tokio::task::spawn_blocking(move || group_protocol::choose(&kafka))
+        .await
+        .expect("protocol probe does not panic");
+    GroupProtocolChosen {
+        protocol: choice.protocol.as_str(),
+        reason: &choice.reason,
+        broker_session_timeout_ms: choice.broker_session_timeout.map(|d| d.as_millis() as u64),
+    }
+    .emit();
+    let mut topology = topology.clone();
+    group_protocol::apply(&mut topology.kafka, &choice);
+    topology
 }

@@ -38,11 +38,8 @@ fn topology(pipeline: &str, protocol: Protocol) -> String {
         Protocol::Classic => "classic",
         Protocol::Consumer => "consumer",
     };
-    let debug = if std::env::var_os("SLUICE_SCALE_DEBUG").is_some() {
-        "\n    debug: cgrp"
-    } else {
-        ""
-    };
+    let debug =
+        if std::env::var_os("SLUICE_SCALE_DEBUG").is_some() { "\n    debug: cgrp" } else { "" };
     format!(
         r#"
 pipeline: {pipeline}

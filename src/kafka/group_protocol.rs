@@ -52,7 +52,8 @@ pub struct Choice {
 /// The protocol the topology itself decides, if it does: `group.protocol` named, or a
 /// classic-only setting present (librdkafka refuses those in a KIP-848 consumer).
 pub fn from_topology(settings: &KafkaSettings) -> Option<Choice> {
-    let named = settings.consumer.get("group.protocol").or(settings.properties.get("group.protocol"));
+    let named =
+        settings.consumer.get("group.protocol").or(settings.properties.get("group.protocol"));
     if let Some(name) = named {
         let protocol =
             if name == "consumer" { GroupProtocol::Consumer } else { GroupProtocol::Classic };
@@ -124,9 +125,10 @@ pub enum ConfigsError {
 pub fn broker_configs(settings: &KafkaSettings) -> Result<HashMap<String, String>, ConfigsError> {
     let client: BaseConsumer = admin_config(settings).create()?;
     let metadata = client.fetch_metadata(None, TIMEOUT)?;
-    let broker = metadata.brokers().first().map(|b| b.id()).ok_or_else(|| {
-        ConfigsError::Refused("the cluster's metadata names no broker".into())
-    })?;
+    let broker =
+        metadata.brokers().first().map(|b| b.id()).ok_or_else(|| {
+            ConfigsError::Refused("the cluster's metadata names no broker".into())
+        })?;
     let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
     let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
     // rdkafka's admin futures are completed by its own thread: no async runtime needed here.
@@ -138,11 +140,7 @@ pub fn broker_configs(settings: &KafkaSettings) -> Result<HashMap<String, String
         .next()
         .ok_or_else(|| ConfigsError::Refused("no answer".into()))?
         .map_err(|e| ConfigsError::Refused(e.to_string()))?;
-    Ok(resource
-        .entries
-        .into_iter()
-        .filter_map(|e| e.value.map(|v| (e.name, v)))
-        .collect())
+    Ok(resource.entries.into_iter().filter_map(|e| e.value.map(|v| (e.name, v))).collect())
 }
 
 #[cfg(test)]

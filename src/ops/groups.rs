@@ -16,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::config::KafkaSettings;
+use crate::kafka::group_protocol::{self, GroupProtocol};
 use crate::kafka::{admin_config, assign_only_config, ProbeError};
 
 /// How long one request to the cluster may take.
@@ -74,11 +75,14 @@ fn group_client(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, K
 }
 
 /// The group's state and members. A group the cluster does not know is reported `Dead` with
-/// no members, as Kafka does. When the settings make the group a KIP-848 one and it is
-/// reported without members, its state is `Unknown` and its members are not known.
+/// no members, as Kafka does. When the group may be a KIP-848 one — its stages would speak that
+/// protocol against this broker ([`group_protocol::choose`], the decision `sluice run` makes)
+/// — and it is reported without members, its state is `Unknown` and its members are not known.
 pub fn describe(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
     let info = describe_classic(settings, group)?;
-    if settings.uses_consumer_group_protocol() && info.members.is_empty() {
+    if info.members.is_empty()
+        && group_protocol::choose(settings).protocol == GroupProtocol::Consumer
+    {
         return Ok(GroupInfo { state: "Unknown (KIP-848)".into(), members_known: false, ..info });
     }
     Ok(info)

@@ -180,6 +180,25 @@ impl WorkerStopped<'_> {
     }
 }
 
+/// The consumer group protocol this process's stages speak, decided at start, and why.
+pub struct GroupProtocolChosen<'a> {
+    pub protocol: &'a str,
+    pub reason: &'a str,
+    /// The broker's session timeout for KIP-848 groups, when it was read.
+    pub broker_session_timeout_ms: Option<u64>,
+}
+
+impl GroupProtocolChosen<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            protocol = self.protocol,
+            reason = self.reason,
+            broker_session_timeout_ms = self.broker_session_timeout_ms,
+            "consumer group protocol chosen"
+        );
+    }
+}
+
 pub struct StageRunning<'a> {
     pub stage: &'a str,
     pub group: &'a str,
