@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 use sluice::config::{compile, StageSpec, Topology};
 
+use crate::scaling;
+
 pub const DIR: &str = "deploy/kubernetes";
 pub const TOPOLOGY: &str = "topologies/support-rag.yaml";
 /// After the drain, the runner flushes the producer for up to this long before it exits.
@@ -33,23 +35,23 @@ pub fn topology(text: &str) -> Topology {
     compile(Path::new(TOPOLOGY), text).expect("the shipped topology compiles")
 }
 
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, key| v.get(*key))
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path).and_then(Value::as_str)
 }
 
-fn int_at(v: &Value, path: &[&str]) -> Option<i64> {
+pub fn int_at(v: &Value, path: &[&str]) -> Option<i64> {
     at(v, path).and_then(Value::as_i64)
 }
 
-struct Manifest {
-    file: String,
-    kind: String,
-    name: String,
-    doc: Value,
+pub struct Manifest {
+    pub file: String,
+    pub kind: String,
+    pub name: String,
+    pub doc: Value,
 }
 
 /// Every document of every file; a file that does not parse, or a document without a kind or a
@@ -98,7 +100,7 @@ pub fn check(files: &[(String, String)], t: &Topology) -> Vec<String> {
     problems
 }
 
-fn name_of(spec: &StageSpec) -> String {
+pub fn name_of(spec: &StageSpec) -> String {
     format!("sluice-{}", spec.name)
 }
 
@@ -169,7 +171,7 @@ fn stage(spec: &StageSpec, t: &Topology, manifests: &[Manifest], problems: &mut 
         }
     }
     if let Some(s) = scaled {
-        scaled_object(spec, t, s, bootstrap.as_deref(), problems);
+        scaling::scaled_object(spec, t, s, bootstrap.as_deref(), problems);
     }
 }
 
@@ -260,67 +262,4 @@ fn deployment(
         bad(format!("prometheus.io/port {scraped:?} is not the metrics port {port}"));
     }
     env("KAFKA_BOOTSTRAP_SERVERS").map(str::to_owned)
-}
-
-fn scaled_object(
-    spec: &StageSpec,
-    t: &Topology,
-    s: &Manifest,
-    bootstrap: Option<&str>,
-    problems: &mut Vec<String>,
-) {
-    let mut bad =
-        |what: String| problems.push(format!("{}: ScaledObject {}: {what}", s.file, s.name));
-    if str_at(&s.doc, &["spec", "scaleTargetRef", "name"]) != Some(name_of(spec).as_str()) {
-        bad("scaleTargetRef does not name the stage's Deployment".into());
-    }
-    let partitions = t.topics().into_iter().find(|p| p.name == spec.input).map(|p| p.partitions);
-    let max = int_at(&s.doc, &["spec", "maxReplicaCount"]);
-    let min = int_at(&s.doc, &["spec", "minReplicaCount"]).unwrap_or(0);
-    if !max.zip(partitions).is_some_and(|(max, p)| max >= min && max <= i64::from(p)) {
-        bad(format!(
-            "maxReplicaCount {max:?} must be set, at least minReplicaCount {min} and at most the \
-             {partitions:?} partitions of {}",
-            spec.input
-        ));
-    }
-    let triggers = at(&s.doc, &["spec", "triggers"]).and_then(Value::as_sequence);
-    let kafka: Vec<&Value> = triggers
-        .map(|t| t.iter().filter(|t| str_at(t, &["type"]) == Some("kafka")).collect())
-        .unwrap_or_default();
-    let [trigger] = kafka.as_slice() else {
-        bad(format!("{} kafka triggers (want one)", kafka.len()));
-        return;
-    };
-    let meta = |key: &str| str_at(trigger, &["metadata", key]);
-    if meta("consumerGroup") != Some(spec.group.as_str()) {
-        bad(format!(
-            "consumerGroup {:?} is not the stage's group {}",
-            meta("consumerGroup"),
-            spec.group
-        ));
-    }
-    if meta("topic") != Some(spec.input.as_str()) {
-        bad(format!("topic {:?} is not the stage's input {}", meta("topic"), spec.input));
-    }
-    if meta("excludePersistentLag") != Some("true") {
-        bad("excludePersistentLag must be \"true\": a stuck partition must not scale the group"
-            .into());
-    }
-    if meta("lagThreshold").and_then(|l| l.parse::<u64>().ok()).is_none_or(|l| l == 0) {
-        bad(format!("lagThreshold {:?} is not a positive integer", meta("lagThreshold")));
-    }
-    let reset = t.kafka.consumer.get("auto.offset.reset").map_or("earliest", String::as_str);
-    if meta("offsetResetPolicy") != Some(reset) {
-        bad(format!(
-            "offsetResetPolicy {:?} is not the consumers' {reset}",
-            meta("offsetResetPolicy")
-        ));
-    }
-    if meta("bootstrapServers").is_none() || meta("bootstrapServers") != bootstrap {
-        bad(format!(
-            "bootstrapServers {:?} are not the pods' KAFKA_BOOTSTRAP_SERVERS {bootstrap:?}",
-            meta("bootstrapServers")
-        ));
-    }
 }

@@ -7,6 +7,7 @@
 //! it in a copy of the files.
 
 mod checks;
+mod scaling;
 
 use checks::{check, files, topology, TOPOLOGY};
 
@@ -148,6 +149,62 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "offsetResetPolicy",
         ),
         (
+            "support-rag-embed.yaml",
+            "stabilizationWindowSeconds: 120",
+            "stabilizationWindowSeconds: 60",
+            "scaleUp.stabilizationWindowSeconds 60 is under 90 s",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "          stabilizationWindowSeconds: 120\n",
+            "",
+            "scaleUp.stabilizationWindowSeconds 0 is under 90 s",
+        ),
+        (
+            "support-rag-retrieve.yaml",
+            "{ type: Pods, value: 1, periodSeconds: 60 }",
+            "{ type: Pods, value: 1, periodSeconds: 15 }",
+            "scaleUp.policies must be `Pods` policies allowing at most 60 steps (rebalances) an \
+             hour; they allow 240",
+        ),
+        (
+            "support-rag-review.yaml",
+            "{ type: Pods, value: 1, periodSeconds: 60 }",
+            "{ type: Percent, value: 100, periodSeconds: 60 }",
+            "they allow an unbounded number",
+        ),
+        (
+            "support-rag-review.yaml",
+            "policies: [{ type: Pods, value: 1, periodSeconds: 60 }]",
+            "selectPolicy: Max",
+            "they allow an unbounded number",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "{ type: Pods, value: 1, periodSeconds: 120 }",
+            "{ type: Pods, value: 1, periodSeconds: 120 }, { type: Pods, value: 4, periodSeconds: 600 }",
+            "scaleDown.policies must be `Pods` policies allowing at most 30 steps (rebalances) an \
+             hour; they allow 54",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "stabilizationWindowSeconds: 300",
+            "stabilizationWindowSeconds: 0",
+            "scaleDown.stabilizationWindowSeconds 0 is under 300 s",
+        ),
+        (
+            "support-rag-retrieve.yaml",
+            "        scaleUp:\n",
+            "        scaleUpp:\n",
+            "sets no scaleUp behavior",
+        ),
+        (
+            "support-rag-review.yaml",
+            "minReplicaCount: 1",
+            "minReplicaCount: 0",
+            "minReplicaCount 0 scales to zero",
+        ),
+        (
             "kustomization.yaml",
             "  - support-rag-review.yaml\n",
             "",
@@ -189,6 +246,18 @@ fn the_checks_follow_the_topology_not_a_copy_of_it() {
     let problems = check(&files(), &topology(&slow));
     assert!(
         problems.iter().any(|p| p.contains("sluice-generate: terminationGracePeriodSeconds")),
+        "{problems:#?}"
+    );
+    // A longer drain stalls a rebalance for longer: the scale-up window must outlast it.
+    let slow = text.replace(
+        "  embed:\n    kind: embed\n",
+        "  embed:\n    kind: embed\n    shutdown_grace: 90s\n",
+    );
+    let problems = check(&files(), &topology(&slow));
+    assert!(
+        problems.iter().any(|p| p.contains(
+            "sluice-embed: scaleUp.stabilizationWindowSeconds 120 is under 150 s (shutdown_grace 90s"
+        )),
         "{problems:#?}"
     );
 }
