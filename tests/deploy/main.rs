@@ -8,6 +8,8 @@
 
 mod checks;
 mod scaling;
+mod variants;
+mod workload;
 
 use checks::{check, files, topology, TOPOLOGY};
 
@@ -77,7 +79,7 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "is not the stage's input",
         ),
         (
-            "support-rag-generate.yaml",
+            "support-rag-classify.yaml",
             "maxReplicaCount: 6",
             "maxReplicaCount: 12",
             "maxReplicaCount",
@@ -134,7 +136,7 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "support-rag-review.yaml",
             "kind: Deployment\nmetadata:\n  name: sluice-review\n",
             "kind: Deployment\nmetadata:\n  name: sluice-reviews\n",
-            "0 Deployment named sluice-review",
+            "0 workloads (Deployment or StatefulSet) named sluice-review",
         ),
         (
             "support-rag-embed.yaml",
@@ -203,6 +205,63 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "minReplicaCount: 1",
             "minReplicaCount: 0",
             "minReplicaCount 0 scales to zero",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "fieldPath: metadata.name",
+            "fieldPath: metadata.uid",
+            "SLUICE_GROUP_INSTANCE_ID must come from the pod name",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "podManagementPolicy: Parallel",
+            "podManagementPolicy: OrderedReady",
+            "StatefulSet sluice-generate: podManagementPolicy must be Parallel",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "serviceName: sluice-generate",
+            "serviceName: generate",
+            "serviceName Some(\"generate\") names no headless Service",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "  clusterIP: None\n",
+            "",
+            "serviceName Some(\"sluice-generate\") names no headless Service",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "replicas: 3",
+            "replicas: 8",
+            "replicas Some(8): no ScaledObject scales it, so it must set between 1 and the \
+             Some(6) partitions of support.retrieved",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "  replicas: 3\n",
+            "",
+            "StatefulSet sluice-generate: replicas None",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "terminationGracePeriodSeconds: 45",
+            "terminationGracePeriodSeconds: 35",
+            "StatefulSet sluice-generate: terminationGracePeriodSeconds",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "            - { name: SLUICE_METRICS_ADDR, value: \"0.0.0.0:9464\" }\n",
+            "            - { name: SLUICE_METRICS_ADDR, value: \"0.0.0.0:9464\" }\n            - \
+             name: SLUICE_GROUP_INSTANCE_ID\n              valueFrom: { fieldRef: { fieldPath: \
+             metadata.name } }\n",
+            "Deployment sluice-embed: sets SLUICE_GROUP_INSTANCE_ID",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "\"--stage\", \"generate\",",
+            "\"--stage\", \"generate\", \"--instance-id\", \"generate\",",
+            "names --instance-id in the pod template",
         ),
         (
             "kustomization.yaml",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_yaml_ng::Value;
 use sluice::config::{StageSpec, Topology};
 
-use crate::checks::{at, int_at, name_of, str_at, Manifest};
+use crate::checks::{at, int_at, partitions, str_at, Manifest};
 
 /// The HPA controller's sync period (kube-controller-manager
 /// `--horizontal-pod-autoscaler-sync-period`, default 15 s): a lag sample is up to this old.
@@ -28,15 +28,20 @@ pub fn scaled_object(
     spec: &StageSpec,
     t: &Topology,
     s: &Manifest,
+    workload: Option<&Manifest>,
     bootstrap: Option<&str>,
     problems: &mut Vec<String>,
 ) {
     let mut bad =
         |what: String| problems.push(format!("{}: ScaledObject {}: {what}", s.file, s.name));
-    if str_at(&s.doc, &["spec", "scaleTargetRef", "name"]) != Some(name_of(spec).as_str()) {
-        bad("scaleTargetRef does not name the stage's Deployment".into());
+    let target = at(&s.doc, &["spec", "scaleTargetRef"]);
+    // KEDA's defaults: apps/v1, Deployment.
+    let kind = target.and_then(|t| str_at(t, &["kind"])).unwrap_or("Deployment");
+    let name = target.and_then(|t| str_at(t, &["name"]));
+    if let Some(w) = workload.filter(|w| (w.kind.as_str(), Some(w.name.as_str())) != (kind, name)) {
+        bad(format!("scaleTargetRef ({kind} {name:?}) is not the stage's {} {}", w.kind, w.name));
     }
-    let partitions = t.topics().into_iter().find(|p| p.name == spec.input).map(|p| p.partitions);
+    let partitions = partitions(t, spec);
     let max = int_at(&s.doc, &["spec", "maxReplicaCount"]);
     let min = int_at(&s.doc, &["spec", "minReplicaCount"]).unwrap_or(0);
     if !max.zip(partitions).is_some_and(|(max, p)| max >= min && max <= i64::from(p)) {
