@@ -264,6 +264,12 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "names --instance-id in the pod template",
         ),
         (
+            "support-rag-generate.yaml",
+            "kind: Service\nmetadata:\n  name: sluice-generate\n",
+            "kind: Service\nmetadata:\n  name: sluice-generator\n",
+            "Service sluice-generator deploys no stage",
+        ),
+        (
             "kustomization.yaml",
             "  - support-rag-review.yaml\n",
             "",

@@ -90,6 +90,12 @@ fn a_stage_runs_in_exactly_one_workload_that_something_sizes() {
             .any(|p| p.contains("Deployment sluice-embed: replicas None: no ScaledObject")),
         "{problems:#?}"
     );
+    let twice = format!("{text}---\n{scaler}\n");
+    let problems = check(&with(&files, embed, twice), &t);
+    assert!(
+        problems.iter().any(|p| p.contains("2 ScaledObject named sluice-embed (want at most one)")),
+        "{problems:#?}"
+    );
     let fixed = unscaled.replacen("spec:\n", "spec:\n  replicas: 2\n", 1);
     let problems = check(&with(&files, embed, fixed), &t);
     assert!(problems.is_empty(), "{problems:#?}");
