@@ -1,15 +1,18 @@
 //! The Kubernetes manifests under `deploy/kubernetes/` against the topology they deploy
-//! (`topologies/support-rag.yaml`, compiled): every stage has a Deployment, a KEDA ScaledObject
-//! and a PodDisruptionBudget whose names and labels agree; the ScaledObject watches the stage's
-//! group on its input topic, never scales past the topic's partitions and ignores persistent lag;
-//! the pod outlives the stage's shutdown grace; the probes ask `/healthz` and `/readyz` on the
-//! port the container exposes and serves its metrics on. Each check is shown to bite by breaking
-//! it in a copy of the files.
+//! (`topologies/support-rag.yaml`, compiled): every stage has one workload (a Deployment of
+//! dynamic members, or a StatefulSet of static members named after their pods), a
+//! PodDisruptionBudget, and either a KEDA ScaledObject or a fixed size, all with matching names
+//! and labels; the ScaledObject watches the stage's group on its input topic, never scales past
+//! the topic's partitions, ignores persistent lag, and bounds its steps (each a rebalance) the way
+//! the README says; the pod outlives the stage's shutdown grace; the probes ask `/healthz` and
+//! `/readyz` on the port the container exposes and serves its metrics on. Each check is shown to
+//! bite by breaking it in a copy of the files.
 
 mod checks;
 mod scaling;
 mod variants;
 mod workload;
+mod worst_case;
 
 use checks::{check, files, topology, TOPOLOGY};
 
