@@ -24,7 +24,7 @@ struct Rule {
 
 /// The HPA's scale-up default: no window; each 15 s, up to 4 pods or 100%, whichever is more.
 const DEFAULT_UP: Rule = Rule { window: 0, period: 15, step: |r| r.max(4) };
-/// The ScaledObjects' scale-down before and after this change: 300 s, then one pod per 120 s.
+/// A `Pods` policy of one pod: every step moves exactly one.
 const ONE_POD: fn(u32) -> u32 = |_| 1;
 
 /// Every sequence of steps from one starting state, on the sync grid, with memory.
@@ -115,6 +115,7 @@ fn the_readme_states_the_worst_case_the_scaled_objects_allow() {
     let readme = std::fs::read_to_string(format!("{DIR}/README.md")).expect("README");
     let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut problems = Vec::new();
+    // The scale-down the manifests had before this change, and keep: 300 s, one pod per 120 s.
     let before_down = Rule { window: 300, period: 120, step: ONE_POD };
     let mut want = vec![
         sentence("before, any lag", worst(DEFAULT_UP, before_down, 1, 6)),
