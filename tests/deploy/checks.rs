@@ -1,18 +1,18 @@
 //! The checks: everything wrong with the manifests under [`DIR`] for a compiled topology, one
 //! line per problem.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use sluice::config::{compile, StageSpec, Topology};
 
+use crate::{scaling, workload};
+
 pub const DIR: &str = "deploy/kubernetes";
 pub const TOPOLOGY: &str = "topologies/support-rag.yaml";
-/// After the drain, the runner flushes the producer for up to this long before it exits.
-const PRODUCER_FLUSH: Duration = Duration::from_secs(10);
+/// The kinds that run a stage's pods.
+const WORKLOADS: [&str; 2] = ["Deployment", "StatefulSet"];
 
 /// (file name, text) of every YAML file under [`DIR`].
 pub fn files() -> Vec<(String, String)> {
@@ -33,23 +33,23 @@ pub fn topology(text: &str) -> Topology {
     compile(Path::new(TOPOLOGY), text).expect("the shipped topology compiles")
 }
 
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, key| v.get(*key))
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     at(v, path).and_then(Value::as_str)
 }
 
-fn int_at(v: &Value, path: &[&str]) -> Option<i64> {
+pub fn int_at(v: &Value, path: &[&str]) -> Option<i64> {
     at(v, path).and_then(Value::as_i64)
 }
 
-struct Manifest {
-    file: String,
-    kind: String,
-    name: String,
-    doc: Value,
+pub struct Manifest {
+    pub file: String,
+    pub kind: String,
+    pub name: String,
+    pub doc: Value,
 }
 
 /// Every document of every file; a file that does not parse, or a document without a kind or a
@@ -84,7 +84,7 @@ pub fn check(files: &[(String, String)], t: &Topology) -> Vec<String> {
     let mut problems = Vec::new();
     let manifests = parse(files, &mut problems);
     kustomization(files, &manifests, &mut problems);
-    for kind in ["Deployment", "ScaledObject", "PodDisruptionBudget"] {
+    for kind in WORKLOADS.into_iter().chain(["Service", "ScaledObject", "PodDisruptionBudget"]) {
         for m in manifests.iter().filter(|m| m.kind == kind) {
             if !t.stages.iter().any(|s| m.name == name_of(s)) {
                 problems
@@ -98,8 +98,13 @@ pub fn check(files: &[(String, String)], t: &Topology) -> Vec<String> {
     problems
 }
 
-fn name_of(spec: &StageSpec) -> String {
+pub fn name_of(spec: &StageSpec) -> String {
     format!("sluice-{}", spec.name)
+}
+
+/// The partitions of the stage's input topic.
+pub fn partitions(t: &Topology, spec: &StageSpec) -> Option<i32> {
+    t.topics().into_iter().find(|p| p.name == spec.input).map(|p| p.partitions)
 }
 
 /// `kubectl apply -k` applies what the kustomization lists: every other file.
@@ -141,10 +146,26 @@ fn stage(spec: &StageSpec, t: &Topology, manifests: &[Manifest], problems: &mut 
             .map(|(k, v)| (Value::from(k), Value::from(v)))
             .collect(),
     );
-    let deployment = one(manifests, "Deployment", &name, problems);
-    let scaled = one(manifests, "ScaledObject", &name, problems);
+    let workloads: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| WORKLOADS.contains(&m.kind.as_str()) && m.name == name)
+        .collect();
+    if workloads.len() != 1 {
+        problems.push(format!(
+            "{} workloads (Deployment or StatefulSet) named {name} (want exactly one)",
+            workloads.len()
+        ));
+    }
+    let workload = workloads.first().copied();
+    // A ScaledObject owns the replica count, or the workload fixes it.
+    let scaled: Vec<&Manifest> =
+        manifests.iter().filter(|m| m.kind == "ScaledObject" && m.name == name).collect();
+    if scaled.len() > 1 {
+        problems.push(format!("{} ScaledObject named {name} (want at most one)", scaled.len()));
+    }
+    let scaled = scaled.first().copied();
     let pdb = one(manifests, "PodDisruptionBudget", &name, problems);
-    for m in [deployment, scaled, pdb].into_iter().flatten() {
+    for m in [workload, scaled, pdb].into_iter().flatten() {
         if at(&m.doc, &["metadata", "labels"]) != Some(&labels) {
             problems.push(format!(
                 "{}: {} {name}: metadata.labels are not the stage's (app, pipeline, stage)",
@@ -152,11 +173,12 @@ fn stage(spec: &StageSpec, t: &Topology, manifests: &[Manifest], problems: &mut 
             ));
         }
     }
-    let bootstrap = deployment.and_then(|d| self::deployment(spec, d, &labels, problems));
+    let bootstrap = workload
+        .and_then(|w| workload::check(spec, t, w, scaled.is_some(), manifests, &labels, problems));
     if let Some(pdb) = pdb {
         if at(&pdb.doc, &["spec", "selector", "matchLabels"]) != Some(&labels) {
             problems.push(format!(
-                "{}: PodDisruptionBudget {name}: selector is not the Deployment's",
+                "{}: PodDisruptionBudget {name}: selector is not the stage's pods'",
                 pdb.file
             ));
         }
@@ -169,158 +191,6 @@ fn stage(spec: &StageSpec, t: &Topology, manifests: &[Manifest], problems: &mut 
         }
     }
     if let Some(s) = scaled {
-        scaled_object(spec, t, s, bootstrap.as_deref(), problems);
-    }
-}
-
-/// Checks the Deployment; returns the bootstrap servers its pods use.
-fn deployment(
-    spec: &StageSpec,
-    d: &Manifest,
-    labels: &Value,
-    problems: &mut Vec<String>,
-) -> Option<String> {
-    let mut bad =
-        |what: String| problems.push(format!("{}: Deployment {}: {what}", d.file, d.name));
-    if at(&d.doc, &["spec", "selector", "matchLabels"]) != Some(labels) {
-        bad("selector.matchLabels are not the stage's labels (app, pipeline, stage)".into());
-    }
-    if at(&d.doc, &["spec", "template", "metadata", "labels"]) != Some(labels) {
-        bad("the pod template's labels are not the selector's".into());
-    }
-    if at(&d.doc, &["spec", "replicas"]).is_some() {
-        bad("sets replicas, which the ScaledObject's autoscaler owns".into());
-    }
-    let pod = at(&d.doc, &["spec", "template", "spec"])?;
-    let grace = Duration::from_secs(
-        int_at(pod, &["terminationGracePeriodSeconds"]).unwrap_or(30).max(0) as u64,
-    );
-    if grace <= spec.shutdown_grace || grace < spec.shutdown_grace + PRODUCER_FLUSH {
-        bad(format!(
-            "terminationGracePeriodSeconds {grace:?} must exceed shutdown_grace {:?} plus the \
-             producer flush {PRODUCER_FLUSH:?}",
-            spec.shutdown_grace
-        ));
-    }
-    let containers = at(pod, &["containers"]).and_then(Value::as_sequence);
-    let Some(c) =
-        containers.and_then(|c| c.iter().find(|c| str_at(c, &["name"]) == Some("sluice")))
-    else {
-        bad("no container named sluice".into());
-        return None;
-    };
-    let args: Vec<&str> = at(c, &["args"])
-        .and_then(Value::as_sequence)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let arg = |flag: &str| args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1));
-    if args.first() != Some(&"run") || arg("--stage") != Some(&spec.name.as_str()) {
-        bad(format!("args {args:?} do not run `--stage {}`", spec.name));
-    }
-    if arg("--topology") != Some(&TOPOLOGY) {
-        bad(format!("args {args:?} do not name --topology {TOPOLOGY}"));
-    }
-    let env = |key: &str| {
-        at(c, &["env"])?
-            .as_sequence()?
-            .iter()
-            .find(|e| str_at(e, &["name"]) == Some(key))
-            .and_then(|e| str_at(e, &["value"]))
-    };
-    // `sluice run` reads --metrics-addr, or SLUICE_METRICS_ADDR (clap's `env`).
-    let addr = arg("--metrics-addr").copied().or_else(|| env("SLUICE_METRICS_ADDR"));
-    let Some(port) = addr.and_then(|a| a.parse::<SocketAddr>().ok()).map(|a| i64::from(a.port()))
-    else {
-        bad(format!("serves no metrics: --metrics-addr / SLUICE_METRICS_ADDR is {addr:?}"));
-        return None;
-    };
-    let ports = at(c, &["ports"]).and_then(Value::as_sequence);
-    let exposed =
-        ports.and_then(|p| p.iter().find(|p| int_at(p, &["containerPort"]) == Some(port)));
-    if exposed.is_none() {
-        bad(format!("the container does not expose the metrics port {port}"));
-    }
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-        let get = at(c, &[probe, "httpGet"]);
-        let probe_port = get.and_then(|g| g.get("port")).and_then(|p| match p {
-            Value::Number(n) => n.as_i64(),
-            Value::String(name) => ports?
-                .iter()
-                .find(|p| str_at(p, &["name"]) == Some(name))
-                .and_then(|p| int_at(p, &["containerPort"])),
-            _ => None,
-        });
-        if get.and_then(|g| str_at(g, &["path"])) != Some(path) || probe_port != Some(port) {
-            bad(format!("{probe} must GET {path} on the metrics port {port}"));
-        }
-    }
-    let scraped =
-        str_at(&d.doc, &["spec", "template", "metadata", "annotations", "prometheus.io/port"]);
-    if scraped.is_some_and(|p| p != port.to_string()) {
-        bad(format!("prometheus.io/port {scraped:?} is not the metrics port {port}"));
-    }
-    env("KAFKA_BOOTSTRAP_SERVERS").map(str::to_owned)
-}
-
-fn scaled_object(
-    spec: &StageSpec,
-    t: &Topology,
-    s: &Manifest,
-    bootstrap: Option<&str>,
-    problems: &mut Vec<String>,
-) {
-    let mut bad =
-        |what: String| problems.push(format!("{}: ScaledObject {}: {what}", s.file, s.name));
-    if str_at(&s.doc, &["spec", "scaleTargetRef", "name"]) != Some(name_of(spec).as_str()) {
-        bad("scaleTargetRef does not name the stage's Deployment".into());
-    }
-    let partitions = t.topics().into_iter().find(|p| p.name == spec.input).map(|p| p.partitions);
-    let max = int_at(&s.doc, &["spec", "maxReplicaCount"]);
-    let min = int_at(&s.doc, &["spec", "minReplicaCount"]).unwrap_or(0);
-    if !max.zip(partitions).is_some_and(|(max, p)| max >= min && max <= i64::from(p)) {
-        bad(format!(
-            "maxReplicaCount {max:?} must be set, at least minReplicaCount {min} and at most the \
-             {partitions:?} partitions of {}",
-            spec.input
-        ));
-    }
-    let triggers = at(&s.doc, &["spec", "triggers"]).and_then(Value::as_sequence);
-    let kafka: Vec<&Value> = triggers
-        .map(|t| t.iter().filter(|t| str_at(t, &["type"]) == Some("kafka")).collect())
-        .unwrap_or_default();
-    let [trigger] = kafka.as_slice() else {
-        bad(format!("{} kafka triggers (want one)", kafka.len()));
-        return;
-    };
-    let meta = |key: &str| str_at(trigger, &["metadata", key]);
-    if meta("consumerGroup") != Some(spec.group.as_str()) {
-        bad(format!(
-            "consumerGroup {:?} is not the stage's group {}",
-            meta("consumerGroup"),
-            spec.group
-        ));
-    }
-    if meta("topic") != Some(spec.input.as_str()) {
-        bad(format!("topic {:?} is not the stage's input {}", meta("topic"), spec.input));
-    }
-    if meta("excludePersistentLag") != Some("true") {
-        bad("excludePersistentLag must be \"true\": a stuck partition must not scale the group"
-            .into());
-    }
-    if meta("lagThreshold").and_then(|l| l.parse::<u64>().ok()).is_none_or(|l| l == 0) {
-        bad(format!("lagThreshold {:?} is not a positive integer", meta("lagThreshold")));
-    }
-    let reset = t.kafka.consumer.get("auto.offset.reset").map_or("earliest", String::as_str);
-    if meta("offsetResetPolicy") != Some(reset) {
-        bad(format!(
-            "offsetResetPolicy {:?} is not the consumers' {reset}",
-            meta("offsetResetPolicy")
-        ));
-    }
-    if meta("bootstrapServers").is_none() || meta("bootstrapServers") != bootstrap {
-        bad(format!(
-            "bootstrapServers {:?} are not the pods' KAFKA_BOOTSTRAP_SERVERS {bootstrap:?}",
-            meta("bootstrapServers")
-        ));
+        scaling::scaled_object(spec, t, s, workload, bootstrap.as_deref(), problems);
     }
 }

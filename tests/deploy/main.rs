@@ -1,12 +1,18 @@
 //! The Kubernetes manifests under `deploy/kubernetes/` against the topology they deploy
-//! (`topologies/support-rag.yaml`, compiled): every stage has a Deployment, a KEDA ScaledObject
-//! and a PodDisruptionBudget whose names and labels agree; the ScaledObject watches the stage's
-//! group on its input topic, never scales past the topic's partitions and ignores persistent lag;
-//! the pod outlives the stage's shutdown grace; the probes ask `/healthz` and `/readyz` on the
-//! port the container exposes and serves its metrics on. Each check is shown to bite by breaking
-//! it in a copy of the files.
+//! (`topologies/support-rag.yaml`, compiled): every stage has one workload (a Deployment of
+//! dynamic members, or a StatefulSet of static members named after their pods), a
+//! PodDisruptionBudget, and either a KEDA ScaledObject or a fixed size, all with matching names
+//! and labels; the ScaledObject watches the stage's group on its input topic, never scales past
+//! the topic's partitions, ignores persistent lag, and bounds its steps (each a rebalance) the way
+//! the README says; the pod outlives the stage's shutdown grace; the probes ask `/healthz` and
+//! `/readyz` on the port the container exposes and serves its metrics on. Each check is shown to
+//! bite by breaking it in a copy of the files.
 
 mod checks;
+mod scaling;
+mod variants;
+mod workload;
+mod worst_case;
 
 use checks::{check, files, topology, TOPOLOGY};
 
@@ -76,7 +82,7 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "is not the stage's input",
         ),
         (
-            "support-rag-generate.yaml",
+            "support-rag-classify.yaml",
             "maxReplicaCount: 6",
             "maxReplicaCount: 12",
             "maxReplicaCount",
@@ -133,7 +139,7 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "support-rag-review.yaml",
             "kind: Deployment\nmetadata:\n  name: sluice-review\n",
             "kind: Deployment\nmetadata:\n  name: sluice-reviews\n",
-            "0 Deployment named sluice-review",
+            "0 workloads (Deployment or StatefulSet) named sluice-review",
         ),
         (
             "support-rag-embed.yaml",
@@ -146,6 +152,125 @@ fn each_check_bites_when_its_manifest_is_broken() {
             "offsetResetPolicy: earliest",
             "offsetResetPolicy: latest",
             "offsetResetPolicy",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "stabilizationWindowSeconds: 120",
+            "stabilizationWindowSeconds: 60",
+            "scaleUp.stabilizationWindowSeconds 60 is under 90 s",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "          stabilizationWindowSeconds: 120\n",
+            "",
+            "scaleUp.stabilizationWindowSeconds 0 is under 90 s",
+        ),
+        (
+            "support-rag-retrieve.yaml",
+            "{ type: Pods, value: 1, periodSeconds: 60 }",
+            "{ type: Pods, value: 1, periodSeconds: 15 }",
+            "scaleUp.policies must be `Pods` policies allowing at most 60 steps (rebalances) an \
+             hour; they allow 240",
+        ),
+        (
+            "support-rag-review.yaml",
+            "{ type: Pods, value: 1, periodSeconds: 60 }",
+            "{ type: Percent, value: 100, periodSeconds: 60 }",
+            "they allow an unbounded number",
+        ),
+        (
+            "support-rag-review.yaml",
+            "policies: [{ type: Pods, value: 1, periodSeconds: 60 }]",
+            "selectPolicy: Max",
+            "they allow an unbounded number",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "{ type: Pods, value: 1, periodSeconds: 120 }",
+            "{ type: Pods, value: 1, periodSeconds: 120 }, { type: Pods, value: 4, periodSeconds: 600 }",
+            "scaleDown.policies must be `Pods` policies allowing at most 30 steps (rebalances) an \
+             hour; they allow 54",
+        ),
+        (
+            "support-rag-classify.yaml",
+            "stabilizationWindowSeconds: 300",
+            "stabilizationWindowSeconds: 0",
+            "scaleDown.stabilizationWindowSeconds 0 is under 300 s",
+        ),
+        (
+            "support-rag-retrieve.yaml",
+            "        scaleUp:\n",
+            "        scaleUpp:\n",
+            "sets no scaleUp behavior",
+        ),
+        (
+            "support-rag-review.yaml",
+            "minReplicaCount: 1",
+            "minReplicaCount: 0",
+            "minReplicaCount 0 scales to zero",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "fieldPath: metadata.name",
+            "fieldPath: metadata.uid",
+            "SLUICE_GROUP_INSTANCE_ID must come from the pod name",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "podManagementPolicy: Parallel",
+            "podManagementPolicy: OrderedReady",
+            "StatefulSet sluice-generate: podManagementPolicy must be Parallel",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "serviceName: sluice-generate",
+            "serviceName: generate",
+            "serviceName Some(\"generate\") names no headless Service",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "  clusterIP: None\n",
+            "",
+            "serviceName Some(\"sluice-generate\") names no headless Service",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "replicas: 3",
+            "replicas: 8",
+            "replicas Some(8): no ScaledObject scales it, so it must set between 1 and the \
+             Some(6) partitions of support.retrieved",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "  replicas: 3\n",
+            "",
+            "StatefulSet sluice-generate: replicas None",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "terminationGracePeriodSeconds: 45",
+            "terminationGracePeriodSeconds: 35",
+            "StatefulSet sluice-generate: terminationGracePeriodSeconds",
+        ),
+        (
+            "support-rag-embed.yaml",
+            "            - { name: SLUICE_METRICS_ADDR, value: \"0.0.0.0:9464\" }\n",
+            "            - { name: SLUICE_METRICS_ADDR, value: \"0.0.0.0:9464\" }\n            - \
+             name: SLUICE_GROUP_INSTANCE_ID\n              valueFrom: { fieldRef: { fieldPath: \
+             metadata.name } }\n",
+            "Deployment sluice-embed: sets SLUICE_GROUP_INSTANCE_ID",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "\"--stage\", \"generate\",",
+            "\"--stage\", \"generate\", \"--instance-id\", \"generate\",",
+            "names --instance-id in the pod template",
+        ),
+        (
+            "support-rag-generate.yaml",
+            "kind: Service\nmetadata:\n  name: sluice-generate\n",
+            "kind: Service\nmetadata:\n  name: sluice-generator\n",
+            "Service sluice-generator deploys no stage",
         ),
         (
             "kustomization.yaml",
@@ -189,6 +314,18 @@ fn the_checks_follow_the_topology_not_a_copy_of_it() {
     let problems = check(&files(), &topology(&slow));
     assert!(
         problems.iter().any(|p| p.contains("sluice-generate: terminationGracePeriodSeconds")),
+        "{problems:#?}"
+    );
+    // A longer drain stalls a rebalance for longer: the scale-up window must outlast it.
+    let slow = text.replace(
+        "  embed:\n    kind: embed\n",
+        "  embed:\n    kind: embed\n    shutdown_grace: 90s\n",
+    );
+    let problems = check(&files(), &topology(&slow));
+    assert!(
+        problems.iter().any(|p| p.contains(
+            "sluice-embed: scaleUp.stabilizationWindowSeconds 120 is under 150 s (shutdown_grace 90s"
+        )),
         "{problems:#?}"
     );
 }
