@@ -68,19 +68,6 @@ pub enum DescribeError {
     NoAnswer { group: String, waited: Duration },
 }
 
-impl DescribeError {
-    /// Whether the cluster does not offer the APIs a description needs.
-    pub fn is_unsupported(&self) -> bool {
-        matches!(
-            self,
-            Self::Failed {
-                code: RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature,
-                ..
-            }
-        )
-    }
-}
-
 /// Describes `group` (blocking). `timeout` bounds each request; the classic fallback is a second
 /// request, so the answer is waited for at most twice `timeout` plus a second.
 pub fn describe(
