@@ -7,6 +7,7 @@
 //! queue's books); [`presence`] how assign-only clients announce themselves.
 
 mod admin;
+pub mod group_description;
 pub mod group_protocol;
 pub mod ledger;
 pub mod presence;

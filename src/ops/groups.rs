@@ -1,10 +1,10 @@
-//! Consumer groups as an operator sees them: the group's state and members (ListGroups and
-//! DescribeGroups), its committed offsets, the topics' watermarks and offsets by time, and a
-//! commit made for a group by a client that never joins it. Every function here blocks: call
-//! it from `tokio::task::spawn_blocking`.
+//! Consumer groups as an operator sees them: the group's state and members (described for both
+//! group protocols, [`crate::kafka::group_description`]), its committed offsets, the topics'
+//! watermarks and offsets by time, and a commit made for a group by a client that never joins
+//! it. Every function here blocks: call it from `tokio::task::spawn_blocking`.
 //!
-//! librdkafka's mock cluster (the embedded broker) implements neither ListGroups nor
-//! DescribeGroups; the async entry points of [`super::replay`] and [`super::status`] ask
+//! librdkafka's mock cluster (the embedded broker) implements none of the group description
+//! APIs; the async entry points of [`super::replay`] and [`super::status`] ask
 //! [`crate::kafka::require_admin_api`] first, so they fail at once there and name the
 //! alternative.
 
@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::config::KafkaSettings;
-use crate::kafka::group_protocol::{self, GroupProtocol};
+use crate::kafka::group_description::{self, DescribeError};
 use crate::kafka::{admin_config, assign_only_config, ProbeError};
 
 /// How long one request to the cluster may take.
@@ -28,32 +28,34 @@ pub enum GroupError {
     Probe(#[from] ProbeError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Describe(#[from] DescribeError),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
     #[error("topic '{topic}' has no partition {partition}")]
     UnknownPartition { topic: String, partition: i32 },
 }
 
-/// One member of a group, as DescribeGroups reports it.
+/// One member of a group, as its coordinator reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
     pub member_id: String,
     pub client_id: String,
     pub host: String,
-    /// Partitions assigned to it, as `topic:partition`; empty when the assignment is not in the
-    /// classic consumer protocol's format.
+    /// Partitions assigned to it, as `topic:partition`.
     pub assigned: Vec<String>,
 }
 
-/// A group's state (`Stable`, `PreparingRebalance`, `Empty`, `Dead`…) and members.
+/// A group's state (`Stable`, `PreparingRebalance`, `Empty`, `Dead`…; `Unknown` for a KIP-848
+/// group that is assigning or reconciling) and members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupInfo {
     pub group: String,
     pub state: String,
     pub members: Vec<Member>,
-    /// False for a KIP-848 group (`group.protocol: consumer`): DescribeGroups describes classic
-    /// groups only, and reports a KIP-848 group with members as `Dead` with none, so its
-    /// members are unknown here (the broker still refuses a commit while it has any).
+    /// Whether `members` is the group's membership: true for every group [`describe`] returns,
+    /// classic and KIP-848 alike (before ConsumerGroupDescribe was used, a KIP-848 group was
+    /// reported `Dead` with no members, and its members were unknown).
     pub members_known: bool,
 }
 
@@ -74,77 +76,25 @@ fn group_client(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, K
     assign_only_config(settings, group).create()
 }
 
-/// The group's state and members. A group the cluster does not know is reported `Dead` with
-/// no members, as Kafka does. When the group may be a KIP-848 one — its stages would speak that
-/// protocol against this broker ([`group_protocol::choose`], the decision `sluice run` makes)
-/// — and it is reported without members, its state is `Unknown` and its members are not known.
+/// The group's state and members, whichever protocol it speaks. A group the cluster does not
+/// know is reported `Dead` with no members, as Kafka does.
+///
+/// No fallback is needed: librdkafka itself falls back from ConsumerGroupDescribe to
+/// DescribeGroups when the coordinator does not know the former, so a failure that means
+/// "unsupported" would be DescribeGroups' own, which nothing here could replace.
 pub fn describe(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
-    let info = describe_classic(settings, group)?;
-    if info.members.is_empty()
-        && group_protocol::choose(settings).protocol == GroupProtocol::Consumer
-    {
-        return Ok(GroupInfo { state: "Unknown (KIP-848)".into(), members_known: false, ..info });
-    }
-    Ok(info)
-}
-
-fn describe_classic(settings: &KafkaSettings, group: &str) -> Result<GroupInfo, GroupError> {
-    let client: BaseConsumer = admin_config(settings).create()?;
-    let list = client.fetch_group_list(Some(group), TIMEOUT)?;
-    let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
-        let (group, state) = (group.to_owned(), "Dead".to_owned());
-        return Ok(GroupInfo { group, state, members: vec![], members_known: true });
-    };
-    let members = info
-        .members()
-        .iter()
+    let d = group_description::describe(settings, group, TIMEOUT)?;
+    let members = d
+        .members
+        .into_iter()
         .map(|m| Member {
-            member_id: m.id().to_owned(),
-            client_id: m.client_id().to_owned(),
-            host: m.client_host().to_owned(),
-            assigned: m.assignment().map(parse_assignment).unwrap_or_default(),
+            member_id: m.member_id,
+            client_id: m.client_id,
+            host: m.host,
+            assigned: m.assigned,
         })
         .collect();
-    let state = info.state().to_owned();
-    Ok(GroupInfo { group: group.to_owned(), state, members, members_known: true })
-}
-
-/// The partitions of a classic consumer-protocol assignment (`ConsumerProtocolAssignment`:
-/// version i16, then topics as [string i16-length, partitions i32 array]); whatever does not
-/// parse is left out.
-pub fn parse_assignment(bytes: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut r = Bytes(bytes);
-    let Some(_version) = r.i16() else { return out };
-    let Some(topics) = r.i32() else { return out };
-    for _ in 0..topics.max(0) {
-        let Some(topic) = r.i16().and_then(|len| r.take(len.max(0) as usize)) else { break };
-        let topic = String::from_utf8_lossy(topic).into_owned();
-        let Some(n) = r.i32() else { break };
-        for _ in 0..n.max(0) {
-            let Some(p) = r.i32() else { return out };
-            out.push(format!("{topic}:{p}"));
-        }
-    }
-    out
-}
-
-struct Bytes<'a>(&'a [u8]);
-
-impl<'a> Bytes<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        (self.0.len() >= n).then(|| {
-            let (head, tail) = self.0.split_at(n);
-            self.0 = tail;
-            head
-        })
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
+    Ok(GroupInfo { group: d.group, state: d.state, members, members_known: true })
 }
 
 /// Where each partition of a topic stands for a group.
@@ -311,16 +261,6 @@ pub fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_classic_assignment_parses_and_a_truncated_one_yields_what_it_holds() {
-        let mut bytes = vec![0, 1, 0, 0, 0, 1, 0, 4];
-        bytes.extend_from_slice(b"docs");
-        bytes.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]);
-        assert_eq!(parse_assignment(&bytes), vec!["docs:0", "docs:3"]);
-        assert_eq!(parse_assignment(&bytes[..bytes.len() - 2]), vec!["docs:0"]);
-        assert!(parse_assignment(&[]).is_empty());
-    }
 
     #[test]
     fn the_current_position_is_the_commit_within_the_log_or_its_start() {
