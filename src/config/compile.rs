@@ -8,6 +8,7 @@ use super::budgets;
 use super::crossref;
 use super::defaults as d;
 use super::errors::{ConfigErrors, Errors};
+use super::groups;
 use super::model::{CacheSpec, KafkaSettings, RegistrySettings, TopicSpec, Topology};
 use super::policy::{ModelSpec, PromptSpec, ProviderConfig};
 use super::prices;
@@ -152,20 +153,7 @@ fn kafka(s: &mut Section<'_>) -> KafkaSettings {
 
 /// Phase two: checks that need the whole file.
 fn cross_check(t: &Topology, errors: &mut Errors) {
-    if t.kafka.uses_consumer_group_protocol() {
-        for key in super::model::CLASSIC_ONLY_SETTINGS {
-            if t.kafka.consumer.contains_key(*key) || t.kafka.properties.contains_key(*key) {
-                errors.push(
-                    None,
-                    "kafka.consumer",
-                    format!(
-                        "'{key}' belongs to the classic group protocol; with \
-                         'group.protocol: consumer' (KIP-848) the broker decides it — remove it"
-                    ),
-                );
-            }
-        }
-    }
+    groups::check(t, errors);
     // Who writes each topic: external inputs and stage outputs.
     let mut writers: HashMap<&str, Vec<String>> = HashMap::new();
     for input in &t.inputs {

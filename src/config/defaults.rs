@@ -12,6 +12,14 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const PER_PARTITION: usize = 64;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Classic consumer groups (where KIP-848 is not used): a crashed worker's partitions wait one
+/// session timeout, so 10 s rather than librdkafka's 45 s; three heartbeats and more per session,
+/// so one late heartbeat does not evict a healthy worker; cooperative rebalancing, so a scale
+/// event moves only the partitions that change owner. See docs/TOPOLOGY.md, "Consumer groups".
+pub const CLASSIC_SESSION_TIMEOUT_MS: u64 = 10_000;
+pub const CLASSIC_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+pub const CLASSIC_ASSIGNMENT_STRATEGY: &str = "cooperative-sticky";
+
 pub const RETRY_ATTEMPTS: u32 = 3;
 pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -7,6 +7,7 @@ mod compile;
 mod crossref;
 pub mod defaults;
 mod errors;
+mod groups;
 mod kinds;
 mod model;
 mod policy;
