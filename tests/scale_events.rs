@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::crash::{external_broker, Scenario};
 use common::oracle::ReplayBound;
 use common::stalls::Stalls;
+use sluice::kafka::group_description::{self, GroupType};
 
 const PARTITIONS: i32 = 4;
 const PER_PARTITION: usize = 16;
@@ -101,6 +102,13 @@ fn expected(protocol: Protocol) -> &'static str {
     }
 }
 
+fn group_type(protocol: Protocol) -> GroupType {
+    match protocol {
+        Protocol::Classic => GroupType::Classic,
+        Protocol::Consumer => GroupType::Consumer,
+    }
+}
+
 fn epoch_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.expect("after 1970").as_millis() as i64
@@ -116,6 +124,13 @@ async fn scale_1_3_1(protocol: Protocol) {
     let mut events = Vec::new();
     let _a = sc.worker();
     sc.progress(0.05, deadline).await;
+    // The worker joined the group in the protocol expected: its own decision at start.
+    let (kafka, group) = (sc.t.kafka.clone(), sc.t.stages[0].group.clone());
+    let described = tokio::task::spawn_blocking(move || {
+        group_description::describe(&kafka, &group, Duration::from_secs(5))
+    });
+    let described = described.await.expect("joined").expect("described");
+    assert_eq!(described.group_type, group_type(protocol), "{described:?}");
     events.push(("two join", epoch_ms()));
     let mut b = sc.worker();
     let mut c = sc.worker();

@@ -21,6 +21,7 @@ use rdkafka::ClientConfig;
 
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
+use crate::config::defaults as d;
 use crate::config::{KafkaSettings, Topology};
 
 /// Properties sluice sets on every consumer; the topology's `kafka.consumer` may not override the
@@ -39,12 +40,10 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// 3 s was a 2.8 s stall of every moved partition). Heartbeats run on librdkafka's own thread, so
 /// a busy stage never misses one; the broker's default `group.min.session.timeout.ms` is 6 s.
 /// Measured in docs/RELIABILITY.md, "Scaling a stage".
-const CLASSIC_GROUP_DEFAULTS: &[(&str, &str)] = &[
-    ("session.timeout.ms", "10000"),
-    ("heartbeat.interval.ms", "1000"),
-    ("partition.assignment.strategy", "cooperative-sticky"),
+const CLASSIC_GROUP_DEFAULTS: &[(&str, u64)] = &[
+    ("session.timeout.ms", d::CLASSIC_SESSION_TIMEOUT_MS),
+    ("heartbeat.interval.ms", d::CLASSIC_HEARTBEAT_INTERVAL_MS),
 ];
-
 /// Properties sluice sets on every producer unless the topology overrides them.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5"), ("compression.type", "lz4")];
 
@@ -68,8 +67,9 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     }
     if !settings.uses_consumer_group_protocol() {
         for (k, v) in CLASSIC_GROUP_DEFAULTS {
-            config.set(*k, *v);
+            config.set(*k, v.to_string());
         }
+        config.set("partition.assignment.strategy", d::CLASSIC_ASSIGNMENT_STRATEGY);
     }
     for (k, v) in &settings.consumer {
         config.set(k, v);
@@ -88,6 +88,8 @@ pub fn reader_config(settings: &KafkaSettings) -> ClientConfig {
     for (k, v) in &settings.consumer {
         config.set(k, v);
     }
+    // A worker's static id (`sluice run --instance-id`) belongs to its stage consumers only.
+    config.remove("group.instance.id");
     config.set("group.id", "sluice-reader");
     config.set("enable.auto.commit", "false");
     config
@@ -141,10 +143,8 @@ mod tests {
 
     fn kafka_block(consumer: &str) -> String {
         let base = std::fs::read_to_string("topologies/backfill-embed.yaml").expect("shipped");
-        base.replace(
-            "    partition.assignment.strategy: cooperative-sticky\n",
-            &format!("{consumer}\n"),
-        )
+        let line = "    fetch.wait.max.ms: \"100\"\n";
+        base.replace(line, &format!("{line}{consumer}\n"))
     }
 
     #[test]
@@ -160,6 +160,15 @@ mod tests {
         for key in crate::config::CLASSIC_ONLY_SETTINGS {
             assert_eq!(config.get(key), None, "{key} would make librdkafka refuse the consumer");
         }
+    }
+
+    #[test]
+    fn a_workers_static_id_reaches_its_stage_consumers_and_no_other_client() {
+        let mut t = compile(Path::new("t.yaml"), &kafka_block("")).unwrap();
+        t.kafka.consumer.insert("group.instance.id".into(), "pod-0".into());
+        assert_eq!(super::consumer_config(&t.kafka, "g").get("group.instance.id"), Some("pod-0"));
+        assert_eq!(super::reader_config(&t.kafka).get("group.instance.id"), None);
+        assert_eq!(super::assign_only_config(&t.kafka, "g").get("group.instance.id"), None);
     }
 
     #[test]

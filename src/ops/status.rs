@@ -51,7 +51,7 @@ pub struct StageStatus {
     /// The group's state as the coordinator reports it (`Stable`, `Empty`, `Dead`…).
     pub state: String,
     pub members: Vec<Member>,
-    /// False for KIP-848 groups, whose members DescribeGroups does not show.
+    /// True whenever the group was described (both protocols are); kept in the JSON output.
     pub members_known: bool,
     pub input: String,
     /// High watermark minus committed offset, summed over the input's partitions.
@@ -106,7 +106,7 @@ impl Report {
     }
 }
 
-/// Takes the status of every stage. Needs DescribeGroups: fails at once on the embedded broker,
+/// Takes the status of every stage. Needs the group description APIs: fails at once on the embedded broker,
 /// naming the alternative.
 pub async fn report(t: &Topology) -> Result<Report, StatusError> {
     report_with(t, &mut SpendToday::new()).await

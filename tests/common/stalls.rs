@@ -9,6 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+/// One partition's first and last output and its gaps over 2 s (start, length), ms.
+pub type Timeline = (i64, i64, Vec<(i64, i64)>);
+
 /// The stalls of one run.
 #[derive(Debug, Clone)]
 pub struct Stalls {
@@ -23,7 +26,7 @@ pub struct Stalls {
     pub per_partition: BTreeMap<i32, (i64, i64)>,
     /// Per input partition: its first and last output and every gap over 2 s (start, length),
     /// ms since the first output of the run: the timeline an operator would read.
-    pub timeline: BTreeMap<i32, (i64, i64, Vec<(i64, i64)>)>,
+    pub timeline: BTreeMap<i32, Timeline>,
 }
 
 impl Stalls {

@@ -23,8 +23,7 @@ pub enum ReplayError {
     ActiveMembers { info: GroupInfo, how: String },
     #[error(
         "the broker refused to commit for group '{group}' ({code}): the group has active \
-         members (one joined after the check, or the group is a KIP-848 one, whose members \
-         DescribeGroups does not show).\n{how}"
+         members (one joined after the check).\n{how}"
     )]
     Refused { group: String, code: RDKafkaErrorCode, how: String },
     #[error(

@@ -63,7 +63,7 @@ impl Executed {
 }
 
 /// Commits the plan's changed offsets for its group, after checking that the group has no
-/// members (DescribeGroups: fails at once on the embedded broker, naming the alternative), that
+/// members (the group description APIs: fail at once on the embedded broker, naming the alternative), that
 /// no assign-only client announces itself as holding it, and that its commits are still the
 /// ones planned from; reads the offsets back to confirm.
 /// `how_to_stop` is added to a refusal.
