@@ -50,7 +50,12 @@ async fn two_replicas_never_hold_one_item_and_each_decision_is_written_once_befo
         note: String::new(),
     };
     let refused = lq.decide(first, loser, approve("loser's text")).await.expect_err("no claim");
-    assert!(matches!(refused, ActionError::NotHolder), "{refused}");
+    assert!(
+        matches!(&refused, ActionError::ClaimedBy { reviewer, .. } if *reviewer == winner.reviewer),
+        "the other reviewer is told who holds it, not that his claim lapsed: {refused}"
+    );
+    let told = refused.to_string();
+    assert!(told.contains("holds this item until") && told.contains("min left)"), "{told}");
     assert!(committed(&h) < 1, "nothing is committed past d0 before its decision is written");
     wq.decide(first, winner, approve("edited answer")).await.expect("the holder decides");
     let again = lq.decide(first, loser, approve("again")).await.expect_err("decided");
@@ -122,12 +127,19 @@ async fn a_lapsed_claim_passes_to_the_next_reviewer_and_the_first_can_no_longer_
     assert!(matches!(held, ActionError::ClaimedBy { .. }), "{held}");
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     q.claim(key, &actor("bob")).await.expect("the claim lapsed");
+    let bob_holds =
+        |e: &ActionError| matches!(e, ActionError::ClaimedBy { reviewer, .. } if reviewer == "bob");
     let stale = q.release(key, &actor("ann")).await.expect_err("ann no longer holds it");
-    assert!(matches!(stale, ActionError::NotHolder), "{stale}");
+    assert!(bob_holds(&stale), "{stale}");
     let judgement =
         || Judgement { decision: HumanDecision::Approved, answer: None, note: String::new() };
     let late = q.decide(key, &actor("ann"), judgement()).await.expect_err("lapsed");
-    assert!(matches!(late, ActionError::NotHolder), "{late}");
+    assert!(bob_holds(&late), "ann is told bob holds it now: {late}");
+    for blank in ["", "  \n "] {
+        let empty = Judgement { answer: Some(blank.into()), ..judgement() };
+        let refused = q.decide(key, &actor("bob"), empty).await.expect_err("empty answer");
+        assert!(matches!(refused, ActionError::EmptyAnswer), "{refused}");
+    }
     q.decide(key, &actor("bob"), judgement()).await.expect("bob holds it");
     let late = q.release(key, &actor("bob")).await.expect_err("decided");
     assert!(
@@ -217,7 +229,13 @@ async fn two_copies_of_one_document_get_exactly_one_decision_whoever_acts_on_whi
     );
     assert!(da.is_ok() != db.is_ok(), "one decision per document: {da:?} {db:?}");
     let refused = if da.is_ok() { db } else { da }.expect_err("the other reviewer");
-    assert!(matches!(refused, ActionError::NotHolder | ActionError::Decided), "{refused}");
+    assert!(
+        matches!(
+            refused,
+            ActionError::NotHolder | ActionError::ClaimedBy { .. } | ActionError::Decided
+        ),
+        "{refused}"
+    );
     let (loser, loser_copy, lq) = if ra.is_ok() { (&bob, copy1, &qb) } else { (&ann, copy0, &qa) };
     let again = lq.claim(loser_copy, loser).await.expect_err("the document is decided");
     assert!(matches!(again, ActionError::Decided), "{again}");

@@ -13,6 +13,8 @@
 //! With SLUICE_CONSOLE_SCREENSHOTS=DIR the flow's screenshots are kept there (docs/console).
 
 mod common;
+#[path = "console_browser/review.rs"]
+mod review;
 
 use std::collections::HashMap;
 use std::time::Duration;

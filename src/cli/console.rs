@@ -30,6 +30,11 @@ pub struct Args {
     /// The header the trusted proxy names the reviewer in.
     #[arg(long, default_value = console::access::DEFAULT_USER_HEADER)]
     proxy_user_header: String,
+    /// The origin reviewers open the console at (`https://review.example.com`), when a proxy in
+    /// front of it rewrites the Host header (nginx's default): forms from it pass the Origin
+    /// check, and the session cookie is `Secure` when it is https.
+    #[arg(long, env = "SLUICE_CONSOLE_PUBLIC_ORIGIN", value_parser = console::access::parse_origin)]
+    public_origin: Option<String>,
     /// Needs-human records held in memory per review stage; more wait in Kafka.
     #[arg(long, default_value_t = Limits::default().queue_items)]
     max_queue_items: usize,
@@ -68,6 +73,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     access.proxy = args
         .trusted_proxy
         .map(|addr| Proxy { addr, header: args.proxy_user_header.to_ascii_lowercase() });
+    access.public_origin = args.public_origin;
     let opts = ConsoleOptions {
         addr: args.addr,
         access,

@@ -1,7 +1,9 @@
 //! Who the console's reviewers are: the access file maps each reviewer's own token to their
 //! name and, optionally, the tenants they may see and decide; a trusted proxy may name the
 //! reviewer instead (its user header counts only on requests from its address). Without either
-//! the console is a single-user tool on loopback and the name is what the user types.
+//! the console is a single-user tool on loopback and the name is what the user types. Behind a
+//! TLS proxy that rewrites `Host` (nginx's default), the origin reviewers open is configured
+//! ([`parse_origin`]), so their forms pass the Origin check.
 //!
 //! The access file, one reviewer a line (`#` starts a comment):
 //!
@@ -43,12 +45,20 @@ pub struct Access {
     /// (token or `None` for proxy-only, reviewer).
     entries: Vec<(Option<String>, Reviewer)>,
     pub proxy: Option<Proxy>,
+    /// The origin reviewers open the console at (`https://review.example.com`), when a proxy in
+    /// front of it rewrites `Host`: forms from it pass the Origin check. Normalized by
+    /// [`parse_origin`].
+    pub public_origin: Option<String>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.entries.iter().map(|(_, r)| r.name.as_str()).collect();
-        f.debug_struct("Access").field("reviewers", &names).field("proxy", &self.proxy).finish()
+        f.debug_struct("Access")
+            .field("reviewers", &names)
+            .field("proxy", &self.proxy)
+            .field("public_origin", &self.public_origin)
+            .finish()
     }
 }
 
@@ -105,7 +115,7 @@ impl Access {
             });
             entries.push((token, Reviewer { name: name.to_owned(), tenants }));
         }
-        Ok(Self { entries, proxy: None })
+        Ok(Self { entries, proxy: None, public_origin: None })
     }
 
     /// Nobody to check: the single-user console on loopback.
@@ -143,6 +153,26 @@ impl Access {
     }
 }
 
+/// An origin as browsers send it in `Origin`: `http` or `https`, a host, an optional port, no
+/// path (a trailing `/` is dropped); lower-cased.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let why = || {
+        format!(
+            "'{text}' is not an origin: write the scheme and host reviewers open, like \
+             https://review.example.com or https://review.example.com:8443 (no path)"
+        )
+    };
+    let (scheme, host) = text.split_once("://").ok_or_else(why)?;
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        && !host.starts_with(':');
+    match (scheme, host_ok) {
+        ("http" | "https", true) => Ok(text.clone()),
+        _ => Err(why()),
+    }
+}
+
 /// Compares in time independent of where the first difference is.
 pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -177,5 +207,16 @@ mod tests {
         assert_eq!(Access::parse(&dup).err(), Some(AccessError::Duplicate(2)));
         assert_eq!(Access::parse(ANN).err(), Some(AccessError::Malformed(1)), "a bare token");
         assert!(Access::parse("").expect("empty").is_open());
+    }
+
+    #[test]
+    fn a_public_origin_is_a_scheme_and_a_host_without_a_path() {
+        let ok = parse_origin("HTTPS://Review.Example.com/").expect("an origin");
+        assert_eq!(ok, "https://review.example.com");
+        assert_eq!(parse_origin("http://[::1]:8080").as_deref(), Ok("http://[::1]:8080"));
+        for bad in ["review.example.com", "ftp://x", "https://", "https://x/review", "https://a b"]
+        {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 }

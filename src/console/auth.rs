@@ -4,7 +4,9 @@
 //! state-changing request must carry the session's CSRF token in its form. At most
 //! `max_sessions` live at once (a login past it ends the oldest), and an address that failed
 //! `max_failures` logins is refused for the rest of the minute. Sessions live in the replica's
-//! memory: behind a load balancer, route a reviewer to one replica (claims themselves are shared).
+//! memory: behind a load balancer, route a reviewer to one replica (claims themselves are shared,
+//! and belong to the reviewer, not the session: logging in again resumes them). A session also
+//! keeps a reviewer's unsent edit ([`Draft`]) across a refused form, shown once on the item page.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -27,8 +29,10 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub struct Session {
     /// The cookie's value: a bearer secret, never written anywhere.
     pub id: String,
-    /// Names this session in the review-claims topic (as the holder of claims); unrelated to
-    /// `id`, so reading the topic gives no one a session.
+    /// Names the reviewer in the review-claims topic as the holder of claims ([`holder_of`]):
+    /// the same for every session of one reviewer, so logging in again (after a console restart,
+    /// on another replica) resumes her claims; unrelated to `id`, so reading the topic gives no
+    /// one a session.
     pub holder: String,
     pub reviewer: String,
     /// The tenants this reviewer may see and decide; `None`: every tenant.
@@ -38,7 +42,25 @@ pub struct Session {
     pub csrf: String,
     /// A message for the next page shown: (is an error, text).
     pub flash: Option<(bool, String)>,
+    /// An edit a refused form carried, for its item page to show once.
+    pub draft: Option<Draft>,
     created: Instant,
+}
+
+/// What a reviewer typed into an item's decision form and has not had accepted yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// The review stage and the item (partition, offset).
+    pub stage: String,
+    pub item: (i32, i64),
+    /// The answer as she left it (`None`: the form carried none).
+    pub answer: Option<String>,
+    pub note: String,
+}
+
+/// The holder of a reviewer's claims in the review-claims topic.
+pub fn holder_of(reviewer: &str) -> String {
+    format!("reviewer:{reviewer}")
 }
 
 /// Why a login was refused.
@@ -115,12 +137,13 @@ impl Sessions {
     fn start(&self, reviewer: Reviewer, proxied: bool) -> Session {
         let session = Session {
             id: random_hex(),
-            holder: random_hex(),
+            holder: holder_of(&reviewer.name),
             reviewer: reviewer.name,
             tenants: reviewer.tenants,
             proxied,
             csrf: random_hex(),
             flash: None,
+            draft: None,
             created: Instant::now(),
         };
         let mut all = self.lock();
@@ -198,6 +221,25 @@ impl Sessions {
     pub fn flash(&self, id: &str, error: bool, text: impl Into<String>) {
         if let Some(s) = self.lock().get_mut(id) {
             s.flash = Some((error, text.into()));
+        }
+    }
+
+    /// Keeps `draft` for the session's next view of its item.
+    pub fn keep_draft(&self, id: &str, draft: Draft) {
+        if let Some(s) = self.lock().get_mut(id) {
+            s.draft = Some(draft);
+        }
+    }
+
+    /// Takes the session's draft when it is of the item `(stage, partition, offset)`.
+    pub fn take_draft(&self, id: &str, stage: &str, item: (i32, i64)) -> Option<Draft> {
+        let mut all = self.lock();
+        let session = all.get_mut(id)?;
+        let mine = session.draft.as_ref().is_some_and(|d| d.stage == stage && d.item == item);
+        if mine {
+            session.draft.take()
+        } else {
+            None
         }
     }
 
@@ -286,6 +328,22 @@ mod tests {
         assert!(session.set_cookie(false).ends_with("HttpOnly; SameSite=Strict"));
         assert!(session.set_cookie(true).ends_with("; Secure"));
         assert_ne!(session.holder, session.id, "the claims topic never carries the cookie");
+    }
+
+    #[test]
+    fn claims_belong_to_the_reviewer_and_a_draft_is_shown_once_on_its_item() {
+        let s = sessions("", 10, 10);
+        let (first, again) = (s.login(LOOPBACK, "ann", ""), s.login(LOOPBACK, "ann", ""));
+        let (first, again) = (first.expect("logs in"), again.expect("logs in"));
+        assert_ne!(first.id, again.id);
+        assert_eq!(first.holder, again.holder, "a new session holds what the reviewer claimed");
+        let bob = s.login(LOOPBACK, "bob", "").expect("logs in");
+        assert_ne!(bob.holder, first.holder);
+        let draft = Draft { stage: "review".into(), item: (0, 3), answer: None, note: "n".into() };
+        s.keep_draft(&first.id, draft.clone());
+        assert_eq!(s.take_draft(&first.id, "review", (0, 4)), None, "another item");
+        assert_eq!(s.take_draft(&first.id, "review", (0, 3)), Some(draft));
+        assert_eq!(s.take_draft(&first.id, "review", (0, 3)), None, "shown once");
     }
 
     #[test]

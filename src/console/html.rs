@@ -49,7 +49,7 @@ pub enum Nav {
     None,
 }
 
-/// A whole page.
+/// A whole page; the navigation and the reviewer's name only with a session.
 pub fn page(
     title: &str,
     nav: Nav,
@@ -61,8 +61,15 @@ pub fn page(
         let current = if nav == this { r#" aria-current="page""# } else { "" };
         format!(r#"<a id="{id}" href="{href}"{current}>{label}</a>"#)
     };
-    // Scoped reviewers are refused the pages of every tenant: no links to them.
-    let every = session.is_none_or(|s| s.tenants.is_none());
+    let links = session.map_or(String::new(), |s| {
+        let mut out = link("nav-review", "/review", "Review queue", Nav::Review);
+        // Scoped reviewers are refused the pages of every tenant: no links to them.
+        if s.tenants.is_none() {
+            out.push_str(&link("nav-dlq", "/dead-letters", "Dead letters", Nav::DeadLetters));
+            out.push_str(&link("nav-pipeline", "/pipeline", "Pipeline", Nav::Pipeline));
+        }
+        format!("<nav>{out}</nav>")
+    });
     let who = session.map_or(String::new(), |s| {
         format!(
             r#"<form method="post" action="/logout" class="who"><span>{}</span>{}<button type="submit">Log out</button></form>"#,
@@ -79,23 +86,13 @@ pub fn page(
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · sluice console</title>
+<link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/console.css">
 <script src="/assets/console.js" defer></script>
 </head><body>
-<header><strong class="brand">sluice</strong><nav>{}{}{}</nav>{who}</header>
+<header class="top"><strong class="brand">sluice</strong>{links}{who}</header>
 <main>{flash}<h1>{title}</h1>
 {body}</main></body></html>"#,
-        link("nav-review", "/review", "Review queue", Nav::Review),
-        if every {
-            link("nav-dlq", "/dead-letters", "Dead letters", Nav::DeadLetters)
-        } else {
-            String::new()
-        },
-        if every {
-            link("nav-pipeline", "/pipeline", "Pipeline", Nav::Pipeline)
-        } else {
-            String::new()
-        },
         title = esc(title),
     )
 }
@@ -117,6 +114,33 @@ pub fn options(
 /// Milliseconds since the epoch as RFC 3339, or a dash.
 pub fn time(ms: Option<i64>) -> String {
     ms.map_or("—".into(), crate::time::rfc3339)
+}
+
+/// The time of day of an instant, `14:05 UTC`.
+pub fn clock(ms: i64) -> String {
+    let t = crate::time::rfc3339_short(ms);
+    format!("{} UTC", t.get(11..16).unwrap_or(&t))
+}
+
+/// How long a claim has left, `9 min left`, rounded up (a claim with 10 s left has `1 min`).
+pub fn left(ms: i64) -> String {
+    let minutes = (ms.max(0) + 59_999) / 60_000;
+    match minutes {
+        0 => "lapsed".into(),
+        1..60 => format!("{minutes} min left"),
+        _ => format!("{} h {} min left", minutes / 60, minutes % 60),
+    }
+}
+
+/// A claim's remaining time as the page shows it (counted down by the page's script) and
+/// until when.
+pub fn claim_left(expires_ms: i64, now_ms: i64) -> String {
+    format!(
+        r#"<span class="left" data-left-ms="{}" title="until {}">{}</span>"#,
+        expires_ms - now_ms,
+        clock(expires_ms),
+        left(expires_ms - now_ms)
+    )
 }
 
 /// An age in seconds as `1h 2m`, `3m 4s` or `5s`.
@@ -148,5 +172,22 @@ mod tests {
         assert_eq!(url("a b&c=/é"), "a%20b%26c%3D%2F%C3%A9");
         assert_eq!(options("all", ["<x>".to_owned()], Some("<x>")).matches("&lt;x&gt;").count(), 2);
         assert_eq!((age(59), age(61), age(3_700)), ("59s".into(), "1m 1s".into(), "1h 1m".into()));
+    }
+
+    #[test]
+    fn a_claim_says_how_long_it_has_left() {
+        assert_eq!(left(540_000), "9 min left");
+        assert_eq!(left(10_000), "1 min left", "rounded up: never 0 min while it holds");
+        assert_eq!(left(0), "lapsed");
+        assert_eq!(left(-5), "lapsed");
+        assert_eq!(left(3_700_000), "1 h 2 min left");
+        assert_eq!(clock(1_795_702_980_000), "14:23 UTC");
+    }
+
+    #[test]
+    fn the_navigation_is_shown_only_with_a_session() {
+        let out = page("Log in", Nav::None, None, None, "");
+        assert!(!out.contains("<nav>") && !out.contains("nav-review"), "{out}");
+        assert!(out.contains(r#"rel="icon""#));
     }
 }

@@ -3,8 +3,9 @@
 //! replicas agree, one decision per document), the dead letters with redrive ([`dlq_pages`], through
 //! [`crate::ops::redrive`]), and the pipeline at a glance ([`pipeline_page`], through
 //! [`crate::ops::status`]). Server-rendered HTML ([`html`]) with a little script, assets
-//! compiled into the binary; who may log in in [`access`], sessions and CSRF in [`auth`]; routes
-//! in [`server`], what pages share in [`app`]; log lines through [`events`].
+//! compiled into the binary; who may log in in [`access`], sessions and CSRF in [`auth`], the
+//! login form in [`login`]; routes in [`server`], what pages share (and refusals as pages) in
+//! [`app`]; log lines through [`events`].
 //!
 //! Log lines are typed events ([`events`]); a test there fails when another file of `console/`
 //! calls `tracing`'s macros.
@@ -15,6 +16,7 @@ pub mod auth;
 mod dlq_pages;
 pub mod events;
 pub mod html;
+pub mod login;
 mod pipeline_page;
 mod pipeline_sampler;
 pub mod review;

@@ -1,26 +1,27 @@
 //! The console's HTTP side: the router, security headers, who a trusted proxy says a request
-//! comes from, `/metrics`, and logging in and out. What pages share is in [`super::app`].
+//! comes from, `/metrics`, the icon and the page for unknown paths. Logging in and out is in
+//! [`super::login`], what pages share in [`super::app`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 
-use super::app::{same_origin, App, FormData, Shared};
-use super::auth::{proxy_user, PROXY_USER};
+use super::app::{App, Shared};
+use super::auth::PROXY_USER;
 use super::html::{page, Nav};
 use super::review::{forms as review_forms, item_page as review_item, pages as review_pages};
-use super::{dlq_pages, pipeline_page};
+use super::{dlq_pages, login, pipeline_page};
 
 pub fn router(app: Shared) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/review") }))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/review", get(review_pages::list))
         .route("/review/item/{partition}/{offset}", get(review_item::item))
         .route("/review/item/{partition}/{offset}/claim", post(review_forms::claim))
@@ -37,12 +38,27 @@ pub fn router(app: Shared) -> Router {
             "/assets/console.js",
             get(|| asset("text/javascript", include_str!("assets/console.js"))),
         )
+        .route("/assets/icon.svg", get(|| asset("image/svg+xml", ICON)))
+        .route("/favicon.ico", get(|| asset("image/svg+xml", ICON)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), loopback_host))
         .layer(middleware::from_fn_with_state(app.clone(), proxied_user))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
+}
+
+/// The console's icon: a sluice gate.
+const ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2456c7"/><path d="M3 4h10v3H3zM3 9h10v3H3z" fill="#fff"/></svg>"##;
+
+/// A console page for a path it does not serve.
+async fn not_found(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let session = app.sessions.of(&headers);
+    let nav = if session.is_some() { Nav::Review } else { Nav::None };
+    let body = r#"<section class="card"><p>The console has no page at this address.</p><p><a class="button" href="/review">Go to the review queue</a></p></section>"#;
+    (StatusCode::NOT_FOUND, Html(page("Page not found", nav, session.as_ref(), None, body)))
+        .into_response()
 }
 
 async fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
@@ -131,99 +147,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");
     response
-}
-
-async fn login_page(State(app): State<Shared>, headers: HeaderMap) -> Html<String> {
-    Html(page("Log in", Nav::None, None, None, &login_form(&app, &headers, None)))
-}
-
-fn login_form(app: &App, headers: &HeaderMap, error: Option<&str>) -> String {
-    let access = &app.sessions.access;
-    let fields = match proxy_user(headers) {
-        Some(user) => format!(
-            r#"<p>Your proxy says you are <b>{}</b>.</p><input type="hidden" name="proxied" value="1">"#,
-            super::html::esc(&user)
-        ),
-        None if access.has_tokens() => r#"<label>Your console token (it names you) <input name="token" type="password" autocomplete="current-password" required></label>"#.to_owned(),
-        None if access.is_open() => r#"<label>Your name (recorded with every decision) <input name="reviewer" autocomplete="username" required maxlength="64"></label>"#.to_owned(),
-        None => "<p>Log in through the proxy in front of this console.</p>".to_owned(),
-    };
-    let error = error.map_or(String::new(), |e| {
-        format!(r#"<p class="flash error">{}</p>"#, super::html::esc(e))
-    });
-    format!(
-        r#"{error}<form id="login" method="post" action="/login" class="card">
-{fields}<button type="submit">Log in</button></form>"#
-    )
-}
-
-async fn login(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): FormData,
-) -> Response {
-    if !same_origin(&headers) {
-        return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
-    }
-    let field = |k: &str| form.get(k).map_or("", String::as_str);
-    let client = client_of(&app, peer.ip(), &headers);
-    let result = match proxy_user(&headers) {
-        Some(_) if field("token").is_empty() => app.sessions.login_proxied(&headers),
-        _ => app.sessions.login(client, field("reviewer"), field("token")),
-    };
-    match result {
-        Ok(session) => {
-            let via = match (session.proxied, app.sessions.access.has_tokens()) {
-                (true, _) => "proxy",
-                (false, true) => "token",
-                (false, false) => "name",
-            };
-            super::events::LoggedIn { reviewer: &session.reviewer, via }.emit();
-            let https = headers
-                .get("x-forwarded-proto")
-                .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-            ([(header::SET_COOKIE, session.set_cookie(https))], Redirect::to("/review"))
-                .into_response()
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            super::events::LoginRefused { reason: &reason, peer: client }.emit();
-            let status = match e {
-                super::auth::LoginError::TooMany => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            let form = login_form(&app, &headers, Some(&reason));
-            (status, Html(page("Log in", Nav::None, None, None, &form))).into_response()
-        }
-    }
-}
-
-/// Who a login attempt comes from: the TCP peer, or — when that is the trusted proxy — the
-/// client the proxy names last in `X-Forwarded-For` (the entry the proxy itself appended;
-/// earlier ones are the client's word). Without a usable entry, the proxy itself.
-fn client_of(app: &App, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    if app.sessions.access.proxy.as_ref().is_none_or(|p| p.addr != peer) {
-        return peer;
-    }
-    let last = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .map(str::trim);
-    last.and_then(|ip| ip.parse().ok()).unwrap_or(peer)
-}
-
-async fn logout(State(app): State<Shared>, headers: HeaderMap, Form(form): FormData) -> Response {
-    match app.actor(&headers, &form) {
-        Ok(s) => {
-            app.sessions.logout(&s.id);
-            Redirect::to("/login").into_response()
-        }
-        Err(r) => r.into_response(),
-    }
 }
 
 #[cfg(test)]

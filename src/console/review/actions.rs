@@ -29,10 +29,14 @@ pub struct Actor {
 pub enum ActionError {
     #[error("item {0}/{1} is not in the queue (decided already, or not read yet)")]
     Unknown(i32, i64),
-    #[error("{reviewer} holds this item until {until}")]
+    #[error("{reviewer} holds this item until {until}: it is theirs to decide until then")]
     ClaimedBy { reviewer: String, until: String },
-    #[error("your claim on this item lapsed or is about to: claim it again")]
+    #[error("your claim on this item lapsed and nobody holds it now: claim it again to decide it")]
     NotHolder,
+    #[error("your claim on this item ends in a few seconds: claim it again (that renews it), then decide")]
+    Lapsing,
+    #[error("an approved answer cannot be empty: write the answer, or reject with a note")]
+    EmptyAnswer,
     #[error("the item was decided already")]
     Decided,
     #[error("item {0}/{1} cannot be decoded and cannot be decided here: {2}")]
@@ -69,9 +73,7 @@ impl ReviewQueue {
         self.step(key, actor, ReviewStep::Claim, now + ttl, None).await?;
         match self.state().item_state(key) {
             s if s.holder_at(now_ms()).is_some_and(|(_, h)| h == actor.holder) => Ok(()),
-            ItemState::Claimed { reviewer, expires_ms, .. } => {
-                Err(ActionError::ClaimedBy { reviewer, until: crate::time::rfc3339(expires_ms) })
-            }
+            held @ ItemState::Claimed { .. } => Err(not_held(&held, actor, now_ms())),
             _ => Err(ActionError::Decided),
         }
     }
@@ -82,7 +84,7 @@ impl ReviewQueue {
         let _envelope = self.pending(key)?;
         let state = self.state().item_state(key);
         if state.holder_at(now_ms()).is_none_or(|(_, h)| h != actor.holder) {
-            return Err(ActionError::NotHolder);
+            return Err(not_held(&state, actor, now_ms()));
         }
         self.step(key, actor, ReviewStep::Release, 0, None).await.map(|_| ())
     }
@@ -100,13 +102,19 @@ impl ReviewQueue {
             return Err(ActionError::Undecodable(key.partition, key.offset, e));
         }
         let margin = DECIDE_MARGIN_MS.min(self.claim_ttl.as_millis() as i64 / 4);
-        let holds = self
-            .state()
-            .item_state(key)
-            .holder_at(now_ms() + margin)
-            .is_some_and(|(_, h)| h == actor.holder);
-        if !holds {
-            return Err(ActionError::NotHolder);
+        let state = self.state().item_state(key);
+        if state.holder_at(now_ms() + margin).is_none_or(|(_, h)| h != actor.holder) {
+            return Err(match not_held(&state, actor, now_ms()) {
+                ActionError::NotHolder if state.holder_at(now_ms()).is_some() => {
+                    ActionError::Lapsing
+                }
+                other => other,
+            });
+        }
+        // What would be published: an approval needs an answer with some text in it.
+        let published = verdict.answer.as_deref().or(original.as_deref()).unwrap_or_default();
+        if verdict.decision == HumanDecision::Approved && published.trim().is_empty() {
+            return Err(ActionError::EmptyAnswer);
         }
         // Edited means different text, whatever line endings the browser sent.
         let same =
@@ -268,6 +276,25 @@ impl ReviewQueue {
             return Err(ActionError::Unconfirmed);
         }
         Ok(offset)
+    }
+}
+
+/// Why `actor` may not act on an item in `state` at `now`: who holds it and until when, or
+/// that her claim lapsed.
+fn not_held(state: &ItemState, actor: &Actor, now: i64) -> ActionError {
+    match state.holder_at(now) {
+        Some((reviewer, holder)) if holder != actor.holder => {
+            let ItemState::Claimed { expires_ms, .. } = state else {
+                return ActionError::NotHolder;
+            };
+            let until = format!(
+                "{} ({})",
+                crate::console::html::clock(*expires_ms),
+                crate::console::html::left(expires_ms - now)
+            );
+            ActionError::ClaimedBy { reviewer: reviewer.to_owned(), until }
+        }
+        _ => ActionError::NotHolder,
     }
 }
 

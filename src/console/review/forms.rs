@@ -1,7 +1,8 @@
 //! The review queue's actions as form posts: claim, release, decide, and discard a record that
 //! cannot be decoded. Each checks the session and its CSRF token first ([`App::actor`]), then
 //! that the item's tenant is one the reviewer may decide; a decision runs on a task of its own,
-//! so a browser that goes away mid-request cannot cut it short between its steps.
+//! so a browser that goes away mid-request cannot cut it short between its steps. A refused
+//! decision never loses the reviewer's edit (see [`decide`]); flashes name the document.
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -16,8 +17,9 @@ use super::pages::{queue, Query_};
 use super::replica::ReviewQueue;
 use crate::avro::HumanDecision;
 use crate::console::app::{App, FormData, Refusal, Shared};
-use crate::console::auth::Session;
-use crate::console::html::url;
+use crate::console::auth::{Draft, Session};
+use crate::console::html::{esc, url, Nav};
+use crate::console::login::session_gone;
 
 fn actor(s: &Session) -> Actor {
     Actor { reviewer: s.reviewer.clone(), holder: s.holder.clone() }
@@ -50,6 +52,20 @@ pub(super) fn in_scope(session: &Session, queue: &ReviewQueue, key: ItemKey) -> 
     queue.state().items.get(&key).is_none_or(|i| scope.contains(i.tenant()))
 }
 
+/// How pages and flashes name the item at `key`: its document's id, or — for a record that does
+/// not decode — its position.
+pub(super) fn name_of(queue: &ReviewQueue, key: ItemKey) -> String {
+    let state = queue.state();
+    match state.items.get(&key).map(|i| &i.envelope) {
+        Some(Ok(e)) => e.document.id.clone(),
+        _ => format!("record {}:{}", key.partition, key.offset),
+    }
+}
+
+fn item_path(queue: &ReviewQueue, key: ItemKey) -> String {
+    format!("/review/item/{}/{}?stage={}", key.partition, key.offset, url(&queue.topics.stage))
+}
+
 fn back(
     app: &App,
     session: &Session,
@@ -76,13 +92,15 @@ pub async fn claim(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
+    let key = key_of(partition, offset);
+    let (session, queue) = match acting(&app, &headers, &q, &form, key) {
         Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
-    let result = queue.claim(key_of(partition, offset), &actor(&session)).await;
-    let to = format!("/review/item/{partition}/{offset}?stage={}", url(&queue.topics.stage));
-    back(&app, &session, result.map_err(|e| e.to_string()), "Claimed".into(), to)
+    let result = queue.claim(key, &actor(&session)).await;
+    let minutes = queue.claim_ttl.as_secs().div_ceil(60);
+    let ok = format!("Claimed {}: yours to decide for {minutes} min", name_of(&queue, key));
+    back(&app, &session, result.map_err(|e| e.to_string()), ok, item_path(&queue, key))
 }
 
 pub async fn release(
@@ -92,15 +110,19 @@ pub async fn release(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
+    let key = key_of(partition, offset);
+    let (session, queue) = match acting(&app, &headers, &q, &form, key) {
         Ok(acting) => acting,
         Err(r) => return r.into_response(),
     };
-    let result = queue.release(key_of(partition, offset), &actor(&session)).await;
-    let ok = format!("Item {partition}/{offset} is back in the queue");
+    let result = queue.release(key, &actor(&session)).await;
+    let ok = format!("{} is back in the queue", name_of(&queue, key));
     back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())
 }
 
+/// Approves or rejects. Every refusal keeps what she typed: refused here or by the queue, the
+/// edit goes back to the item page with the reason; without a session (a console restart), the
+/// page to log in again carries it; with an out-of-date form, the session keeps it.
 pub async fn decide(
     State(app): State<Shared>,
     headers: HeaderMap,
@@ -108,37 +130,63 @@ pub async fn decide(
     Query(q): Query_,
     Form(form): FormData,
 ) -> Response {
-    let (session, queue) = match acting(&app, &headers, &q, &form, key_of(partition, offset)) {
+    let key = key_of(partition, offset);
+    // Browsers send textarea line breaks as CRLF.
+    let answer = form.get("answer").map(|a| a.replace("\r\n", "\n"));
+    let note = form.get("note").map_or(String::new(), |n| n.replace("\r\n", "\n"));
+    let stage = queue(&app, &q).map(|r| r.topics.stage.clone()).unwrap_or_default();
+    let draft = Draft { stage, item: (partition, offset), answer: answer.clone(), note };
+    let (session, queue) = match acting(&app, &headers, &q, &form, key) {
         Ok(acting) => acting,
+        Err(Refusal::SessionGone) => return session_gone(&app, &headers, Some(&draft)),
+        Err(Refusal::StaleForm) => return stale_form(&app, &headers, draft),
         Err(r) => return r.into_response(),
     };
-    let note = form.get("note").map_or("", |n| n.trim()).to_owned();
+    let refused = |why: String, draft: Draft| {
+        app.sessions.keep_draft(&session.id, draft);
+        app.sessions.flash(&session.id, true, why);
+        Redirect::to(&item_path(&queue, key)).into_response()
+    };
+    let note = draft.note.trim().to_owned();
     let decision = match form.get("decision").map(String::as_str) {
         Some("approve") => HumanDecision::Approved,
         Some("reject") if !note.is_empty() => HumanDecision::Rejected,
-        Some("reject") => {
-            app.sessions.flash(&session.id, true, "A rejection needs a note saying why");
-            let to =
-                format!("/review/item/{partition}/{offset}?stage={}", url(&queue.topics.stage));
-            return Redirect::to(&to).into_response();
-        }
-        _ => {
-            return (axum::http::StatusCode::BAD_REQUEST, "decision must be approve or reject\n")
-                .into_response()
-        }
+        Some("reject") => return refused("A rejection needs a note saying why".into(), draft),
+        _ => return refused("Choose Approve or Reject".into(), draft),
     };
-    // Browsers send textarea line breaks as CRLF.
-    let answer = form.get("answer").map(|a| a.replace("\r\n", "\n"));
     let judgement = Judgement { decision, answer, note };
-    let who = actor(&session);
-    let task = async move { queue.decide(key_of(partition, offset), &who, judgement).await };
+    // Named before: once decided, the item leaves the queue.
+    let name = name_of(&queue, key);
+    let (who, deciding) = (actor(&session), queue.clone());
+    let task = async move { deciding.decide(key, &who, judgement).await };
     let result = match tokio::spawn(task).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(e) => Err(format!("the decision's task failed: {e}")),
     };
-    let word = if decision == HumanDecision::Approved { "Approved" } else { "Rejected" };
-    let ok = format!("{word} item {partition}/{offset}");
-    back(&app, &session, result, ok, "/review".into())
+    match result {
+        Ok(()) => {
+            let word = if decision == HumanDecision::Approved { "Approved" } else { "Rejected" };
+            app.sessions.flash(&session.id, false, format!("{word} {name}"));
+            Redirect::to("/review").into_response()
+        }
+        Err(e) => refused(format!("{name} was not decided: {e}"), draft),
+    }
+}
+
+/// A form shown before she last logged in: the session keeps the edit for the item's page.
+fn stale_form(app: &App, headers: &HeaderMap, draft: Draft) -> Response {
+    let Some(session) = app.sessions.of(headers) else {
+        return session_gone(app, headers, Some(&draft));
+    };
+    let to = format!("/review/item/{}/{}?stage={}", draft.item.0, draft.item.1, url(&draft.stage));
+    app.sessions.keep_draft(&session.id, draft);
+    let (status, title, why) = Refusal::StaleForm.explain();
+    let body = format!(
+        r#"<section class="card refusal"><p>{}</p><p><a class="button" href="{}">Back to the item (your edit is kept)</a></p></section>"#,
+        esc(why),
+        esc(&to)
+    );
+    (status, app.render(title, Nav::Review, &session, &body)).into_response()
 }
 
 pub async fn discard(
@@ -158,6 +206,6 @@ pub async fn discard(
         return Redirect::to("/review").into_response();
     }
     let result = queue.discard(key_of(partition, offset), &actor(&session)).await;
-    let ok = format!("Record {partition}/{offset} discarded: the queue moves past it");
+    let ok = format!("Record {partition}:{offset} discarded: the queue moves past it");
     back(&app, &session, result.map_err(|e| e.to_string()), ok, "/review".into())
 }

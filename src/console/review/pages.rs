@@ -1,5 +1,6 @@
-//! The review queue's pages: the queue (oldest first, filters, depth per tenant), an item with
-//! its decision form, and the claim, release and decide actions.
+//! The review queue's page: oldest first, filters, per tenant the items waiting for a reviewer
+//! and those claimed, and — when nothing waits — a sentence saying so, the filters disabled.
+//! An item's own page is [`super::item_page`]; the actions are [`super::forms`].
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -16,7 +17,7 @@ use crate::avro::Envelope;
 use crate::call::now_ms;
 use crate::console::app::{App, Shared};
 use crate::console::auth::Session;
-use crate::console::html::{age, csrf_field, esc, options, url, Nav};
+use crate::console::html::{age, claim_left, csrf_field, esc, options, url, Nav};
 
 /// Items listed on one page at most (the oldest).
 const LISTED: usize = 100;
@@ -72,34 +73,46 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
         esc(&queue.topics.approved),
         esc(&queue.topics.rejected)
     );
-    body.push_str(r#"<table id="depth"><thead><tr><th>Tenant</th><th>Waiting</th><th>Oldest</th></tr></thead><tbody>"#);
     let all = state.pending(&QueueFilter { scope, ..QueueFilter::default() });
-    for d in depth_of(&all) {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&d.tenant),
-            d.items,
-            age((now - d.oldest_ms) / 1000)
-        );
+    let depth = depth_of(&all, now);
+    if depth.is_empty() {
+        body.push_str(r#"<p id="queue-empty" class="empty card">No items waiting for review: new ones appear here as the review stage holds answers for a person.</p>"#);
+    } else {
+        body.push_str(r#"<table id="depth"><thead><tr><th>Tenant</th><th>Waiting</th><th>Claimed</th><th>Oldest</th></tr></thead><tbody>"#);
+        for d in &depth {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.tenant),
+                d.items - d.claimed,
+                d.claimed,
+                age((now - d.oldest_ms) / 1000)
+            );
+        }
+        body.push_str("</tbody></table>");
     }
-    body.push_str("</tbody></table>");
     let (tenants, labels) = facets_of(&all);
+    // Filtering an empty queue can do nothing: the controls are shown, disabled.
+    let off = if all.is_empty() { " disabled" } else { "" };
     let _ = write!(
         body,
         r#"<form id="filters" method="get" action="/review" class="row"><input type="hidden" name="stage" value="{}">
-<label>Tenant <select name="tenant">{}</select></label><label>Label <select name="label">{}</select></label>
-<button type="submit">Filter</button></form>"#,
+<label>Tenant <select name="tenant"{off}>{}</select></label><label>Label <select name="label"{off}>{}</select></label>
+<button type="submit"{off}>Filter</button></form>"#,
         esc(&queue.topics.stage),
         options("all tenants", tenants, filter.tenant.as_deref()),
         options("all labels", labels, filter.label.as_deref()),
     );
     let pending: Vec<_> = all.iter().filter(|(i, _)| filter.selects(i)).collect();
-    if pending.is_empty() {
-        body.push_str(r#"<p class="empty">Nothing waits for review.</p>"#);
+    if pending.is_empty() && !all.is_empty() {
+        let _ = write!(
+            body,
+            r#"<p class="empty">No items of this tenant and label wait for review. <a href="/review?stage={}">Show every item</a></p>"#,
+            url(&queue.topics.stage)
+        );
     }
     for (item, item_state) in pending.iter().take(LISTED) {
-        body.push_str(&item_card(item, item_state, &session, &queue.topics.stage, now, true));
+        body.push_str(&item_card(item, item_state, &session, &queue.topics.stage, now));
     }
     if pending.len() > LISTED {
         let _ = write!(
@@ -122,25 +135,24 @@ pub async fn list(State(app): State<Shared>, headers: HeaderMap, Query(q): Query
     app.render("Review queue", Nav::Review, &session, &body).into_response()
 }
 
-/// An item as the queue lists it; `with_claim`: with its claim button (not on its own page).
-pub(super) fn item_card(
-    item: &Item,
-    state: &ItemState,
-    session: &Session,
-    stage: &str,
-    now: i64,
-    with_claim: bool,
-) -> String {
+/// An item as the queue lists it, with its claim button.
+fn item_card(item: &Item, state: &ItemState, session: &Session, stage: &str, now: i64) -> String {
     let k = item.key;
     let held = state.holder_at(now);
+    let left = match state {
+        ItemState::Claimed { expires_ms, .. } => claim_left(*expires_ms, now),
+        _ => String::new(),
+    };
     let (claim_text, button) = match (state, held) {
-        (ItemState::Decided(d), _) => (format!("decided by {}", d.reviewer), ""),
+        (ItemState::Decided(d), _) => (format!("decided by {}", esc(&d.reviewer)), ""),
         (ItemState::Done, _) => ("decided".to_owned(), ""),
-        (_, Some((_, h))) if h == session.holder => ("you hold this item".to_owned(), "Continue"),
-        (_, Some((r, _))) => (format!("being reviewed by {r}"), "Claim"),
+        (_, Some((_, h))) if h == session.holder => {
+            (format!("you hold this item · {left}"), "Continue")
+        }
+        (_, Some((r, _))) => (format!("being reviewed by {} · {left}", esc(r)), "Claim"),
         (_, None) => ("waiting".to_owned(), "Claim &amp; review"),
     };
-    let with_claim = with_claim && state.is_pending();
+    let with_claim = state.is_pending();
     let disabled = if held.is_some_and(|(_, h)| h != session.holder) { " disabled" } else { "" };
     let (doc_id, summary) = match &item.envelope {
         Ok(e) => (e.document.id.clone(), summary(e)),
@@ -151,7 +163,7 @@ pub(super) fn item_card(
     };
     format!(
         r#"<article class="item card" data-doc="{doc}" data-item="{p}-{o}">
-<header><b>{doc}</b> <span class="muted">{tenant}{label} · {p}/{o} · waiting {waited}</span> <span class="state">{claim}</span></header>
+<header><b>{doc}</b> <span class="muted">{tenant}{label} · {p}:{o} · waiting {waited}</span> <span class="state">{claim}</span></header>
 {summary}{form}
 </article>"#,
         doc = esc(&doc_id),
@@ -164,7 +176,7 @@ pub(super) fn item_card(
             format!(" · {}", esc(item.label()))
         },
         waited = age((now - item.timestamp_ms) / 1000),
-        claim = esc(&claim_text),
+        claim = claim_text,
         form = if with_claim {
             format!(
                 r#"<form method="post" action="/review/item/{}/{}/claim?stage={}">{}<button class="claim" type="submit"{disabled}>{button}</button></form>"#,
@@ -226,7 +238,7 @@ fn undecodable(items: &[&Item], session: &Session, stage: &str, now: i64) -> Str
         let why = item.envelope.as_ref().err().map_or("", String::as_str);
         let _ = write!(
             out,
-            r#"<article class="undecodable" data-item="{p}-{o}"><p>{p}/{o} · waiting {waited}: {why}</p><form method="post" action="/review/item/{p}/{o}/discard?stage={stage}">{csrf}<label><input type="checkbox" name="confirm" value="yes" required> skip this record for good</label> <button type="submit" class="danger discard">Discard</button></form></article>"#,
+            r#"<article class="undecodable" data-item="{p}-{o}"><p>{p}:{o} · waiting {waited}: {why}</p><form method="post" action="/review/item/{p}/{o}/discard?stage={stage}">{csrf}<label><input type="checkbox" name="confirm" value="yes" required> skip this record for good</label> <button type="submit" class="danger discard">Discard</button></form></article>"#,
             p = k.partition,
             o = k.offset,
             waited = age((now - item.timestamp_ms) / 1000),

@@ -76,7 +76,10 @@ pub enum Inserted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantDepth {
     pub tenant: String,
+    /// Every pending item, claimed or not.
     pub items: usize,
+    /// Of `items`, those a reviewer holds an unexpired claim on (the rest wait for one).
+    pub claimed: usize,
     pub oldest_ms: i64,
 }
 
@@ -202,21 +205,23 @@ impl QueueState {
 
     /// Pending items and the oldest one's timestamp, per tenant.
     pub fn depth(&self) -> Vec<TenantDepth> {
-        depth_of(&self.pending(&QueueFilter::default()))
+        depth_of(&self.pending(&QueueFilter::default()), crate::call::now_ms())
     }
 }
 
-/// Pending items (as [`QueueState::pending`] lists them) and the oldest one's timestamp, per
-/// tenant.
-pub fn depth_of(pending: &[(&Item, ItemState)]) -> Vec<TenantDepth> {
+/// Pending items (as [`QueueState::pending`] lists them), those claimed at `now_ms`, and the
+/// oldest one's timestamp, per tenant.
+pub fn depth_of(pending: &[(&Item, ItemState)], now_ms: i64) -> Vec<TenantDepth> {
     let mut by: BTreeMap<&str, TenantDepth> = BTreeMap::new();
-    for (item, _) in pending {
+    for (item, state) in pending {
         let d = by.entry(item.tenant()).or_insert_with(|| TenantDepth {
             tenant: item.tenant().to_owned(),
             items: 0,
+            claimed: 0,
             oldest_ms: item.timestamp_ms,
         });
         d.items += 1;
+        d.claimed += usize::from(state.holder_at(now_ms).is_some());
         d.oldest_ms = d.oldest_ms.min(item.timestamp_ms);
     }
     by.into_values().collect()
@@ -343,8 +348,30 @@ mod tests {
         let only_b = QueueFilter { tenant: Some("b".into()), ..QueueFilter::default() };
         assert_eq!(s.pending(&only_b).len(), 1);
         let depth = s.depth();
-        assert_eq!(depth[0], TenantDepth { tenant: "a".into(), items: 2, oldest_ms: 10 });
+        assert_eq!(
+            depth[0],
+            TenantDepth { tenant: "a".into(), items: 2, claimed: 0, oldest_ms: 10 }
+        );
         assert_eq!(depth[1].items, 1);
+        let claim = ReviewEvent {
+            item_partition: 0,
+            item_offset: 6,
+            step: ReviewStep::Claim,
+            reviewer: "r".into(),
+            holder: "h".into(),
+            at_ms: 0,
+            expires_ms: 1_000,
+            decision: None,
+            answer: None,
+            note: None,
+            document: Some("d6".into()),
+            tenant: Some("a".into()),
+        };
+        s.ledger.apply(0, Some(&claim), 0);
+        let depth = depth_of(&s.pending(&QueueFilter::default()), 500);
+        assert_eq!((depth[0].items, depth[0].claimed), (2, 1), "claimed items are told apart");
+        let lapsed = depth_of(&s.pending(&QueueFilter::default()), 1_000);
+        assert_eq!(lapsed[0].claimed, 0, "a lapsed claim waits again");
     }
 
     #[test]
