@@ -108,7 +108,7 @@ fn meta(item: &Item, state: &ItemState, session: &Session, now: i64) -> String {
         l => format!(" · {}", esc(l)),
     };
     format!(
-        r#"<p class="meta muted">{}{label} · {}:{} · waiting {} · <span class="state">{who}</span></p>"#,
+        r#"<p class="meta muted"><span>{}{label} · {}:{} · waiting {}</span> <span class="state">{who}</span></p>"#,
         esc(item.tenant()),
         item.key.partition,
         item.key.offset,
@@ -168,10 +168,10 @@ fn decide_form(
     };
     format!(
         r#"<form id="decide" method="post" action="{decide}" class="card decide">{csrf}{restored}
-<label for="answer-text"><b>Answer</b> <span class="muted">edit before approving if needed</span></label>
+<label for="answer-text"><span><b>Answer</b> <span class="muted">edit before approving if needed</span></span></label>
 <textarea id="answer-text" name="answer" rows="10" data-original="{original}">
 {answer}</textarea>
-<label>Note <span class="muted">(required to reject)</span><textarea name="note" rows="2">{note}</textarea></label>
+<label><span>Note <span class="muted">(required to reject)</span></span><textarea name="note" rows="2">{note}</textarea></label>
 <div class="actions"><button name="decision" value="approve" type="submit">Approve</button>
 <button name="decision" value="reject" type="submit" class="danger">Reject</button>
 <button form="release" type="submit" class="link">Give back to the queue</button>
