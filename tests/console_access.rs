@@ -319,6 +319,15 @@ async fn an_empty_answer_is_refused_and_every_refusal_keeps_the_reviewers_edit()
     );
 
     let decide = "/review/item/0/0/decide?stage=review";
+    let mut bob = Browser::new(&c);
+    assert_eq!(bob.login("bob", "").await, 303);
+    let (_, bobs) = item_page(&bob, "/review").await;
+    let r = bob.post(decide, decide_form(&bobs, "approve", "bob wrote this", ""), None).await;
+    assert_eq!(r.headers()["location"], "/review/item/0/0?stage=review");
+    let (html, _) = item_page(&bob, "/review/item/0/0?stage=review").await;
+    assert!(html.contains("ann holds this item until") && html.contains("min left)"), "{html}");
+    assert!(!html.contains("lapsed"), "he never held it: {html}");
+    assert!(html.contains(">bob wrote this</textarea>"), "his text, to copy: {html}");
     for blank in ["", "   ", " \r\n\t "] {
         let r = b.post(decide, decide_form(&csrf, "approve", blank, ""), None).await;
         assert_eq!(r.status(), 303, "{blank:?}");

@@ -98,6 +98,16 @@ pub async fn claim(
         Err(r) => return r.into_response(),
     };
     let result = queue.claim(key, &actor(&session)).await;
+    // An edit refused while the claim had lapsed comes along, for the form to show.
+    if form.contains_key("draft_answer") || form.contains_key("draft_note") {
+        let draft = Draft {
+            stage: queue.topics.stage.clone(),
+            item: (partition, offset),
+            answer: form.get("draft_answer").cloned(),
+            note: form.get("draft_note").cloned().unwrap_or_default(),
+        };
+        app.sessions.keep_draft(&session.id, draft);
+    }
     let minutes = queue.claim_ttl.as_secs().div_ceil(60);
     let ok = format!("Claimed {}: yours to decide for {minutes} min", name_of(&queue, key));
     back(&app, &session, result.map_err(|e| e.to_string()), ok, item_path(&queue, key))

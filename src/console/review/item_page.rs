@@ -83,7 +83,11 @@ pub async fn item(
         (true, ItemState::Claimed { expires_ms, .. }) => {
             body.push_str(&decide_form(envelope, &session, draft.as_ref(), &action, *expires_ms))
         }
-        _ => body.push_str(&answer_card(envelope, &item_state, &session, &action("claim"), now)),
+        _ => {
+            let claim = action("claim");
+            let card = answer_card(envelope, &item_state, &session, &claim, draft.as_ref(), now);
+            body.push_str(&card);
+        }
     }
     body.push_str(&passages(envelope));
     body.push_str("</div>");
@@ -187,15 +191,25 @@ fn decide_form(
     )
 }
 
-/// The answer as others see it, with the claim button while the item is pending.
+/// The answer as others see it, with the claim button while the item is pending; with her
+/// kept edit (a decision refused because her claim lapsed or someone else holds the item), that
+/// edit to copy, carried by the claim so the form shows it once the item is hers again.
 fn answer_card(
     e: &Envelope,
     state: &ItemState,
     session: &Session,
     claim: &str,
+    draft: Option<&Draft>,
     now: i64,
 ) -> String {
     let answer = e.answer.as_ref().map_or("(no answer)", |a| a.text.as_str());
+    let carried = draft.map_or(String::new(), |d| {
+        format!(
+            r#"<input type="hidden" name="draft_answer" value="{}"><input type="hidden" name="draft_note" value="{}">"#,
+            esc(d.answer.as_deref().unwrap_or(answer)),
+            esc(&d.note)
+        )
+    });
     let form = match (state.is_pending(), state.holder_at(now)) {
         (false, _) => String::new(),
         (true, Some((r, _))) => format!(
@@ -203,12 +217,18 @@ fn answer_card(
             esc(r)
         ),
         (true, None) => format!(
-            r#"<form method="post" action="{claim}">{}<button class="claim" type="submit">Claim &amp; review</button></form>"#,
+            r#"<form method="post" action="{claim}">{}{carried}<button class="claim" type="submit">Claim &amp; review</button></form>"#,
             csrf_field(session)
         ),
     };
+    let kept = draft.map_or(String::new(), |d| {
+        format!(
+            r#"<label>Your edit, not sent<textarea id="kept-answer" readonly rows="6">{}</textarea></label>"#,
+            esc(d.answer.as_deref().unwrap_or(answer))
+        )
+    });
     format!(
-        r#"<section class="card decide"><h2>Answer</h2><p class="answer">{}</p>{form}</section>"#,
+        r#"<section class="card decide"><h2>Answer</h2><p class="answer">{}</p>{kept}{form}</section>"#,
         esc(answer)
     )
 }
