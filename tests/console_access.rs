@@ -127,6 +127,23 @@ fn a_short_token_in_the_access_file_stops_the_console_before_it_starts() {
     assert!(!stderr.contains("short-token-here"), "the token is not echoed: {stderr}");
 }
 
+#[test]
+fn a_public_origin_that_is_not_one_stops_the_console_before_it_starts() {
+    let console = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        c.args(["console", "--topology", "topologies/support-rag.yaml"])
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1");
+        c
+    };
+    let flag = console().args(["--public-origin", "review.example.com/console"]).output();
+    let env = console().env("SLUICE_CONSOLE_PUBLIC_ORIGIN", "https://x/console").output();
+    for out in [flag.expect("run"), env.expect("run")] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("is not an origin") && stderr.contains("https://"), "{stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_token_names_its_reviewer_and_a_scoped_reviewer_sees_and_decides_only_their_tenants() {
     let h = Harness::start(&topology(&unique("cs"))).await;
