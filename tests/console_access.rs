@@ -382,15 +382,17 @@ async fn an_empty_answer_is_refused_and_every_refusal_keeps_the_reviewers_edit()
 async fn after_a_console_restart_the_reviewer_logs_in_again_and_finds_her_claim_and_her_edit() {
     let h = Harness::start(&topology(&unique("cz"))).await;
     needs_human(&h, "doc-007", "acme", "Where is my parcel?").await;
-    let first = start(&h, Duration::from_secs(600)).await;
+    // Two console processes: the second, like the first after a restart, knows no session of
+    // hers. (Started together: a console started next to a running one, or right after one
+    // stopped, waits out the group membership of the other, ~45 s on the embedded broker.)
+    let ttl = Duration::from_secs(600);
+    let (first, second) = tokio::join!(start(&h, ttl), start(&h, ttl));
     assert!(wait_until(TIMEOUT, || async { pending(&first).await.len() == 1 }).await);
     let mut b = Browser::new(&first);
     assert_eq!(b.login("ann", "").await, 303);
     let (_, csrf) = item_page(&b, "/review").await;
     b.post("/review/item/0/0/claim", form(&[("csrf", &csrf)]), None).await;
     first.stop().await;
-
-    let second = start(&h, Duration::from_secs(600)).await;
     let key = sluice::console::ledger::ItemKey { partition: 0, offset: 0 };
     let claimed = || {
         let state = second.app.queues[0].state();
@@ -398,6 +400,11 @@ async fn after_a_console_restart_the_reviewer_logs_in_again_and_finds_her_claim_
     };
     assert!(wait_until(TIMEOUT, || async { claimed() }).await, "the claim is read back");
     b.base = format!("http://{}", second.addr);
+    let r = b.get("/review/item/0/0?stage=review").await;
+    let login = "/login?draft_stage=review&draft_item=0%2F0";
+    assert_eq!(r.headers()["location"], login, "a reload of her item: log in, then back to it");
+    let page = b.get(login).await.text().await.expect("body");
+    assert!(page.contains(r#"name="draft_item" value="0/0""#), "{page}");
     let edit = "It left the depot today (edited before the restart)";
     let decide = "/review/item/0/0/decide?stage=review";
     let r = b.post(decide, decide_form(&csrf, "approve", edit, "checked"), None).await;

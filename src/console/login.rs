@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
@@ -15,8 +15,21 @@ use super::app::{App, FormData, Refusal, Shared};
 use super::auth::{proxy_user, Draft};
 use super::html::{esc, page, url, Nav};
 
-pub async fn login_page(State(app): State<Shared>, headers: HeaderMap) -> Html<String> {
-    Html(page("Log in", Nav::None, None, None, &login_form(&app, &headers, None, None)))
+/// The login page; `?draft_stage=S&draft_item=P/O` (an item page asked for without a session)
+/// brings her back to that item once logged in.
+pub async fn login_page(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Html<String> {
+    let back = draft_of(&app, &q);
+    let form = login_form(&app, &headers, None, back.as_ref());
+    Html(page("Log in", Nav::None, None, None, &form))
+}
+
+/// Where the login page of an item's page without a session is.
+pub fn login_for_item(stage: &str, item: (i32, i64)) -> String {
+    format!("/login?draft_stage={}&draft_item={}%2F{}", url(stage), item.0, item.1)
 }
 
 /// The login form; with `draft`, the edit a refused form carried, shown and posted along so the

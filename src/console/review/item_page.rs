@@ -19,6 +19,7 @@ use crate::call::now_ms;
 use crate::console::app::{Refusal, Shared};
 use crate::console::auth::{Draft, Session};
 use crate::console::html::{age, claim_left, csrf_field, esc, url, Nav};
+use crate::console::login::login_for_item;
 
 pub async fn item(
     State(app): State<Shared>,
@@ -28,6 +29,12 @@ pub async fn item(
 ) -> Response {
     let session = match app.viewer(&headers) {
         Ok(s) => s,
+        // Her session ended (a console restart): back here once she logged in again (the
+        // login page checks the stage).
+        Err(Refusal::Login) => {
+            let stage = q.get("stage").map_or("", String::as_str);
+            return Redirect::to(&login_for_item(stage, (partition, offset))).into_response();
+        }
         Err(r) => return r.into_response(),
     };
     let Some(queue) = queue(&app, &q) else { return Redirect::to("/review").into_response() };
