@@ -489,3 +489,33 @@ async fn refusals_and_unknown_paths_are_console_pages_and_a_public_origin_passes
     let lost = b.get("/no/such/page").await.text().await.expect("body");
     assert!(lost.contains("nav-review"), "a logged-in reviewer keeps her navigation");
 }
+
+/// A decision sent after her claim lapsed is refused with her text kept: the item page shows it,
+/// and claiming the item again brings it back into the form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_sent_after_the_claim_lapsed_comes_back_with_the_claim() {
+    let h = Harness::start(&topology(&unique("cy"))).await;
+    needs_human(&h, "doc-009", "acme", "Is my order shipped?").await;
+    let ttl = Duration::from_secs(2);
+    let c = start(&h, ttl).await;
+    assert!(wait_until(TIMEOUT, || async { pending(&c).await.len() == 1 }).await);
+    let mut b = Browser::new(&c);
+    assert_eq!(b.login("ann", "").await, 303);
+    let (_, csrf) = item_page(&b, "/review").await;
+    b.post("/review/item/0/0/claim", form(&[("csrf", &csrf)]), None).await;
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let edit = "Shipped on Tuesday (edited after the claim lapsed)";
+    let decide = "/review/item/0/0/decide?stage=review";
+    let r = b.post(decide, decide_form(&csrf, "approve", edit, "late"), None).await;
+    assert_eq!(r.headers()["location"], "/review/item/0/0?stage=review");
+    let (html, _) = item_page(&b, "/review/item/0/0?stage=review").await;
+    assert!(html.contains("your claim on this item lapsed"), "{html}");
+    assert!(html.contains(&format!(r#"id="kept-answer" readonly rows="6">{edit}</textarea>"#)));
+    assert!(html.contains(&format!(r#"name="draft_answer" value="{edit}""#)), "{html}");
+    let claim = form(&[("csrf", &csrf), ("draft_answer", edit), ("draft_note", "late")]);
+    let r = b.post("/review/item/0/0/claim?stage=review", claim, None).await;
+    assert_eq!(r.headers()["location"], "/review/item/0/0?stage=review");
+    let (html, _) = item_page(&b, "/review/item/0/0?stage=review").await;
+    assert!(html.contains(r#"id="decide""#) && html.contains(&format!("{edit}</textarea>")));
+    assert!(html.contains(">late</textarea>"), "{html}");
+}
