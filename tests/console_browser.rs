@@ -13,6 +13,8 @@
 //! With SLUICE_CONSOLE_SCREENSHOTS=DIR the flow's screenshots are kept there (docs/console).
 
 mod common;
+#[path = "console_browser/dead_letters.rs"]
+mod dead_letters;
 
 use std::collections::HashMap;
 use std::time::Duration;
