@@ -15,10 +15,10 @@
 //!   processed once the stage's group committed past the furthest place the record was seen (its
 //!   first rung or the input, a later rung, the deferred topic), waiting before.
 //!
-//! Reading stays bounded: only the records written since the oldest finished letter shown failed,
-//! at most [`SCAN`] per partition of each topic the stage reads. A letter whose record is not
-//! found (discarded, refused, or redriven before what is left on those topics) is finished,
-//! without more said.
+//! Reading stays bounded: the newest [`SCAN`] records per partition of each topic the stage reads
+//! (those written before the oldest letter looked for failed are skipped unread; the embedded
+//! broker cannot look offsets up by time). A letter whose record is not found (discarded,
+//! refused, or redriven before those records) is finished, without more said.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -37,8 +37,9 @@ use crate::retry::state::{read_headers, HeaderPair};
 
 pub use super::redrive::route::REDRIVEN_FROM;
 
-/// Records read per partition of each topic the stage reads, looking for redriven records.
-pub const SCAN: i64 = 20_000;
+/// Records read per partition of each topic the stage reads, looking for redriven records: the
+/// newest.
+pub const SCAN: i64 = 10_000;
 
 /// What became of one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -207,7 +208,8 @@ fn reads(t: &Topology, spec: &StageSpec) -> Vec<String> {
     topics
 }
 
-/// Where the records redriven from `letters` were seen on `topics` since `since_ms`, and the
+/// Where the records redriven from `letters` were seen on `topics` (written since `since_ms`,
+/// among the newest [`SCAN`] of each partition), and the
 /// stage group's committed offset of every partition seen (blocking).
 fn sightings(
     kafka: &crate::config::KafkaSettings,
@@ -220,15 +222,13 @@ fn sightings(
     let mut committed = HashMap::new();
     for (index, topic) in topics.iter().enumerate() {
         let Ok(positions) = groups::positions(kafka, &spec.group, topic, None) else { continue };
-        let ids: Vec<i32> = positions.iter().map(|p| p.partition).collect();
-        let from = groups::offsets_at(kafka, topic, &ids, since_ms)?;
         let ranges: Vec<Range> = positions
             .iter()
-            .zip(from)
-            .filter_map(|(p, (_, from))| {
-                let from = from?.max(p.low);
-                let to = p.high.min(from.saturating_add(SCAN));
-                Some(Range { topic: topic.clone(), partition: p.partition, from, to })
+            .map(|p| Range {
+                topic: topic.clone(),
+                partition: p.partition,
+                from: p.low.max(p.high - SCAN),
+                to: p.high,
             })
             .collect();
         for p in &positions {
@@ -237,6 +237,9 @@ fn sightings(
             }
         }
         read_ranges(kafka, &ranges, Duration::from_secs(5), |m| {
+            if m.timestamp().to_millis().is_some_and(|ts| ts < since_ms) {
+                return;
+            }
             let headers = read_headers(m.headers());
             let Some(at) = named(&headers, &spec.dead_letter_topic) else { return };
             let Some((key, value)) = letters.get(&at) else { return };
