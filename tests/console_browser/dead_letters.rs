@@ -23,11 +23,15 @@ async fn a_redriven_letter_is_shown_as_such_and_the_page_fits_a_phone() {
     l.error_message = format!("content policy: {}", "x".repeat(300));
     write_letters(&h, &[l]).await;
     let c = start_opts(&h, |_| {}).await;
-    let env = [
+    let mut env = vec![
         ("CONSOLE_URL", format!("http://{}", c.addr)),
         ("CONSOLE_DLQ_STAGE", "work".to_owned()),
         ("CONSOLE_DLQ_AT", "0:0".to_owned()),
     ];
+    // With SLUICE_CONSOLE_SCREENSHOTS=DIR the flow's screenshots (dlq-*.png) are kept there.
+    if let Ok(dir) = std::env::var("SLUICE_CONSOLE_SCREENSHOTS") {
+        env.push(("SCREENSHOT_DIR", dir));
+    }
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
             .arg(flow)

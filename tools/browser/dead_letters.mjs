@@ -5,6 +5,7 @@
 //
 // Environment: CONSOLE_URL (required), CONSOLE_DLQ_STAGE (required), CONSOLE_DLQ_AT (the letter's
 // P:O, required), SLUICE_CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR (optional).
+// Screenshots dlq-overview.png, dlq-phone.png, dlq-preview.png, dlq-redriven.png go to SCREENSHOT_DIR when set.
 // Prints one JSON line on success; on failure, what failed to stderr, and exits 1.
 
 import { chromium } from 'playwright-core';
@@ -55,7 +56,7 @@ async function flow(browser) {
   const letter = desk.locator(`article.letter[data-at="${AT}"]`);
   await letter.waitFor();
   if ((await letter.getAttribute('data-state')) !== 'outstanding') fail(`letter ${AT} is not outstanding at first`);
-  await shot(desk, 'dead-letters.png');
+  await shot(desk, 'dlq-overview.png');
 
   step = 'phone';
   const phone = await page(browser, { ...PHONE, storageState: await desk.context().storageState() });
@@ -63,7 +64,7 @@ async function flow(browser) {
   await phone.locator('#dlq-overview').waitFor();
   await phone.locator(`article.letter[data-at="${AT}"] details summary`).click();
   await noSidewaysOverflow(phone, 'the dead-letter page');
-  await shot(phone, 'dead-letters-phone.png');
+  await shot(phone, 'dlq-phone.png');
 
   step = 'preview';
   await letter.locator('button.redrive-preview').click();
@@ -71,7 +72,7 @@ async function flow(browser) {
   await desk.locator('#redrive-warning').waitFor();
   const counts = await desk.locator('#redrive-counts').innerText();
   if (!/finished by earlier runs: 0/.test(counts)) fail(`the preview's counts are not the letter's: ${counts}`);
-  await shot(desk, 'redrive-preview.png');
+  await shot(desk, 'dlq-preview.png');
 
   step = 'confirmation';
   // The browser refuses to send the form while the confirmation is unticked.
@@ -92,6 +93,7 @@ async function flow(browser) {
   if (!(await letter.locator('button.redrive-preview').isDisabled())) fail('its redrive button is still active');
   const badge = (await letter.locator('.state').innerText()).trim();
   if (!/^redriven/.test(badge)) fail(`its state says ${JSON.stringify(badge)}`);
+  await shot(desk, 'dlq-redriven.png');
   await phone.goto(`/dead-letters?stage=${encodeURIComponent(STAGE)}`);
   await noSidewaysOverflow(phone, 'the dead-letter page after the redrive');
   return { state, badge, result };

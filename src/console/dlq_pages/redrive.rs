@@ -61,7 +61,8 @@ fn plan_table(r: &RedriveReport, sel: &Selection) -> String {
     };
     let _ = write!(
         out,
-        r#"</tbody></table></div><p class="muted" id="redrive-counts">In this selection: left in place by the loop guard: {} · cannot be redriven: {}{done}. Letters outside it are left alone; the position is kept in group <code>{}</code>.</p>"#,
+        r#"</tbody></table></div><p class="muted" id="redrive-counts">In this selection: to redrive: {} · left in place by the loop guard: {} · cannot be redriven: {}{done}. Letters outside it are left alone; the position is kept in group <code>{}</code>.</p>"#,
+        r.planned(),
         r.loop_guarded_count,
         r.unredrivable_count,
         esc(&r.group)
