@@ -65,6 +65,9 @@ async function flow(browser) {
   await phone.locator(`article.letter[data-at="${AT}"] details summary`).click();
   await noSidewaysOverflow(phone, 'the dead-letter page');
   await shot(phone, 'dlq-phone.png');
+  await phone.locator(`article.letter[data-at="${AT}"] button.redrive-preview`).click();
+  await phone.locator('#redrive-warning').waitFor();
+  await noSidewaysOverflow(phone, 'the redrive preview');
 
   step = 'preview';
   await letter.locator('button.redrive-preview').click();
