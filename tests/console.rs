@@ -379,12 +379,12 @@ async fn the_dead_letter_page_reads_at_most_its_configured_number_of_letters() {
     assert_eq!(b.login("ann", "").await, 303);
     let html = b.get("/dead-letters?stage=review").await.text().await.expect("body");
     let letters = partitions * per_partition;
-    assert!(html.contains(&format!("{letters} record(s)")), "{html}");
+    assert!(html.contains(&format!("<b>{letters}</b> letter(s)")), "{html}");
     assert_eq!(html.matches(r#"class="letter card""#).count(), shown, "{html}");
     for p in 0..partitions {
         // The newest two of each partition (offsets 2 and 3), nothing older.
         for (offset, read) in [(0, false), (1, false), (2, true), (3, true)] {
-            let card = format!(">{p}/{offset}: not a dead letter");
+            let card = format!("<code>{p}:{offset}</code> is not a dead letter");
             assert_eq!(html.contains(&card), read, "{card}: {html}");
         }
     }

@@ -15,6 +15,8 @@
 mod common;
 #[path = "console_browser/review.rs"]
 mod review;
+#[path = "console_browser/dead_letters.rs"]
+mod dead_letters;
 
 use std::collections::HashMap;
 use std::time::Duration;

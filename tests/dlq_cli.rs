@@ -73,3 +73,43 @@ async fn discard_shows_the_plan_then_acknowledges_the_selected_letters() {
     assert_eq!(position(), [3]);
     assert_eq!(h.count(&input).await, 1);
 }
+
+/// Issue 24 #5: `--at` takes `P:O` and says so when given another notation; `dlq inspect` writes
+/// positions the same way, and counts the outstanding letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_are_written_and_taken_as_partition_colon_offset() {
+    let refused = Command::new(BIN)
+        .args(["dlq", "redrive", "--stage", "work", "--topology", "t.yaml", "--at", "0@2"])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("expected PARTITION:OFFSET such as 2:0; got 0@2"), "{stderr}");
+
+    let yaml = OneStage::new(1, "{ max_in_flight: 8, per_partition: 8 }").yaml();
+    let h = Harness::start(&yaml).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("topology.yaml");
+    std::fs::write(&path, &yaml).expect("write topology");
+    let (codec, input) = (h.codec().await, h.input());
+    let value = h.encode(&codec, &input, &document("id-0", "t", "text"));
+    let one =
+        DeadLetter { original_partition: 0, original_offset: 5, ..letter(&h, "id-0", Some(value)) };
+    write_letters(&h, &[one]).await;
+    let mut inspect = Command::new(BIN);
+    inspect
+        .args(["dlq", "inspect", "--stage", "work", "--topology"])
+        .arg(&path)
+        .env("KAFKA_BOOTSTRAP_SERVERS", h.stack.kafka.bootstrap_servers())
+        .env("SCHEMA_REGISTRY_URL", &h.topology.schema_registry.url)
+        .env("RUST_LOG", "warn");
+    let out = tokio::task::spawn_blocking(move || inspect.output().expect("inspect"))
+        .await
+        .expect("joins");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 outstanding"), "{stdout}");
+    assert!(stdout.contains(&format!("- 0:0 key id-0 from {input} 0:5")), "{stdout}");
+    assert!(stdout.contains("; outstanding"), "{stdout}");
+    assert!(!stdout.contains("0@0"), "{stdout}");
+}

@@ -19,7 +19,9 @@ use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use sluice::avro::DeadLetterClass;
+use sluice::ops::dlq::fate::REDRIVEN_FROM;
 use sluice::ops::dlq::redrive::position::Position;
+use sluice::ops::dlq::{At, Fate, Letters};
 use sluice::ops::{self, DlqError, Filter, PlanRow, RedriveOptions, RedriveReport, REDRIVE_COUNT};
 use sluice::stage::StageError;
 
@@ -127,10 +129,15 @@ async fn a_dry_run_changes_nothing_and_execute_redrives_exactly_the_selected_rec
     let (key, value, headers) = &now[4];
     let original = originals.iter().find(|r| r.0.as_deref() == Some("id-1")).expect("id-1");
     assert_eq!((key, value), (&original.0, &original.1), "the original key and value");
+    let from = format!("{}:0:1", h.dlq());
     assert_eq!(
         headers,
-        &[("x-origin".to_owned(), "app-1".to_owned()), (REDRIVE_COUNT.to_owned(), "1".to_owned())],
-        "the original headers and a redrive count"
+        &[
+            ("x-origin".to_owned(), "app-1".to_owned()),
+            (REDRIVE_COUNT.to_owned(), "1".to_owned()),
+            (REDRIVEN_FROM.to_owned(), from)
+        ],
+        "the original headers, a redrive count, and the letter it was redriven from"
     );
 
     let again = redrive(&h, execute(class(DeadLetterClass::RetriesExhausted))).await;
@@ -291,4 +298,89 @@ async fn a_position_selects_one_letter_of_a_document_that_failed_twice() {
     assert_eq!(h.count(&input).await, 1);
     let rest = redrive(&h, execute(Filter { ids: vec!["id-7".into()], ..Filter::default() })).await;
     assert_eq!((rest.redriven, rest.done_before), (1, 1), "the other letter is still there");
+}
+
+/// Every letter of stage `work`: its position, key and fate.
+async fn fates_of(h: &Harness) -> Vec<(At, String, Fate)> {
+    let (t, dlq, codec) = (&h.topology, h.dlq(), h.codec().await);
+    let records = ops::dlq::read::read_all(t, &codec, &dlq).await.expect("read");
+    let fates = ops::dlq::fates(t, &t.stages[0], &records).await.expect("fates");
+    let key = |r: &ops::dlq::read::DlqRecord| {
+        r.letter.as_ref().ok().and_then(|l| l.original_key.clone()).unwrap_or_default()
+    };
+    records
+        .iter()
+        .map(|r| {
+            let at = At::new(r.partition, r.offset);
+            (at, String::from_utf8_lossy(&key(r)).into_owned(), fates[&at].clone())
+        })
+        .collect()
+}
+
+/// Issue 24 #4: after a redrive, the letters are outstanding no more — counted apart from all
+/// letters — and each says what became of its record: one processed, one dead-lettered again
+/// (at the newer letter, itself outstanding). A single letter's dry run counts only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redriven_letters_are_no_longer_outstanding_and_say_what_became_of_them() {
+    let h = Harness::start(&OneStage::new(1, WINDOW).yaml()).await;
+    h.produce_docs(0..3, Some(0), |_| None).await;
+    let fail_first =
+        HashMap::from([("id-0".to_owned(), (1, StageError::permanent("provider outage")))]);
+    let fail = HashMap::from([("id-1".to_owned(), StageError::permanent("content policy"))]);
+    let stage = TestStage::new(Script { fail_first, fail, ..Script::default() });
+    let running = h.start_stage(stage.clone()).await;
+    let dlq = h.dlq();
+    let letters = |n: usize| {
+        let (h, dlq) = (&h, dlq.clone());
+        move || {
+            let dlq = dlq.clone();
+            async move { h.count(&dlq).await >= n }
+        }
+    };
+    running.until(TIMEOUT, "both dead-lettered", letters(2)).await;
+    let spec = h.topology.stages[0].clone();
+    let counted = |h: &Harness| {
+        let (kafka, spec) = (h.topology.kafka.clone(), spec.clone());
+        async move {
+            tokio::task::spawn_blocking(move || ops::dlq::outstanding(&kafka, &spec, [i64::MIN]))
+                .await
+                .expect("joins")
+                .expect("counted")[0]
+        }
+    };
+    assert_eq!(counted(&h).await, Letters { all: 2, outstanding: 2 });
+    let before = fates_of(&h).await;
+    assert!(before.iter().all(|(_, _, f)| *f == Fate::Outstanding), "{before:?}");
+    let one = before.iter().find(|(_, k, _)| k == "id-1").expect("id-1").0;
+    let single = Filter { at: vec![one.pair()], ..Filter::default() };
+    let plan = redrive(&h, RedriveOptions { filter: single, ..RedriveOptions::default() }).await;
+    assert_eq!((plan.planned(), plan.done_before), (1, 0), "one letter's dry run counts it only");
+
+    assert_eq!(redrive(&h, execute(Filter::default())).await.redriven, 2);
+    assert_eq!(counted(&h).await, Letters { all: 2, outstanding: 0 }, "no letter is outstanding");
+    running.until(TIMEOUT, "id-1 dead-lettered again", letters(3)).await;
+    let settled = running
+        .run_until(TIMEOUT, "id-0 processed, id-1 dead-lettered again", || async {
+            let now = fates_of(&h).await;
+            now.iter().any(|(_, k, f)| k == "id-0" && matches!(f, Fate::Processed { .. }))
+        })
+        .await;
+    settled.expect("run");
+    let after = fates_of(&h).await;
+    let of = |k: &str| after.iter().filter(|(_, key, _)| key == k).collect::<Vec<_>>();
+    let (id0, id1) = (of("id-0"), of("id-1"));
+    let [(_, _, processed)] = id0.as_slice() else { panic!("one letter of id-0: {after:?}") };
+    assert!(
+        matches!(processed, Fate::Processed { topic, .. } if *topic == h.input()),
+        "{processed:?}"
+    );
+    let [(first, _, again), (second, _, newest)] = id1.as_slice() else {
+        panic!("two letters of id-1: {after:?}")
+    };
+    assert_eq!(*again, Fate::DeadLetteredAgain { again: *second }, "{first} → {second}");
+    assert_eq!(*newest, Fate::Outstanding);
+    assert_eq!(counted(&h).await, Letters { all: 3, outstanding: 1 });
+    let single = Filter { at: vec![one.pair()], ..Filter::default() };
+    let plan = redrive(&h, RedriveOptions { filter: single, ..RedriveOptions::default() }).await;
+    assert_eq!((plan.planned(), plan.done_before), (0, 1), "not the whole topic's finished count");
 }

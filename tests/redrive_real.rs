@@ -342,3 +342,39 @@ async fn a_batch_the_broker_timed_out_is_not_reported_as_a_take_over() {
     assert_eq!(s.keys_on_rung("read_committed").await, Vec::<String>::new());
     tokio::task::spawn_blocking(move || lease.leave()).await.expect("leave");
 }
+
+/// Issue 24 #4 on Apache Kafka: `sluice status` counts only the dead letters still outstanding,
+/// and a letter redriven to the stage's rung says it waits there until the stage reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: scripts/with-kafka"]
+async fn status_counts_outstanding_letters_and_a_redriven_one_waits_on_the_rung() {
+    use sluice::ops::dlq::{At, Fate};
+    let s = setup(3).await;
+    let t = &s.h.topology;
+    // A fresh broker may not have elected the group's coordinator yet: asked again until then.
+    let status = || async {
+        let started = Instant::now();
+        loop {
+            match ops::status::report(t).await {
+                Ok(r) => {
+                    break (r.stages[0].dead_letters_last_hour, r.stages[0].dead_letters_last_day)
+                }
+                Err(e) if started.elapsed() < DEADLINE => eprintln!("status not yet: {e}"),
+                Err(e) => panic!("status: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    assert_eq!(status().await, (3, 3));
+    let filter = Filter { at: vec![(0, 1)], ..Filter::default() };
+    let one = RedriveOptions { execute: true, filter, ..Default::default() };
+    let report = ops::redrive(t, "work", &one, |_| {}).await.expect("redrive");
+    assert_eq!((report.redriven, report.stopped), (1, None));
+    assert_eq!(status().await, (2, 2), "the redriven letter is no longer counted");
+    let codec = s.h.codec().await;
+    let records = ops::dlq::read::read_all(t, &codec, &s.h.dlq()).await.expect("read");
+    let fates = ops::dlq::fates(t, &t.stages[0], &records).await.expect("fates");
+    let waiting = &fates[&At::new(0, 1)];
+    assert!(matches!(waiting, Fate::Waiting { topic, .. } if *topic == s.rung), "{fates:?}");
+    assert_eq!(fates[&At::new(0, 0)], Fate::Outstanding);
+}

@@ -113,9 +113,7 @@ fn instant(text: &str) -> Result<i64, String> {
 }
 
 fn position(text: &str) -> Result<(i32, i64), String> {
-    let bad = || format!("'{text}' is not a position like 0:42 (partition:offset)");
-    let (p, o) = text.split_once(':').ok_or_else(bad)?;
-    Ok((p.trim().parse().map_err(|_| bad())?, o.trim().parse().map_err(|_| bad())?))
+    ops::dlq::At::parse(text).map(ops::dlq::At::pair)
 }
 
 fn rate(text: &str) -> Result<NonZeroU32, String> {
@@ -196,12 +194,18 @@ fn time(ms: i64) -> String {
     sluice::time::rfc3339_short(ms)
 }
 
+/// A position as every command writes it, `P:O`.
+fn at(partition: i32, offset: i64) -> ops::dlq::At {
+    ops::dlq::At::new(partition, offset)
+}
+
 fn print_inspection(i: &Inspection) {
     println!(
-        "{}: {} dead letter(s) selected of {} record(s) (stage {}){}",
+        "{}: {} dead letter(s) selected of {} record(s), {} outstanding (stage {}){}",
         i.dead_letter_topic,
         i.selected,
         i.records,
+        i.outstanding,
         i.stage,
         if i.undecodable > 0 { format!("; {} not dead letters", i.undecodable) } else { "".into() }
     );
@@ -223,16 +227,15 @@ fn print_inspection(i: &Inspection) {
     println!("\nnewest {}:", i.samples.len());
     for s in &i.samples {
         println!(
-            "- {}@{} key {} from {}/{}@{}: {} after {} attempt(s) at {}",
-            s.partition,
-            s.offset,
+            "- {} key {} from {} {}: {} after {} attempt(s) at {}; {}",
+            at(s.partition, s.offset),
             s.key.as_deref().unwrap_or("-"),
             s.original_topic,
-            s.original_partition,
-            s.original_offset,
+            at(s.original_partition, s.original_offset),
             s.error_class,
             s.attempts,
-            time(s.failed_at_ms)
+            time(s.failed_at_ms),
+            s.fate.as_ref().map_or("fate unknown".to_owned(), ops::dlq::Fate::describe),
         );
         println!("  error: {}", s.error_message);
         println!(
@@ -257,7 +260,7 @@ fn print_skipped(title: &str, skipped: &[Skipped], count: usize) {
     println!("\n{title}: {count}{shown}");
     for s in skipped {
         let key = s.key.as_deref().unwrap_or("-");
-        println!("- {}@{} key {key}: {}", s.partition, s.offset, s.reason);
+        println!("- {} key {key}: {}", at(s.partition, s.offset), s.reason);
     }
 }
 

@@ -49,7 +49,7 @@ async fn table_html(app: &App) -> String {
     };
     let scraping = !app.pipeline.metrics.is_empty();
     let mut out = String::from(
-        r#"<table id="stages"><thead><tr><th>Stage</th><th>Members</th><th>Lag</th><th>Throughput</th><th>In flight</th><th>Oldest waiting</th><th>Retry / deferred</th><th>Dead letters 1h / 24h</th><th>Spend today</th><th>Review queue</th></tr></thead><tbody>"#,
+        r#"<table id="stages"><thead><tr><th>Stage</th><th>Members</th><th>Lag</th><th>Throughput</th><th>In flight</th><th>Oldest waiting</th><th>Retry / deferred</th><th>Dead letters outstanding 1h / 24h</th><th>Spend today</th><th>Review queue</th></tr></thead><tbody>"#,
     );
     for s in &report.stages {
         let rate = previous

@@ -70,6 +70,8 @@ pub struct StageStatus {
     pub retry_backlog: Vec<Backlog>,
     /// `None` when the topology has no budgets (and so no deferred topic).
     pub deferred_backlog: Option<Backlog>,
+    /// Dead letters written in the last hour and day that are still outstanding: not redriven
+    /// or discarded since ([`crate::ops::dlq::outstanding`]).
     pub dead_letters_last_hour: i64,
     pub dead_letters_last_day: i64,
     /// Cost events of this stage since 00:00 UTC, duplicates removed (micro-USD, and USD).
@@ -154,6 +156,7 @@ pub fn stage_status(t: &Topology, spec: &StageSpec, now: i64) -> Result<StageSta
         .collect::<Result<_, _>>()?;
     let deferred_backlog =
         t.budgets.as_ref().map(|_| backlog(&spec.deferred_topic, None)).transpose()?;
+    let dead_letters = crate::ops::dlq::outstanding(k, spec, [now - HOUR_MS, now - DAY_MS])?;
     Ok(StageStatus {
         stage: spec.name.clone(),
         group: spec.group.clone(),
@@ -169,8 +172,8 @@ pub fn stage_status(t: &Topology, spec: &StageSpec, now: i64) -> Result<StageSta
         oldest_unprocessed_age_s: oldest.map(|ts| (now - ts).max(0) / 1000),
         retry_backlog,
         deferred_backlog,
-        dead_letters_last_hour: records_since(t, &spec.dead_letter_topic, now - HOUR_MS)?,
-        dead_letters_last_day: records_since(t, &spec.dead_letter_topic, now - DAY_MS)?,
+        dead_letters_last_hour: dead_letters[0].outstanding,
+        dead_letters_last_day: dead_letters[1].outstanding,
         spend_today_micro_usd: 0,
         spend_today_usd: usd(0),
         spend_today_by_tenant: BTreeMap::new(),
@@ -200,18 +203,6 @@ fn oldest_timestamp(
         }
     })?;
     Ok(oldest)
-}
-
-/// Records written to `topic` at or after `since_ms` (by record timestamp).
-fn records_since(t: &Topology, topic: &str, since_ms: i64) -> Result<i64, StatusError> {
-    let marks = groups::watermarks(&t.kafka, topic)?;
-    let ids: Vec<i32> = marks.iter().map(|m| m.0).collect();
-    let found = groups::offsets_at(&t.kafka, topic, &ids, since_ms)?;
-    Ok(marks
-        .iter()
-        .zip(found)
-        .map(|((_, _, high), (_, offset))| offset.map_or(0, |o| (high - o).max(0)))
-        .sum())
 }
 
 /// `--watch`'s rule: a stage fails when its lag was higher than at the sample before on

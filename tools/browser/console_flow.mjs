@@ -380,6 +380,11 @@ async function flow() {
     step = 'redrive execute';
     const execute = page.locator('button.redrive-execute');
     if ((await execute.count()) !== 1) fail('the preview page has no (single) button.redrive-execute');
+    // The provider refused the document for good (PERMANENT): the preview warns that it will fail
+    // again unless its cause changed, and redriving it needs the box ticked.
+    const confirm = page.locator('#redrive-warning input[type=checkbox]');
+    if ((await confirm.count()) !== 1) fail('the preview of a PERMANENT letter has no warning to confirm');
+    await confirm.check();
     await execute.click();
     await waitVisible(page, '#redrive-result, .flash.error', 'the redrive result');
     checkHttp(page);

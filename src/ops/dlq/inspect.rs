@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::at::At;
+use super::fate::{fates, Fate};
+use super::outstanding::outstanding;
 use super::read::{original_json, read_all, redrive_count, stage, DlqError, Filter};
 use crate::avro::{Codec, DeadLetter};
 use crate::config::Topology;
@@ -23,6 +26,8 @@ pub struct Inspection {
     pub selected: usize,
     /// Records on the topic that are not dead letters.
     pub undecodable: usize,
+    /// Records on the topic no redrive or discard finished ([`super::outstanding`]).
+    pub outstanding: i64,
     pub by_class: Vec<ClassCount>,
     /// By error class and message, most frequent first.
     pub by_message: Vec<MessageCount>,
@@ -66,6 +71,8 @@ pub struct Sample {
     pub redrive_count: Option<u32>,
     /// Decoded (`decoded`), as `base64` when it does not decode, or `withheld`.
     pub original_value: Json,
+    /// What became of it ([`super::fate`]).
+    pub fate: Option<Fate>,
 }
 
 /// Reads `stage_name`'s dead-letter topic and summarizes the dead letters `filter` selects,
@@ -114,16 +121,24 @@ pub async fn inspect(
     let mut by_message: Vec<MessageCount> = by_message.into_values().collect();
     by_message.sort_by_key(|m| std::cmp::Reverse(m.count));
     selected.sort_by_key(|(p, o, l)| (std::cmp::Reverse(l.failed_at_ms), *p, *o));
+    let fates = fates(t, spec, &records).await?;
     let mut shown = Vec::new();
     for (partition, offset, l) in selected.iter().take(samples) {
-        shown.push(sample(&codec, *partition, *offset, l).await);
+        let mut s = sample(&codec, *partition, *offset, l).await;
+        s.fate = fates.get(&At::new(*partition, *offset)).cloned();
+        shown.push(s);
     }
+    let (kafka, s) = (t.kafka.clone(), spec.clone());
+    let [counted] = tokio::task::spawn_blocking(move || outstanding(&kafka, &s, [i64::MIN]))
+        .await
+        .expect("the offsets thread does not panic")?;
     Ok(Inspection {
         stage: spec.name.clone(),
         dead_letter_topic: spec.dead_letter_topic.clone(),
         records: records.len(),
         selected: selected.len(),
         undecodable,
+        outstanding: counted.outstanding,
         by_class: by_class
             .into_iter()
             .map(|(c, count)| ClassCount { error_class: c.to_owned(), count })
@@ -149,5 +164,6 @@ async fn sample(codec: &Codec, partition: i32, offset: i64, l: &DeadLetter) -> S
         prompt_version: l.prompt_version.clone(),
         redrive_count: redrive_count(&l.original_headers).ok(),
         original_value: original_json(codec, l.original_value.as_deref()).await,
+        fate: None,
     }
 }

@@ -7,13 +7,25 @@
 //!   with a loop guard) and `sluice dlq discard` (acknowledging letters without republishing
 //!   them), both resumable through one position in a group of their own.
 //!
-//! Arrows point one way: `inspect` and `redrive` use `read`, never each other.
+//! - [`at`]: the one notation for a record's position, `P:O`, written and parsed.
+//! - [`outstanding`]: which letters no redrive or discard finished, counted without reading them.
+//! - [`fate`]: what became of each letter — outstanding, or redriven and then processed, waiting
+//!   or dead-lettered again — checked against what sluice wrote.
+//!
+//! Arrows point one way: `inspect` and `redrive` use `read`, never each other; `fate` and
+//! `outstanding` read the position `redrive` keeps.
 
+pub mod at;
+pub mod fate;
 pub mod inspect;
+pub mod outstanding;
 pub mod read;
 pub mod redrive;
 
+pub use at::At;
+pub use fate::{fates, Fate};
 pub use inspect::{inspect, Inspection};
+pub use outstanding::{outstanding, Letters};
 pub use read::{parse_class, parse_instant, DlqError, Filter, REDRIVE_COUNT};
 pub use redrive::{
     discard, redrive, redrive_group, PlanRow, Progress, RedriveOptions, RedriveReport, Skipped,

@@ -55,7 +55,7 @@ pub enum DlqError {
     Refused(String),
     #[error("cannot tell what broker this is: {0}")]
     Broker(String),
-    #[error("republishing dead letter {partition}@{offset} to '{topic}' failed: {error}")]
+    #[error("republishing dead letter {partition}:{offset} to '{topic}' failed: {error}")]
     Produce { partition: i32, offset: i64, topic: String, error: KafkaError },
     #[error(transparent)]
     Group(#[from] crate::ops::groups::GroupError),

@@ -94,6 +94,27 @@ impl DoneSet {
         offset < self.next || self.holding(offset).is_some()
     }
 
+    /// How many offsets in `from..to` are finished.
+    pub fn finished_in(&self, from: i64, to: i64) -> u64 {
+        if to <= from {
+            return 0;
+        }
+        let below = self.next.clamp(from, to).abs_diff(from);
+        let beyond: u64 = self
+            .beyond
+            .iter()
+            .map(|(a, b)| {
+                let (a, b) = ((*a).max(from).max(self.next), (*b).min(to - 1));
+                if b >= a {
+                    b.abs_diff(a) + 1
+                } else {
+                    0
+                }
+            })
+            .sum();
+        below + beyond
+    }
+
     pub fn insert(&mut self, offset: i64) {
         if self.contains(offset) {
             return;
@@ -201,6 +222,17 @@ mod tests {
         assert_eq!(back, set);
         assert!(back.contains(101) && back.contains(106) && !back.contains(102));
         assert!(!back.contains(108));
+    }
+
+    #[test]
+    fn finished_offsets_are_counted_in_a_range() {
+        let set = DoneSet::from_commit(10, "redriven:12-14,20");
+        assert_eq!(set.finished_in(0, 30), 10 + 3 + 1);
+        assert_eq!(set.finished_in(5, 13), 5 + 1, "5..10 and 12");
+        assert_eq!(set.finished_in(10, 12), 0);
+        assert_eq!(set.finished_in(14, 21), 2);
+        assert_eq!(set.finished_in(21, 21), 0);
+        assert_eq!(set.finished_in(30, 20), 0);
     }
 
     #[test]

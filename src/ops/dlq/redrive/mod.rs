@@ -152,7 +152,7 @@ async fn walk_from_position(
     consumer.assign(&position.assignment()?)?;
     let report = RedriveReport {
         action: action.name(),
-        done_before: position.finished_before() as usize,
+        done_before: finished_before(&position, &opts.filter.at),
         stage: spec.name.clone(),
         dead_letter_topic: spec.dead_letter_topic.clone(),
         group,
@@ -163,6 +163,21 @@ async fn walk_from_position(
     };
     let run = Run::new(Setup { opts, action, codec, route, accepted, position, sink, report });
     Ok(run.go(&consumer, progress).await)
+}
+
+/// Letters finished by earlier runs before this run's start: with `--at`, those of the positions
+/// named (the walk counts the ones past its start); without, every one.
+fn finished_before(position: &Position, at: &[(i32, i64)]) -> usize {
+    if at.is_empty() {
+        return position.finished_before() as usize;
+    }
+    let named: std::collections::BTreeSet<&(i32, i64)> = at.iter().collect();
+    named
+        .into_iter()
+        .filter(|(p, o)| {
+            position.parts.get(p).is_some_and(|part| (part.low..part.start).contains(o))
+        })
+        .count()
 }
 
 /// What kind of broker the topology's Kafka is.

@@ -49,7 +49,9 @@ pub struct RedriveReport {
     pub unredrivable_count: usize,
     /// Not selected by the filters: left for a later run.
     pub passed_over: usize,
-    /// Still on the topic, finished by an earlier run (redriven or unredrivable).
+    /// Still on the topic, finished by an earlier run (redriven, discarded or unredrivable):
+    /// with `--at`, of the positions named only; otherwise every finished letter before the
+    /// run's start (not read again, so whatever the other filters) and the selected ones after.
     pub done_before: usize,
     /// Selected but not redriven (or discarded): the whole plan in a dry run; after
     /// `--execute`, what an error (see `stopped`) left.

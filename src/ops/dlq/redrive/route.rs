@@ -105,12 +105,25 @@ pub struct Republished {
     pub headers: Vec<HeaderPair>,
 }
 
+/// The header naming the dead letter a republished record was redriven from, `<dead-letter
+/// topic>:P:O`: it travels with the record (retry rungs, a new dead letter), so what became of a
+/// letter can be traced ([`crate::ops::dlq::fate`]).
+pub const REDRIVEN_FROM: &str = "sluice-redriven-from";
+
 /// `letter` (checked by [`Accepted::refusal`], its value present) republished along `route`,
-/// its redrive count set to `count`, at `now_ms`.
-pub fn republish(route: &Route, letter: &DeadLetter, count: u32, now_ms: i64) -> Republished {
+/// its redrive count set to `count`, naming where it was redriven `from` (see
+/// [`REDRIVEN_FROM`]), at `now_ms`.
+pub fn republish(
+    route: &Route,
+    letter: &DeadLetter,
+    count: u32,
+    from: &str,
+    now_ms: i64,
+) -> Republished {
     let mut own = own_headers(&letter.original_headers);
-    own.retain(|(k, _)| k != REDRIVE_COUNT);
+    own.retain(|(k, _)| k != REDRIVE_COUNT && k != REDRIVEN_FROM);
     own.push((REDRIVE_COUNT.to_owned(), Some(count.to_string().into_bytes())));
+    own.push((REDRIVEN_FROM.to_owned(), Some(from.as_bytes().to_vec())));
     let value = letter.original_value.clone().expect("a withheld value is not redriven");
     let key = letter.original_key.clone();
     match route {
@@ -163,7 +176,7 @@ mod tests {
     #[test]
     fn a_rung_record_carries_what_the_runner_checks_on_rung_one() {
         let l = DeadLetter { original_value: Some(b"v".to_vec()), ..letter() };
-        let r = republish(&Route::Rung { topic: "t.retry.1".into() }, &l, 2, 1_000);
+        let r = republish(&Route::Rung { topic: "t.retry.1".into() }, &l, 2, "t.dlq:0:4", 1_000);
         assert_eq!((r.topic.as_str(), r.partition), ("t.retry.1", None));
         let here =
             Origin { topic: "t.retry.1".into(), partition: 0, offset: 3, timestamp_ms: None };
@@ -174,6 +187,8 @@ mod tests {
         let count: Vec<_> = r.headers.iter().filter(|(k, _)| k == REDRIVE_COUNT).collect();
         assert_eq!(count, [&(REDRIVE_COUNT.to_owned(), Some(b"2".to_vec()))]);
         assert!(r.headers.contains(&("h".to_owned(), Some(b"v".to_vec()))), "own headers kept");
+        let from: Vec<_> = r.headers.iter().filter(|(k, _)| k == REDRIVEN_FROM).collect();
+        assert_eq!(from, [&(REDRIVEN_FROM.to_owned(), Some(b"t.dlq:0:4".to_vec()))]);
     }
 
     #[test]
@@ -181,10 +196,13 @@ mod tests {
         let mut l = DeadLetter { original_value: Some(b"v".to_vec()), ..letter() };
         l.original_headers.push((RUNG.to_owned(), Some(b"0".to_vec())));
         l.original_headers.push((ORIGIN_TOPIC.to_owned(), Some(b"x".to_vec())));
-        let r = republish(&Route::Input { topic: "t".into() }, &l, 1, 0);
+        l.original_headers.push((REDRIVEN_FROM.to_owned(), Some(b"t.dlq:0:1".to_vec())));
+        let r = republish(&Route::Input { topic: "t".into() }, &l, 1, "t.dlq:0:9", 0);
+        let from: Vec<_> = r.headers.iter().filter(|(k, _)| k == REDRIVEN_FROM).collect();
+        assert_eq!(from, [&(REDRIVEN_FROM.to_owned(), Some(b"t.dlq:0:9".to_vec()))], "one, new");
         assert_eq!(r.partition, Some(1));
         assert!(!r.headers.iter().any(|(k, _)| k == RUNG || k == ORIGIN_TOPIC), "{:?}", r.headers);
-        let rung = republish(&Route::Rung { topic: "t.retry.1".into() }, &l, 1, 0);
+        let rung = republish(&Route::Rung { topic: "t.retry.1".into() }, &l, 1, "t.dlq:0:9", 0);
         let origins: Vec<_> = rung.headers.iter().filter(|(k, _)| k == ORIGIN_TOPIC).collect();
         assert_eq!(origins, [&(ORIGIN_TOPIC.to_owned(), Some(b"t".to_vec()))]);
     }

@@ -184,12 +184,16 @@ impl<'o> Run<'o> {
     /// Decides what to do with dead letter `o` of partition `p`, and does it.
     async fn handle(&mut self, p: i32, o: i64, payload: Option<&[u8]>) -> Result<(), DlqError> {
         let part = self.position.parts.get(&p).expect("only assigned partitions are read");
-        if part.done.contains(o) {
-            self.report.done_before += 1;
+        let done = part.done.contains(o);
+        if !self.opts.filter.at.is_empty() && !self.opts.filter.at.contains(&(p, o)) {
+            // Outside the positions named: counted nowhere when finished already.
+            if !done {
+                self.report.passed_over += 1;
+            }
             return Ok(());
         }
-        if !self.opts.filter.at.is_empty() && !self.opts.filter.at.contains(&(p, o)) {
-            self.report.passed_over += 1;
+        if done {
+            self.report.done_before += 1;
             return Ok(());
         }
         let letter = match decode_letter(&self.codec, payload).await? {
@@ -272,7 +276,11 @@ impl<'o> Run<'o> {
             limiter.until_ready().await;
         }
         let route = self.route.as_ref().expect("a redrive has a route");
-        let record = republish(route, letter, count, now_ms());
+        let from = crate::ops::dlq::fate::redriven_from(
+            &self.report.dead_letter_topic,
+            crate::ops::dlq::at::At::new(p, o),
+        );
+        let record = republish(route, letter, count, &from, now_ms());
         for first_try in [true, false] {
             let sink = self.sink.as_mut().expect("only an execute run sends");
             match sink.send(&record) {
