@@ -15,7 +15,7 @@ pub enum ReadError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Registry(#[from] crate::avro::RegistryError),
-    #[error("metering record at {partition}/{offset}: {message}")]
+    #[error("metering record at {partition}:{offset}: {message}")]
     Decode { partition: i32, offset: i64, message: String },
 }
 
@@ -38,7 +38,7 @@ impl Skipped {
     pub fn add(&mut self, partition: i32, offset: i64, why: &str) {
         self.count += 1;
         if self.first.is_none() {
-            self.first = Some(format!("{partition}/{offset}: {why}"));
+            self.first = Some(format!("{partition}:{offset}: {why}"));
         }
     }
 

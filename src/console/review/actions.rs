@@ -27,7 +27,7 @@ pub struct Actor {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
-    #[error("item {0}/{1} is not in the queue (decided already, or not read yet)")]
+    #[error("item {0}:{1} is not in the queue (decided already, or not read yet)")]
     Unknown(i32, i64),
     #[error("{reviewer} holds this item until {until}: it is theirs to decide until then")]
     ClaimedBy { reviewer: String, until: String },
@@ -39,9 +39,9 @@ pub enum ActionError {
     EmptyAnswer,
     #[error("the item was decided already")]
     Decided,
-    #[error("item {0}/{1} cannot be decoded and cannot be decided here: {2}")]
+    #[error("item {0}:{1} cannot be decoded and cannot be decided here: {2}")]
     Undecodable(i32, i64, String),
-    #[error("item {0}/{1} decodes: decide it rather than discard it")]
+    #[error("item {0}:{1} decodes: decide it rather than discard it")]
     Decodable(i32, i64),
     #[error("the review-claims topic did not answer: {0}")]
     Claims(String),
@@ -186,7 +186,7 @@ impl ReviewQueue {
         self.step(key, &actor, ReviewStep::Done, 0, None).await?;
         crate::telemetry::ReviewDecided {
             stage: &self.topics.stage,
-            item: &format!("{}/{}", key.partition, key.offset),
+            item: &format!("{}:{}", key.partition, key.offset),
             reviewer: &decision.reviewer,
             decision: match decision.decision {
                 HumanDecision::Approved => "approved",
@@ -217,7 +217,7 @@ impl ReviewQueue {
         self.step(key, actor, ReviewStep::Done, 0, None).await?;
         crate::console::events::Discarded {
             stage: &self.topics.stage,
-            item: &format!("{}/{}", key.partition, key.offset),
+            item: &format!("{}:{}", key.partition, key.offset),
             reviewer: &actor.reviewer,
             error: &error,
         }
