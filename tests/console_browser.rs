@@ -13,10 +13,10 @@
 //! With SLUICE_CONSOLE_SCREENSHOTS=DIR the flow's screenshots are kept there (docs/console).
 
 mod common;
-#[path = "console_browser/review.rs"]
-mod review;
 #[path = "console_browser/dead_letters.rs"]
 mod dead_letters;
+#[path = "console_browser/review.rs"]
+mod review;
 
 use std::collections::HashMap;
 use std::time::Duration;

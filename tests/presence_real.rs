@@ -53,10 +53,11 @@ async fn holders_are_listed_while_they_run_and_gone_once_they_leave() {
     assert_eq!(both, ["console", "redrive"]);
 
     tokio::task::spawn_blocking(move || console.leave()).await.unwrap();
-    // A clean leave is a LeaveGroup: the coordinator drops the member at once, well before the
-    // 45 s session timeout that would drop a crashed one (a rebalance may still be under way, so
-    // ask a few times).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A clean leave is a LeaveGroup: the coordinator drops the member at once, before the
+    // session timeout (10 s) that would drop a crashed one (a rebalance may still be under way, so
+    // ask a few times until a second before the session would have ended).
+    let session = Duration::from_millis(sluice::config::defaults::CLASSIC_SESSION_TIMEOUT_MS);
+    let deadline = Instant::now() + session - Duration::from_secs(1);
     loop {
         let (k, g) = (kafka.clone(), group.clone());
         let left = tokio::task::spawn_blocking(move || roles(&k, &g)).await.unwrap();

@@ -21,6 +21,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::{admin_config, BrokerKind, ProbeError};
+use crate::config::defaults as d;
 use crate::config::KafkaSettings;
 
 /// How long joining may take: a classic group's first join waits for the broker's
@@ -101,6 +102,11 @@ impl Presence {
         config.set("enable.auto.offset.store", "false");
         config.set("auto.offset.reset", "latest");
         config.set("enable.partition.eof", "false");
+        // The lease is a classic membership: librdkafka's 45 s session would hold a crashed
+        // holder's lease that long, and hold up the join of the next console or redrive (the
+        // group waits for its members to rejoin) for as long after a crash.
+        config.set("session.timeout.ms", d::CLASSIC_SESSION_TIMEOUT_MS.to_string());
+        config.set("heartbeat.interval.ms", d::CLASSIC_HEARTBEAT_INTERVAL_MS.to_string());
         let joined = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer<Joined> = config.create_with_context(Joined(joined.clone()))?;
         consumer.subscribe(&[topic])?;
