@@ -357,7 +357,14 @@ async fn redriven_letters_are_no_longer_outstanding_and_say_what_became_of_them(
     assert_eq!((plan.planned(), plan.done_before), (1, 0), "one letter's dry run counts it only");
 
     assert_eq!(redrive(&h, execute(Filter::default())).await.redriven, 2);
-    assert_eq!(counted(&h).await, Letters { all: 2, outstanding: 0 }, "no letter is outstanding");
+    // The stage runs on: id-1 may already be dead-lettered again (a new, outstanding letter).
+    let now = counted(&h).await;
+    assert_eq!(
+        now.all - now.outstanding,
+        2,
+        "both redriven letters are outstanding no more: {now:?}"
+    );
+    assert!(now.all <= 3, "{now:?}");
     running.until(TIMEOUT, "id-1 dead-lettered again", letters(3)).await;
     let settled = running
         .run_until(TIMEOUT, "id-0 processed, id-1 dead-lettered again", || async {
