@@ -34,7 +34,7 @@ pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
         Err(r) => return r.into_response(),
     };
     let body = format!(
-        r#"<p class="muted">Sampled in the background every {} seconds; this page follows.</p><div id="pipeline-live" data-src="/pipeline/table">{}</div>"#,
+        r#"<p class="muted">The figures come from samples the console takes in the background every {} seconds; this page refreshes itself.</p><div id="pipeline-live" data-src="/pipeline/table">{}</div>"#,
         EVERY.as_secs(),
         live(&app)
     );

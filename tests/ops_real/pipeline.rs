@@ -67,7 +67,7 @@ async fn a_missing_topic_is_marked_on_its_row_and_the_page_answers_from_its_samp
     let names: Vec<&str> = r.stages.iter().map(|s| s.stage.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     assert!(r.stages[0].missing_topics.is_empty() && r.stages[0].errors.is_empty());
-    assert_eq!(r.stages[1].missing_topics, [gone.clone()]);
+    assert_eq!(r.stages[1].missing_topics, std::slice::from_ref(&gone));
     assert_eq!(r.incomplete(), [format!("stage 'b': topic '{gone}' does not exist")]);
     assert_eq!(r.problems().len(), 2, "neither stage has members");
 
@@ -87,9 +87,8 @@ async fn a_missing_topic_is_marked_on_its_row_and_the_page_answers_from_its_samp
     assert!(stdout.lines().any(|l| l.starts_with("a ")), "stage a's row: {stdout}");
     assert!(stderr.contains(&format!("incomplete: stage 'b': topic '{gone}'")), "{stderr}");
 
-    let c = sluice::console::start(&t, common::console::options(|_| {}))
-        .await
-        .expect("console starts");
+    let c =
+        sluice::console::start(&t, common::console::options(|_| {})).await.expect("console starts");
     let base = format!("http://{}", c.addr);
     assert!(
         wait_until(Duration::from_secs(30), || async {
