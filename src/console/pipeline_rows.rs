@@ -26,12 +26,15 @@ pub struct Context<'a> {
     pub now_ms: i64,
 }
 
-/// Spend in dollars at a precision that says something: cents from a cent up, four decimals
-/// below (a cheap model's spend is fractions of a cent), the exact amount in the title.
+/// Spend in dollars at a precision that says something: cents from a cent up, two significant
+/// digits below (a cheap model's spend is fractions of a cent), the exact amount in the title.
 pub fn money(micro_usd: u64) -> String {
     let shown = match micro_usd {
         0 => "$0.00".to_owned(),
-        1..10_000 => format!("${:.4}", micro_usd as f64 / 1e6),
+        1..10_000 => {
+            let decimals = (7 - micro_usd.ilog10() as usize).min(6);
+            format!("${:.*}", decimals, micro_usd as f64 / 1e6)
+        }
         _ => {
             let cents = (micro_usd + 5_000) / 10_000;
             format!("${}.{:02}", cents / 100, cents % 100)
@@ -176,6 +179,9 @@ mod tests {
         };
         assert_eq!(shown(0), "$0.00");
         assert_eq!(shown(1_234), "$0.0012");
+        assert_eq!(shown(20), "$0.000020");
+        assert_eq!(shown(5), "$0.000005");
+        assert_eq!(shown(9_999), "$0.0100");
         assert_eq!(shown(12_345_678), "$12.35");
         assert!(money(1_234).contains(r#"title="0.001234 USD""#));
     }
