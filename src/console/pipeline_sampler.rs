@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::events::{SampleFailed, SamplingStopped};
 use super::pipeline_history::History;
 use super::scrape::{scrape, Scraped};
 use crate::call::now_ms;
@@ -95,8 +96,16 @@ impl Sampler {
             }
             e => SampleError::Failed(e.to_string()),
         });
+        let last = self.latest();
+        let was_failing = last.as_ref().is_some_and(|s| s.report.is_err());
+        match &report {
+            Err(SampleError::Embedded { bootstrap }) => SamplingStopped { bootstrap }.emit(),
+            Err(SampleError::Failed(error)) if !was_failing => SampleFailed { error }.emit(),
+            _ => {}
+        }
         let embedded = matches!(report, Err(SampleError::Embedded { .. }));
-        let previous = self.latest().and_then(|s| s.report.as_ref().ok().cloned());
+        // The last report read, carried over failed samples (the page shows it with the error).
+        let previous = last.and_then(|s| s.report.as_ref().ok().cloned().or(s.previous.clone()));
         if let Ok(r) = &report {
             self.history.lock().expect("history lock").push(r, previous.as_ref());
         }
