@@ -435,3 +435,6 @@ async fn a_console_stops_while_the_registry_is_down_and_a_record_waits_to_be_dec
     assert!(stopped.is_ok(), "the console stops although the registry is still down");
     assert_eq!(committed(&h), 0, "the waiting record is not committed past");
 }
+
+#[path = "console/pipeline.rs"]
+mod pipeline;

@@ -190,3 +190,6 @@ async fn a_reviewer_decides_in_a_browser_and_redrives_a_dead_letter() {
     assert!(table.contains(r#"id="breakers""#) && table.contains("<td>m</td>"), "{table}");
     running.stop().await.expect("pipeline runs");
 }
+
+#[path = "console_browser/pipeline.rs"]
+mod pipeline;

@@ -467,3 +467,6 @@ async fn groups_of_both_protocols_are_described_with_their_members_and_assignmen
     assert_eq!((unknown.state.as_str(), unknown.members_known), ("Dead", true));
     assert!(unknown.members.is_empty());
 }
+
+#[path = "ops_real/pipeline.rs"]
+mod pipeline;

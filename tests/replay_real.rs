@@ -352,7 +352,7 @@ async fn status_and_the_pipeline_page_work_past_a_garbage_metering_record() {
         limits: Default::default(),
     };
     let console = sluice::console::start(&sc.t, opts).await.expect("console starts");
-    let table = common::console::pipeline_table(&format!("http://{}", console.addr)).await;
+    let table = common::console::sampled_pipeline_table(&format!("http://{}", console.addr)).await;
     assert!(table.contains(r#"id="stages""#), "{table}");
     assert!(table.contains("2 metering record(s) today are not cost events"), "{table}");
 }

@@ -1,7 +1,13 @@
 //! `sluice status`: per stage, its group's members, lag, backlogs, dead letters and spend today.
-//! Exit code 3 when a stage has no members, or (with `--watch`) when a stage's lag grew on
-//! `--growth-samples` consecutive samples `--interval` apart; 1 when the cluster could not be
-//! asked.
+//! Exit codes, for scripts and probes:
+//! - 0: every row read, nothing unhealthy;
+//! - 1: nothing could be read (the cluster did not answer, or has no admin API);
+//! - 3: unhealthy — a stage has no members, or (with `--watch`) a stage's lag grew on
+//!   `--growth-samples` consecutive samples `--interval` apart;
+//! - 4: incomplete — part of some row could not be read (a topic that does not exist, a group
+//!   that could not be described). Every row is still printed, the missing parts marked on it.
+//!   It wins over 3: a probe must not report "only unhealthy" when it could not see everything,
+//!   and a missing topic is a deployment fault to fix first.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +21,8 @@ use sluice::time::rfc3339;
 
 /// The exit code of an unhealthy pipeline (distinct from 1, a failure to ask).
 const UNHEALTHY: u8 = 3;
+/// The exit code of a report with parts that could not be read (a missing topic).
+const INCOMPLETE: u8 = 4;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,6 +68,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         show(&r, args.format)?;
+        let incomplete = r.incomplete();
+        if !incomplete.is_empty() {
+            for p in &incomplete {
+                eprintln!("incomplete: {p}");
+            }
+            for p in &problems {
+                eprintln!("unhealthy: {p}");
+            }
+            return Ok(ExitCode::from(INCOMPLETE));
+        }
         if !problems.is_empty() {
             for p in &problems {
                 eprintln!("unhealthy: {p}");
@@ -98,18 +116,26 @@ fn show(r: &Report, format: Format) -> Result<()> {
         "SPEND TODAY"
     );
     for s in &r.stages {
+        let missing = |topic: &str| s.missing_topics.iter().any(|m| m == topic);
+        let or_missing = |topic: &str, figure: String| {
+            if missing(topic) {
+                "missing".to_owned()
+            } else {
+                figure
+            }
+        };
         println!(
             "{:<16} {:<18} {:>7} {:>9} {:>14} {:>10} {:>9} {:>9} {:>7} {:>8} {:>14}",
             s.stage,
             s.state,
             if s.members_known { s.members.len().to_string() } else { "?".into() },
-            s.lag,
+            or_missing(&s.input, s.lag.to_string()),
             s.worst_partition.map_or("-".into(), |p| format!("{p}: {}", s.worst_partition_lag)),
             s.oldest_unprocessed_age_s.map_or("-".into(), |a| format!("{a}s")),
             s.retry_backlog.iter().map(|b| b.records).sum::<i64>(),
             s.deferred_backlog.as_ref().map_or("-".into(), |b| b.records.to_string()),
-            s.dead_letters_last_hour,
-            s.dead_letters_last_day,
+            or_missing(&s.dead_letter_topic, s.dead_letters_last_hour.to_string()),
+            or_missing(&s.dead_letter_topic, s.dead_letters_last_day.to_string()),
             format!("{} USD", s.spend_today_usd),
         );
     }
@@ -129,6 +155,12 @@ fn show(r: &Report, format: Format) -> Result<()> {
 
 fn details(s: &StageStatus) {
     println!("{} (group {}, input {}):", s.stage, s.group, s.input);
+    for topic in &s.missing_topics {
+        println!("  topic {topic} does not exist: its figures are missing from the row");
+    }
+    for e in &s.errors {
+        println!("  could not read: {e}");
+    }
     for m in &s.members {
         let assigned = if m.assigned.is_empty() { "-".into() } else { m.assigned.join(" ") };
         println!("  member {} on {}: {assigned}", m.client_id, m.host);

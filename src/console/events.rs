@@ -149,6 +149,32 @@ impl Discarded<'_> {
     }
 }
 
+/// The pipeline page's background sample could not read the cluster: logged when sampling
+/// starts failing, not on every failed sample (the page shows the error and the last figures).
+pub struct SampleFailed<'a> {
+    pub error: &'a str,
+}
+
+impl SampleFailed<'_> {
+    pub fn emit(self) {
+        tracing::warn!(error = self.error, "pipeline sample failed; tried again every 5 s");
+    }
+}
+
+/// Sampling stopped for good: the broker has no admin API (the embedded broker).
+pub struct SamplingStopped<'a> {
+    pub bootstrap: &'a str,
+}
+
+impl SamplingStopped<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            bootstrap = self.bootstrap,
+            "pipeline page: the embedded broker has no admin API, no samples are taken"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Every file of `src/console/` but this one logs through these events, never directly.

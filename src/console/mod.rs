@@ -17,8 +17,11 @@ mod dlq_pages;
 pub mod events;
 pub mod html;
 pub mod login;
+mod pipeline_history;
 mod pipeline_page;
+mod pipeline_rows;
 mod pipeline_sampler;
+mod pipeline_spark;
 pub mod review;
 pub mod scrape;
 pub mod server;
@@ -161,9 +164,9 @@ pub async fn start_until(
         .map_err(|error| ConsoleError::Bind { addr: opts.addr, error })?;
     let addr =
         listener.local_addr().map_err(|error| ConsoleError::Bind { addr: opts.addr, error })?;
-    // A first status sample now, so the pipeline page shows a throughput from its first view.
-    let primed = app.clone();
-    tokio::spawn(async move { primed.pipeline.prime(&primed.topology).await });
+    // The pipeline page's samples, taken in the background from now on.
+    let (sampling, until) = (app.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move { sampling.pipeline.run(&sampling.topology, until).await }));
     let router = server::router(app.clone());
     let stopping = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -1,9 +1,12 @@
 //! The pipeline at a glance: per stage what `sluice status` reports (members, lag, oldest
 //! unprocessed record, retry and deferred backlogs, dead letters, spend today by tenant), the
 //! throughput between two samples, the review queue's depth, and — from the stage processes'
-//! metrics endpoints, when given — records in flight and breaker states. The table refreshes
-//! itself every few seconds (`/pipeline/table`, fetched by the page's script; without script,
-//! reload). The samples are taken by [`super::pipeline_sampler`].
+//! metrics endpoints, when given — records in flight and breaker states; each moving figure
+//! with a plot of its last hour, and rows with trouble highlighted with the reason
+//! ([`super::pipeline_rows`]). A request renders the latest background sample
+//! ([`super::pipeline_sampler`]) and says how old it is: it never waits for Kafka. The page
+//! refreshes itself every few seconds (`/pipeline/table`, fetched by the page's script;
+//! without script, reload).
 
 use std::fmt::Write;
 
@@ -12,10 +15,13 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::app::{every_tenant, App, Shared};
-use super::html::{age, esc, Nav};
-use super::pipeline_sampler::Sample;
+use super::html::{esc, Nav};
+use super::pipeline_history::History;
+use super::pipeline_rows::{self, Context};
+use super::pipeline_sampler::{Sample, SampleError, EVERY};
 use super::scrape::{breaker_name, Scraped};
-use crate::metering::report::usd;
+use crate::call::now_ms;
+use crate::ops::status::Report;
 
 /// The pipeline shows every tenant's spend and queue depth: only reviewers of every tenant
 /// see it.
@@ -28,8 +34,9 @@ pub async fn page(State(app): State<Shared>, headers: HeaderMap) -> Response {
         Err(r) => return r.into_response(),
     };
     let body = format!(
-        r#"<p class="muted">Refreshes every 5 seconds.</p><div id="pipeline-live" data-src="/pipeline/table">{}</div>"#,
-        table_html(&app).await
+        r#"<p class="muted">The figures come from samples the console takes in the background every {} seconds; this page refreshes itself.</p><div id="pipeline-live" data-src="/pipeline/table">{}</div>"#,
+        EVERY.as_secs(),
+        live(&app)
     );
     app.render("Pipeline", Nav::Pipeline, &session, &body).into_response()
 }
@@ -38,69 +45,77 @@ pub async fn table(State(app): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = app.viewer(&headers).and_then(|s| every_tenant(s, EVERY_TENANT)) {
         return r.into_response();
     }
-    Html(table_html(&app).await).into_response()
+    Html(live(&app)).into_response()
 }
 
-async fn table_html(app: &App) -> String {
-    let Sample { report, previous, scraped, .. } = app.pipeline.sample(&app.topology).await;
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => return format!(r#"<p class="flash error">{}</p>"#, esc(&e)),
+/// What the page shows now: the latest sample, or that the first is being taken.
+fn live(app: &App) -> String {
+    let Some(sample) = app.pipeline.latest() else {
+        return r#"<p class="empty" id="sampling">Sampling… the first look at the pipeline is on its way; this page fills in by itself in a few seconds.</p>"#.into();
     };
-    let scraping = !app.pipeline.metrics.is_empty();
-    let mut out = String::from(
-        r#"<table id="stages"><thead><tr><th>Stage</th><th>Members</th><th>Lag</th><th>Throughput</th><th>In flight</th><th>Oldest waiting</th><th>Retry / deferred</th><th>Dead letters outstanding 1h / 24h</th><th>Spend today</th><th>Review queue</th></tr></thead><tbody>"#,
+    app.pipeline.with_history(|history| render(app, &sample, history, now_ms()))
+}
+
+fn render(app: &App, sample: &Sample, history: &History, now: i64) -> String {
+    let seconds = (now - sample.taken_ms).max(0) / 1000;
+    let mut out = format!(
+        r#"<p class="muted" id="sampled" data-taken-ms="{}">Sampled {seconds} s ago, at {} (took {} ms).</p>"#,
+        sample.taken_ms,
+        esc(&crate::time::rfc3339(sample.taken_ms)),
+        sample.took.as_millis(),
     );
-    for s in &report.stages {
-        let rate = previous
-            .as_ref()
-            .and_then(|p| p.stages.iter().find(|x| x.stage == s.stage).map(|x| (p.taken_ms, x)))
-            .filter(|(taken, _)| report.taken_ms > *taken)
-            .map_or("—".to_owned(), |(taken, x)| {
-                let per_s =
-                    (s.position - x.position) as f64 * 1000.0 / (report.taken_ms - taken) as f64;
-                format!("{per_s:.1}/s")
-            });
-        let members = if s.members_known { s.members.len().to_string() } else { "?".into() };
-        let backlog: i64 = s.retry_backlog.iter().map(|b| b.records).sum::<i64>()
-            + s.deferred_backlog.as_ref().map_or(0, |b| b.records);
-        let queue =
-            app.queues.iter().find(|q| q.topics.stage == s.stage).map_or("—".to_owned(), |q| {
-                q.state().depth().iter().map(|d| d.items).sum::<usize>().to_string()
-            });
-        let unhealthy = s.members_known && s.members.is_empty();
-        let in_flight = match scraped.in_flight.get(&s.stage) {
-            Some(n) => n.to_string(),
-            None if scraping && scraped.errors.is_empty() => "0".into(),
-            None if scraping => "?".into(),
-            None => "—".into(),
-        };
-        let mut spend = esc(&s.spend_today_usd);
-        for (tenant, micro) in &s.spend_today_by_tenant {
-            let _ =
-                write!(spend, r#"<br><span class="muted">{}: {}</span>"#, esc(tenant), usd(*micro));
+    let report = match &sample.report {
+        Ok(r) => r,
+        Err(SampleError::Embedded { bootstrap }) => {
+            let _ = write!(
+                out,
+                r#"<div class="card" id="no-admin-api"><p><b>This view needs a Kafka broker with the admin API</b>, to describe the stages' consumer groups. The console is connected to the embedded broker at {}, started by <code>sluice dev</code>, which does not have one.</p><p>To see the pipeline here, run the dev stack on Apache Kafka instead: <code>scripts/with-kafka sluice dev --topology</code> followed by your topology file. The review queue and the dead letters work on the embedded broker as they are.</p></div>"#,
+                esc(bootstrap)
+            );
+            return out;
         }
-        let _ = write!(
-            out,
-            r#"<tr class="stage{}"><td><b>{}</b><br><span class="muted">{} · {}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href="/dead-letters?stage={}">{} / {}</a></td><td>{}</td><td>{}</td></tr>"#,
-            if unhealthy { " unhealthy" } else { "" },
-            esc(&s.stage),
-            esc(&s.group),
-            esc(&s.state),
-            members,
-            s.lag,
-            rate,
-            in_flight,
-            s.oldest_unprocessed_age_s.map_or("—".into(), age),
-            backlog,
-            super::html::url(&s.stage),
-            s.dead_letters_last_hour,
-            s.dead_letters_last_day,
-            spend,
-            queue,
-        );
-    }
-    out.push_str("</tbody></table>");
+        Err(SampleError::Failed(e)) => {
+            let _ = write!(
+                out,
+                r#"<p class="flash error" id="sample-failed">The last sample could not read the cluster: {}. The next one tries again in {} seconds.</p>"#,
+                esc(e),
+                EVERY.as_secs()
+            );
+            match &sample.previous {
+                Some(r) => {
+                    out.push_str(
+                        r#"<p class="muted">The figures below are from the sample before.</p>"#,
+                    );
+                    r
+                }
+                None => return out,
+            }
+        }
+    };
+    let queue_depth = |stage: &str| {
+        app.queues
+            .iter()
+            .find(|q| q.topics.stage == stage)
+            .map(|q| q.state().depth().iter().map(|d| d.items).sum::<usize>())
+    };
+    let cx = Context {
+        topology: &app.topology,
+        history,
+        scraped: &sample.scraped,
+        scraping: !app.pipeline.metrics.is_empty(),
+        queue_depth: &queue_depth,
+        now_ms: now,
+    };
+    out.push_str(&pipeline_rows::table(report, &cx));
+    out.push_str(&notes(report));
+    out.push_str(&breakers(&sample.scraped, cx.scraping));
+    out
+}
+
+/// What the report says beside its rows: skipped metering records, spend that could not be
+/// brought up to date.
+fn notes(report: &Report) -> String {
+    let mut out = String::new();
     let skipped = &report.metering_skipped;
     if skipped.count > 0 {
         let _ = write!(
@@ -110,14 +125,8 @@ async fn table_html(app: &App) -> String {
             esc(skipped.first.as_deref().unwrap_or("")),
         );
     }
-    out.push_str(&breakers(&scraped, scraping));
-    let problems = report.problems();
-    if !problems.is_empty() {
-        out.push_str(r#"<ul class="flash error">"#);
-        for p in problems {
-            let _ = write!(out, "<li>{}</li>", esc(&p));
-        }
-        out.push_str("</ul>");
+    if let Some(e) = &report.spend_error {
+        let _ = write!(out, r#"<p class="flash error" id="spend-error">{}</p>"#, esc(e));
     }
     out
 }
@@ -127,19 +136,24 @@ fn breakers(scraped: &Scraped, scraping: bool) -> String {
     if !scraping {
         return r#"<p class="muted">Records in flight and circuit breakers live in the stage processes: start the console with <code>--metrics URL</code> for each one's <code>/metrics</code> (<code>sluice run --metrics-addr</code>).</p>"#.into();
     }
-    let mut out = String::from(
-        r#"<table id="breakers"><thead><tr><th>Provider</th><th>Breaker</th></tr></thead><tbody>"#,
-    );
-    for (provider, state) in &scraped.breakers {
-        let class = if *state > 0 { r#" class="unhealthy""# } else { "" };
-        let _ = write!(
-            out,
-            "<tr{class}><td>{}</td><td>{}</td></tr>",
-            esc(provider),
-            breaker_name(*state)
+    let mut out = String::new();
+    if scraped.breakers.is_empty() && scraped.errors.is_empty() {
+        out.push_str(r#"<p class="empty" id="no-breakers">No breaker reported yet: the stage processes have not called a provider.</p>"#);
+    } else {
+        out.push_str(
+            r#"<table id="breakers"><thead><tr><th>Provider</th><th>Breaker</th></tr></thead><tbody>"#,
         );
+        for (provider, state) in &scraped.breakers {
+            let class = if *state > 0 { r#" class="unhealthy""# } else { "" };
+            let _ = write!(
+                out,
+                "<tr{class}><td>{}</td><td>{}</td></tr>",
+                esc(provider),
+                breaker_name(*state)
+            );
+        }
+        out.push_str("</tbody></table>");
     }
-    out.push_str("</tbody></table>");
     for e in &scraped.errors {
         let _ = write!(out, r#"<p class="flash error">metrics endpoint {}</p>"#, esc(e));
     }

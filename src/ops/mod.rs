@@ -9,6 +9,7 @@
 //! - [`plan_csv`] and [`replay_cost`]: `replay`'s plan files and cost estimate, re-exported.
 //! - [`ranges`]: reading offset ranges of partitions through the one topic reader.
 //! - [`status`]: `sluice status`: per stage, members, lag, backlogs, dead letters and spend.
+//! - [`survey`]: many topics' partitions, watermarks and offsets by time in a few requests.
 //! - [`spend_today`]: today's spend from the metering topic, refreshed incrementally.
 //! - [`dlq`]: the `sluice dlq` commands — `inspect`, `redrive` and `discard` — and reading a
 //!   stage's dead-letter topic.
@@ -19,6 +20,7 @@ pub mod ranges;
 pub mod replay;
 pub mod spend_today;
 pub mod status;
+pub mod survey;
 
 pub use replay::{cost as replay_cost, plan_csv};
 

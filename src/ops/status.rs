@@ -2,7 +2,9 @@
 //! the worst partition), the age of the oldest unprocessed record, the backlog on each retry rung
 //! and the deferred topic, dead letters in the last hour and day, and spend today. The rules
 //! that make the command fail for scripts and probes are here too: a stage with no members, and
-//! (with `--watch`) a lag that grew on consecutive samples.
+//! (with `--watch`) a lag that grew on consecutive samples; and what makes a report incomplete
+//! (a topic that does not exist, a group that could not be described), which is said on the
+//! stage's row while the other rows stay whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -10,9 +12,10 @@ use std::time::Duration;
 use rdkafka::message::Message;
 use serde::Serialize;
 
-use super::groups::{self, GroupError, Member, Position};
+use super::groups::{self, GroupError, GroupInfo, Member, Position};
 use super::ranges::{read_ranges, Range};
 use super::spend_today::{SpendError, SpendToday};
+use super::survey::Survey;
 use crate::call::now_ms;
 use crate::config::{StageSpec, Topology};
 use crate::kafka::{require_admin_api, ProbeError};
@@ -70,6 +73,7 @@ pub struct StageStatus {
     pub retry_backlog: Vec<Backlog>,
     /// `None` when the topology has no budgets (and so no deferred topic).
     pub deferred_backlog: Option<Backlog>,
+    pub dead_letter_topic: String,
     /// Dead letters written in the last hour and day that are still outstanding: not redriven
     /// or discarded since ([`crate::ops::dlq::outstanding`]).
     pub dead_letters_last_hour: i64,
@@ -79,6 +83,18 @@ pub struct StageStatus {
     pub spend_today_usd: String,
     /// The same per tenant (micro-USD), tenants without spend left out.
     pub spend_today_by_tenant: BTreeMap<String, u64>,
+    /// Topics of this stage (input, retry rungs, deferred, dead letters) that do not exist:
+    /// their figures are left at zero.
+    pub missing_topics: Vec<String>,
+    /// What else could not be read for this stage (its group's description or commits).
+    pub errors: Vec<String>,
+}
+
+impl StageStatus {
+    /// Whether part of this row could not be read.
+    pub fn incomplete(&self) -> bool {
+        !self.missing_topics.is_empty() || !self.errors.is_empty()
+    }
 }
 
 /// Every stage's status at one moment.
@@ -90,6 +106,8 @@ pub struct Report {
     /// Records on the metering topic today that are not cost events: skipped, so spend may be
     /// under-counted by what they would have said.
     pub metering_skipped: Skipped,
+    /// Why today's spend could not be brought up to date (it shows what was read before).
+    pub spend_error: Option<String>,
 }
 
 impl Report {
@@ -106,103 +124,208 @@ impl Report {
             })
             .collect()
     }
+
+    /// What could not be read, as messages: each missing topic and failed request, per stage.
+    /// A non-empty list makes the report incomplete (`sluice status` exits 4).
+    pub fn incomplete(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.stages {
+            for topic in &s.missing_topics {
+                out.push(format!("stage '{}': topic '{topic}' does not exist", s.stage));
+            }
+            for e in &s.errors {
+                out.push(format!("stage '{}': {e}", s.stage));
+            }
+        }
+        out.extend(self.spend_error.clone());
+        out
+    }
 }
 
-/// Takes the status of every stage. Needs the group description APIs: fails at once on the embedded broker,
-/// naming the alternative.
+/// Takes the status of every stage. Needs the group description APIs: fails at once on the
+/// embedded broker, naming the alternative.
 pub async fn report(t: &Topology) -> Result<Report, StatusError> {
     report_with(t, &mut SpendToday::new()).await
 }
 
 /// [`report`], with today's spend brought up to date in `spend` (which reads only what was
-/// written since its last refresh).
+/// written since its last refresh). Fails only when the cluster cannot be asked at all; a topic
+/// that does not exist, or a group that cannot be described, is reported on its stage's row
+/// ([`StageStatus::missing_topics`], [`StageStatus::errors`]) and the other rows are whole.
+///
+/// Every figure comes from a handful of requests: one client surveys every topic's partitions
+/// and watermarks ([`Survey`]), the groups are described and their commits fetched on one
+/// thread per stage, and today's spend is read at the same time.
 pub async fn report_with(t: &Topology, spend: &mut SpendToday) -> Result<Report, StatusError> {
     require_admin_api(&t.kafka, "`sluice status`").await?;
     let taken_ms = now_ms();
-    spend.refresh(t, taken_ms).await?;
-    let mut stages = Vec::with_capacity(t.stages.len());
-    for spec in &t.stages {
-        let (t2, spec2) = (t.clone(), spec.clone());
-        let mut s = tokio::task::spawn_blocking(move || stage_status(&t2, &spec2, taken_ms))
-            .await
-            .expect("status thread does not panic")?;
-        s.spend_today_by_tenant = spend.stage(&spec.name);
+    let t2 = t.clone();
+    let stages = tokio::task::spawn_blocking(move || stages_status(&t2, taken_ms));
+    let spent = spend.refresh(t, taken_ms).await;
+    let mut stages = stages.await.expect("status thread does not panic")?;
+    for s in &mut stages {
+        s.spend_today_by_tenant = spend.stage(&s.stage);
         s.spend_today_micro_usd = s.spend_today_by_tenant.values().sum();
         s.spend_today_usd = usd(s.spend_today_micro_usd);
-        stages.push(s);
     }
     let metering_skipped = spend.skipped.clone();
-    Ok(Report { pipeline: t.pipeline.clone(), taken_ms, stages, metering_skipped })
+    let spend_error = spent.err().map(|e| format!("spend today: {e}"));
+    Ok(Report { pipeline: t.pipeline.clone(), taken_ms, stages, metering_skipped, spend_error })
 }
 
-/// One stage's status, spend left at zero (blocking).
-pub fn stage_status(t: &Topology, spec: &StageSpec, now: i64) -> Result<StageStatus, StatusError> {
+/// The topics a stage's group reads: its input, its retry rungs (with their delays) and, with
+/// budgets, its deferred topic.
+fn group_topics(t: &Topology, spec: &StageSpec) -> Vec<(String, Option<Duration>)> {
+    let mut out = vec![(spec.input.clone(), None)];
+    out.extend(spec.retry.retry_topics().into_iter().map(|(topic, delay)| (topic, Some(delay))));
+    if t.budgets.is_some() {
+        out.push((spec.deferred_topic.clone(), None));
+    }
+    out
+}
+
+/// Every stage's status, spend left at zero (blocking).
+fn stages_status(t: &Topology, now: i64) -> Result<Vec<StageStatus>, StatusError> {
     let k = &t.kafka;
-    let info = groups::describe(k, &spec.group)?;
-    let input = groups::positions(k, &spec.group, &spec.input, None)?;
-    let worst = input.iter().filter(|p| p.lag() > 0).max_by_key(|p| (p.lag(), -p.partition));
-    let oldest = oldest_timestamp(t, &spec.input, &input)?;
-    let backlog = |topic: &str, delay: Option<Duration>| -> Result<Backlog, StatusError> {
-        let records =
-            groups::positions(k, &spec.group, topic, None)?.iter().map(Position::lag).sum();
-        let delay = delay.map(|d| humantime::format_duration(d).to_string());
-        Ok(Backlog { topic: topic.to_owned(), delay, records })
-    };
-    let retry_backlog = spec
-        .retry
-        .retry_topics()
-        .iter()
-        .map(|(topic, delay)| backlog(topic, Some(*delay)))
-        .collect::<Result<_, _>>()?;
-    let deferred_backlog =
-        t.budgets.as_ref().map(|_| backlog(&spec.deferred_topic, None)).transpose()?;
-    let dead_letters = crate::ops::dlq::outstanding(k, spec, [now - HOUR_MS, now - DAY_MS])?;
-    Ok(StageStatus {
-        stage: spec.name.clone(),
-        group: spec.group.clone(),
-        state: info.state,
-        members: info.members,
-        members_known: info.members_known,
-        input: spec.input.clone(),
-        lag: input.iter().map(Position::lag).sum(),
-        position: input.iter().map(Position::current).sum(),
-        worst_partition: worst.map(|p| p.partition),
-        worst_partition_lag: worst.map_or(0, Position::lag),
-        oldest_unprocessed_ms: oldest,
-        oldest_unprocessed_age_s: oldest.map(|ts| (now - ts).max(0) / 1000),
-        retry_backlog,
-        deferred_backlog,
-        dead_letters_last_hour: dead_letters[0].outstanding,
-        dead_letters_last_day: dead_letters[1].outstanding,
-        spend_today_micro_usd: 0,
-        spend_today_usd: usd(0),
-        spend_today_by_tenant: BTreeMap::new(),
-    })
+    let of_group: Vec<Vec<(String, Option<Duration>)>> =
+        t.stages.iter().map(|spec| group_topics(t, spec)).collect();
+    let topics = of_group.iter().flatten().map(|(topic, _)| topic.as_str());
+    let dlqs = t.stages.iter().map(|spec| spec.dead_letter_topic.as_str());
+    let survey = Survey::take(k, topics.chain(dlqs))?;
+    let groups: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = t
+            .stages
+            .iter()
+            .zip(&of_group)
+            .map(|(spec, of_group)| {
+                let survey = &survey;
+                scope.spawn(move || {
+                    let topics: Vec<&str> = of_group.iter().map(|x| x.0.as_str()).collect();
+                    let info = groups::describe(k, &spec.group);
+                    let letters = dead_letter_counts(survey, t, spec, now);
+                    (info, survey.positions(k, &spec.group, &topics), letters)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("status thread does not panic")).collect()
+    });
+    let mut rows = Vec::with_capacity(t.stages.len());
+    let mut waiting = Vec::new();
+    for (i, (spec, (info, positions, letters))) in t.stages.iter().zip(groups).enumerate() {
+        let mut errors = Vec::new();
+        let info = info.unwrap_or_else(|e| {
+            errors.push(format!("group '{}': {e}", spec.group));
+            let group = spec.group.clone();
+            GroupInfo { group, state: "?".into(), members: vec![], members_known: false }
+        });
+        let positions = positions.unwrap_or_else(|e| {
+            errors.push(format!("group '{}' commits: {e}", spec.group));
+            HashMap::new()
+        });
+        let input = positions.get(&spec.input).cloned().unwrap_or_default();
+        let worst = input.iter().filter(|p| p.lag() > 0).max_by_key(|p| (p.lag(), -p.partition));
+        for p in input.iter().filter(|p| p.lag() > 0) {
+            waiting.push((i, (spec.input.clone(), p.partition, p.current())));
+        }
+        let backlog = |topic: &str, delay: Option<Duration>| Backlog {
+            topic: topic.to_owned(),
+            delay: delay.map(|d| humantime::format_duration(d).to_string()),
+            records: positions.get(topic).map_or(0, |ps| ps.iter().map(Position::lag).sum()),
+        };
+        let retry_backlog = of_group[i]
+            .iter()
+            .filter(|(_, d)| d.is_some())
+            .map(|(topic, d)| backlog(topic, *d))
+            .collect();
+        let deferred_backlog = t.budgets.as_ref().map(|_| backlog(&spec.deferred_topic, None));
+        let mut missing_topics: Vec<String> = of_group[i]
+            .iter()
+            .map(|(topic, _)| topic.as_str())
+            .chain([spec.dead_letter_topic.as_str()])
+            .filter(|topic| survey.missing.contains(*topic))
+            .map(str::to_owned)
+            .collect();
+        missing_topics.dedup();
+        let (dead_letters_last_hour, dead_letters_last_day) = letters.unwrap_or_else(|e| {
+            errors.push(e);
+            (0, 0)
+        });
+        rows.push(StageStatus {
+            stage: spec.name.clone(),
+            group: spec.group.clone(),
+            state: info.state,
+            members: info.members,
+            members_known: info.members_known,
+            input: spec.input.clone(),
+            lag: input.iter().map(Position::lag).sum(),
+            position: input.iter().map(Position::current).sum(),
+            worst_partition: worst.map(|p| p.partition),
+            worst_partition_lag: worst.map_or(0, Position::lag),
+            oldest_unprocessed_ms: None,
+            oldest_unprocessed_age_s: None,
+            retry_backlog,
+            deferred_backlog,
+            dead_letter_topic: spec.dead_letter_topic.clone(),
+            dead_letters_last_hour,
+            dead_letters_last_day,
+            spend_today_micro_usd: 0,
+            spend_today_usd: usd(0),
+            spend_today_by_tenant: BTreeMap::new(),
+            missing_topics,
+            errors,
+        });
+    }
+    let stamps = timestamps_at(t, waiting.iter().map(|(_, at)| at))?;
+    for (i, row) in rows.iter_mut().enumerate() {
+        let oldest =
+            waiting.iter().filter(|(of, _)| *of == i).filter_map(|(_, at)| stamps.get(at)).min();
+        row.oldest_unprocessed_ms = oldest.copied();
+        row.oldest_unprocessed_age_s = oldest.map(|ts| (now - ts).max(0) / 1000);
+    }
+    Ok(rows)
 }
 
-/// The earliest timestamp of the records at the group's positions on the lagging partitions.
-fn oldest_timestamp(
+/// The timestamp of the record at each `(topic, partition, offset)`, read in one pass.
+fn timestamps_at<'a>(
     t: &Topology,
-    topic: &str,
-    at: &[Position],
-) -> Result<Option<i64>, StatusError> {
-    let ranges: Vec<Range> = at
-        .iter()
-        .filter(|p| p.lag() > 0)
-        .map(|p| Range {
-            topic: topic.to_owned(),
-            partition: p.partition,
-            from: p.current(),
-            to: p.current() + 1,
+    at: impl Iterator<Item = &'a (String, i32, i64)>,
+) -> Result<HashMap<(String, i32, i64), i64>, StatusError> {
+    let mut ranges: Vec<Range> = at
+        .map(|(topic, partition, offset)| Range {
+            topic: topic.clone(),
+            partition: *partition,
+            from: *offset,
+            to: offset + 1,
         })
         .collect();
-    let mut oldest: Option<i64> = None;
+    ranges.sort_by(|a, b| (&a.topic, a.partition, a.from).cmp(&(&b.topic, b.partition, b.from)));
+    ranges.dedup();
+    let mut out = HashMap::new();
     read_ranges(&t.kafka, &ranges, Duration::from_secs(5), |m| {
         if let Some(ts) = m.timestamp().to_millis() {
-            oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
+            out.insert((m.topic().to_owned(), m.partition(), m.offset()), ts);
         }
     })?;
-    Ok(oldest)
+    Ok(out)
+}
+
+// ---- Dead letters: the one place that counts them for `status` and the pipeline page. ----
+
+/// The stage's outstanding dead letters (not redriven or discarded since) written in the last
+/// hour and the last day (by record timestamp): what the rows' "dead letters 1h / 24h" show.
+/// A missing dead-letter topic has none (the row names it as missing).
+fn dead_letter_counts(
+    survey: &Survey,
+    t: &Topology,
+    spec: &StageSpec,
+    now: i64,
+) -> Result<(i64, i64), String> {
+    if survey.missing.contains(spec.dead_letter_topic.as_str()) {
+        return Ok((0, 0));
+    }
+    crate::ops::dlq::outstanding(&t.kafka, spec, [now - HOUR_MS, now - DAY_MS])
+        .map(|[hour, day]| (hour.outstanding, day.outstanding))
+        .map_err(|e| format!("dead letters '{}': {e}", spec.dead_letter_topic))
 }
 
 /// `--watch`'s rule: a stage fails when its lag was higher than at the sample before on
@@ -232,61 +355,5 @@ impl LagTrend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lag_fails_the_watch_only_after_growing_on_consecutive_samples() {
-        let mut trend = LagTrend::new(3);
-        let lags = [10, 20, 30, 30, 40, 50, 60];
-        let tripped: Vec<(usize, bool)> = lags.iter().map(|l| trend.push("s", *l)).collect();
-        assert_eq!(
-            tripped,
-            vec![(0, false), (1, false), (2, false), (0, false), (1, false), (2, false), (3, true)]
-        );
-        assert_eq!(trend.push("other", 1_000), (0, false), "stages are counted apart");
-        assert_eq!(trend.push("s", 10), (0, false), "a fall resets the count");
-    }
-
-    #[test]
-    fn stages_without_members_are_problems() {
-        let stage = |name: &str, members: Vec<Member>| StageStatus {
-            stage: name.into(),
-            group: format!("g-{name}"),
-            state: if members.is_empty() { "Empty".into() } else { "Stable".into() },
-            members,
-            members_known: true,
-            input: "in".into(),
-            lag: 7,
-            position: 0,
-            worst_partition: Some(0),
-            worst_partition_lag: 7,
-            oldest_unprocessed_ms: None,
-            oldest_unprocessed_age_s: None,
-            retry_backlog: vec![],
-            deferred_backlog: None,
-            dead_letters_last_hour: 0,
-            dead_letters_last_day: 0,
-            spend_today_micro_usd: 0,
-            spend_today_usd: usd(0),
-            spend_today_by_tenant: BTreeMap::new(),
-        };
-        let member = Member {
-            member_id: "m".into(),
-            client_id: "sluice".into(),
-            host: "/127.0.0.1".into(),
-            assigned: vec![],
-        };
-        let report = Report {
-            pipeline: "p".into(),
-            taken_ms: 0,
-            stages: vec![stage("a", vec![member]), stage("b", vec![]), stage("c", vec![])],
-            metering_skipped: Skipped::default(),
-        };
-        let mut report = report;
-        report.stages[2].members_known = false;
-        let kip848_unknown_is_no_problem =
-            vec!["stage 'b': group 'g-b' has no members (Empty); lag 7"];
-        assert_eq!(report.problems(), kip848_unknown_is_no_problem);
-    }
-}
+#[path = "status_tests.rs"]
+mod tests;

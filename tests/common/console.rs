@@ -228,3 +228,16 @@ pub async fn pipeline_table(base: &str) -> String {
     let page = http.get(format!("{base}/pipeline/table")).header("cookie", session).send();
     page.await.expect("GET").text().await.expect("body")
 }
+
+/// The pipeline table once the console's background sampler has taken its first sample (a
+/// request before it shows "Sampling…").
+pub async fn sampled_pipeline_table(base: &str) -> String {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let table = pipeline_table(base).await;
+        if table.contains("data-taken-ms=") || std::time::Instant::now() > deadline {
+            return table;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
