@@ -41,7 +41,7 @@ pub enum ReadyError {
     )]
     MissingTopic { topic: String, bootstrap: String },
     #[error("the broker at {bootstrap}: {what}: {error}")]
-    Kafka { bootstrap: String, what: String, error: KafkaError },
+    Kafka { bootstrap: String, what: String, error: Box<KafkaError> },
 }
 
 /// Whether `e` only means that the broker is still coming up: a leader being elected, a
@@ -104,6 +104,7 @@ fn retry_within<T>(
 pub fn first_contact(settings: &KafkaSettings) -> Result<(), ReadyError> {
     let bootstrap = settings.bootstrap_servers.clone();
     let client: BaseConsumer = admin_config(settings).create().map_err(|error| {
+        let error = Box::new(error);
         ReadyError::Kafka { bootstrap: bootstrap.clone(), what: "a client".into(), error }
     })?;
     match client.client().fetch_cluster_id(FIRST_CONTACT_TIMEOUT) {
@@ -133,7 +134,7 @@ pub fn topics_ready(
     let bootstrap = &settings.bootstrap_servers;
     let failed = |what: String| {
         let bootstrap = bootstrap.clone();
-        move |error| ReadyError::Kafka { bootstrap, what, error }
+        move |error| ReadyError::Kafka { bootstrap, what, error: Box::new(error) }
     };
     let client: BaseConsumer =
         admin_config(settings).create().map_err(failed("a client".into()))?;
