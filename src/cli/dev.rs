@@ -42,11 +42,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (Some(Broker::Apache), _) => {
             eprintln!("sluice dev: starting Apache Kafka (10-20 s; Java clients work on it)");
             let started = tokio::task::spawn_blocking(ApacheKafka::start);
-            let kafka = started.await.expect("the broker start does not panic")?;
+            let started = started.await.expect("the broker start does not panic");
             if shutdown.phase() != Phase::Running {
-                return Ok(ExitCode::SUCCESS); // interrupted while it started: it stops on drop
+                // Ctrl-C while it started (the script ends with it): what started is stopped.
+                return Ok(ExitCode::SUCCESS);
             }
-            DevBroker::Apache(kafka)
+            DevBroker::Apache(started?)
         }
         (Some(Broker::Embedded), _) | (None, None) => DevBroker::Embedded(MockKafka::start(1)?),
         (None, Some(bootstrap)) => DevBroker::External(bootstrap),
