@@ -18,8 +18,6 @@ pub struct BrokerComingUp<'a> {
 impl BrokerComingUp<'_> {
     pub fn emit(self) {
         tracing::info!(
-            what = self.what,
-            error = %self.error,
             waited_s = self.waited.as_secs(),
             limit_s = self.limit.as_secs(),
             "waiting for the broker: {} answers \"{}\" (still coming up?)",
