@@ -72,30 +72,63 @@ pub fn coming_up(e: &KafkaError) -> bool {
 /// ("waiting for the broker: …"); any other error, or the last one at the limit, is returned.
 pub fn retry<T>(
     what: &str,
-    attempt: impl FnMut() -> Result<T, KafkaError>,
-) -> Result<T, KafkaError> {
-    retry_within(what, COMING_UP_WAIT, infrastructure_backoff(), attempt)
-}
-
-fn retry_within<T>(
-    what: &str,
-    limit: Duration,
-    mut delays: impl Iterator<Item = Duration>,
     mut attempt: impl FnMut() -> Result<T, KafkaError>,
 ) -> Result<T, KafkaError> {
-    let started = Instant::now();
-    let mut told: Option<Instant> = None;
+    let mut waiter = Waiter::new(what, COMING_UP_WAIT, infrastructure_backoff());
     loop {
         match attempt() {
-            Err(e) if coming_up(&e) && started.elapsed() < limit => {
-                if told.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
-                    BrokerComingUp { what, error: &e, waited: started.elapsed(), limit }.emit();
-                    told = Some(Instant::now());
-                }
-                std::thread::sleep(delays.next().unwrap_or(Duration::from_secs(1)));
-            }
-            other => return other,
+            Err(e) => match waiter.wait_after(&e) {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Err(e),
+            },
+            done => return done,
         }
+    }
+}
+
+/// [`retry`] for an asynchronous `attempt` (admin requests).
+pub async fn retry_async<T, F: std::future::Future<Output = Result<T, KafkaError>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, KafkaError> {
+    let mut waiter = Waiter::new(what, COMING_UP_WAIT, infrastructure_backoff());
+    loop {
+        match attempt().await {
+            Err(e) => match waiter.wait_after(&e) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Err(e),
+            },
+            done => return done,
+        }
+    }
+}
+
+/// The patience of one request: how long it has waited, when it last said so, the next pause.
+struct Waiter<'a, D> {
+    what: &'a str,
+    limit: Duration,
+    delays: D,
+    started: Instant,
+    told: Option<Instant>,
+}
+
+impl<'a, D: Iterator<Item = Duration>> Waiter<'a, D> {
+    fn new(what: &'a str, limit: Duration, delays: D) -> Self {
+        Self { what, limit, delays, started: Instant::now(), told: None }
+    }
+
+    /// The pause before asking again after `e`, with the progress line when it is due; `None`
+    /// when `e` is not worth waiting out or the limit is reached.
+    fn wait_after(&mut self, e: &KafkaError) -> Option<Duration> {
+        let waited = self.started.elapsed();
+        if !coming_up(e) || waited >= self.limit {
+            return None;
+        }
+        if self.told.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+            BrokerComingUp { what: self.what, error: e, waited, limit: self.limit }.emit();
+            self.told = Some(Instant::now());
+        }
+        Some(self.delays.next().unwrap_or(Duration::from_secs(1)))
     }
 }
 
@@ -192,38 +225,34 @@ pub async fn wait_ready(
 mod tests {
     use super::*;
 
-    fn never() -> impl Iterator<Item = Duration> {
-        std::iter::repeat(Duration::ZERO)
+    fn waiter(limit: Duration) -> Waiter<'static, impl Iterator<Item = Duration>> {
+        Waiter::new("x", limit, std::iter::repeat(Duration::ZERO))
     }
 
     #[test]
-    fn a_broker_electing_leaders_is_waited_out() {
-        let mut answers = [
-            Err(KafkaError::MetadataFetch(Code::NotLeaderForPartition)),
-            Err(KafkaError::MetadataFetch(Code::CoordinatorLoadInProgress)),
-            Ok(7),
-        ]
-        .into_iter();
-        let got = retry_within("x", Duration::from_secs(60), never(), || answers.next().unwrap());
-        assert_eq!(got.expect("waited out"), 7);
+    fn a_broker_electing_leaders_or_loading_coordinators_is_waited_out() {
+        let mut w = waiter(Duration::from_secs(60));
+        for code in
+            [Code::NotLeaderForPartition, Code::CoordinatorLoadInProgress, Code::NotController]
+        {
+            assert!(w.wait_after(&KafkaError::MetadataFetch(code)).is_some(), "{code:?}");
+        }
+        assert!(w.wait_after(&KafkaError::AdminOp(Code::NotController)).is_some());
     }
 
     #[test]
     fn anything_else_fails_at_once() {
-        let mut asked = 0;
-        let got = retry_within::<()>("x", Duration::from_secs(60), never(), || {
-            asked += 1;
-            Err(KafkaError::MetadataFetch(Code::BrokerTransportFailure))
-        });
-        assert!(got.is_err());
-        assert_eq!(asked, 1, "an unreachable broker is not waited for");
+        let mut w = waiter(Duration::from_secs(60));
+        for code in
+            [Code::BrokerTransportFailure, Code::UnknownTopicOrPartition, Code::OperationTimedOut]
+        {
+            assert!(w.wait_after(&KafkaError::MetadataFetch(code)).is_none(), "{code:?}");
+        }
     }
 
     #[test]
-    fn the_wait_ends_at_its_limit_with_the_last_error() {
-        let got = retry_within::<()>("x", Duration::ZERO, never(), || {
-            Err(KafkaError::MetadataFetch(Code::LeaderNotAvailable))
-        });
-        assert_eq!(got.unwrap_err().rdkafka_error_code(), Some(Code::LeaderNotAvailable));
+    fn the_wait_ends_at_its_limit() {
+        let mut w = waiter(Duration::ZERO);
+        assert!(w.wait_after(&KafkaError::MetadataFetch(Code::LeaderNotAvailable)).is_none());
     }
 }
