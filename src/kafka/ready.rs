@@ -47,8 +47,13 @@ pub enum ReadyError {
 /// Whether `e` only means that the broker is still coming up: a leader being elected, a
 /// coordinator loading, a replica not yet in sync. Worth asking again shortly.
 pub fn coming_up(e: &KafkaError) -> bool {
+    // rdkafka gives no code for an admin request's error; its code is the broker's all the same.
+    let code = match e {
+        KafkaError::AdminOp(code) => Some(*code),
+        e => e.rdkafka_error_code(),
+    };
     matches!(
-        e.rdkafka_error_code(),
+        code,
         Some(
             Code::NotLeaderForPartition
                 | Code::LeaderNotAvailable
