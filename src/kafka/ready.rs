@@ -185,9 +185,8 @@ pub fn topics_ready(
                 None | Some(Code::UnknownTopicOrPartition) => {}
                 Some(code) => return Err(KafkaError::MetadataFetch(code)),
             }
-            if let Some(code) = t.partitions().iter().find_map(|p| p.error()) {
-                return Err(KafkaError::MetadataFetch(code.into()));
-            }
+            // A partition error alone (ReplicaNotAvailable: one follower down) leaves it usable;
+            // no leader does not, and the offsets request below is the test that counts.
             if t.partitions().iter().any(|p| p.leader() < 0) {
                 return Err(KafkaError::MetadataFetch(Code::LeaderNotAvailable));
             }
