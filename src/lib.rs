@@ -31,11 +31,13 @@
 //!   retry state carried in headers (read without trusting them), and the decision after a
 //!   failed attempt.
 //! - [`kafka`]: client configuration (Kafka and the schema registry), topic administration, and
-//!   the probe that tells the embedded broker (no admin API) from a real one.
+//!   the probe that tells the embedded broker (no admin API) from a real one; `ready`, how a
+//!   broker still coming up is waited out and one that is not there reported at once.
 //! - [`pipeline`]: runs a topology's stages in one process.
 //! - [`ops`]: the operator's side as library functions: replay plans, group members, stage
 //!   status, dead-letter inspection and redrive.
-//! - [`devstack`]: the embedded broker and development schema registry behind `sluice dev`.
+//! - [`devstack`]: the embedded broker (or Apache Kafka, `--broker apache`) and development
+//!   schema registry behind `sluice dev`.
 //! - [`records_io`]: JSON lines to Avro records and back, for the CLI.
 //! - [`time`]: RFC 3339 output and the one grammar for instants and durations on the command
 //!   line.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sluice::console::access::{Access, Proxy};
 use sluice::console::{self, ConsoleOptions, Limits};
+use sluice::kafka::ready::{self, Missing};
 use sluice::shutdown::Shutdown;
 
 #[derive(clap::Args)]
@@ -87,6 +88,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             login_failures_per_minute: args.max_login_failures,
         },
     };
+    // A broker still coming up is waited for (missing topics are the pages' to show) — unless
+    // the console will refuse its address anyway, which it says before contacting anything.
+    if opts.addr.ip().is_loopback() || !opts.access.is_open() {
+        let topics = t.topics().into_iter().map(|t| t.name).collect();
+        ready::wait_ready(&t.kafka, topics, Missing::Skip).await?;
+    }
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let console = console::start_until(&t, opts, shutdown).await?;

@@ -109,9 +109,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .collect();
     let rows = summarize(&events, &by);
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Csv => print!("{}", csv(&rows, &by)),
-        Format::Table => print!("{}", table(&rows, &by, &window, events.len())),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Csv => out!("{}", csv(&rows, &by)),
+        Format::Table => out!("{}", table(&rows, &by, &window, events.len())),
     }
     Ok(ExitCode::SUCCESS)
 }

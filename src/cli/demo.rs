@@ -63,7 +63,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!("the topology declares no input topic")
     };
     let stack = DevStack::start(&mut t, "127.0.0.1:0".parse()?).await?;
-    println!("{}", stack.env_lines());
+    outln!("{}", stack.env_lines());
 
     let shutdown = Shutdown::new();
     shutdown.on_signals();
@@ -94,7 +94,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .filter_map(|l| serde_json::from_str::<Json>(l).ok())
         .filter_map(|j| j.get("id").and_then(Json::as_str).map(str::to_owned))
         .collect();
-    println!("produced {} documents to {input}; waiting for results…", report.produced);
+    outln!("produced {} documents to {input}; waiting for results…", report.produced);
 
     let results = collect_results(&t, &codec, &expected, args.timeout).await?;
     shutdown.request();
@@ -224,7 +224,7 @@ fn print_table(results: &BTreeMap<String, Json>) {
         width("LABEL", |r| &r.label),
         width("MODEL", |r| &r.model),
     ];
-    println!(
+    outln!(
         "\n{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  ANSWER / REASON",
         "DOCUMENT",
         "TENANT",
@@ -238,7 +238,7 @@ fn print_table(results: &BTreeMap<String, Json>) {
         w4 = w[4],
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
             r.id,
             r.tenant,
@@ -257,26 +257,31 @@ fn print_table(results: &BTreeMap<String, Json>) {
 
 fn print_stage_counts(t: &Topology) {
     let m = sluice::telemetry::metrics();
-    println!("\n{:<10} {:>6} {:>14} {:>16}", "STAGE", "OK", "DEAD-LETTERED", "FAILED ATTEMPTS");
+    outln!("\n{:<10} {:>6} {:>14} {:>16}", "STAGE", "OK", "DEAD-LETTERED", "FAILED ATTEMPTS");
     for s in &t.stages {
         let count = |outcome: &str| m.records.with_label_values(&[s.name.as_str(), outcome]).get();
         let failed: u64 = ["retryable", "permanent", "fatal"]
             .iter()
             .map(|c| m.attempt_failures.with_label_values(&[s.name.as_str(), c]).get())
             .sum();
-        println!("{:<10} {:>6} {:>14} {:>16}", s.name, count("ok"), count("dead_lettered"), failed);
+        outln!("{:<10} {:>6} {:>14} {:>16}", s.name, count("ok"), count("dead_lettered"), failed);
     }
 }
 
 fn print_costs(events: &[sluice::metering::CostEvent]) {
     use sluice::metering::report::{dedup, summarize, usd, GroupBy};
     let events = dedup(events.iter().cloned());
-    println!(
+    outln!(
         "\n{:<10} {:>6} {:>7} {:>10} {:>11} {:>12}",
-        "COST", "CALLS", "CACHED", "IN TOKENS", "OUT TOKENS", "USD"
+        "COST",
+        "CALLS",
+        "CACHED",
+        "IN TOKENS",
+        "OUT TOKENS",
+        "USD"
     );
     for r in summarize(&events, &[GroupBy::Stage]) {
-        println!(
+        outln!(
             "{:<10} {:>6} {:>7} {:>10} {:>11} {:>12}",
             r.key.joined(),
             r.requests,

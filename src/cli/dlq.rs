@@ -135,7 +135,7 @@ async fn inspect(a: InspectArgs) -> Result<ExitCode> {
         Filter { error_class: a.common.error_class, since_ms: a.common.since, ..Filter::default() };
     let found = ops::inspect(&t, &a.common.stage, &filter, a.samples).await?;
     match a.common.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&found)?),
         Format::Table => print_inspection(&found),
     }
     Ok(ExitCode::SUCCESS)
@@ -183,7 +183,7 @@ async fn walk(sel: &Selection, opts: &RedriveOptions, discard: bool) -> Result<E
     };
     bar.finish_and_clear();
     match sel.common.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print_redrive(&report, opts.max_redrives),
     }
     Ok(if report.stopped.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -200,7 +200,7 @@ fn at(partition: i32, offset: i64) -> ops::dlq::At {
 }
 
 fn print_inspection(i: &Inspection) {
-    println!(
+    outln!(
         "{}: {} dead letter(s) selected of {} record(s), {} outstanding (stage {}){}",
         i.dead_letter_topic,
         i.selected,
@@ -212,21 +212,24 @@ fn print_inspection(i: &Inspection) {
     if i.selected == 0 {
         return;
     }
-    println!("\n{:<18} {:>7}", "ERROR CLASS", "COUNT");
+    outln!("\n{:<18} {:>7}", "ERROR CLASS", "COUNT");
     for c in &i.by_class {
-        println!("{:<18} {:>7}", c.error_class, c.count);
+        outln!("{:<18} {:>7}", c.error_class, c.count);
     }
-    println!(
+    outln!(
         "\n{:<18} {:>7} {:<20} {:<20} MESSAGE",
-        "ERROR CLASS", "COUNT", "FIRST SEEN", "LAST SEEN"
+        "ERROR CLASS",
+        "COUNT",
+        "FIRST SEEN",
+        "LAST SEEN"
     );
     for m in &i.by_message {
         let (first, last) = (time(m.first_seen_ms), time(m.last_seen_ms));
-        println!("{:<18} {:>7} {first:<20} {last:<20} {}", m.error_class, m.count, m.message);
+        outln!("{:<18} {:>7} {first:<20} {last:<20} {}", m.error_class, m.count, m.message);
     }
-    println!("\nnewest {}:", i.samples.len());
+    outln!("\nnewest {}:", i.samples.len());
     for s in &i.samples {
-        println!(
+        outln!(
             "- {} key {} from {} {}: {} after {} attempt(s) at {}; {}",
             at(s.partition, s.offset),
             s.key.as_deref().unwrap_or("-"),
@@ -237,14 +240,14 @@ fn print_inspection(i: &Inspection) {
             time(s.failed_at_ms),
             s.fate.as_ref().map_or("fate unknown".to_owned(), ops::dlq::Fate::describe),
         );
-        println!("  error: {}", s.error_message);
-        println!(
+        outln!("  error: {}", s.error_message);
+        outln!(
             "  model: {}  prompt version: {}  redriven before: {}",
             s.model.as_deref().unwrap_or("-"),
             s.prompt_version.as_deref().unwrap_or("-"),
             s.redrive_count.map_or("?".to_owned(), |c| c.to_string())
         );
-        println!("  value: {}", s.original_value);
+        outln!("  value: {}", s.original_value);
     }
 }
 
@@ -257,10 +260,10 @@ fn print_skipped(title: &str, skipped: &[Skipped], count: usize) {
     } else {
         String::new()
     };
-    println!("\n{title}: {count}{shown}");
+    outln!("\n{title}: {count}{shown}");
     for s in skipped {
         let key = s.key.as_deref().unwrap_or("-");
-        println!("- {} key {key}: {}", at(s.partition, s.offset), s.reason);
+        outln!("- {} key {key}: {}", at(s.partition, s.offset), s.reason);
     }
 }
 
@@ -270,14 +273,14 @@ fn print_redrive(r: &RedriveReport, max_redrives: u32) {
         _ => ("redrive", r.redriven),
     };
     if !r.executed {
-        println!("DRY RUN: nothing is produced or committed; add --execute to {verb}.");
+        outln!("DRY RUN: nothing is produced or committed; add --execute to {verb}.");
     }
-    println!("{} (stage {}, position in group {})", r.dead_letter_topic, r.stage, r.group);
+    outln!("{} (stage {}, position in group {})", r.dead_letter_topic, r.stage, r.group);
     if let Some(to) = &r.republish_to {
-        println!("republishing to {to}, which only stage {} reads", r.stage);
+        outln!("republishing to {to}, which only stage {} reads", r.stage);
     }
     if r.executed {
-        println!(
+        outln!(
             "{}",
             match r.transactional {
                 true => "each batch commits with the position in one Kafka transaction",
@@ -287,23 +290,27 @@ fn print_redrive(r: &RedriveReport, max_redrives: u32) {
             }
         );
     }
-    println!("\n{:<40} {:<18} {:>8}", "ORIGINAL TOPIC", "ERROR CLASS", "RECORDS");
+    outln!("\n{:<40} {:<18} {:>8}", "ORIGINAL TOPIC", "ERROR CLASS", "RECORDS");
     for row in &r.plan {
-        println!("{:<40} {:<18} {:>8}", row.original_topic, row.error_class, row.records);
+        outln!("{:<40} {:<18} {:>8}", row.original_topic, row.error_class, row.records);
     }
-    println!("{:<40} {:<18} {:>8}", "total", "", r.planned());
+    outln!("{:<40} {:<18} {:>8}", "total", "", r.planned());
     print_skipped(
         &format!("left in place by the loop guard (--max-redrives {max_redrives})"),
         &r.loop_guarded,
         r.loop_guarded_count,
     );
     print_skipped("unredrivable", &r.unredrivable, r.unredrivable_count);
-    println!(
+    outln!(
         "\n{verb}: {done}, skipped by the loop guard {}, unredrivable {}, not selected {}, \
          done by earlier runs {}, remaining {}",
-        r.loop_guarded_count, r.unredrivable_count, r.passed_over, r.done_before, r.remaining
+        r.loop_guarded_count,
+        r.unredrivable_count,
+        r.passed_over,
+        r.done_before,
+        r.remaining
     );
     if let Some(why) = &r.stopped {
-        println!("stopped early: {why}");
+        outln!("stopped early: {why}");
     }
 }

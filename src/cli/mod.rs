@@ -1,6 +1,24 @@
 //! Subcommands. Every command that talks to Kafka takes `--topology FILE`;
 //! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` override its connection settings.
 
+/// `println!` for command output: a reader that went away (`sluice consume … | head -1`) ends the
+/// process quietly (see [`write_out`]).
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod console;
 mod consume;
 mod cost;
@@ -124,5 +142,19 @@ pub fn load_topology(path: &Path) -> Result<Topology> {
             eprint!("{errors}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Writes command output to stdout. When the reader has gone away (`sluice consume … | head -1`)
+/// the process ends at once, quietly and with status 0, as ripgrep does: the reader chose to stop,
+/// nothing failed, and a `set -o pipefail` script goes on. (Not by restoring SIGPIPE, which would
+/// give the shell's 141: the console and the registry clients write to sockets with `writev`,
+/// which raises SIGPIPE when a peer hangs up, and that must not end a server.)
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(args) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => panic!("failed printing to stdout: {e}"),
     }
 }

@@ -46,6 +46,6 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     for bad in &report.bad {
         eprintln!("{}:{}: skipped: {}", args.file.display(), bad.line, bad.error);
     }
-    println!("produced {} record(s) to {topic}; skipped {}", report.produced, report.bad.len());
+    outln!("produced {} record(s) to {topic}; skipped {}", report.produced, report.bad.len());
     Ok(if report.bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use sluice::config::Topology;
-use sluice::pipeline::run_stages;
+use sluice::kafka::ready::{self, Missing};
+use sluice::pipeline::{run_stages, stage_schema_pairs};
 use sluice::shutdown::Shutdown;
 
 #[derive(clap::Args)]
@@ -41,6 +42,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr, &t).await?;
     }
+    wait_for_broker(&t, &args.stage).await?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let reports = run_stages(&t, &args.stage, shutdown).await?;
@@ -52,6 +54,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits while the broker is still coming up (electing the leaders of the stages' topics),
+/// with a progress line; fails at once when no broker answers or a stage's input is missing.
+pub async fn wait_for_broker(t: &Topology, stages: &[String]) -> Result<()> {
+    let specs: Vec<_> =
+        t.stages.iter().filter(|s| stages.is_empty() || stages.contains(&s.name)).collect();
+    let inputs: Vec<String> = specs.iter().map(|s| s.input.clone()).collect();
+    let mut others: Vec<String> = specs
+        .iter()
+        .flat_map(|s| stage_schema_pairs(t, s).into_iter().map(|(topic, _)| topic))
+        .filter(|topic| !inputs.contains(topic))
+        .collect();
+    others.sort();
+    others.dedup();
+    ready::wait_ready(&t.kafka, inputs, Missing::Refuse).await?;
+    Ok(ready::wait_ready(&t.kafka, others, Missing::Skip).await?)
 }
 
 /// How often `/readyz`'s broker and registry checks run.

@@ -1,7 +1,8 @@
-//! The development stack: a Kafka-protocol broker — the embedded one (librdkafka's mock cluster)
-//! or a real one the caller names — and a development schema registry on loopback, for
-//! `sluice dev`, `sluice demo` and tests.
+//! The development stack: a Kafka-protocol broker — the embedded one (librdkafka's mock cluster),
+//! Apache Kafka started for it ([`apache`]), or a real one the caller names — and a development
+//! schema registry on loopback, for `sluice dev`, `sluice demo` and tests.
 
+pub mod apache;
 pub mod kafka;
 pub mod registry;
 
@@ -9,10 +10,12 @@ use std::net::SocketAddr;
 
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
+pub use apache::{ApacheError, ApacheKafka};
 pub use kafka::MockKafka;
 pub use registry::DevRegistry;
 
 use crate::config::Topology;
+use crate::kafka::ready::{self, Missing};
 
 /// A running dev stack; an embedded broker lives as long as this value.
 pub struct DevStack {
@@ -25,6 +28,8 @@ pub enum DevBroker {
     Embedded(MockKafka),
     /// A real cluster at this bootstrap address; topics are created through its admin API.
     External(String),
+    /// Apache Kafka started for this stack (stopped when dropped); topics as on `External`.
+    Apache(ApacheKafka),
 }
 
 impl DevBroker {
@@ -32,6 +37,7 @@ impl DevBroker {
         match self {
             Self::Embedded(k) => k.bootstrap_servers(),
             Self::External(bootstrap) => bootstrap,
+            Self::Apache(k) => k.bootstrap_servers(),
         }
     }
 
@@ -42,7 +48,7 @@ impl DevBroker {
     {
         match self {
             Self::Embedded(k) => Some(k.cluster()),
-            Self::External(_) => None,
+            Self::External(_) | Self::Apache(_) => None,
         }
     }
 }
@@ -57,6 +63,8 @@ pub enum DevStackError {
     Registry(#[from] crate::avro::RegistryError),
     #[error("creating topics on {bootstrap}: {error}")]
     Topics { bootstrap: String, error: crate::kafka::TopicAdminError },
+    #[error(transparent)]
+    Broker(#[from] crate::kafka::ready::ReadyError),
 }
 
 impl DevStack {
@@ -80,6 +88,15 @@ impl DevStack {
             Some(bootstrap) => DevBroker::External(bootstrap),
             None => DevBroker::Embedded(MockKafka::start(1)?),
         };
+        Self::start_with(topology, registry_addr, kafka).await
+    }
+
+    /// [`DevStack::start`] on the given broker.
+    pub async fn start_with(
+        topology: &mut Topology,
+        registry_addr: SocketAddr,
+        kafka: DevBroker,
+    ) -> Result<Self, DevStackError> {
         let registry = registry::serve(registry_addr).await?;
         topology.kafka.bootstrap_servers = kafka.bootstrap_servers().to_owned();
         topology.schema_registry.url = registry.url();
@@ -89,13 +106,23 @@ impl DevStack {
                     k.create_topic(&t.name, t.partitions)?;
                 }
             }
-            DevBroker::External(bootstrap) => {
+            DevBroker::External(_) | DevBroker::Apache(_) => {
+                let bootstrap = kafka.bootstrap_servers();
+                // Not there: say so at once. Still coming up: wait for it (see kafka::ready).
+                let settings = topology.kafka.clone();
+                tokio::task::spawn_blocking(move || ready::first_contact(&settings))
+                    .await
+                    .expect("the first contact does not panic")?;
                 crate::kafka::create_planned_topics(&topology.kafka, &topology.topics())
                     .await
                     .map_err(|error| DevStackError::Topics {
-                        bootstrap: bootstrap.clone(),
+                        bootstrap: bootstrap.to_owned(),
                         error,
                     })?;
+                // Every partition answers for its offsets before the stack says it is up, so
+                // clients started the moment it prints its address find leaders.
+                let names = topology.topics().into_iter().map(|t| t.name).collect();
+                ready::wait_ready(&topology.kafka, names, Missing::Refuse).await?;
             }
         }
         let settings = SrSettings::new(registry.url());

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::admin_config;
@@ -60,16 +61,37 @@ async fn create(
 ) -> Result<Vec<String>, TopicAdminError> {
     let admin: AdminClient<DefaultClientContext> = admin_config(settings).create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let mut created = Vec::new();
-    for result in admin.create_topics(new, &options).await? {
-        match result {
-            Ok(name) => created.push(name),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(TopicAdminError::Topic { topic, error: code.to_string() })
+    // A controller still coming up refuses with NotController & co: ask again (topics created
+    // meanwhile answer TopicAlreadyExists and are kept).
+    let created = std::sync::Mutex::new(Vec::new());
+    let refused = std::sync::Mutex::new(String::new());
+    let asked = super::ready::retry_async("creating topics", || async {
+        for result in admin.create_topics(new, &options).await? {
+            match result {
+                Ok(name) => created.lock().expect("not poisoned").push(name),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    *refused.lock().expect("not poisoned") = topic;
+                    return Err(KafkaError::AdminOp(code));
+                }
             }
         }
+        Ok(())
+    })
+    .await;
+    match asked {
+        Ok(()) => {}
+        Err(e) => {
+            let topic = refused.into_inner().expect("not poisoned");
+            return Err(match e {
+                KafkaError::AdminOp(code) if !topic.is_empty() => {
+                    TopicAdminError::Topic { topic, error: code.to_string() }
+                }
+                e => e.into(),
+            });
+        }
     }
+    let created = created.into_inner().expect("not poisoned");
     // CreateTopics returns before every partition has a leader everywhere: a client that reads
     // a new topic at once is told NotLeaderForPartition. Return when they are usable.
     let (settings, names) = (settings.clone(), created.clone());
@@ -79,40 +101,14 @@ async fn create(
     Ok(created)
 }
 
-/// Waits (up to 30 s) until every partition of `topics` has a leader in the cluster's metadata.
+/// Waits until every partition of `topics` has a leader that answers for its offsets (see
+/// [`super::ready`]).
 fn wait_for_leaders(settings: &KafkaSettings, topics: &[String]) -> Result<(), TopicAdminError> {
     if topics.is_empty() {
         return Ok(());
     }
-    let consumer: BaseConsumer = admin_config(settings).create()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut waits = crate::retry::infrastructure_backoff();
-    for topic in topics {
-        loop {
-            let ready = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(5))
-                .ok()
-                .and_then(|m| {
-                    m.topics().first().map(|t| {
-                        t.error().is_none()
-                            && !t.partitions().is_empty()
-                            && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
-                    })
-                })
-                .unwrap_or(false);
-            if ready {
-                break;
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(TopicAdminError::Topic {
-                    topic: topic.clone(),
-                    error: "created, but its partitions have no leader after 30 s".into(),
-                });
-            }
-            std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
-        }
-    }
-    Ok(())
+    super::ready::topics_ready(settings, topics, super::ready::Missing::Refuse)
+        .map_err(|e| TopicAdminError::Topic { topic: topics.join(", "), error: e.to_string() })
 }
 
 /// Names and partition counts of the topics that exist on the cluster.

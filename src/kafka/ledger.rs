@@ -26,8 +26,6 @@ use crate::config::KafkaSettings;
 use crate::kafka::reader_config;
 use crate::retry::infrastructure_backoff;
 
-/// How long opening a ledger waits for its partition's leader to be elected.
-const ELECTION_WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
 /// What a ledger's records are applied to.
@@ -142,32 +140,12 @@ impl<B: Book> LogLedger<B> {
     }
 }
 
-/// Whether a metadata error only means the broker is still electing the partition's leader (a
-/// broker or a topic that has just come up), not that the ledger cannot be read.
-fn electing(e: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as Code;
-    matches!(
-        e,
-        KafkaError::MetadataFetch(
-            Code::NotLeaderForPartition | Code::LeaderNotAvailable | Code::NotCoordinator
-        )
-    )
-}
-
-/// The ledger partition's high watermark, waiting (up to [`ELECTION_WAIT`]) while a fresh
-/// broker elects its leader; any other error at once.
+/// The ledger partition's high watermark, waiting (see [`super::ready`]) while a fresh broker
+/// elects its leader; any other error at once.
 fn high_watermark(consumer: &BaseConsumer, topic: &str) -> Result<i64, KafkaError> {
-    let give_up = std::time::Instant::now() + ELECTION_WAIT;
-    let mut waits = infrastructure_backoff();
-    loop {
-        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)) {
-            Ok((_, high)) => return Ok(high),
-            Err(e) if electing(&e) && std::time::Instant::now() < give_up => {
-                std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let what = format!("the offsets of the ledger {topic}");
+    super::ready::retry(&what, || consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)))
+        .map(|(_, high)| high)
 }
 
 /// The reader thread: applies every record in log order.

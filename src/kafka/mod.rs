@@ -4,7 +4,8 @@
 //!
 //! [`reader`] is the one topic reader of the operator's commands and the console, with one rule
 //! for transient errors; [`ledger`] the one log-ordered ledger (the budget's and the review
-//! queue's books); [`presence`] how assign-only clients announce themselves.
+//! queue's books); [`presence`] how assign-only clients announce themselves; [`ready`] how a
+//! broker still coming up is waited out and one that is not there reported at once.
 
 mod admin;
 pub mod group_description;
@@ -13,6 +14,7 @@ pub mod ledger;
 pub mod presence;
 mod probe;
 pub mod reader;
+pub mod ready;
 
 pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
 pub use probe::{broker_kind, require_admin_api, watch_reachability, BrokerKind, ProbeError};

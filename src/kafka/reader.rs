@@ -55,14 +55,18 @@ pub fn reader(
     let mut ends = HashMap::new();
     let start = if from_beginning { Offset::Beginning } else { Offset::End };
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+        let metadata = super::ready::retry(&format!("the partitions of {topic}"), || {
+            consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        })?;
         let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
         if partitions == 0 {
             return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
         }
         for p in 0..partitions as i32 {
             tpl.add_partition_offset(topic, p, start)?;
-            let (low, high) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?;
+            let (low, high) = super::ready::retry(&format!("the offsets of {topic}"), || {
+                consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)
+            })?;
             if from_beginning && high > low {
                 ends.insert(((*topic).to_owned(), p), VecDeque::from([(low, high)]));
             }

@@ -3,6 +3,7 @@
 //! [`Health`]). Nothing per record is logged at INFO. [`http`] serves metrics and health. Spans go
 //! to an OpenTelemetry collector when the `OTEL_*` variables name one ([`otel`], [`otel_spans`]).
 
+mod broker_events;
 mod budget_events;
 mod cache_events;
 mod client_stats;
@@ -19,6 +20,7 @@ mod record_events;
 mod review_events;
 mod runner_metrics;
 
+pub use broker_events::BrokerComingUp;
 pub use budget_events::{
     budget_metrics, BudgetClaimFailed, BudgetMetrics, LedgerClaimSkipped, LedgerReadFailed,
     LedgerRegistryWait,
@@ -62,7 +64,8 @@ pub fn init_logging(json: bool) {
 pub fn init_with(json: bool, traces: Option<&OtelSettings>) -> Result<TraceGuard, OtelError> {
     let exporter = traces.map(otel::Exporter::build).transpose()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into());
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colour_stderr());
     let logs = if json { logs.json().boxed() } else { logs.boxed() };
     let logs = logs.with_filter(filter.and(filter_fn(|m| m.target() != otel_spans::SPAN_TARGET)));
     let spans = exporter.as_ref().map(|e| {
@@ -90,6 +93,14 @@ pub fn init_with(json: bool, traces: Option<&OtelSettings>) -> Result<TraceGuard
         }
         (None, _) => Ok(TraceGuard::default()),
     }
+}
+
+/// Whether log lines may carry ANSI colours: only on a terminal (never into a file or a pipe),
+/// and never with `NO_COLOR` set to anything non-empty (no-color.org).
+fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// The registry in Prometheus text format. A family without labels shows from the start (0), not
