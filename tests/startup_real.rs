@@ -98,6 +98,16 @@ fn assert_serves(env: &[(String, String)]) {
             "consume {topic} right after the stack said it was up:\n{stderr}"
         );
     }
+    // `status` describes the groups and reads every watermark: 0 (healthy) or 3 (a stage has no
+    // members yet), never 1 (nothing read) or 4 (a row incomplete) on a broker that is up.
+    let out = sluice(env, &["status", "--topology", TOPOLOGY]);
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "status right after the stack said it was up exited {code:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

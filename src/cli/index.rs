@@ -53,7 +53,7 @@ pub async fn run(a: Args) -> Result<ExitCode> {
     })
     .await?;
     bar.finish();
-    println!(
+    outln!(
         "indexed {n} passages into stage '{}' ({} in the store)",
         spec.name,
         store.count().await?

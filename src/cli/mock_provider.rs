@@ -76,14 +76,14 @@ pub async fn run(a: Args) -> Result<ExitCode> {
         prices: a.prices.into_iter().collect(),
     };
     let server = serve((a.host, a.port).into(), config).await?;
-    println!("mock provider listening on http://{}", server.addr);
-    println!("  OpenAI:    base_url: {}", server.openai_url());
-    println!("  Anthropic: base_url: {}", server.base_url());
-    println!("  ledger:    GET {}/mock/ledger", server.base_url());
+    outln!("mock provider listening on http://{}", server.addr);
+    outln!("  OpenAI:    base_url: {}", server.openai_url());
+    outln!("  Anthropic: base_url: {}", server.base_url());
+    outln!("  ledger:    GET {}/mock/ledger", server.base_url());
     tokio::signal::ctrl_c().await?;
     let ledger = server.ledger();
     for (model, t) in &ledger.models {
-        println!(
+        outln!(
             "{model}: {} calls, {} errors, {} rate-limited, {} input and {} output tokens, {} USD",
             t.calls,
             t.errors,

@@ -153,7 +153,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 "executed": args.execute,
                 "committed": executed,
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            outln!("{}", serde_json::to_string_pretty(&json)?);
         }
         Format::Table => {
             print_plan(&plan);
@@ -161,19 +161,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 print_cost(c);
             }
             if let Some(path) = &args.export {
-                println!("plan written to {}", path.display());
+                outln!("plan written to {}", path.display());
             }
             if args.execute {
                 let executed = execute(&kafka, &plan, &how_to_stop).await?;
-                println!(
+                outln!(
                     "executed: group '{}' now resumes at the new offsets; start its consumers \
                      again to re-process {} records",
                     plan.group,
                     plan.reprocessed()
                 );
-                println!("{}", executed.describe());
+                outln!("{}", executed.describe());
             } else {
-                println!(
+                outln!(
                     "dry run: nothing changed. Add --execute to commit the changed offsets (the \
                      group must have no members, and its commits must still be the ones above)."
                 );
@@ -199,10 +199,15 @@ fn bootstrap_only() -> Result<KafkaSettings> {
 }
 
 fn print_plan(plan: &Plan) {
-    println!("replay plan for group '{}' on '{}' ({})", plan.group, plan.topic, plan.reset);
-    println!(
+    outln!("replay plan for group '{}' on '{}' ({})", plan.group, plan.topic, plan.reset);
+    outln!(
         "{:>9} {:>12} {:>12} {:>12} {:>10}  {:<24} LOG",
-        "PARTITION", "COMMITTED", "CURRENT", "NEW", "RECORDS", "ON EXECUTE"
+        "PARTITION",
+        "COMMITTED",
+        "CURRENT",
+        "NEW",
+        "RECORDS",
+        "ON EXECUTE"
     );
     for p in &plan.partitions {
         let committed = p.committed.map_or("-".to_owned(), |c| c.to_string());
@@ -217,24 +222,31 @@ fn print_plan(plan: &Plan) {
         } else {
             "committed"
         };
-        println!(
+        outln!(
             "{:>9} {:>12} {:>12} {:>12} {:>10}  {:<24} [{}, {})",
-            p.partition, committed, p.current, p.new, records, on_execute, p.low, p.high
+            p.partition,
+            committed,
+            p.current,
+            p.new,
+            records,
+            on_execute,
+            p.low,
+            p.high
         );
     }
-    println!(
+    outln!(
         "{} records to re-process, {} skipped (+: processed again, -: never processed)",
         plan.reprocessed(),
         plan.skipped()
     );
     for w in &plan.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
 }
 
 fn print_cost(c: &CostEstimate) {
-    println!("what re-processing will cost (from the stage's cost events):");
-    println!(
+    outln!("what re-processing will cost (from the stage's cost events):");
+    outln!(
         "  based on {} of {} records sampled across the window; {} of them ({:.0}%) with a cost \
          event of their own processing",
         c.sampled,
@@ -242,15 +254,15 @@ fn print_cost(c: &CostEstimate) {
         c.metered,
         c.metered_share * 100.0
     );
-    println!("  without a cache: {}", c.without_cache.describe());
+    outln!("  without a cache: {}", c.without_cache.describe());
     if let (Some(kind), Some(with)) = (&c.cache, &c.with_cache) {
-        println!(
+        outln!(
             "  with the response cache ({kind}; {} sampled answers on record): {}",
             c.cached,
             with.describe()
         );
     }
     for note in &c.notes {
-        println!("  note: {note}");
+        outln!("  note: {note}");
     }
 }

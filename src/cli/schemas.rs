@@ -31,7 +31,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Action::Register { topology } => {
             let t = super::load_topology(&topology)?;
             for (subject, id) in register_all(&registry_settings(&t), &schema_pairs(&t)).await? {
-                println!("{subject}\tid {id}");
+                outln!("{subject}\tid {id}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -39,7 +39,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let t = super::load_topology(&topology)?;
             match check_registered(&registry_settings(&t), &schema_pairs(&t)).await {
                 Ok(()) => {
-                    println!("all {} subjects registered", schema_pairs(&t).len());
+                    outln!("all {} subjects registered", schema_pairs(&t).len());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {

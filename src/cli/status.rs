@@ -97,11 +97,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 fn show(r: &Report, format: Format) -> Result<()> {
     if format == Format::Json {
         // One JSON document per sample, on one line with --watch too.
-        println!("{}", serde_json::to_string(r)?);
+        outln!("{}", serde_json::to_string(r)?);
         return Ok(());
     }
-    println!("pipeline {} at {}", r.pipeline, rfc3339(r.taken_ms));
-    println!(
+    outln!("pipeline {} at {}", r.pipeline, rfc3339(r.taken_ms));
+    outln!(
         "{:<16} {:<18} {:>7} {:>9} {:>14} {:>10} {:>9} {:>9} {:>7} {:>8} {:>14}",
         "STAGE",
         "STATE",
@@ -124,7 +124,7 @@ fn show(r: &Report, format: Format) -> Result<()> {
                 figure
             }
         };
-        println!(
+        outln!(
             "{:<16} {:<18} {:>7} {:>9} {:>14} {:>10} {:>9} {:>9} {:>7} {:>8} {:>14}",
             s.stage,
             s.state,
@@ -143,7 +143,7 @@ fn show(r: &Report, format: Format) -> Result<()> {
         details(s);
     }
     if r.metering_skipped.count > 0 {
-        println!(
+        outln!(
             "{} metering record(s) today are not cost events and were skipped (spend may be \
              under-counted); first: {}",
             r.metering_skipped.count,
@@ -154,22 +154,22 @@ fn show(r: &Report, format: Format) -> Result<()> {
 }
 
 fn details(s: &StageStatus) {
-    println!("{} (group {}, input {}):", s.stage, s.group, s.input);
+    outln!("{} (group {}, input {}):", s.stage, s.group, s.input);
     for topic in &s.missing_topics {
-        println!("  topic {topic} does not exist: its figures are missing from the row");
+        outln!("  topic {topic} does not exist: its figures are missing from the row");
     }
     for e in &s.errors {
-        println!("  could not read: {e}");
+        outln!("  could not read: {e}");
     }
     for m in &s.members {
         let assigned = if m.assigned.is_empty() { "-".into() } else { m.assigned.join(" ") };
-        println!("  member {} on {}: {assigned}", m.client_id, m.host);
+        outln!("  member {} on {}: {assigned}", m.client_id, m.host);
     }
     for b in &s.retry_backlog {
         let delay = b.delay.as_deref().unwrap_or("-");
-        println!("  retry rung {} (after {delay}): {} waiting", b.topic, b.records);
+        outln!("  retry rung {} (after {delay}): {} waiting", b.topic, b.records);
     }
     for (tenant, micro) in &s.spend_today_by_tenant {
-        println!("  spend today of tenant {tenant}: {} USD", sluice::metering::report::usd(*micro));
+        outln!("  spend today of tenant {tenant}: {} USD", sluice::metering::report::usd(*micro));
     }
 }

@@ -31,9 +31,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             require_admin_api(&t.kafka, "`sluice topics create`").await?;
             let wanted = t.topics();
             let created = create_planned_topics(&t.kafka, &wanted).await?;
-            println!("created {} of {} topics", created.len(), wanted.len());
+            outln!("created {} of {} topics", created.len(), wanted.len());
             for name in created {
-                println!("  {name}");
+                outln!("  {name}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -44,13 +44,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 move || existing_topics(&kafka)
             })
             .await??;
-            println!("{:<40} {:<44} {:>10}  SCHEMA", "TOPIC", "ROLE", "PARTITIONS");
+            outln!("{:<40} {:<44} {:>10}  SCHEMA", "TOPIC", "ROLE", "PARTITIONS");
             for p in t.topics() {
                 let parts = existing
                     .iter()
                     .find(|(n, _)| *n == p.name)
                     .map_or("missing".to_owned(), |(_, n)| n.to_string());
-                println!(
+                outln!(
                     "{:<40} {:<44} {:>10}  {}",
                     p.name,
                     p.role.describe(),

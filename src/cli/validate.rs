@@ -22,7 +22,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut failed = false;
     for file in &files {
         match sluice::config::load(file) {
-            Ok(t) => println!(
+            Ok(t) => outln!(
                 "{}: ok ({} stages, {} topics)",
                 file.display(),
                 t.stages.len(),

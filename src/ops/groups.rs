@@ -169,7 +169,9 @@ pub fn positions_with_metadata(
         .iter()
         .zip(committed)
         .map(|(&partition, (committed, metadata))| {
-            let (low, high) = client.fetch_watermarks(topic, partition, TIMEOUT)?;
+            let (low, high) = crate::kafka::ready::retry(topic, || {
+                client.fetch_watermarks(topic, partition, TIMEOUT)
+            })?;
             Ok((Position { partition, low, high, committed }, metadata))
         })
         .collect()
@@ -210,7 +212,8 @@ pub fn watermarks(
     partitions(settings, topic)?
         .into_iter()
         .map(|p| {
-            let (low, high) = client.fetch_watermarks(topic, p, TIMEOUT)?;
+            let (low, high) =
+                crate::kafka::ready::retry(topic, || client.fetch_watermarks(topic, p, TIMEOUT))?;
             Ok((p, low, high))
         })
         .collect()
