@@ -153,18 +153,7 @@ async fn a_reviewer_decides_in_a_browser_and_redrives_a_dead_letter() {
     ]
     .into_iter()
     .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&flow)
-            .envs(env)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-    })
-    .await
-    .expect("joins")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the browser flow failed: {stdout}");
+    let stdout = common::browser::run_flow(&flow, env).await;
     let summary: serde_json::Value =
         serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("JSON summary");
     assert_eq!(summary["screenshots"].as_array().map(Vec::len), Some(6), "{summary}");

@@ -13,6 +13,7 @@
 //! - [`procs`], [`qdrant`], [`redis`]: worker processes and real servers on loopback.
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different subset")]
 
+pub mod browser;
 pub mod console;
 pub mod crash;
 pub mod faults;

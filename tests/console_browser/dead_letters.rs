@@ -32,18 +32,7 @@ async fn a_redriven_letter_is_shown_as_such_and_the_page_fits_a_phone() {
     if let Ok(dir) = std::env::var("SLUICE_CONSOLE_SCREENSHOTS") {
         env.push(("SCREENSHOT_DIR", dir));
     }
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(flow)
-            .envs(env)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-    })
-    .await
-    .expect("joins")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the browser flow failed: {stdout}");
+    crate::common::browser::run_flow(&flow, env).await;
     assert!(
         crate::common::wait_until(Duration::from_secs(10), || async { h.count(&input).await == 1 })
             .await,

@@ -63,17 +63,6 @@ async fn the_pipeline_page_survives_a_missing_topic_and_fits_a_phone() {
     .into_iter()
     .chain(std::env::var("SLUICE_CONSOLE_SCREENSHOTS").ok().map(|d| ("SCREENSHOT_DIR", d)))
     .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .envs(env)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-    })
-    .await
-    .expect("joins")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the pipeline flow failed: {stdout}");
+    crate::common::browser::run_flow(&script, env).await;
     c.stop().await;
 }

@@ -43,18 +43,7 @@ async fn a_reviewers_edit_survives_refusals_and_a_lost_session_and_pages_fit_a_p
     ]
     .into_iter()
     .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(flow)
-            .envs(env)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-    })
-    .await
-    .expect("joins")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the review flow failed: {stdout}");
+    crate::common::browser::run_flow(&flow, env).await;
     let approved = decisions(&h, &format!("{}.approved", h.topology.pipeline)).await;
     let answers: Vec<(&str, &str)> =
         approved.iter().map(|d| (d.0.as_str(), d.3.as_str())).collect();
