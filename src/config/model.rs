@@ -202,6 +202,38 @@ pub struct StageSpec {
     pub shutdown_grace: Duration,
     /// Where records of over-budget tenants wait for the next budget window.
     pub deferred_topic: String,
+    /// At least once (the default) or exactly once (Kafka transactions).
+    pub delivery: Delivery,
+}
+
+/// How a stage's writes and its input offsets reach Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Outputs are acknowledged, then the input offset is stored and committed in the
+    /// background: a crash or rebalance reprocesses what was not committed yet.
+    #[default]
+    AtLeastOnce,
+    /// Outputs, retry-rung records, dead letters, deferred records and the input offsets (with
+    /// the completed-offset map) are committed in one Kafka transaction; readers that read
+    /// committed see each record's results once.
+    ExactlyOnce(Transactions),
+}
+
+/// When an exactly-once stage commits its open transaction: every `interval`, or as soon as
+/// `max_records` input records are in it, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transactions {
+    pub interval: Duration,
+    pub max_records: usize,
+}
+
+impl Delivery {
+    pub fn transactions(&self) -> Option<Transactions> {
+        match self {
+            Delivery::AtLeastOnce => None,
+            Delivery::ExactlyOnce(t) => Some(*t),
+        }
+    }
 }
 
 impl StageSpec {

@@ -90,6 +90,7 @@ pub fn parse(
         dead_letter_topic,
         shutdown_grace,
         deferred_topic: d::deferred_topic(pipeline, name),
+        delivery: Default::default(),
     })
 }
 
