@@ -60,12 +60,7 @@ pub fn producer(kafka: &KafkaSettings, group: &str) -> Result<FutureProducer, Ka
             format!("{}-{nanos:x}", std::process::id())
         }
     };
-    let mut config = crate::kafka::producer_config(kafka);
-    if !kafka.producer.contains_key("transaction.timeout.ms") {
-        config.set("transaction.timeout.ms", "10000");
-    }
-    config.set("transactional.id", format!("{group}.{instance}"));
-    config.create()
+    crate::kafka::transactional_producer_config(kafka, &format!("{group}.{instance}")).create()
 }
 
 /// A record's writes, handed to the committer.
