@@ -7,9 +7,12 @@
 //!    committed (high watermarks would count transaction markers) timestamps every output, and
 //!    the steady state runs from a quarter of the outputs to nine tenths.
 //! 2. End-to-end latency: once the backlog is out, documents are produced at a steady rate well
-//!    below capacity (half the at-least-once throughput of the workload) for a few seconds, and
-//!    each one's time from send to receipt at that consumer is taken (an output's key is its
-//!    document's id; checked by decoding a sample).
+//!    below capacity (a quarter of the at-least-once throughput of the workload, at most half
+//!    the row's own) for a few seconds, and each one's time from send to receipt at that
+//!    consumer is taken (an output's key is its document's id; checked by decoding a sample).
+//!
+//! The worker logs its commits (`transaction committed`, debug): the median records per
+//! transaction and the median time a commit took are printed beside the exactly-once rows.
 //!
 //! Needs a broker with transactions and an admin API:
 //!
@@ -51,7 +54,7 @@ struct Workload {
 
 const WORKLOADS: [Workload; 2] = [
     // Zero is refused; tokio's timer makes 1 ns about a millisecond, far from the limit here.
-    Workload { name: "passthrough", latency: "1ns", per_partition: 64, records: 120_000 },
+    Workload { name: "passthrough", latency: "1ns", per_partition: 64, records: 200_000 },
     Workload { name: "I/O 50 ms", latency: "50ms", per_partition: 16, records: 16_000 },
 ];
 
@@ -191,7 +194,7 @@ async fn produce_steadily(
 ) -> HashMap<String, Instant> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &t.kafka.bootstrap_servers)
-        .set("linger.ms", "0")
+        .set("linger.ms", "5")
         .create()
         .expect("producer");
     let n = (rate * LATENCY_SECS) as usize;
@@ -220,10 +223,28 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     duplicates: usize,
+    /// Exactly once: the median records per transaction and milliseconds per commit.
+    commits: Option<(u64, u64)>,
+}
+
+/// Medians of the worker's `transaction committed` log lines: records, and the commit's time.
+fn commits(log: &std::path::Path) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(log).expect("worker log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains("transaction committed"))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let median = |field: &str| {
+        let mut v: Vec<u64> = lines.iter().filter_map(|l| l["fields"][field].as_u64()).collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    };
+    Some((median("records")?, median("elapsed_ms")?))
 }
 
 /// One worker on a fresh pipeline: its steady-state throughput, then latencies at `send_rate`
-/// (half its own throughput if `None`, or if it is lower than twice the rate given).
+/// (a quarter of its own throughput if `None`; at most half of it).
 async fn run(
     w: &Workload,
     mode: Mode,
@@ -245,14 +266,18 @@ async fn run(
     let n = w.records;
     common::produce(&t, &codec, &input, 0..n, |i| format!("invoice {i} billed twice")).await;
     let reader = Reader::start(bootstrap, &output);
+    let log = dir.path().join("worker.log");
     let worker = Worker(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--topology", path.to_str().expect("utf-8"), "--stage", "work"])
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", "error,sluice::telemetry::transaction_events=debug")
+            .env("SLUICE_LOG_JSON", "true")
             .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("worker"),
     );
+
     let (from, to) = (n / 4, n * 9 / 10);
     reader.wait_for(to).await;
     let rate = {
@@ -260,7 +285,7 @@ async fn run(
         (to - from) as f64 / (seen[to - 1].1 - seen[from - 1].1).as_secs_f64()
     };
     reader.wait_for(n).await;
-    let send_rate = send_rate.map_or(rate / 2.0, |r| r.min(rate / 2.0));
+    let send_rate = send_rate.map_or(rate / 4.0, |r| r.min(rate / 2.0));
     let sent = produce_steadily(&t, &codec, &input, n, send_rate).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let received = loop {
@@ -295,6 +320,7 @@ async fn run(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         duplicates: seen.len() - distinct.len(),
+        commits: mode.and_then(|_| commits(&log)),
     }
 }
 
@@ -311,17 +337,24 @@ async fn main() {
         .await
         .expect("registry");
     let started = Instant::now();
-    println!("workload     delivery              records/s  vs ALO  sent/s  p50 ms  p99 ms  dup");
+    println!(
+        "workload     delivery              records/s  vs ALO  sent/s  p50 ms  p99 ms  dup  \
+         rec/txn  commit ms"
+    );
     for w in &WORKLOADS {
         let mut base: Option<f64> = None;
         let modes = std::iter::once(None).chain(INTERVALS_MS.map(Some));
         for mode in modes {
-            let row = run(w, mode, base.map(|b| b / 2.0), &bootstrap, &registry.url()).await;
+            let row = run(w, mode, base.map(|b| b / 4.0), &bootstrap, &registry.url()).await;
             let alo = *base.get_or_insert(row.rate);
             let delivery =
                 mode.map_or("at least once".into(), |ms| format!("exactly once {ms} ms"));
+            let (per_txn, commit_ms) = row
+                .commits
+                .map_or(("-".into(), "-".into()), |(r, ms)| (r.to_string(), ms.to_string()));
             println!(
-                "{:<11}  {delivery:<20}  {:>9.0}  {:>5.2}x  {:>6.0}  {:>6.1}  {:>6.1}  {:>3}",
+                "{:<11}  {delivery:<20}  {:>9.0}  {:>5.2}x  {:>6.0}  {:>6.1}  {:>6.1}  {:>3}  \
+                 {per_txn:>7}  {commit_ms:>9}",
                 w.name,
                 row.rate,
                 row.rate / alo,
