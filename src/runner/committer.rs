@@ -8,7 +8,6 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, Producer};
@@ -167,15 +166,18 @@ impl Committer {
 
     /// Waits for every write of the open transaction; notes what the broker refused for good.
     /// Returns why the transaction cannot commit, if it cannot.
+    /// Each delivery is waited for on its own (bounded by `message.timeout.ms`, which the
+    /// transactional producer keeps within `transaction.timeout.ms`), not by `flush`: rust-rdkafka's
+    /// flush sleeps in 100 ms polls while the producer's own thread takes the delivery reports,
+    /// which made every commit take 100 ms (docs/BENCHMARKS.md, "Exactly once").
     fn delivered(&mut self) -> Option<String> {
-        let _ = self.txp.producer.flush(TXN_TIMEOUT);
         let mut failed = self.batch.failed.take();
         for (f, _, deliveries) in &mut self.batch.records {
             for (i, delivery) in deliveries.iter_mut() {
-                let error = match delivery.now_or_never() {
-                    Some(Ok(Ok(_))) => continue,
-                    Some(Ok(Err((e, _)))) => e,
-                    Some(Err(_)) | None => KafkaError::Canceled,
+                let error = match futures::executor::block_on(delivery) {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((e, _))) => e,
+                    Err(_) => KafkaError::Canceled,
                 };
                 let topic = &f.records[*i].topic;
                 if classify(&error) == ProduceFailure::Refused {
