@@ -49,7 +49,7 @@ fn refused(out: &Output, stages: &str) {
 }
 
 #[test]
-fn run_refuses_exactly_once_stages_on_the_embedded_broker() {
+fn run_and_dev_refuse_exactly_once_stages_on_an_embedded_broker_they_are_pointed_at() {
     let topology = sluice::config::load(Path::new(TOPOLOGY)).expect("ships valid");
     let kafka = MockKafka::start(1).expect("mock cluster");
     for t in topology.topics() {
@@ -60,6 +60,10 @@ fn run_refuses_exactly_once_stages_on_the_embedded_broker() {
     refused(&all, "stages 'triage', 'summarize' want");
     let one = run_to_end(&["run", "--topology", TOPOLOGY, "--stage", "summarize"], bootstrap);
     refused(&one, "stage 'summarize' wants");
+    // `sluice dev` on KAFKA_BOOTSTRAP_SERVERS: another process's embedded broker, here.
+    let dev = run_to_end(&["dev", "--topology", TOPOLOGY], bootstrap);
+    refused(&dev, "stages 'triage', 'summarize' want");
+    assert_eq!(String::from_utf8_lossy(&dev.stdout), "", "nothing started");
 }
 
 #[test]
