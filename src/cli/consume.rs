@@ -9,6 +9,9 @@ use sluice::config::KafkaSettings;
 use sluice::kafka::registry_settings;
 use sluice::records_io::{reader, record_json};
 
+/// Prints a topic's records. Reads committed records only, whatever the topology's
+/// `kafka.consumer` says: never a record of an open or aborted transaction (an exactly-once
+/// stage's, a redrive batch's), as every stage and every other command reads.
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long)]

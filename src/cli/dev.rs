@@ -37,11 +37,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let mut t = super::load_topology(&args.topology)?;
     let external = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty());
     let embedded = matches!((args.broker, &external), (Some(Broker::Embedded), _) | (None, None));
-    if embedded {
-        // Before anything starts: the embedded broker has no transactions.
-        if let Some(refused) = super::run::refused_delivery(&t, &[], BrokerKind::Embedded) {
-            return Ok(refused);
-        }
+    // Before anything starts: the embedded broker has no transactions, and
+    // KAFKA_BOOTSTRAP_SERVERS may name another process's embedded broker.
+    let refused = match (args.broker, &external) {
+        (Some(Broker::Apache), _) => None,
+        _ if embedded => super::run::refused_delivery(&t, &[], BrokerKind::Embedded),
+        _ => super::run::refuse_unsupported_delivery(&t, &[]).await?,
+    };
+    if let Some(code) = refused {
+        return Ok(code);
     }
     // Before any broker starts: Ctrl-C while Apache Kafka starts must still stop it.
     let shutdown = Shutdown::new();
@@ -60,14 +64,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (Some(Broker::Embedded), _) | (None, None) => DevBroker::Embedded(MockKafka::start(1)?),
         (None, Some(bootstrap)) => DevBroker::External(bootstrap),
     };
-    let on_external = matches!(kafka, DevBroker::External(_));
     let stack = DevStack::start_with(&mut t, args.registry_addr, kafka).await?;
-    if on_external {
-        // KAFKA_BOOTSTRAP_SERVERS may name another process's embedded broker.
-        if let Some(refused) = super::run::refuse_unsupported_delivery(&t, &[]).await? {
-            return Ok(refused);
-        }
-    }
     if let Some(addr) = args.metrics_addr {
         super::run::serve_metrics(addr, &t).await?;
     }

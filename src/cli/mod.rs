@@ -65,7 +65,8 @@ pub enum Command {
     Topics(topics::Args),
     /// Produce JSON lines as Avro records.
     Produce(produce::Args),
-    /// Print records as JSON lines with partition, offset, key and headers.
+    /// Print records as JSON lines with partition, offset, key and headers (committed records
+    /// only: never those of an open or aborted transaction).
     Consume(consume::Args),
     /// Run one stage (scale by starting more processes) or all of them.
     Run(run::Args),

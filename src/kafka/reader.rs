@@ -157,6 +157,9 @@ impl Reader {
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 None | Some(Err(KafkaError::PartitionEOF(_))) => {
+                    if !past_end {
+                        self.pass_markers(&mut remaining, patience)?;
+                    }
                     if idle_since.elapsed() >= patience {
                         return match last_error.take() {
                             Some(e) if stop_at_end && !remaining.is_empty() => Err(e),
@@ -197,11 +200,49 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Drops the ranges a partition's position has passed with nothing left to deliver: the last
+    /// offsets of a topic written in transactions (an exactly-once stage's outputs, a redrive
+    /// batch) are a commit or abort marker, which a reader that reads committed is never given —
+    /// nor the records of an aborted transaction — but which moves its position past them. So a
+    /// read to the end ends there, not after its patience.
+    fn pass_markers(
+        &self,
+        remaining: &mut HashMap<(String, i32), VecDeque<(i64, i64)>>,
+        patience: Duration,
+    ) -> Result<(), KafkaError> {
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        for elem in self.consumer.position()?.elements() {
+            // Not yet known, or just reset by a seek: nothing passed.
+            let Offset::Offset(at) = elem.offset() else { continue };
+            let tp = (elem.topic().to_owned(), elem.partition());
+            let Some(queue) = remaining.get_mut(&tp) else { continue };
+            let mut moved = false;
+            while queue.front().is_some_and(|(_, to)| at >= *to) {
+                queue.pop_front();
+                moved = true;
+            }
+            match queue.front() {
+                None => {
+                    remaining.remove(&tp);
+                }
+                Some(&(from, _)) if moved && at < from => {
+                    self.consumer.seek(&tp.0, tp.1, Offset::Offset(from), patience)?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Calls `each` for every record of the ranges, in offset order per partition (empty ranges are
-/// skipped). Ends when every range is read, or after `patience` without a record — with the
-/// last transient error if one was seen and some range was not read to its end, and silently
-/// otherwise (a range ending in transaction markers or records removed by retention or
-/// compaction ends no sooner).
+/// skipped). Ends when every range is read (a range ending in transaction markers as soon as the
+/// reader's position passes them), or after `patience` without a record — with the last
+/// transient error if one was seen and some range was not read to its end, and silently
+/// otherwise (a range ending in records removed by retention or compaction ends no sooner).
 pub fn read_ranges(
     settings: &KafkaSettings,
     ranges: &[Range],
