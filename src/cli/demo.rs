@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 use sluice::avro::Codec;
 use sluice::config::{compile, Topology};
 use sluice::devstack::DevStack;
-use sluice::kafka::registry_settings;
+use sluice::kafka::{registry_settings, BrokerKind};
 use sluice::pipeline::run_stages;
 use sluice::records_io::{produce_json_lines, reader, record_json};
 use sluice::shutdown::Shutdown;
@@ -62,6 +62,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let Some(input) = t.inputs.first().map(|i| i.name.clone()) else {
         bail!("the topology declares no input topic")
     };
+    // The demo runs on the embedded broker, which has no transactions.
+    if let Some(refused) = super::run::refused_delivery(&t, &[], BrokerKind::Embedded) {
+        return Ok(refused);
+    }
     let stack = DevStack::start(&mut t, "127.0.0.1:0".parse()?).await?;
     outln!("{}", stack.env_lines());
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use sluice::devstack::{ApacheKafka, DevBroker, DevStack, MockKafka};
+use sluice::kafka::BrokerKind;
 use sluice::pipeline::run_stages;
 use sluice::shutdown::{Phase, Shutdown};
 
@@ -34,10 +35,17 @@ enum Broker {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut t = super::load_topology(&args.topology)?;
+    let external = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty());
+    let embedded = matches!((args.broker, &external), (Some(Broker::Embedded), _) | (None, None));
+    if embedded {
+        // Before anything starts: the embedded broker has no transactions.
+        if let Some(refused) = super::run::refused_delivery(&t, &[], BrokerKind::Embedded) {
+            return Ok(refused);
+        }
+    }
     // Before any broker starts: Ctrl-C while Apache Kafka starts must still stop it.
     let shutdown = Shutdown::new();
     shutdown.on_signals();
-    let external = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().filter(|s| !s.is_empty());
     let kafka = match (args.broker, external) {
         (Some(Broker::Apache), _) => {
             eprintln!("sluice dev: starting Apache Kafka (10-20 s; Java clients work on it)");
@@ -52,8 +60,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (Some(Broker::Embedded), _) | (None, None) => DevBroker::Embedded(MockKafka::start(1)?),
         (None, Some(bootstrap)) => DevBroker::External(bootstrap),
     };
-    let embedded = matches!(kafka, DevBroker::Embedded(_));
+    let on_external = matches!(kafka, DevBroker::External(_));
     let stack = DevStack::start_with(&mut t, args.registry_addr, kafka).await?;
+    if on_external {
+        // KAFKA_BOOTSTRAP_SERVERS may name another process's embedded broker.
+        if let Some(refused) = super::run::refuse_unsupported_delivery(&t, &[]).await? {
+            return Ok(refused);
+        }
+    }
     if let Some(addr) = args.metrics_addr {
         super::run::serve_metrics(addr, &t).await?;
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use sluice::config::Topology;
 use sluice::kafka::ready::{self, Missing};
+use sluice::kafka::{broker_kind, exactly_once_supported, BrokerKind};
 use sluice::pipeline::{run_stages, stage_schema_pairs};
 use sluice::shutdown::Shutdown;
 
@@ -43,6 +44,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         serve_metrics(addr, &t).await?;
     }
     wait_for_broker(&t, &args.stage).await?;
+    if let Some(refused) = refuse_unsupported_delivery(&t, &args.stage).await? {
+        return Ok(refused);
+    }
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let reports = run_stages(&t, &args.stage, shutdown).await?;
@@ -71,6 +75,33 @@ pub async fn wait_for_broker(t: &Topology, stages: &[String]) -> Result<()> {
     others.dedup();
     ready::wait_ready(&t.kafka, inputs, Missing::Refuse).await?;
     Ok(ready::wait_ready(&t.kafka, others, Missing::Skip).await?)
+}
+
+/// Exit code 2, as for a topology that does not compile, with the reason on stderr, when a stage
+/// that would start (all when `stages` is empty) wants exactly-once delivery and the broker is
+/// the embedded one, which has no Kafka transactions; `None` to go on.
+pub fn refused_delivery(t: &Topology, stages: &[String], kind: BrokerKind) -> Option<ExitCode> {
+    let starting = t.stages.iter().filter(|s| stages.is_empty() || stages.contains(&s.name));
+    let message = exactly_once_supported(kind, starting).err()?;
+    eprintln!("error: {message}");
+    Some(ExitCode::from(2))
+}
+
+/// [`refused_delivery`] on the broker the topology names, which is asked what it is only when a
+/// stage that would start wants exactly-once delivery.
+pub async fn refuse_unsupported_delivery(
+    t: &Topology,
+    stages: &[String],
+) -> Result<Option<ExitCode>> {
+    let mut starting = t.stages.iter().filter(|s| stages.is_empty() || stages.contains(&s.name));
+    if starting.all(|s| s.delivery.transactions().is_none()) {
+        return Ok(None);
+    }
+    let settings = t.kafka.clone();
+    let kind = tokio::task::spawn_blocking(move || broker_kind(&settings))
+        .await
+        .expect("the broker probe does not panic")?;
+    Ok(refused_delivery(t, stages, kind))
 }
 
 /// How often `/readyz`'s broker and registry checks run.

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::budgets;
 use super::crossref;
 use super::defaults as d;
+use super::delivery;
 use super::errors::{ConfigErrors, Errors};
 use super::groups;
 use super::model::{CacheSpec, KafkaSettings, RegistrySettings, TopicSpec, Topology};
@@ -106,9 +107,12 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
     let metering_topic = root.or("metering_topic", d::metering_topic(&pipeline));
     let process_max_in_flight = root
         .nested("runtime", |s| limit(s, "max_in_flight", d::PROCESS_MAX_IN_FLIGHT, 1, 10_000_000));
+    let delivery = delivery::topology_wide(&mut root);
     let mut implicit = BTreeMap::new();
     let stages: Vec<_> = root
-        .stages("stages", |name, s| stage::parse(name, &pipeline, &base_dir, s, &mut implicit))
+        .stages("stages", |name, s| {
+            stage::parse(name, &pipeline, &base_dir, s, &mut implicit, delivery)
+        })
         .into_iter()
         .map(|(_, s)| s)
         .collect();
@@ -154,6 +158,7 @@ fn kafka(s: &mut Section<'_>) -> KafkaSettings {
 /// Phase two: checks that need the whole file.
 fn cross_check(t: &Topology, errors: &mut Errors) {
     groups::check(t, errors);
+    delivery::check(t, errors);
     // Who writes each topic: external inputs and stage outputs.
     let mut writers: HashMap<&str, Vec<String>> = HashMap::new();
     for input in &t.inputs {

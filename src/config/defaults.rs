@@ -81,3 +81,15 @@ pub fn budget_ledger_topic(pipeline: &str) -> String {
 pub fn deferred_topic(pipeline: &str, stage: &str) -> String {
     format!("{pipeline}.{stage}.deferred")
 }
+
+/// Exactly-once delivery (docs/TOPOLOGY.md, "Delivery: exactly once"): a stage commits its open
+/// transaction every `transaction_interval` or once `transaction_max_records` input records are
+/// in it. 100 ms keeps the results' latency low (readers that read committed see a record only
+/// once its transaction commits) at ten commits a second per worker.
+pub const TRANSACTION_INTERVAL: Duration = Duration::from_millis(100);
+pub const TRANSACTION_MAX_RECORDS: usize = 1000;
+/// The producers' `transaction.timeout.ms` in exactly-once stages: a crashed worker's open
+/// transaction holds back read-committed readers of its output partitions until the broker
+/// aborts it after this long (unless a worker with the same instance id restarts first), so
+/// 10 s like the classic session rather than librdkafka's 60 s.
+pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;

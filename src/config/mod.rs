@@ -6,6 +6,7 @@ mod budgets;
 mod compile;
 mod crossref;
 pub mod defaults;
+mod delivery;
 mod errors;
 mod groups;
 mod kinds;

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::defaults as d;
+use super::delivery;
 use super::kinds;
-use super::model::{Concurrency, RetryPolicy, StageSpec};
+use super::model::{Concurrency, Delivery, RetryPolicy, StageSpec};
 use super::policy::ModelSpec;
 use super::providers::model_choice;
 use super::section::Section;
@@ -20,6 +21,7 @@ pub fn parse(
     base_dir: &Path,
     sec: &mut Section<'_>,
     implicit: &mut BTreeMap<String, ModelSpec>,
+    inherited: Delivery,
 ) -> Option<StageSpec> {
     if !is_valid_name(name) {
         sec.error("name", "stage names may use only letters, digits, '-' and '_'");
@@ -42,6 +44,7 @@ pub fn parse(
     let shutdown_grace = duration(sec, "shutdown_grace", d::SHUTDOWN_GRACE);
     let needs_human = topic(sec, "needs_human_output", false);
     let rejected = topic(sec, "rejected_output", false);
+    let delivery = delivery::stage(sec, inherited);
 
     let kind = match kind_name.as_deref() {
         Some("classify") => sec.nested("classify", kinds::classify),
@@ -90,7 +93,7 @@ pub fn parse(
         dead_letter_topic,
         shutdown_grace,
         deferred_topic: d::deferred_topic(pipeline, name),
-        delivery: Default::default(),
+        delivery,
     })
 }
 

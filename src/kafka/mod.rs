@@ -1,6 +1,7 @@
-//! Kafka clients as sluice configures them: consumers that never store an offset on their own,
-//! idempotent producers with `acks=all`, topic administration, and the schema registry client's
-//! settings.
+//! Kafka clients as sluice configures them: consumers that never store an offset on their own
+//! and read committed records only, idempotent producers with `acks=all` (transactional ones for
+//! exactly-once stages, see [`transactions`] for the brokers that have none), topic
+//! administration, and the schema registry client's settings.
 //!
 //! [`reader`] is the one topic reader of the operator's commands and the console, with one rule
 //! for transient errors; [`ledger`] the one log-ordered ledger (the budget's and the review
@@ -15,9 +16,11 @@ pub mod presence;
 mod probe;
 pub mod reader;
 pub mod ready;
+mod transactions;
 
 pub use admin::{create_planned_topics, create_topics, existing_topics, TopicAdminError};
 pub use probe::{broker_kind, require_admin_api, watch_reachability, BrokerKind, ProbeError};
+pub use transactions::exactly_once_supported;
 
 use rdkafka::ClientConfig;
 
@@ -84,7 +87,10 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     config
 }
 
-/// A standalone consumer (no group) for `sluice consume` and tests.
+/// A standalone consumer (no group) for `sluice consume` and tests. It reads committed records
+/// only, whatever `kafka.consumer` says: the operator's commands and the console show what the
+/// stages and the applications downstream see, never the records of an open or aborted
+/// transaction (an exactly-once stage's, or a redrive batch's).
 pub fn reader_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = base(settings);
     for (k, v) in &settings.consumer {
@@ -94,6 +100,7 @@ pub fn reader_config(settings: &KafkaSettings) -> ClientConfig {
     config.remove("group.instance.id");
     config.set("group.id", "sluice-reader");
     config.set("enable.auto.commit", "false");
+    config.set("isolation.level", "read_committed");
     config
 }
 
@@ -124,6 +131,23 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     }
     config.set("enable.idempotence", "true");
     config.set("acks", "all");
+    config
+}
+
+/// The transactional producer of an exactly-once stage's worker: [`producer_config`] with
+/// `transactional.id` (sluice derives it per worker; the topology may not set it) and
+/// `transaction.timeout.ms`, sluice's default unless the topology sets it: how long a crashed
+/// worker's open transaction holds back read-committed readers of its outputs, unless a worker
+/// with the same transactional id starts first and aborts it.
+pub fn transactional_producer_config(
+    settings: &KafkaSettings,
+    transactional_id: &str,
+) -> ClientConfig {
+    let mut config = producer_config(settings);
+    if config.get("transaction.timeout.ms").is_none() {
+        config.set("transaction.timeout.ms", d::TRANSACTION_TIMEOUT_MS.to_string());
+    }
+    config.set("transactional.id", transactional_id);
     config
 }
 
@@ -179,6 +203,32 @@ mod tests {
         let t = compile(Path::new("t.yaml"), &yaml).unwrap();
         let config = super::consumer_config(&t.kafka, "g");
         assert_eq!(config.get("isolation.level"), Some("read_committed"));
+    }
+
+    #[test]
+    fn the_operators_readers_read_only_committed_records_whatever_the_topology_says() {
+        let yaml = kafka_block("    isolation.level: read_uncommitted");
+        let t = compile(Path::new("t.yaml"), &yaml).unwrap();
+        assert_eq!(super::reader_config(&t.kafka).get("isolation.level"), Some("read_committed"));
+        let assigned = super::assign_only_config(&t.kafka, "g");
+        assert_eq!(assigned.get("isolation.level"), Some("read_committed"));
+    }
+
+    #[test]
+    fn a_transactional_producer_is_idempotent_with_its_own_id_and_sluices_timeout_unless_set() {
+        let mut t = compile(Path::new("t.yaml"), &kafka_block("")).unwrap();
+        t.kafka.producer.insert("acks".into(), "1".into());
+        let config = super::transactional_producer_config(&t.kafka, "sluice.p.work.pod-0");
+        assert_eq!(config.get("transactional.id"), Some("sluice.p.work.pod-0"));
+        assert_eq!(config.get("transaction.timeout.ms"), Some("10000"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
+        t.kafka.properties.insert("transaction.timeout.ms".into(), "30000".into());
+        let config = super::transactional_producer_config(&t.kafka, "id");
+        assert_eq!(config.get("transaction.timeout.ms"), Some("30000"));
+        t.kafka.producer.insert("transaction.timeout.ms".into(), "20000".into());
+        let config = super::transactional_producer_config(&t.kafka, "id");
+        assert_eq!(config.get("transaction.timeout.ms"), Some("20000"));
     }
 
     #[test]

@@ -68,6 +68,18 @@ pub fn encode(position: i64, done: &BTreeSet<i64>) -> String {
     out
 }
 
+/// Whether [`encode`] names every offset of `done`: an exactly-once stage never commits a record
+/// its map would leave out (the next owner would process it again). Cheap for the usual map of a
+/// few ranges near the position; encodes otherwise.
+pub fn fits(position: i64, done: &BTreeSet<i64>) -> bool {
+    // Under 150 offsets within a million of the position: at most 14 characters each.
+    let near = done.last().is_none_or(|last| last - position < 1_000_000);
+    if done.len() <= 150 && near {
+        return true;
+    }
+    decode(position, &encode(position, done)).len() == done.len()
+}
+
 /// The offsets `metadata` says are done, if it was written for a commit at `position`. Anything
 /// else — another tool's metadata, another position, a malformed entry, more than
 /// [`MAX_OFFSETS`] offsets, an offset past `i64::MAX` — yields nothing.
@@ -118,6 +130,17 @@ mod tests {
         {
             assert!(decode(1200, other).is_empty(), "{other}");
         }
+    }
+
+    #[test]
+    fn fits_tells_whether_the_map_names_every_offset() {
+        assert!(fits(0, &BTreeSet::new()));
+        assert!(fits(0, &(1..100_000).collect()), "one range");
+        let scattered: BTreeSet<i64> = (0..5000).map(|i| 10 + 2 * i).collect();
+        assert!(!fits(0, &scattered), "{} characters", encode(0, &scattered).len());
+        let few: BTreeSet<i64> = (0..100).map(|i| 10 + 2 * i).collect();
+        assert!(fits(0, &few));
+        assert_eq!(decode(0, &encode(0, &few)), few);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 
 use super::completed;
 use super::inbound::{Inbound, Topics};
-use super::partitions::{Partitions, Tp};
+use super::partitions::{Nowhere, Partitions, Tp};
+use super::txn::Transactions;
 use crate::call::now_ms;
 use crate::retry::commit_backoff;
 use crate::shutdown::{Phase, Shutdown};
@@ -42,6 +43,8 @@ pub struct RunnerContext {
     pub topics: Topics,
     /// The stage's producer, whose queue depth the statistics callback samples.
     pub producer: OnceLock<FutureProducer>,
+    /// Exactly once: offsets are committed only in the committer's transactions.
+    pub txn: OnceLock<Arc<Transactions>>,
 }
 
 impl RunnerContext {
@@ -59,6 +62,7 @@ impl RunnerContext {
             queues: Mutex::new(HashMap::new()),
             topics,
             producer: OnceLock::new(),
+            txn: OnceLock::new(),
         }
     }
 
@@ -159,6 +163,10 @@ fn completed_by_previous_owner(
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            Rebalance::Revoke(tpl) if self.txn.get().is_some() => {
+                let txn = self.txn.get().expect("checked");
+                self.hand_over_in_transaction(consumer, txn, &tps(tpl));
+            }
             Rebalance::Revoke(tpl) => {
                 let revoked = tps(tpl);
                 // A lost assignment already belongs to another member: its offsets can no
@@ -263,6 +271,9 @@ pub fn poll_loop(
                 Err(e) => ConsumerError { stage, error: &e }.emit(),
             }
         }
+        if consumer.context().txn.get().is_some() {
+            rewind(consumer, partitions, stage);
+        }
         // Partition queues, each only while its window has room: a full partition is simply not
         // read (librdkafka's prefetch limits bound what waits), and nothing is discarded.
         idle = true;
@@ -290,8 +301,70 @@ pub fn poll_loop(
             Instant::now() + Duration::from_millis(50).min(deadline - Instant::now()),
         );
     }
-    partitions.store_maps(None, consumer);
-    commit_handover(consumer, stage);
+    match consumer.context().txn.get() {
+        Some(txn) => {
+            let assigned: BTreeSet<Tp> =
+                tps(&consumer.assignment().unwrap_or_default()).into_iter().collect();
+            if !txn.commit_now(partitions.positions(&assigned)) {
+                CommitFailed {
+                    stage,
+                    error: &"the last transaction did not commit",
+                    background: false,
+                }
+                .emit();
+            }
+        }
+        None => {
+            partitions.store_maps(None, consumer);
+            commit_handover(consumer, stage);
+        }
+    }
     consumer.context().queues.lock().expect("queues lock").clear();
     left
+}
+
+/// Exactly once: seeks the partitions whose transaction aborted back to their last committed
+/// positions, then reads them again. A partition that cannot be sought stops the worker: read
+/// on from where it was, it would skip what the aborted transaction held.
+fn rewind(consumer: &BaseConsumer<RunnerContext>, partitions: &Partitions, stage: &str) {
+    for (tp, position) in partitions.take_rewinds() {
+        let offset = rdkafka::Offset::Offset(position);
+        match consumer.seek(&tp.0, tp.1, offset, Duration::from_secs(10)) {
+            Ok(()) => partitions.rewound(&tp),
+            Err(e) => {
+                let reason = format!("cannot read {}:{} again from {position}: {e}", tp.0, tp.1);
+                crate::telemetry::WorkerStopped { stage, reason: &reason }.emit();
+                if let Some(txn) = consumer.context().txn.get() {
+                    txn.stop_worker(reason);
+                }
+            }
+        }
+    }
+}
+
+impl RunnerContext {
+    /// Exactly once: a revocation drains the revoked partitions (up to the grace period), then
+    /// commits the open transaction with their positions before they are handed over; a lost
+    /// assignment aborts it (its offsets can no longer be committed by this member).
+    fn hand_over_in_transaction(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        txn: &Transactions,
+        revoked: &[Tp],
+    ) {
+        let lost = consumer.assignment_lost();
+        let grace = if lost { Duration::ZERO } else { self.grace };
+        self.partitions.drain(revoked, grace);
+        let committed = if lost {
+            txn.abort_now();
+            false
+        } else {
+            let set: BTreeSet<Tp> = revoked.iter().cloned().collect();
+            txn.commit_now(self.partitions.positions(&set))
+        };
+        let abandoned = self.partitions.revoke(revoked, Duration::ZERO, &Nowhere);
+        let kind = if lost { RebalanceKind::Lost } else { RebalanceKind::Revoked };
+        let (stage, partitions) = (&self.stage, revoked.len());
+        Rebalanced { stage, kind, partitions, abandoned, committed }.emit();
+    }
 }

@@ -57,7 +57,7 @@ pub enum Produced<'r> {
     Stopped,
 }
 
-fn future_record(r: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
+pub(super) fn future_record(r: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
     let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
     for (key, value) in &r.headers {
         headers = headers.insert(Header { key, value: value.as_deref() });

@@ -19,8 +19,10 @@ mod disposition;
 mod inbound;
 mod partition;
 mod partitions;
+mod txn;
 mod window;
 mod worker;
+mod worker_txn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -99,6 +101,10 @@ pub async fn run<S: Stage>(
     let context =
         RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace, own);
     let mut config = consumer_config(&topology.kafka, &spec.group);
+    if spec.delivery.transactions().is_some() {
+        // Offsets are committed in the transactions only.
+        config.set("enable.auto.commit", "false");
+    }
     crate::telemetry::enable_statistics(&mut config); // lag and queue gauges, off the record path
     let consumer: Arc<BaseConsumer<RunnerContext>> = Arc::new(config.create_with_context(context)?);
     // The stage reads its input and every rung of its retry ladder.
@@ -110,6 +116,20 @@ pub async fn run<S: Stage>(
     }
     consumer.context().consumer.set(Arc::downgrade(&consumer)).expect("set once");
     let _ = consumer.context().producer.set(producer.clone()); // set once, here
+    let txn = match spec.delivery.transactions() {
+        None => None,
+        Some(settings) => {
+            let producer = txn::producer(&topology.kafka, &spec.group)?;
+            let (weak, partitions) = (Arc::downgrade(&consumer), partitions.clone());
+            let (stage, shutdown) = (spec.name.clone(), shutdown.clone());
+            let started = tokio::task::spawn_blocking(move || {
+                txn::Transactions::start(producer, weak, partitions, settings, stage, shutdown)
+            });
+            let txn = started.await.expect("the transaction thread does not panic")?;
+            let _ = consumer.context().txn.set(txn.clone());
+            Some(txn)
+        }
+    };
     consumer.subscribe(&topics)?;
 
     let worker = Arc::new(Worker {
@@ -124,6 +144,7 @@ pub async fn run<S: Stage>(
         shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
         metering_topic: topology.metering_topic.clone(),
+        txn: txn.clone(),
         letters: dead_letter::DeadLetters::new(
             spec,
             &topology.pipeline,
@@ -203,7 +224,12 @@ pub async fn run<S: Stage>(
     shutdown.stop();
     let _ = dispatcher.await;
     StageStopped { stage: &spec.name, abandoned }.emit();
+    if let Some(txn) = txn.clone() {
+        // Commits what is still open (nothing, after the poll loop's last commit) and ends.
+        let _ = tokio::task::spawn_blocking(move || txn.stop()).await;
+    }
     let fatal = worker.fatal.lock().expect("fatal lock").take();
+    let fatal = fatal.or_else(|| txn.as_ref().and_then(|t| t.fatal()));
     // Flushing and closing the clients block: off the async threads. Every task holding the
     // worker has ended, so the consumer is closed here, not wherever its last handle drops.
     let _ = tokio::task::spawn_blocking(move || {

@@ -84,9 +84,33 @@ pub(super) struct PartState {
     /// Offsets the previous owner completed beyond its committed position (from the commit's
     /// metadata): admitted as done, never processed again.
     pub(super) skip: BTreeSet<i64>,
+    /// Exactly once: the position and done offsets of the last committed transaction (at first,
+    /// where this assignment began reading), where an aborted transaction rewinds to.
+    pub(super) committed: Option<(i64, BTreeSet<i64>)>,
+    /// Exactly once: a transaction with records of this partition aborted; it is not read, and
+    /// what it polls is dropped, until the poll thread has sought back to `committed`.
+    pub(super) rewinding: bool,
 }
 
 impl PartState {
+    /// A partition's state as a new assignment (or a rewind) starts it.
+    pub(super) fn fresh(epoch: u64, skip: BTreeSet<i64>) -> Self {
+        Self {
+            epoch,
+            window: Window::default(),
+            parked: BTreeMap::new(),
+            parked_bytes: 0,
+            pinned: HashSet::new(),
+            running: 0,
+            ready: VecDeque::new(),
+            keys: HashMap::new(),
+            revoked: watch::channel(()).0,
+            skip,
+            committed: None,
+            rewinding: false,
+        }
+    }
+
     /// Records in the window that are being (or waiting to be) processed, not parked.
     pub(super) fn working(&self) -> usize {
         self.window.len().saturating_sub(self.parked.len())
@@ -95,7 +119,7 @@ impl PartState {
     /// Whether the partition can be read: room in the window for working records, and in
     /// memory for parked ones.
     pub(super) fn has_room(&self, window: usize) -> bool {
-        self.working() < window && self.parked_bytes < MAX_PARKED_BYTES
+        !self.rewinding && self.working() < window && self.parked_bytes < MAX_PARKED_BYTES
     }
 
     pub(super) fn park(&mut self, job: Job, due_ms: i64) {

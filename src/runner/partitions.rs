@@ -18,7 +18,7 @@
 //! offset completes — one extra produce per window's worth of progress, never a busy loop (with
 //! nothing behind it completing, nothing moves).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -27,7 +27,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::watch;
 
 use super::completed;
 use super::inbound::Inbound;
@@ -173,19 +172,7 @@ impl Partitions {
         for (tp, skip) in tps {
             let epoch = inner.next_epoch;
             inner.next_epoch += 1;
-            let state = PartState {
-                epoch,
-                window: Window::default(),
-                parked: BTreeMap::new(),
-                parked_bytes: 0,
-                pinned: HashSet::new(),
-                running: 0,
-                ready: VecDeque::new(),
-                keys: HashMap::new(),
-                revoked: watch::channel(()).0,
-                skip,
-            };
-            inner.parts.insert(tp, state);
+            inner.parts.insert(tp, PartState::fresh(epoch, skip));
         }
     }
 
@@ -203,6 +190,13 @@ impl Partitions {
             return false;
         }
         let Some(state) = inner.parts.get_mut(&tp) else { return false };
+        if state.rewinding {
+            // Read before the seek back to the committed position: read again after it.
+            return true;
+        }
+        if state.committed.is_none() {
+            state.committed = Some((offset, state.skip.clone()));
+        }
         state.window.open(offset);
         if state.skip.remove(&offset) {
             // Done by the previous owner: counts as complete without a second model call.
@@ -284,6 +278,20 @@ impl Partitions {
     ) {
         let mut inner = self.lock();
         let Some(state) = inner.parts.get_mut(tp).filter(|s| s.epoch == epoch) else { return };
+        self.finish(state, tp, offset, key, store);
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// [`Self::complete`] under the lock, on the partition's current state.
+    fn finish(
+        &self,
+        state: &mut PartState,
+        tp: &Tp,
+        offset: i64,
+        key: Option<&[u8]>,
+        store: &impl OffsetStore,
+    ) {
         let advanced = state.window.complete(offset).is_some();
         self.store_progress(tp, &state.window, advanced, store);
         state.requeue_head(tp, self.per_partition + self.buffer, &self.jobs);
@@ -299,8 +307,6 @@ impl Partitions {
             }
         }
         state.pump(self.per_partition, &self.jobs);
-        drop(inner);
-        self.changed.notify_all();
     }
 
     /// A record's processing finished (its outputs may still be in flight to the broker): its
@@ -316,6 +322,19 @@ impl Partitions {
     /// zero: a lost assignment), then forgets the partitions, which ends their parked records'
     /// timers. Returns how many records were still working when it gave up.
     pub fn revoke(&self, tps: &[Tp], grace: Duration, store: &impl OffsetStore) -> usize {
+        let (mut inner, open) = self.drained(tps, grace);
+        for tp in tps {
+            let Some(state) = inner.parts.remove(tp) else { continue };
+            if let Some((position, done)) = state.window.progress().filter(|_| self.maps_on()) {
+                store.store(tp, position, &completed::encode(position, done));
+            }
+        }
+        open
+    }
+
+    /// Waits up to `grace` for the working records of `tps` to finish; returns the lock and how
+    /// many were still working.
+    fn drained(&self, tps: &[Tp], grace: Duration) -> (MutexGuard<'_, Inner>, usize) {
         let deadline = Instant::now() + grace;
         let mut inner = self.lock();
         loop {
@@ -323,19 +342,16 @@ impl Partitions {
                 tps.iter().filter_map(|tp| inner.parts.get(tp)).map(PartState::working).sum();
             let now = Instant::now();
             if open == 0 || now >= deadline {
-                for tp in tps {
-                    let Some(state) = inner.parts.remove(tp) else { continue };
-                    if let Some((position, done)) =
-                        state.window.progress().filter(|_| self.maps_on())
-                    {
-                        store.store(tp, position, &completed::encode(position, done));
-                    }
-                }
-                return open;
+                return (inner, open);
             }
             inner =
                 self.changed.wait_timeout(inner, deadline - now).expect("partition state lock").0;
         }
+    }
+
+    /// [`Self::revoke`]'s wait alone: the partitions stay until [`Self::revoke`] forgets them.
+    pub fn drain(&self, tps: &[Tp], grace: Duration) -> usize {
+        self.drained(tps, grace).1
     }
 
     /// Stops admissions and pauses every assigned partition (shutdown step one).
@@ -372,6 +388,12 @@ impl Partitions {
     }
 }
 
+#[path = "partitions_txn.rs"]
+mod txn;
+pub use txn::{Added, Nowhere, Position};
+
 #[cfg(test)]
 #[path = "partitions_tests.rs"]
 mod tests;
+#[cfg(test)]
+use tests as tests_support;

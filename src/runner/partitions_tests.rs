@@ -16,7 +16,7 @@ use crate::retry::state::{DUE_MS, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
 const TOPIC: &str = "in.retry.1";
 
 #[derive(Default)]
-struct Stored(Mutex<Vec<i64>>);
+pub(super) struct Stored(Mutex<Vec<i64>>);
 
 impl OffsetStore for Stored {
     fn store(&self, _tp: &Tp, position: i64, _metadata: &str) {
@@ -34,11 +34,11 @@ impl OffsetStore for StoredWithMaps {
     }
 }
 
-fn tp() -> Tp {
+pub(super) fn tp() -> Tp {
     (TOPIC.to_owned(), 0)
 }
 
-fn record(offset: i64, key: &str, due_in_ms: Option<i64>) -> Inbound {
+pub(super) fn record(offset: i64, key: &str, due_in_ms: Option<i64>) -> Inbound {
     record_with(offset, key, b"v".to_vec(), due_in_ms)
 }
 
@@ -69,7 +69,7 @@ fn record_with(offset: i64, key: &str, value: Vec<u8>, due_in_ms: Option<i64>) -
     Inbound::from_parts(m, headers, &Topics::ladder("in", 2), now_ms())
 }
 
-fn setup(
+pub(super) fn setup(
     per_partition: usize,
     key_ordering: bool,
 ) -> (Arc<Partitions>, UnboundedReceiver<Dispatch>) {

@@ -46,6 +46,8 @@ pub struct Worker<S> {
     pub(super) letters: DeadLetters,
     /// Where the cost events of model calls go.
     pub metering_topic: String,
+    /// Exactly once: the committer whose transactions carry this stage's writes and offsets.
+    pub txn: Option<Arc<super::txn::Transactions>>,
 }
 
 /// The stage's in-flight gauge, up while a record is handled here, down however it ends.
@@ -119,12 +121,22 @@ impl<S: Stage> Worker<S> {
             }
             Disposition::Abandoned => return self.meter_anyway(costs.as_deref().unwrap_or(&[])),
         };
-        match costs {
-            Ok(costs) => outputs.extend(costs),
+        let costs = match costs {
+            Ok(costs) => costs,
             Err(reason) => return self.stop(reason, &[]),
-        }
+        };
         drop(permits);
         self.partitions.processed(&tp, epoch);
+        if let Some(txn) = &self.txn {
+            let outcome = if letter.is_some() { Outcome::DeadLettered } else { Outcome::Ok };
+            let record = (&inbound, &visit, &log);
+            let committed = self.commit_record(txn, (tp, epoch), record, outputs, costs, outcome);
+            if let Some(outcome) = committed.instrument(span).await {
+                RecordDone { stage, outcome, elapsed: started.elapsed() }.emit();
+            }
+            return;
+        }
+        outputs.extend(costs);
         let cause = letter.as_ref().map(|(class, reason)| Cause::new(*class, reason));
         let delivered = self.deliver(&inbound, &visit, &log, &outputs, cause).instrument(span);
         let outcome = match delivered.await {
@@ -140,6 +152,9 @@ impl<S: Stage> Worker<S> {
     /// Moves a parked record that holds its partition's committed offset back to the end of
     /// its topic, then completes its offset; a record the broker refuses waits where it was.
     pub async fn requeue(self: Arc<Self>, job: Job, due_ms: i64) {
+        if let Some(txn) = &self.txn {
+            return self.requeue_in_transaction(txn, job).await;
+        }
         let record = super::detours::to_tail(&job.inbound);
         match produce_all(&self.producer, std::slice::from_ref(&record), &self.shutdown).await {
             Produced::Acked => {
@@ -156,7 +171,7 @@ impl<S: Stage> Worker<S> {
     }
 
     /// Stops the worker with `reason`; the record stays unfinished, its calls metered.
-    fn stop(&self, reason: String, owed: &[OutRecord]) {
+    pub(super) fn stop(&self, reason: String, owed: &[OutRecord]) {
         WorkerStopped { stage: &self.spec.name, reason: &reason }.emit();
         self.fatal.lock().expect("fatal lock").get_or_insert(reason);
         self.shutdown.request();
@@ -167,7 +182,7 @@ impl<S: Stage> Worker<S> {
     /// provider billed those calls, so they are metered now (a record redone later makes calls
     /// of its own, with events of their own). Duplicates of events already acknowledged are
     /// removed by id downstream.
-    fn meter_anyway(&self, owed: &[OutRecord]) {
+    pub(super) fn meter_anyway(&self, owed: &[OutRecord]) {
         let events: Vec<OutRecord> =
             owed.iter().filter(|r| r.topic == self.metering_topic).cloned().collect();
         if let Err(error) = enqueue(&self.producer, &events) {

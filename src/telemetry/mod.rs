@@ -19,6 +19,7 @@ pub mod otel_spans;
 mod record_events;
 mod review_events;
 mod runner_metrics;
+mod transaction_events;
 
 pub use broker_events::BrokerComingUp;
 pub use budget_events::{
@@ -40,6 +41,7 @@ pub use otel_spans::{
 };
 pub use record_events::*;
 pub use review_events::{ReviewDecided, ReviewQueueSize};
+pub use transaction_events::{TransactionAborted, TransactionCommitted};
 
 use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
