@@ -48,14 +48,13 @@ async fn kills(mode: Mode) -> Figures {
     let mut b = run.worker();
     for at in [0.15, 0.35, 0.55] {
         run.sc.progress(at, deadline).await;
-        a.kill_9();
+        run.kill(&mut a);
         a = run.worker();
     }
     run.sc.progress(0.75, deadline).await;
     let stopped = tokio::task::spawn_blocking(move || b.terminate()).await.expect("joined");
     assert!(stopped, "a SIGTERMed worker drains, commits and exits 0");
-    run.done(deadline).await;
-    run.finish(vec![a]).await
+    run.finish(deadline, vec![a]).await
 }
 
 /// One worker, two more join, one of them is SIGKILLed (not restarted) and the other SIGTERMed.
@@ -67,12 +66,11 @@ async fn scale(mode: Mode) -> Figures {
     let mut b = run.worker();
     let mut c = run.worker();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    b.kill_9();
+    run.kill(&mut b);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stopped = tokio::task::spawn_blocking(move || c.terminate()).await.expect("joined");
     assert!(stopped, "a SIGTERMed worker drains, commits and exits 0");
-    run.done(deadline).await;
-    run.finish(vec![a]).await
+    run.finish(deadline, vec![a]).await
 }
 
 /// Two workers; the broker is SIGKILLed mid-stream and restarted 3 s later.
@@ -85,8 +83,7 @@ async fn broker_restart(mode: Mode) -> Figures {
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker("start");
     run.sc.wait_for_topics(deadline).await;
-    run.done(deadline).await;
-    run.finish(vec![a, b]).await
+    run.finish(deadline, vec![a, b]).await
 }
 
 /// Two workers; one is paused (SIGSTOP) for twice the group's session timeout (6 s on the test
@@ -103,9 +100,8 @@ async fn zombie(mode: Mode) -> Figures {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let moved_on = run.sc.positions().await;
     signal(&a, "-CONT");
-    run.done(deadline).await;
+    let figures = run.finish(deadline, vec![a, b]).await;
     let commits = watch.stop();
-    let figures = run.finish(vec![a, b]).await;
     eprintln!(
         "zombie [{}]: committed at the pause {paused_at:?}, at the resume {moved_on:?}",
         mode.name()
