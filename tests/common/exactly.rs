@@ -57,10 +57,12 @@ pub struct Shape {
     pub per_partition: usize,
     /// The mock provider's latency per call.
     pub call_ms: u64,
+    /// The stage's timeout for a model call.
+    pub call_timeout_s: u64,
 }
 
 fn topology(p: &str, mode: Mode, url: &str, s: Shape) -> String {
-    let Shape { partitions, max_in_flight, per_partition, .. } = s;
+    let Shape { partitions, max_in_flight, per_partition, call_timeout_s, .. } = s;
     format!(
         r#"
 pipeline: {p}
@@ -71,7 +73,7 @@ kafka:
   producer:
     linger.ms: "5"
 providers:
-  sim: {{ kind: openai, base_url: {url}, timeout: 5s }}
+  sim: {{ kind: openai, base_url: {url}, timeout: {call_timeout_s}s }}
 prices:
   set_on: 2026-11-01
   models:
