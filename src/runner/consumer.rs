@@ -138,16 +138,22 @@ fn commit_handover(consumer: &BaseConsumer<RunnerContext>, stage: &str) -> bool 
 }
 
 /// The completed-offset maps in the group's last commits of `assigned` (see [`completed`]).
-/// A coordinator that cannot answer only costs the skip: the records are processed again.
+/// At least once, a coordinator that cannot answer only costs the skip: the records are
+/// processed again. Exactly once it would cost duplicates, so the lookup is retried — reading
+/// committed, it waits for a crashed member's open transaction to be aborted, up to
+/// `transaction.timeout.ms` — and `None` says it failed (the worker stops).
 fn completed_by_previous_owner(
     consumer: &BaseConsumer<RunnerContext>,
     assigned: &TopicPartitionList,
-) -> HashMap<Tp, BTreeSet<i64>> {
-    let Ok(committed) = consumer.committed_offsets(assigned.clone(), Duration::from_secs(10))
-    else {
-        return HashMap::new();
+    exact: bool,
+) -> Option<HashMap<Tp, BTreeSet<i64>>> {
+    let tries = if exact { EXACT_LOOKUPS } else { 1 };
+    let committed = (0..tries)
+        .find_map(|_| consumer.committed_offsets(assigned.clone(), Duration::from_secs(10)).ok());
+    let Some(committed) = committed else {
+        return (!exact).then(HashMap::new);
     };
-    committed
+    let done = committed
         .elements()
         .iter()
         .filter_map(|e| match e.offset() {
@@ -157,8 +163,12 @@ fn completed_by_previous_owner(
             }
             _ => None,
         })
-        .collect()
+        .collect();
+    Some(done)
 }
+
+/// Lookups of the committed positions, 10 s each, before an exactly-once stage gives up.
+const EXACT_LOOKUPS: usize = 6;
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -198,7 +208,17 @@ impl ConsumerContext for RunnerContext {
                 let kind = RebalanceKind::Assigned;
                 Rebalanced { stage, kind, partitions, abandoned: 0, committed: false }.emit();
                 let done = if self.partitions.commit_completed() {
-                    completed_by_previous_owner(consumer, tpl)
+                    let exact = self.txn.get();
+                    match completed_by_previous_owner(consumer, tpl, exact.is_some()) {
+                        Some(done) => done,
+                        None => {
+                            // Not taken: records done by the previous owner would run again.
+                            let reason = "the committed positions of newly assigned partitions \
+                                          could not be read: exactly once cannot start them";
+                            exact.expect("exact").stop_worker(reason.to_owned());
+                            return;
+                        }
+                    }
                 } else {
                     HashMap::new()
                 };

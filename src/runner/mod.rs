@@ -9,6 +9,7 @@
 //! revoke and on shutdown.
 
 mod attempt;
+mod committer;
 mod completed;
 mod consumer;
 mod cost_events;
@@ -20,6 +21,7 @@ mod inbound;
 mod partition;
 mod partitions;
 mod txn;
+mod txn_producer;
 mod window;
 mod worker;
 mod worker_txn;
@@ -48,6 +50,7 @@ use crate::shutdown::{Phase, Shutdown};
 use crate::stage::{Port, Stage};
 use crate::telemetry::{StageRunning, StageStopped};
 use partitions::{Dispatch, Partitions};
+use txn_producer::TxnProducer;
 use worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,8 @@ pub async fn run<S: Stage>(
         spec.concurrency.per_partition,
         spec.concurrency.buffer_per_partition,
         spec.concurrency.key_ordering,
-        spec.concurrency.commit_completed,
+        // Exactly once needs the maps: the next owner must skip what committed out of order.
+        spec.concurrency.commit_completed || spec.delivery.transactions().is_some(),
         jobs_tx,
     ));
     let own = inbound::Topics::of(spec, topology.budgets.is_some());
@@ -119,13 +123,13 @@ pub async fn run<S: Stage>(
     let txn = match spec.delivery.transactions() {
         None => None,
         Some(settings) => {
-            let producer = txn::producer(&topology.kafka, &spec.group)?;
+            let (kafka, group) = (topology.kafka.clone(), spec.group.clone());
+            let started = tokio::task::spawn_blocking(move || TxnProducer::start(&kafka, &group));
+            let producer = started.await.expect("the transaction thread does not panic")?;
             let (weak, partitions) = (Arc::downgrade(&consumer), partitions.clone());
             let (stage, shutdown) = (spec.name.clone(), shutdown.clone());
-            let started = tokio::task::spawn_blocking(move || {
-                txn::Transactions::start(producer, weak, partitions, settings, stage, shutdown)
-            });
-            let txn = started.await.expect("the transaction thread does not panic")?;
+            let txn =
+                txn::Transactions::start(producer, weak, partitions, settings, stage, shutdown);
             let _ = consumer.context().txn.set(txn.clone());
             Some(txn)
         }

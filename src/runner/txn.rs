@@ -14,54 +14,21 @@
 //! call's only record with it. They are produced by the stage's idempotent producer and
 //! acknowledged before the record enters the transaction (see docs/ARCHITECTURE.md).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::collections::HashMap;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 use tokio::sync::oneshot;
 
-use super::completed;
+use super::committer::{Batch, Committer};
 use super::consumer::RunnerContext;
-use super::delivery::{classify, future_record, ProduceFailure};
 use super::disposition::OutRecord;
-use super::partitions::{Added, Partitions, Position, Tp};
-use crate::config::{KafkaSettings, Transactions as Settings};
+use super::partitions::{Partitions, Position, Tp};
+use super::txn_producer::TxnProducer;
+use crate::config::Transactions as Settings;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{TransactionAborted, TransactionCommitted};
-
-/// How long one transactional call (init, offsets, commit, abort) may take.
-const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long starting keeps retrying `init_transactions` while it fails with a retriable error
-/// (the first transaction on a cluster waits for its transaction log to be created).
-const INIT_DEADLINE: Duration = Duration::from_secs(120);
-/// Retriable failures of one commit before the transaction is aborted instead.
-const COMMIT_TRIES: usize = 5;
-
-/// The stage's transactional producer: `transactional.id` = `<group>.<instance>`, the worker's
-/// static instance id (`sluice run --instance-id`) when it has one — a restarted worker then
-/// fences its predecessor and aborts its open transaction at once — else an id of this process
-/// (a crashed worker's open transaction then holds back readers of its outputs until the broker
-/// aborts it, `transaction.timeout.ms`, 10 s by default here).
-pub fn producer(kafka: &KafkaSettings, group: &str) -> Result<FutureProducer, KafkaError> {
-    let instance = match kafka.consumer.get("group.instance.id") {
-        Some(id) => id.clone(),
-        None => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            format!("{}-{nanos:x}", std::process::id())
-        }
-    };
-    crate::kafka::transactional_producer_config(kafka, &format!("{group}.{instance}")).create()
-}
 
 /// A record's writes, handed to the committer.
 pub struct Finished {
@@ -93,7 +60,7 @@ pub struct Refusal {
     pub error: String,
 }
 
-enum Msg {
+pub(super) enum Msg {
     Record(Finished, oneshot::Sender<Settled>),
     Commit(Vec<Position>, mpsc::Sender<bool>),
     Abort(mpsc::Sender<()>),
@@ -111,33 +78,20 @@ pub struct Transactions {
 }
 
 impl Transactions {
-    /// Initialises `producer`'s transactions (fencing any older producer of its transactional
-    /// id and aborting its open transaction) and starts the committer. Blocking.
+    /// Starts the committer of `producer` (initialised: [`TxnProducer::start`]).
     pub fn start(
-        producer: FutureProducer,
+        producer: TxnProducer,
         consumer: Weak<BaseConsumer<RunnerContext>>,
         partitions: Arc<Partitions>,
         settings: Settings,
         stage: String,
         shutdown: Shutdown,
-    ) -> Result<Arc<Self>, KafkaError> {
-        let started = Instant::now();
-        let mut waits = crate::retry::infrastructure_backoff();
-        loop {
-            match producer.init_transactions(TXN_TIMEOUT) {
-                Err(KafkaError::Transaction(e))
-                    if e.is_retriable() && started.elapsed() < INIT_DEADLINE =>
-                {
-                    std::thread::sleep(waits.next().unwrap_or(Duration::from_secs(1)));
-                }
-                done => break done?,
-            }
-        }
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel();
         let refusals = Arc::new(Mutex::new(HashMap::new()));
         let fatal = Arc::new(Mutex::new(None));
         let committer = Committer {
-            producer,
+            txp: producer,
             consumer,
             partitions,
             settings,
@@ -153,7 +107,7 @@ impl Transactions {
             .expect("spawn the committer thread");
         let tx = Mutex::new(tx);
         let thread = Mutex::new(Some(thread));
-        Ok(Arc::new(Self { tx, thread, refusals, fatal, shutdown, settings }))
+        Arc::new(Self { tx, thread, refusals, fatal, shutdown, settings })
     }
 
     fn send(&self, msg: Msg) -> bool {
@@ -206,254 +160,5 @@ impl Transactions {
     /// Why the committer stopped the worker, if it did.
     pub fn fatal(&self) -> Option<String> {
         self.fatal.lock().expect("txn fatal").clone()
-    }
-}
-
-/// The open transaction.
-#[derive(Default)]
-struct Batch {
-    open: bool,
-    opened: Option<Instant>,
-    records: Vec<(Finished, oneshot::Sender<Settled>, Vec<(usize, DeliveryFuture)>)>,
-    touched: BTreeSet<Tp>,
-    /// A write that could not even be queued: the transaction must abort.
-    failed: Option<String>,
-}
-
-struct Committer {
-    producer: FutureProducer,
-    consumer: Weak<BaseConsumer<RunnerContext>>,
-    partitions: Arc<Partitions>,
-    settings: Settings,
-    stage: String,
-    shutdown: Shutdown,
-    refusals: Arc<Mutex<HashMap<(Tp, i64), Refusal>>>,
-    fatal: Arc<Mutex<Option<String>>>,
-    batch: Batch,
-}
-
-impl Committer {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        loop {
-            let wait = match self.batch.opened {
-                Some(at) => self.settings.interval.saturating_sub(at.elapsed()),
-                None => Duration::from_secs(1),
-            };
-            match rx.recv_timeout(wait) {
-                Ok(Msg::Record(finished, reply)) => self.add(finished, reply),
-                Ok(Msg::Commit(positions, reply)) => {
-                    let _ = reply.send(self.commit(positions));
-                }
-                Ok(Msg::Abort(reply)) => {
-                    if self.batch.open {
-                        self.abort("the assignment was lost");
-                    }
-                    let _ = reply.send(());
-                }
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.commit(Vec::new());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            let due = self.batch.opened.is_some_and(|at| at.elapsed() >= self.settings.interval);
-            if due || self.batch.records.len() >= self.settings.max_records {
-                self.commit(Vec::new());
-            }
-        }
-    }
-
-    fn fatal_reason(&self) -> Option<String> {
-        self.fatal.lock().expect("txn fatal").clone()
-    }
-
-    fn begin(&mut self) -> bool {
-        if self.batch.open {
-            return true;
-        }
-        match self.producer.begin_transaction() {
-            Ok(()) => {
-                self.batch.open = true;
-                self.batch.opened = Some(Instant::now());
-                true
-            }
-            Err(e) => {
-                self.stop_worker(format!("cannot begin a transaction: {e}"));
-                false
-            }
-        }
-    }
-
-    /// Completes the record in its window and sends its writes into the open transaction.
-    fn add(&mut self, f: Finished, reply: oneshot::Sender<Settled>) {
-        if let Some(reason) = self.fatal_reason() {
-            let _ = reply.send(Settled::Fatal(reason));
-            return;
-        }
-        if !self.begin() {
-            let _ = reply.send(Settled::Fatal(self.fatal_reason().unwrap_or_default()));
-            return;
-        }
-        match self.partitions.add_to_transaction(&f.tp, f.epoch, f.offset, f.key.as_deref()) {
-            Added::Stale => {
-                let _ = reply.send(Settled::Aborted);
-            }
-            Added::Full => {
-                let _ = reply.send(Settled::Full(f.records));
-            }
-            Added::Done => {
-                let mut deliveries = Vec::with_capacity(f.records.len());
-                for (i, r) in f.records.iter().enumerate() {
-                    match self.queue(r) {
-                        Ok(delivery) => deliveries.push((i, delivery)),
-                        Err(e) => {
-                            let reason = format!("output to '{}' not queued: {e}", r.topic);
-                            self.batch.failed.get_or_insert(reason);
-                        }
-                    }
-                }
-                self.batch.touched.insert(f.tp.clone());
-                self.batch.records.push((f, reply, deliveries));
-            }
-        }
-    }
-
-    /// Queues one write, waiting while the producer's queue is full.
-    fn queue(&self, r: &OutRecord) -> Result<DeliveryFuture, KafkaError> {
-        let mut record = future_record(r);
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-    }
-
-    /// Waits for every write of the open transaction; notes what the broker refused for good.
-    /// Returns why the transaction cannot commit, if it cannot.
-    fn delivered(&mut self) -> Option<String> {
-        let _ = self.producer.flush(TXN_TIMEOUT);
-        let mut failed = self.batch.failed.take();
-        for (f, _, deliveries) in &mut self.batch.records {
-            for (i, delivery) in deliveries.iter_mut() {
-                let error = match delivery.now_or_never() {
-                    Some(Ok(Ok(_))) => continue,
-                    Some(Ok(Err((e, _)))) => e,
-                    Some(Err(_)) | None => KafkaError::Canceled,
-                };
-                let topic = &f.records[*i].topic;
-                if classify(&error) == ProduceFailure::Refused {
-                    let refusal = Refusal { topic: topic.clone(), error: error.to_string() };
-                    self.refusals
-                        .lock()
-                        .expect("refusals")
-                        .insert((f.tp.clone(), f.offset), refusal);
-                }
-                failed.get_or_insert(format!("output to '{topic}' failed: {error}"));
-            }
-        }
-        failed
-    }
-
-    /// Commits the open transaction with the positions of every partition it touched (and
-    /// `extra`). Returns whether it committed.
-    fn commit(&mut self, extra: Vec<Position>) -> bool {
-        if self.fatal_reason().is_some() {
-            self.settle(|reason| Settled::Fatal(reason.clone()));
-            return false;
-        }
-        if !self.batch.open && extra.is_empty() {
-            return true;
-        }
-        let started = Instant::now();
-        if !self.begin() {
-            return false;
-        }
-        if let Some(reason) = self.delivered() {
-            return self.abort(&reason);
-        }
-        let mut positions = self.partitions.positions(&self.batch.touched);
-        positions.retain(|(tp, ..)| !extra.iter().any(|(x, ..)| x == tp));
-        positions.extend(extra);
-        if let Err(e) = self.send_offsets(&positions) {
-            return self.failed(e);
-        }
-        let mut tries = 0;
-        loop {
-            match self.producer.commit_transaction(TXN_TIMEOUT) {
-                Ok(()) => break,
-                Err(KafkaError::Flush(_)) if tries < COMMIT_TRIES => tries += 1,
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < COMMIT_TRIES => {
-                    tries += 1
-                }
-                Err(e) => return self.failed(e),
-            }
-        }
-        self.partitions.committed(&positions);
-        let records = self.batch.records.len();
-        TransactionCommitted { stage: &self.stage, records, elapsed: started.elapsed() }.emit();
-        self.settle(|_| Settled::Committed);
-        true
-    }
-
-    fn send_offsets(&self, positions: &[Position]) -> Result<(), KafkaError> {
-        if positions.is_empty() {
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), position, done) in positions {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
-            let map = completed::encode(*position, done);
-            if let Some(mut e) = tpl.find_partition(topic, *partition).filter(|_| !map.is_empty()) {
-                e.set_metadata(map);
-            }
-        }
-        let consumer = self.consumer.upgrade();
-        let metadata = consumer.as_ref().and_then(|c| c.group_metadata());
-        let metadata = metadata.ok_or(KafkaError::Canceled)?;
-        self.producer.send_offsets_to_transaction(&tpl, &metadata, TXN_TIMEOUT)
-    }
-
-    /// A transactional call failed: fatal errors stop the worker, anything else aborts.
-    fn failed(&mut self, error: KafkaError) -> bool {
-        match &error {
-            KafkaError::Transaction(e) if e.is_fatal() => {
-                self.stop_worker(format!("the transactional producer cannot go on: {error}"));
-                self.settle(|reason| Settled::Fatal(reason.clone()));
-                false
-            }
-            _ => self.abort(&error.to_string()),
-        }
-    }
-
-    /// Aborts the open transaction and rewinds the partitions it touched.
-    fn abort(&mut self, reason: &str) -> bool {
-        if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
-            // A producer that cannot abort cannot go on: the next owner of its partitions
-            // starts from the last committed positions once the broker aborts it.
-            self.stop_worker(format!("cannot abort a transaction ({reason}): {e}"));
-        }
-        self.partitions.rewind(&self.batch.touched);
-        let records = self.batch.records.len();
-        TransactionAborted { stage: &self.stage, records, reason }.emit();
-        self.settle(|_| Settled::Aborted);
-        false
-    }
-
-    /// Tells every record of the ended transaction how it ended, and starts afresh.
-    fn settle(&mut self, how: impl Fn(&String) -> Settled) {
-        let reason = self.fatal_reason().unwrap_or_default();
-        for (_, reply, _) in std::mem::take(&mut self.batch).records {
-            let _ = reply.send(how(&reason));
-        }
-    }
-
-    fn stop_worker(&self, reason: String) {
-        self.fatal.lock().expect("txn fatal").get_or_insert(reason);
-        self.shutdown.request();
     }
 }
