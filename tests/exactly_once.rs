@@ -1,18 +1,21 @@
 //! Exactly-once delivery on Apache Kafka (`delivery: exactly_once`), proved the way an
 //! application downstream would see it: a consumer of its own with `isolation.level=
 //! read_committed` reads the output, dead-letter and metering topics from the start of each run,
-//! and every document's result and every billed call's cost event must be there exactly once —
-//! copies counted, never deduplicated — with nothing lost, and the mock provider's ledger equal
-//! to the metering topic and to `sluice cost report`. The faults: worker processes SIGKILLed
-//! mid-stream and restarted, a SIGTERM, a group scaled 1 → 3 → 1, the broker SIGKILLed and
-//! restarted, and a worker paused (SIGSTOP) past its session while the group moves its
-//! partitions, then resumed (a zombie). The same kills in the default mode (at least once) show
-//! the duplicates this mode removes, side by side, and prove the harness sees duplicates.
+//! and every document's result and every cost event must be there exactly once — copies
+//! counted, never deduplicated — with nothing lost; the mock provider's ledger is reconciled with
+//! the cost events call by call (every billed call metered once, but for an answer billed as its
+//! worker was SIGKILLed, which never reached it), and `sluice cost report` equals the events.
+//! The faults: worker processes SIGKILLed mid-stream and restarted, a SIGTERM, a group scaled
+//! 1 → 3 → 1, the broker SIGKILLed and restarted, and a worker paused (SIGSTOP) past its session
+//! while the group moves its partitions, then resumed (a zombie). The same kills in the default
+//! mode (at least once) show the duplicates this mode removes, side by side, and prove the
+//! harness sees duplicates.
 //!
 //! `scripts/with-kafka cargo test --test exactly_once -- --include-ignored --nocapture
-//! --test-threads 1`; `SLUICE_EXACTLY_ONCE_COMPARE=1` also runs every other fault in the default
-//! mode and prints both (for docs/RELIABILITY.md); `SLUICE_WORKER_LOG=info` shows the workers'
-//! logs.
+//! --test-threads 1`. `SLUICE_EXACTLY_ONCE_COMPARE=1` also runs every other fault in the default
+//! mode and prints both (for docs/RELIABILITY.md); `SLUICE_EXACTLY_ONCE_AS=at_least_once` runs
+//! the exactly-once scenarios in the default mode (their checks must then fail: duplicates);
+//! `SLUICE_WORKER_LOG=info` shows more of the workers' logs.
 
 mod common;
 

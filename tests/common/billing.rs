@@ -12,7 +12,7 @@ use sluice::mock_provider::Ledger;
 
 /// How long before a SIGKILL a billed answer may still be on its way to the worker, or its cost
 /// event not yet acknowledged: such a call cannot be metered by anyone.
-pub const KILL_WINDOW: Duration = Duration::from_secs(2);
+pub const KILL_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub struct Billing {

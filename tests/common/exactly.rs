@@ -1,10 +1,8 @@
 //! The exactly-once suite's run (`tests/exactly_once.rs`): one classify stage on Apache Kafka
 //! calling the mock provider (a priced model, so its ledger says what every call was billed), in
-//! either delivery mode, with a read_committed reader of the output, dead-letter and metering
-//! topics running from the start. The faults are the test's; the figures and the checks are
-//! here: each document's result and each billed call's cost event seen once by a
-//! read_committed reader (copies counted, never removed), nothing lost, and the provider's ledger
-//! equal to `sluice cost report`.
+//! either delivery mode, with a read_committed reader ([`super::committed`]) of the output,
+//! dead-letter and metering topics running from the start. The faults are the test's; the
+//! figures and their checks are in [`super::figures`] and [`super::billing`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
