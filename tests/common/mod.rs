@@ -39,3 +39,8 @@ pub use read::{committed, each_record, field, raw_headers};
 pub use run::{wait_until, Running, StopOnDrop};
 pub use stage::{Script, TestStage};
 pub use topology::{document, ids, unique, OneStage};
+// The exactly-once suite (tests/exactly_once.rs): a read_committed reader, and its runs.
+pub mod billing;
+pub mod committed;
+pub mod exactly;
+pub mod figures;
