@@ -74,6 +74,9 @@ pub struct Transactions {
     refusals: Arc<Mutex<HashMap<(Tp, i64), Refusal>>>,
     fatal: Arc<Mutex<Option<String>>>,
     shutdown: Shutdown,
+    /// Whether the last [`Self::commit_now`] committed: the answer once the committer has ended
+    /// (the consumer's close revokes what the shutdown's last commit already handed over).
+    last_commit: Mutex<bool>,
     pub settings: Settings,
 }
 
@@ -107,7 +110,8 @@ impl Transactions {
             .expect("spawn the committer thread");
         let tx = Mutex::new(tx);
         let thread = Mutex::new(Some(thread));
-        Arc::new(Self { tx, thread, refusals, fatal, shutdown, settings })
+        let last_commit = Mutex::new(false);
+        Arc::new(Self { tx, thread, refusals, fatal, shutdown, last_commit, settings })
     }
 
     fn send(&self, msg: Msg) -> bool {
@@ -127,7 +131,11 @@ impl Transactions {
     /// partitions' last positions). Blocking; false if it did not commit.
     pub fn commit_now(&self, positions: Vec<Position>) -> bool {
         let (reply, done) = mpsc::channel();
-        self.send(Msg::Commit(positions, reply)) && done.recv().unwrap_or(false)
+        let mut last = self.last_commit.lock().expect("last commit");
+        if self.send(Msg::Commit(positions, reply)) {
+            *last = done.recv().unwrap_or(false);
+        }
+        *last
     }
 
     /// Aborts the open transaction now (a lost assignment). Blocking.
