@@ -21,6 +21,9 @@ use super::completed;
 use super::inbound::{Inbound, Topics};
 use super::partitions::{Nowhere, Partitions, Tp};
 use super::txn::Transactions;
+
+#[path = "consumer_txn.rs"]
+mod txn_side;
 use crate::call::now_ms;
 use crate::retry::commit_backoff;
 use crate::shutdown::{Phase, Shutdown};
@@ -292,7 +295,7 @@ pub fn poll_loop(
             }
         }
         if consumer.context().txn.get().is_some() {
-            rewind(consumer, partitions, stage);
+            txn_side::rewind(consumer, partitions, stage);
         }
         // Partition queues, each only while its window has room: a full partition is simply not
         // read (librdkafka's prefetch limits bound what waits), and nothing is discarded.
@@ -341,50 +344,4 @@ pub fn poll_loop(
     }
     consumer.context().queues.lock().expect("queues lock").clear();
     left
-}
-
-/// Exactly once: seeks the partitions whose transaction aborted back to their last committed
-/// positions, then reads them again. A partition that cannot be sought stops the worker: read
-/// on from where it was, it would skip what the aborted transaction held.
-fn rewind(consumer: &BaseConsumer<RunnerContext>, partitions: &Partitions, stage: &str) {
-    for (tp, position) in partitions.take_rewinds() {
-        let offset = rdkafka::Offset::Offset(position);
-        match consumer.seek(&tp.0, tp.1, offset, Duration::from_secs(10)) {
-            Ok(()) => partitions.rewound(&tp),
-            Err(e) => {
-                let reason = format!("cannot read {}:{} again from {position}: {e}", tp.0, tp.1);
-                crate::telemetry::WorkerStopped { stage, reason: &reason }.emit();
-                if let Some(txn) = consumer.context().txn.get() {
-                    txn.stop_worker(reason);
-                }
-            }
-        }
-    }
-}
-
-impl RunnerContext {
-    /// Exactly once: a revocation drains the revoked partitions (up to the grace period), then
-    /// commits the open transaction with their positions before they are handed over; a lost
-    /// assignment aborts it (its offsets can no longer be committed by this member).
-    fn hand_over_in_transaction(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        txn: &Transactions,
-        revoked: &[Tp],
-    ) {
-        let lost = consumer.assignment_lost();
-        let grace = if lost { Duration::ZERO } else { self.grace };
-        self.partitions.drain(revoked, grace);
-        let committed = if lost {
-            txn.abort_now();
-            false
-        } else {
-            let set: BTreeSet<Tp> = revoked.iter().cloned().collect();
-            txn.commit_now(self.partitions.positions(&set))
-        };
-        let abandoned = self.partitions.revoke(revoked, Duration::ZERO, &Nowhere);
-        let kind = if lost { RebalanceKind::Lost } else { RebalanceKind::Revoked };
-        let (stage, partitions) = (&self.stage, revoked.len());
-        Rebalanced { stage, kind, partitions, abandoned, committed }.emit();
-    }
 }
