@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Offset;
 
 use super::done_set::DoneSet;
 use super::options::{Action, Progress, RedriveOptions};
@@ -27,6 +28,8 @@ use crate::ops::dlq::read::{decode_letter, redrive_count, DlqError};
 const BATCH: usize = 256;
 /// A run stops reading after this long without a record before the end it fixed.
 const IDLE: Duration = Duration::from_secs(10);
+/// How often a run waiting for a record looks whether its position has passed the end.
+const SLICE: Duration = Duration::from_millis(200);
 
 /// A letter handled in the open batch: republished (waiting for its acknowledgement) or to be
 /// discarded.
@@ -120,13 +123,23 @@ impl<'o> Run<'o> {
             open.retain(|p| last_at.contains_key(p));
         }
         let (total, mut read) = (self.position.total(), 0);
+        let mut idle = Duration::ZERO;
         while !open.is_empty() {
-            let Some(next) = self.next(consumer).await? else {
-                self.report.stop(format!(
-                    "no record for {IDLE:?} before the end of partition(s) {open:?}; run again"
-                ));
-                return Ok(());
+            self.passed(consumer, &mut open, &last_at);
+            if open.is_empty() {
+                break;
+            }
+            let Some(next) = self.next(consumer, SLICE).await? else {
+                idle += SLICE;
+                if idle >= IDLE {
+                    self.report.stop(format!(
+                        "no record for {IDLE:?} before the end of partition(s) {open:?}; run again"
+                    ));
+                    return Ok(());
+                }
+                continue;
             };
+            idle = Duration::ZERO;
             let m = next?;
             let (p, o) = (m.partition(), m.offset());
             if !open.contains(&p) {
@@ -156,20 +169,45 @@ impl<'o> Run<'o> {
         !self.pending.is_empty() && self.batch_started.elapsed() >= self.opts.batch_age
     }
 
-    /// The next record, or None after [`IDLE`] without one; an open batch that gets old while
-    /// waiting is settled first.
+    /// The next record, or None after `wait` without one; an open batch that gets old while
+    /// waiting is settled.
     async fn next<'c>(
         &mut self,
         consumer: &'c StreamConsumer,
+        wait: Duration,
     ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>, DlqError> {
-        if !self.pending.is_empty() {
-            let left = self.opts.batch_age.saturating_sub(self.batch_started.elapsed());
-            if let Ok(next) = tokio::time::timeout(left, consumer.recv()).await {
-                return Ok(Some(next));
-            }
+        let left = self.opts.batch_age.saturating_sub(self.batch_started.elapsed());
+        let wait = if self.pending.is_empty() { wait } else { wait.min(left) };
+        if let Ok(next) = tokio::time::timeout(wait, consumer.recv()).await {
+            return Ok(Some(next));
+        }
+        if self.batch_is_old() {
             self.settle().await?;
         }
-        Ok(tokio::time::timeout(IDLE, consumer.recv()).await.ok())
+        Ok(None)
+    }
+
+    /// Closes the partitions whose position has reached the end fixed for them (with `--at`, one
+    /// past the last position named) without a record there: the last offsets of a dead-letter
+    /// topic written in transactions (an exactly-once stage's) are a commit marker, which a
+    /// reader that reads committed is never given but which moves its position past it.
+    fn passed(
+        &self,
+        consumer: &StreamConsumer,
+        open: &mut BTreeSet<i32>,
+        last_at: &BTreeMap<i32, i64>,
+    ) {
+        let Ok(positions) = consumer.position() else { return };
+        for e in positions.elements() {
+            let (p, Offset::Offset(at)) = (e.partition(), e.offset()) else { continue };
+            let Some(part) = self.position.parts.get(&p).filter(|_| open.contains(&p)) else {
+                continue;
+            };
+            let target = last_at.get(&p).map_or(part.end, |l| (*l).min(part.end - 1) + 1);
+            if at >= target {
+                open.remove(&p);
+            }
+        }
     }
 
     /// Marks letter `o` of partition `p` finished for good (it can never be redriven), reporting
