@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -16,15 +16,54 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
 use super::completed;
-use super::consumer::RunnerContext;
 use super::delivery::{classify, future_record, ProduceFailure};
 use super::disposition::OutRecord;
 use super::partitions::{Added, Partitions, Position, Tp};
-use super::txn::{Finished, Msg, Refusal, Settled};
 use super::txn_producer::{is_fatal, TxnProducer, TXN_TIMEOUT};
 use crate::config::Transactions as Settings;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{TransactionAborted, TransactionCommitted};
+
+/// The stage consumer's group metadata as of now (none once it is gone): what fences a
+/// transaction's offsets (KIP-447). A function, so the committer knows nothing of the consumer.
+pub type GroupMetadata = Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send>;
+
+/// A record's writes, handed to the committer.
+pub struct Finished {
+    pub tp: Tp,
+    pub epoch: u64,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub records: Vec<OutRecord>,
+}
+
+/// How a record handed to the committer ended.
+#[derive(Debug)]
+pub enum Settled {
+    /// Its writes and its offset committed together.
+    Committed,
+    /// Its transaction aborted, or its partition moved: it is read and processed again.
+    Aborted,
+    /// Its partition's map cannot name it yet: hand it over again after the next commit.
+    Full(Vec<OutRecord>),
+    /// The producer cannot go on; the worker stops.
+    Fatal(String),
+}
+
+/// An output the broker refused inside an aborted transaction: the record is dead-lettered
+/// when it comes back (the same bytes would be refused again).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub topic: String,
+    pub error: String,
+}
+
+pub(super) enum Msg {
+    Record(Finished, oneshot::Sender<Settled>),
+    Commit(Vec<Position>, mpsc::Sender<bool>),
+    Abort(mpsc::Sender<()>),
+    Stop,
+}
 
 /// How long an abort is retried while the broker cannot be reached.
 const ABORT_DEADLINE: Duration = Duration::from_secs(60);
@@ -48,7 +87,8 @@ pub(super) struct Batch {
 
 pub(super) struct Committer {
     pub(super) txp: TxnProducer,
-    pub(super) consumer: Weak<BaseConsumer<RunnerContext>>,
+    /// The stage consumer's group metadata now (KIP-447: offsets are fenced by it).
+    pub(super) group: GroupMetadata,
     pub(super) partitions: Arc<Partitions>,
     pub(super) settings: Settings,
     pub(super) stage: String,
@@ -246,9 +286,7 @@ impl Committer {
                 e.set_metadata(map);
             }
         }
-        let consumer = self.consumer.upgrade();
-        let metadata = consumer.as_ref().and_then(|c| c.group_metadata());
-        let metadata = metadata.ok_or(KafkaError::Canceled)?;
+        let metadata = (self.group)().ok_or(KafkaError::Canceled)?;
         self.txp.producer.send_offsets_to_transaction(&tpl, &metadata, TXN_TIMEOUT)
     }
 

@@ -126,10 +126,12 @@ pub async fn run<S: Stage>(
             let (kafka, group) = (topology.kafka.clone(), spec.group.clone());
             let started = tokio::task::spawn_blocking(move || TxnProducer::start(&kafka, &group));
             let producer = started.await.expect("the transaction thread does not panic")?;
-            let (weak, partitions) = (Arc::downgrade(&consumer), partitions.clone());
-            let (stage, shutdown) = (spec.name.clone(), shutdown.clone());
+            let weak = Arc::downgrade(&consumer);
+            let group: txn::GroupMetadata = Box::new(move || weak.upgrade()?.group_metadata());
+            let (stage, shutdown, partitions) =
+                (spec.name.clone(), shutdown.clone(), partitions.clone());
             let txn =
-                txn::Transactions::start(producer, weak, partitions, settings, stage, shutdown);
+                txn::Transactions::start(producer, group, partitions, settings, stage, shutdown);
             let _ = consumer.context().txn.set(txn.clone());
             Some(txn)
         }

@@ -16,56 +16,17 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rdkafka::consumer::BaseConsumer;
 use tokio::sync::oneshot;
 
-use super::committer::{Batch, Committer};
-use super::consumer::RunnerContext;
-use super::disposition::OutRecord;
+use super::committer::{Batch, Committer, Msg};
+pub use super::committer::{Finished, GroupMetadata, Refusal, Settled};
 use super::partitions::{Partitions, Position, Tp};
 use super::txn_producer::TxnProducer;
 use crate::config::Transactions as Settings;
 use crate::shutdown::Shutdown;
-
-/// A record's writes, handed to the committer.
-pub struct Finished {
-    pub tp: Tp,
-    pub epoch: u64,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub records: Vec<OutRecord>,
-}
-
-/// How a record handed to the committer ended.
-#[derive(Debug)]
-pub enum Settled {
-    /// Its writes and its offset committed together.
-    Committed,
-    /// Its transaction aborted, or its partition moved: it is read and processed again.
-    Aborted,
-    /// Its partition's map cannot name it yet: hand it over again after the next commit.
-    Full(Vec<OutRecord>),
-    /// The producer cannot go on; the worker stops.
-    Fatal(String),
-}
-
-/// An output the broker refused inside an aborted transaction: the record is dead-lettered
-/// when it comes back (the same bytes would be refused again).
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub topic: String,
-    pub error: String,
-}
-
-pub(super) enum Msg {
-    Record(Finished, oneshot::Sender<Settled>),
-    Commit(Vec<Position>, mpsc::Sender<bool>),
-    Abort(mpsc::Sender<()>),
-    Stop,
-}
 
 /// The stage's handle on its committer thread.
 pub struct Transactions {
@@ -84,7 +45,7 @@ impl Transactions {
     /// Starts the committer of `producer` (initialised: [`TxnProducer::start`]).
     pub fn start(
         producer: TxnProducer,
-        consumer: Weak<BaseConsumer<RunnerContext>>,
+        group: GroupMetadata,
         partitions: Arc<Partitions>,
         settings: Settings,
         stage: String,
@@ -95,7 +56,7 @@ impl Transactions {
         let fatal = Arc::new(Mutex::new(None));
         let committer = Committer {
             txp: producer,
-            consumer,
+            group,
             partitions,
             settings,
             stage,
