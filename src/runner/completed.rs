@@ -68,13 +68,17 @@ pub fn encode(position: i64, done: &BTreeSet<i64>) -> String {
     out
 }
 
+/// A map of at most this many offsets, all within [`NEAR`] of its position, always fits.
+pub const SMALL: usize = 150;
+pub const NEAR: i64 = 1_000_000;
+
 /// Whether [`encode`] names every offset of `done`: an exactly-once stage never commits a record
 /// its map would leave out (the next owner would process it again). Cheap for the usual map of a
 /// few ranges near the position; encodes otherwise.
 pub fn fits(position: i64, done: &BTreeSet<i64>) -> bool {
-    // Under 150 offsets within a million of the position: at most 14 characters each.
-    let near = done.last().is_none_or(|last| last - position < 1_000_000);
-    if done.len() <= 150 && near {
+    // Up to SMALL offsets within NEAR of the position: at most 14 characters each.
+    let near = done.last().is_none_or(|last| last - position < NEAR);
+    if done.len() <= SMALL && near {
         return true;
     }
     decode(position, &encode(position, done)).len() == done.len()
