@@ -29,6 +29,8 @@ use super::{Entry, StoreError};
 use crate::avro::Passage;
 use crate::config::{PgUrl, SecretSource};
 
+mod setup;
+
 /// How long one statement (or connecting) may take before the store counts as unavailable.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Rows per upsert statement.
@@ -53,26 +55,11 @@ impl Pgvector {
         table: &str,
         dimensions: usize,
     ) -> Result<Self, StoreError> {
-        let text = match url {
-            PgUrl::Inline(u) => u.clone(),
-            PgUrl::Secret(s) => read_secret(s, "url")?,
-        };
-        let mut config: Config = text.parse().map_err(|e| {
-            StoreError::Invalid(format!("store url: not a PostgreSQL connection string: {e}"))
-        })?;
-        if let Some(p) = password {
-            config.password(read_secret(p, "password")?);
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("sluice");
-        }
+        let config = setup::config(url, password)?;
         let tls = native_tls::TlsConnector::new()
             .map_err(|e| StoreError::Invalid(format!("postgres: TLS set-up: {e}")))?;
         let store = Self {
-            target: target(&config),
+            target: setup::target(&config),
             config,
             tls: postgres_native_tls::MakeTlsConnector::new(tls),
             name: table.to_owned(),
@@ -89,12 +76,7 @@ impl Pgvector {
         let version =
             self.query("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).await?;
         if version.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "the pgvector extension is not enabled in the database at {}: run `CREATE \
-                 EXTENSION vector;` there as its owner or a superuser (pgvector must be installed \
-                 on the server: https://github.com/pgvector/pgvector)",
-                self.target
-            )));
+            return Err(setup::missing_extension(&self.target));
         }
         let columns = self.columns().await?;
         if columns.is_empty() {
@@ -106,9 +88,13 @@ impl Pgvector {
             let Err(e) = self.query(&create, &[]).await else { return Ok(()) };
             // Another worker may have created it at the same moment: check what it made.
             let columns = self.columns().await?;
-            return if columns.is_empty() { Err(e) } else { self.check(&columns) };
+            return if columns.is_empty() {
+                Err(e)
+            } else {
+                setup::check(&columns, &self.name, self.dimensions)
+            };
         }
-        self.check(&columns)
+        setup::check(&columns, &self.name, self.dimensions)
     }
 
     /// `(column, type)` of the table; empty when there is no such table.
@@ -117,40 +103,6 @@ impl Pgvector {
                    a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped";
         let rows = self.query(sql, &[(&self.table, Type::TEXT)]).await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    fn check(&self, columns: &[(String, String)]) -> Result<(), StoreError> {
-        let type_of = |name: &str| columns.iter().find(|c| c.0 == name).map(|c| c.1.as_str());
-        let wanted = format!("vector({})", self.dimensions);
-        let what_to_do = "set store.table to a new table (sluice creates it) and index the \
-                          knowledge base into it, or drop this one";
-        match type_of("embedding") {
-            Some(t) if t == wanted => {}
-            Some(t) => {
-                return Err(StoreError::Invalid(format!(
-                    "table '{}' holds embedding {t}, the stage expects {} dimensions \
-                     (vector({})): {what_to_do}",
-                    self.name, self.dimensions, self.dimensions
-                )))
-            }
-            None => {
-                return Err(StoreError::Invalid(format!(
-                    "table '{}' has no embedding column: it is not a sluice passage table; \
-                     {what_to_do}",
-                    self.name
-                )))
-            }
-        }
-        for name in ["id", "text", "source"] {
-            if type_of(name) != Some("text") {
-                return Err(StoreError::Invalid(format!(
-                    "table '{}' has no text column '{name}': it is not a sluice passage table; \
-                     {what_to_do}",
-                    self.name
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// The connection, reopened when the last one closed.
@@ -261,11 +213,11 @@ impl Pgvector {
         Ok(())
     }
 
-    /// The `k` passages with the highest inner product, best first; ties by id.
+    /// The `k` passages with the highest inner product, best first; ties by id, byte by byte.
     pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Passage>, StoreError> {
         let sql = format!(
             "SELECT id, text, source, -(embedding <#> $1::text::vector) FROM {} \
-             ORDER BY embedding <#> $1::text::vector, id LIMIT $2",
+             ORDER BY embedding <#> $1::text::vector, id COLLATE \"C\" LIMIT $2",
             self.table
         );
         let (query, limit) = (literal(vector), i64::try_from(k).unwrap_or(i64::MAX));
@@ -282,23 +234,6 @@ impl Pgvector {
     }
 }
 
-/// A secret's value; the message names where it was looked for, never what was found.
-fn read_secret(source: &SecretSource, key: &str) -> Result<String, StoreError> {
-    let value = match source {
-        SecretSource::Env(var) => std::env::var(var).map_err(|_| {
-            StoreError::Invalid(format!("environment variable {var} (store.{key}_env) is not set"))
-        })?,
-        SecretSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-            StoreError::Invalid(format!("store.{key}_file {}: {e}", path.display()))
-        })?,
-    };
-    let value = value.trim().to_owned();
-    if value.is_empty() {
-        return Err(StoreError::Invalid(format!("store.{key}: the secret is empty")));
-    }
-    Ok(value)
-}
-
 /// `"schema"."name"`: each part quoted, quotes doubled.
 fn quote(table: &str) -> String {
     let parts: Vec<String> =
@@ -313,17 +248,6 @@ fn literal(v: &[f32]) -> String {
     format!("[{}]", items.join(","))
 }
 
-fn target(c: &Config) -> String {
-    let host = match c.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = c.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", c.get_dbname().or(c.get_user()).unwrap_or("postgres"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +258,5 @@ mod tests {
         assert_eq!(quote("kb"), "\"kb\"");
         assert_eq!(quote("rag.kb"), "\"rag\".\"kb\"");
         assert_eq!(quote("a\"b"), "\"a\"\"b\"");
-        let c: Config = "postgresql://u:secret@db.internal:6543/rag".parse().expect("url");
-        assert_eq!(target(&c), "db.internal:6543/rag", "no user, no password");
     }
 }
