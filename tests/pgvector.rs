@@ -134,6 +134,20 @@ async fn upsert_replaces_by_id_and_search_ranks_by_inner_product() {
     assert!((low[2].score + 0.6).abs() < 1e-6, "{low:?}");
     let reopened = VectorStore::open(&spec(&url, &table), 2).await.expect("reopen");
     assert_eq!(reopened.count().await.expect("count"), 3);
+
+    // Records in flight share a store's connection (pipelined), and stores their own: 2 × 16
+    // searches at once all get the right answer.
+    let stores = [Arc::new(store), Arc::new(reopened)];
+    let searches = (0..32).map(|i| {
+        let store = stores[i % 2].clone();
+        let query = if i % 3 == 0 { [1.0, 0.0] } else { [0.0, 1.0] };
+        tokio::spawn(async move { (query, store.search(&query, 1).await.expect("search")) })
+    });
+    for s in searches {
+        let (query, top) = s.await.expect("task");
+        let expected = if query[0] > 0.0 { "a" } else { "b" };
+        assert_eq!(top[0].id, expected, "{query:?}: {top:?}");
+    }
 }
 
 fn invalid(result: Result<VectorStore, StoreError>) -> String {
