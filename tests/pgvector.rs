@@ -225,6 +225,7 @@ async fn a_server_that_is_down_is_unavailable_and_the_password_never_shows() {
     };
     let err = VectorStore::open(&spec, 8).await.err().expect("nothing listens");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("refused"), "says why: {err}");
     let text = format!("{err} {err:?}");
     assert!(text.contains(&format!("127.0.0.1:{port}/rag")) && !text.contains("hunter2"), "{text}");
     assert!(matches!(StageError::from(err), StageError::Retryable { .. }));

@@ -159,10 +159,10 @@ impl Pgvector {
                 }
             }
         };
+        let detail = setup::describe(&e);
         if transient {
-            self.unavailable(e)
+            self.unavailable(detail)
         } else {
-            let detail = e.as_db_error().map_or_else(|| e.to_string(), |d| d.to_string());
             StoreError::Invalid(format!(
                 "postgres at {} (table '{}'): {detail}",
                 self.target, self.name

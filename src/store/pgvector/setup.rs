@@ -60,6 +60,24 @@ pub fn target(c: &Config) -> String {
     format!("{host}:{port}/{}", c.get_dbname().or(c.get_user()).unwrap_or("postgres"))
 }
 
+/// The server's message for a server error, else the error with its causes ("error connecting
+/// to server: Connection refused"): tokio-postgres shows only the first.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 pub fn missing_extension(target: &str) -> StoreError {
     StoreError::Invalid(format!(
         "the pgvector extension is not enabled in the database at {target}: run `CREATE \
