@@ -23,8 +23,9 @@ fn spec(url: &str, table: &str) -> StoreSpec {
     StoreSpec::Pgvector { url: PgUrl::Inline(url.into()), password: None, table: table.into() }
 }
 
-/// A topology with two retrieve stages on the same model and knowledge base: `pg` on pgvector
-/// (its URL read from SLUICE_PG_URL), `local` on the embedded store.
+/// A topology with two retrieve stages on the same model: `pg` on pgvector (its URL read from
+/// SLUICE_PG_URL; it indexes `kb.jsonl`, which must exist, when it starts on an empty table),
+/// `local` on the embedded store.
 fn topology(dir: &Path, table: &str) -> (std::path::PathBuf, Topology) {
     let yaml = format!(
         r#"
@@ -35,7 +36,7 @@ models:
   emb: {{ provider: sim, name: sim-embed }}
 inputs: {{ docs: {{}} }}
 stages:
-  pg: {{ kind: retrieve, input: docs, output: a, model: emb, retrieve: {{ store: {{ kind: pgvector, url_env: SLUICE_PG_URL, table: {table} }}, top_k: 5, dimensions: 64 }} }}
+  pg: {{ kind: retrieve, input: docs, output: a, model: emb, retrieve: {{ store: {{ kind: pgvector, url_env: SLUICE_PG_URL, table: {table} }}, knowledge_base: kb.jsonl, top_k: 5, dimensions: 64 }} }}
   local: {{ kind: retrieve, input: docs, output: b, model: emb, retrieve: {{ store: {{ kind: embedded, path: store }}, top_k: 5, dimensions: 64 }} }}
 "#
     );
@@ -71,9 +72,9 @@ async fn retrieve(stage: &AnyStage, question: &str) -> Vec<Passage> {
 async fn sluice_index_fills_the_table_and_retrieval_matches_the_embedded_store() {
     let dir = tempfile::tempdir().expect("dir");
     let table = support::table("match");
-    let (path, t) = topology(dir.path(), &table);
     let kb = dir.path().join("kb.jsonl");
     let n = support::knowledge_base(&kb, 300);
+    let (path, t) = topology(dir.path(), &table);
     let expected = format!("indexed {n} passages into stage 'pg' ({n} in the store)");
     assert!(index(&path, "pg", &kb).contains(&expected));
     // Upserts by passage id: indexing again replaces, never duplicates.
@@ -100,6 +101,22 @@ async fn sluice_index_fills_the_table_and_retrieval_matches_the_embedded_store()
         }
     }
     assert_eq!(retrieve(&stages[0], "Can we configure SAML single sign-on?").await[0].id, "kb-sso");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL with pgvector: scripts/with-pglite"]
+async fn a_stage_starting_on_an_empty_table_indexes_its_knowledge_base() {
+    let dir = tempfile::tempdir().expect("dir");
+    let table = support::table("start");
+    assert_eq!(support::knowledge_base(&dir.path().join("kb.jsonl"), 0), 10);
+    let (_, t) = topology(dir.path(), &table);
+    let gateway = Arc::new(Gateway::new(&t).expect("gateway"));
+    let stage = AnyStage::build(&t.stages[0], &t, gateway).await.expect("stage builds");
+    let store = VectorStore::open(&spec(&support::url(), &table), 64).await.expect("open");
+    assert_eq!(store.count().await.expect("count"), 10, "indexed at start");
+    let top = retrieve(&stage, "Can we configure SAML single sign-on?").await;
+    assert_eq!(top[0].id, "kb-sso", "{top:?}");
+    assert_eq!(top[0].source, "support-handbook");
 }
 
 #[tokio::test]
