@@ -241,7 +241,7 @@ fn quote(table: &str) -> String {
     parts.join(".")
 }
 
-/// pgvector's text form, `[0.1,-2,3e-8]`: Rust prints the shortest digits that read back as
+/// pgvector's text form, `[0.1,-2,0.00000003]`: Rust prints the shortest digits that read back as
 /// the same f32, so nothing is lost on the way.
 fn literal(v: &[f32]) -> String {
     let items: Vec<String> = v.iter().map(f32::to_string).collect();
