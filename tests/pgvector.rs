@@ -253,7 +253,13 @@ fn an_inline_password_is_refused_without_echoing_it() {
     let dir = tempfile::tempdir().expect("dir");
     let yaml = |store: &str| {
         format!(
-            "pipeline: p\nproviders: {{ sim: {{ kind: simulated }} }}\nmodels: {{ emb: {{ provider: sim, name: e }} }}\ninputs: {{ docs: {{}} }}\nstages:\n  r: {{ kind: retrieve, input: docs, output: o, model: emb, retrieve: {{ store: {store} }} }}\n"
+            "pipeline: p
+providers: {{ sim: {{ kind: simulated }} }}
+models: {{ emb: {{ provider: sim, name: e }} }}
+inputs: {{ docs: {{}} }}
+stages:
+  r: {{ kind: retrieve, input: docs, output: o, model: emb, retrieve: {{ store: {store} }} }}
+"
         )
     };
     let path = dir.path().join("t.yaml");
@@ -263,7 +269,8 @@ fn an_inline_password_is_refused_without_echoing_it() {
     let bad = "{ kind: pgvector, url: 'postgresql://db/rag', table: 'kb; drop table x' }";
     let err = compile(&path, &yaml(bad)).expect_err("refused").to_string();
     assert!(err.contains("not a table name"), "{err}");
-    let ok = "{ kind: pgvector, url: 'postgresql://sluice@db/rag', password_env: PGPASSWORD, table: rag.kb }";
+    let ok = "{ kind: pgvector, url: 'postgresql://sluice@db/rag', password_env: PGPASSWORD, \
+              table: rag.kb }";
     let t = compile(&path, &yaml(ok)).unwrap_or_else(|e| panic!("{e}"));
     let StageKindSpec::Retrieve { store, .. } = &t.stages[0].kind else { panic!("retrieve") };
     assert!(
