@@ -87,10 +87,11 @@ pub fn retrieve(s: &mut Section<'_>, base_dir: &Path) -> Option<StageKindSpec> {
                     api_key,
                 })
             }
+            "pgvector" => super::store_pg::pgvector(st, base_dir),
             other => {
                 st.error(
                     "kind",
-                    format!("unknown store kind '{other}' (expected embedded, qdrant)"),
+                    format!("unknown store kind '{other}' (expected embedded, qdrant, pgvector)"),
                 );
                 None
             }

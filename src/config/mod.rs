@@ -16,6 +16,7 @@ mod prices;
 mod providers;
 mod section;
 mod stage;
+mod store_pg;
 mod topics;
 mod values;
 

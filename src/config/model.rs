@@ -114,6 +114,15 @@ pub enum StoreSpec {
     Embedded { path: PathBuf },
     /// Qdrant over its REST API.
     Qdrant { url: String, collection: String, api_key: Option<SecretSource> },
+    /// PostgreSQL with pgvector: passages in `table` (created when missing).
+    Pgvector { url: PgUrl, password: Option<SecretSource>, table: String },
+}
+
+/// A PostgreSQL connection string: inline only when it holds no password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgUrl {
+    Inline(String),
+    Secret(SecretSource),
 }
 
 /// An LLM judge scoring an answer's groundedness in its passages (0..1).

@@ -1,10 +1,13 @@
 //! Vector stores for the retrieve stage and `sluice index`, behind a closed enum: an embedded
-//! store (exact search in process, persisted to a directory) and Qdrant over its REST API.
+//! store (exact search in process, persisted to a directory), Qdrant over its REST API, and
+//! PostgreSQL with pgvector.
 
 mod embedded;
+mod pgvector;
 mod qdrant;
 
 pub use embedded::Embedded;
+pub use pgvector::Pgvector;
 pub use qdrant::Qdrant;
 
 use crate::avro::Passage;
@@ -33,6 +36,8 @@ pub struct Entry {
 pub enum VectorStore {
     Embedded(Embedded),
     Qdrant(Qdrant),
+    /// Boxed: its connection settings are several times the other stores' size.
+    Pgvector(Box<Pgvector>),
 }
 
 impl VectorStore {
@@ -43,6 +48,9 @@ impl VectorStore {
             StoreSpec::Qdrant { url, collection, api_key } => {
                 Self::Qdrant(Qdrant::open(url, collection, api_key.as_ref(), dimensions).await?)
             }
+            StoreSpec::Pgvector { url, password, table } => Self::Pgvector(Box::new(
+                Pgvector::open(url, password.as_ref(), table, dimensions).await?,
+            )),
         })
     }
 
@@ -51,6 +59,7 @@ impl VectorStore {
         match self {
             Self::Embedded(s) => s.upsert(entries),
             Self::Qdrant(s) => s.upsert(entries).await,
+            Self::Pgvector(s) => s.upsert(entries).await,
         }
     }
 
@@ -59,6 +68,7 @@ impl VectorStore {
         match self {
             Self::Embedded(s) => Ok(s.search(vector, k)),
             Self::Qdrant(s) => s.search(vector, k).await,
+            Self::Pgvector(s) => s.search(vector, k).await,
         }
     }
 
@@ -66,6 +76,7 @@ impl VectorStore {
         match self {
             Self::Embedded(s) => Ok(s.count()),
             Self::Qdrant(s) => s.count().await,
+            Self::Pgvector(s) => s.count().await,
         }
     }
 }
