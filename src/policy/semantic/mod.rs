@@ -1,0 +1,16 @@
+//! The semantic cache's core: an earlier answer reused for a question that means the same.
+//! [`key`] partitions the cache (stage, prompt version, model, embedding model, scope) so an
+//! entry never answers another partition; [`guard`] refuses a reuse when the two texts differ in
+//! a literal that changes the answer (an order number, a negation, a direction) however close
+//! their embeddings are; [`index`] holds each partition's vectors in memory with TTL, capacity
+//! and memory accounting; [`entry`] is the entry and its encoding on sluice's compacted topic,
+//! read as hostile input.
+
+pub mod guard;
+
+pub mod key;
+mod lexicon;
+
+pub use guard::{compatible, Conflict, Literals};
+
+pub use key::{Scope, SemanticKey};
