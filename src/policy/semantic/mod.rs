@@ -6,11 +6,11 @@
 //! and memory accounting; [`entry`] is the entry and its encoding on sluice's compacted topic,
 //! read as hostile input.
 
+pub mod entry;
 pub mod guard;
-
 pub mod key;
 mod lexicon;
 
+pub use entry::{record_key, unit_vector, DecodeError, SemanticEntry};
 pub use guard::{compatible, Conflict, Literals};
-
 pub use key::{Scope, SemanticKey};
