@@ -8,9 +8,11 @@
 
 pub mod entry;
 pub mod guard;
+pub mod index;
 pub mod key;
 mod lexicon;
 
 pub use entry::{record_key, unit_vector, DecodeError, SemanticEntry};
 pub use guard::{compatible, Conflict, Literals};
+pub use index::{Hit, IndexLimits, InsertError, Lookup, SemanticIndex};
 pub use key::{Scope, SemanticKey};
