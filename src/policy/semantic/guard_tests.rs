@@ -129,6 +129,7 @@ fn light_paraphrases_stay_compatible() {
             "Switch me from monthly billing to annual billing.",
         ),
         ("May I get a refund?", "Can I get a refund?"),
+        ("I get every notification twice.", "I get every notification two times."),
         ("Hi team, how do I update my credit card?", "How do I update my credit card?"),
     ] {
         assert_eq!(conflict(a, b), None, "{a:?} / {b:?}");
@@ -171,6 +172,7 @@ fn on_the_labelled_set_the_guard_stops_most_near_misses_and_keeps_light_paraphra
          reworded kept {reworded_ok}/{reworded}"
     );
     assert!(near > 0 && light > 0);
-    assert!(stopped * 100 >= near * 60, "{stopped}/{near} near misses stopped");
-    assert!(light_ok * 100 >= light * 95, "{light_ok}/{light} light paraphrases kept");
+    // Measured when written: 132/161 near misses stopped, every light paraphrase kept.
+    assert!(stopped * 100 >= near * 80, "{stopped}/{near} near misses stopped");
+    assert_eq!(light_ok, light, "light paraphrases differ in no literal");
 }

@@ -48,6 +48,7 @@ pub const NUMBER_WORDS: &[(&str, &str)] = &[
     ("hundred", "100"),
     ("thousand", "1000"),
     ("million", "1000000"),
+    ("twice", "2"),
 ];
 
 /// Groups of mutually exclusive members; a member is its forms separated by `|`.
