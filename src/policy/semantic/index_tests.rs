@@ -9,7 +9,7 @@ use crate::policy::semantic::key::{test_key, Scope};
 const T: f32 = 0.9;
 
 fn index() -> SemanticIndex {
-    SemanticIndex::new(IndexLimits { capacity_per_key: 3 })
+    SemanticIndex::new(IndexLimits { capacity_per_key: 3, ..IndexLimits::default() })
 }
 
 fn add(i: &mut SemanticIndex, tenant: &str, text: &str, v: &[f32], created: i64) {
@@ -95,6 +95,21 @@ fn each_key_keeps_its_newest_entries_within_capacity() {
 }
 
 #[test]
+fn the_whole_index_stays_within_its_bytes_evicting_the_oldest_of_any_key() {
+    let mut one = index();
+    add(&mut one, "acme", "q0", &[1.0, 0.0, 0.0], 0);
+    let per_entry = one.bytes();
+    let limits = IndexLimits { capacity_per_key: 100, max_bytes: per_entry * 5 / 2 };
+    let mut i = SemanticIndex::new(limits);
+    add(&mut i, "acme", "q0", &[1.0, 0.0, 0.0], 0);
+    add(&mut i, "globex", "q0", &[1.0, 0.0, 0.0], 1);
+    assert_eq!(i.insert(test_entry("initech", "q0", &[1.0, 0.0, 0.0], 2), 2), Ok(1));
+    assert!(i.bytes() <= limits.max_bytes);
+    assert_eq!(i.len_of(&test_key("acme")), 0, "acme's entry was the oldest");
+    assert_eq!((i.len_of(&test_key("globex")), i.len_of(&test_key("initech"))), (1, 1));
+}
+
+#[test]
 fn storing_a_text_again_replaces_it_and_a_tombstone_removes_it() {
     let mut i = index();
     add(&mut i, "acme", "Where is my parcel?", &[1.0, 0.0, 0.0], 0);
@@ -132,7 +147,7 @@ proptest! {
     /// However entries come and go, the bytes accounted return to zero with the last entry.
     #[test]
     fn memory_accounting_balances(ops in proptest::collection::vec((0u8..4, 0u8..6, 0i64..3000), 1..60)) {
-        let mut i = SemanticIndex::new(IndexLimits { capacity_per_key: 2 });
+        let mut i = SemanticIndex::new(IndexLimits { capacity_per_key: 2, max_bytes: 6000 });
         for (op, n, at) in ops {
             let tenant = if n % 2 == 0 { "acme" } else { "globex" };
             let text = format!("question {}", n / 2);
