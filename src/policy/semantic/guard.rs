@@ -95,8 +95,16 @@ struct Token<'a> {
 
 fn tokens(text: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
+    // A line is a sentence of its own (a subject line, a list item, a greeting).
+    for line in text.lines() {
+        sentence_tokens(line, &mut out);
+    }
+    out
+}
+
+fn sentence_tokens<'a>(line: &'a str, out: &mut Vec<Token<'a>>) {
     let mut starts_sentence = true;
-    for raw in text.split_whitespace() {
+    for raw in line.split_whitespace() {
         let closed = raw.trim_end_matches(['"', '\'', '`', ')', ']', '}', '>']);
         let ends_sentence = closed.ends_with(['.', '!', '?']);
         let ends_clause = ends_sentence || closed.ends_with([',', ';', ':']);
@@ -106,7 +114,6 @@ fn tokens(text: &str) -> Vec<Token<'_>> {
         out.push(Token { text, starts_sentence, ends_clause });
         starts_sentence = ends_sentence;
     }
-    out
 }
 
 /// A token with a digit, as compared: lowercase, thousands separators and a possessive dropped.

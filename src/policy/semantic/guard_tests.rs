@@ -131,6 +131,7 @@ fn light_paraphrases_stay_compatible() {
         ("May I get a refund?", "Can I get a refund?"),
         ("I get every notification twice.", "I get every notification two times."),
         ("Hi team, how do I update my credit card?", "How do I update my credit card?"),
+        ("Hello\nRefunds take how long?", "How long does a refund take?"),
     ] {
         assert_eq!(conflict(a, b), None, "{a:?} / {b:?}");
     }

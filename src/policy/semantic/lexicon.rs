@@ -2,6 +2,9 @@
 //! words — two questions that each name a different member of one group (daily / weekly,
 //! enable / disable, Monday / Friday) are not the same question. Each member lists its forms.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// Words that negate what follows. Contractions (`don't`, `can't`) are recognised by their
 /// `n't` ending, and also without the apostrophe (see [`CONTRACTIONS`]).
 pub const NEGATIONS: &[&str] = &[
@@ -120,12 +123,18 @@ pub const GROUPS: &[&[&str]] = &[
 
 /// The `(group, member)` that `word` (lowercase) names, if any.
 pub fn group_of(word: &str) -> Option<(u16, u16)> {
-    GROUPS.iter().enumerate().find_map(|(g, members)| {
-        members
-            .iter()
-            .position(|forms| forms.split('|').any(|f| f == word))
-            .map(|m| (g as u16, m as u16))
-    })
+    static FORMS: LazyLock<HashMap<&'static str, (u16, u16)>> = LazyLock::new(|| {
+        let mut forms = HashMap::new();
+        for (g, members) in GROUPS.iter().enumerate() {
+            for (m, member) in members.iter().enumerate() {
+                for form in member.split('|') {
+                    forms.entry(form).or_insert((g as u16, m as u16));
+                }
+            }
+        }
+        forms
+    });
+    FORMS.get(word).copied()
 }
 
 /// `word` (lowercase) as digits, if it is a number word.
