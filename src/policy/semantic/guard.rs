@@ -218,7 +218,9 @@ impl Literals {
                 }
             }
         }
-        if let Some(word) = self.from.intersection(&other.to).next() {
+        // A source here (and not also a destination) that is a destination there (only).
+        let mut sources = self.from.difference(&self.to);
+        if let Some(word) = sources.find(|w| other.to.contains(*w) && !other.from.contains(*w)) {
             return Some(Conflict::Direction { word: word.clone() });
         }
         let name = self.names.iter().find(|n| !other.words.contains(*n))?;

@@ -1,5 +1,7 @@
 //! The guard on pairs of the labelled set (tests/fixtures/semantic/pairs.jsonl).
 
+use proptest::prelude::*;
+
 use super::*;
 
 fn conflict(a: &str, b: &str) -> Option<Conflict> {
@@ -177,3 +179,21 @@ fn on_the_labelled_set_the_guard_stops_most_near_misses_and_keeps_light_paraphra
     assert!(stopped * 100 >= near * 80, "{stopped}/{near} near misses stopped");
     assert_eq!(light_ok, light, "light paraphrases differ in no literal");
 }
+
+proptest! {
+    /// A text never conflicts with itself, and whether two texts conflict does not depend on
+    /// which was stored first.
+    #[test]
+    fn the_guard_is_reflexive_and_symmetric(
+        a in proptest::collection::vec(WORDS, 0..14),
+        b in proptest::collection::vec(WORDS, 0..14),
+    ) {
+        let (a, b) = (a.join(" "), b.join(" "));
+        prop_assert!(compatible(&a, &a), "{a:?} conflicts with itself");
+        prop_assert_eq!(compatible(&a, &b), compatible(&b, &a), "{:?} / {:?}", a, b);
+    }
+}
+
+/// Words that exercise every rule.
+const WORDS: &str = "(from|to|into|my|card|Card|credit|store|not|don't|1142|\\$49|May|3|monthly|\
+                     annual|lock|unlock|Berlin|berlin|I|the|'x'|a@b.example|on|off|twice|two|\\.|,)";
