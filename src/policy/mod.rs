@@ -11,6 +11,7 @@ mod metered;
 pub mod prompts;
 mod record;
 pub mod router;
+pub mod semantic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
