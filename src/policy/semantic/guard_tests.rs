@@ -151,10 +151,7 @@ fn conflicts_name_a_closed_set_of_kinds() {
 #[test]
 fn on_the_labelled_set_the_guard_stops_most_near_misses_and_keeps_light_paraphrases() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/semantic/pairs.jsonl");
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("{path} is not in this tree: skipped");
-        return;
-    };
+    let text = std::fs::read_to_string(path).expect("the labelled set is in the tree");
     let (mut near, mut stopped, mut light, mut light_ok, mut reworded, mut reworded_ok) =
         (0, 0, 0, 0, 0, 0);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
