@@ -74,17 +74,36 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// The files a `#[cfg(test)]` module brings in with `#[path = "…"]` (test code, like the
+/// trailing module [`code`] leaves out), resolved beside the file that names them.
+fn test_files(all: &[std::path::PathBuf]) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for path in all {
+        let text = std::fs::read_to_string(path).expect("readable");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for pair in lines.windows(2) {
+            let named = pair[1].strip_prefix("#[path = \"").and_then(|r| r.strip_suffix("\"]"));
+            if let (Some(name), true) = (named, pair[0] == "#[cfg(test)]") {
+                out.insert(path.parent().expect("a directory").join(name));
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn every_import_points_to_an_earlier_layer() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut all = Vec::new();
     files(&src, &mut all);
+    let tests = test_files(&all);
     let mut wrong = Vec::new();
     let mut unlisted = std::collections::BTreeSet::new();
     for path in &all {
         let rel = path.strip_prefix(&src).expect("under src");
         let top = rel.iter().next().expect("a component").to_string_lossy().replace(".rs", "");
-        if matches!(top.as_str(), "lib" | "main" | "cli") || rel.ends_with("tests.rs") {
+        let test_code = rel.ends_with("tests.rs") || tests.contains(path);
+        if matches!(top.as_str(), "lib" | "main" | "cli") || test_code {
             continue;
         }
         let Some(own) = rank(&top) else {
@@ -104,6 +123,19 @@ fn every_import_points_to_an_earlier_layer() {
     }
     assert!(unlisted.is_empty(), "modules missing from LAYERS (and the document): {unlisted:?}");
     assert!(wrong.is_empty(), "imports pointing up the layers:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn test_modules_brought_in_by_path_are_test_code_and_nothing_else_is() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let tests = test_files(&all);
+    assert!(tests.contains(&src.join("policy/semantic/store_tests.rs")), "{tests:?}");
+    assert!(tests.contains(&src.join("runner/partitions_tests.rs")), "{tests:?}");
+    assert!(tests
+        .iter()
+        .all(|t| t.file_name().is_some_and(|n| n.to_string_lossy().ends_with("tests.rs"))));
 }
 
 #[test]
