@@ -15,14 +15,7 @@ use sluice::kafka::reader::reader;
 use sluice::kafka::{create_topics, transactional_producer_config};
 
 fn settings(bootstrap: String) -> KafkaSettings {
-    KafkaSettings {
-        bootstrap_servers: bootstrap,
-        properties: Default::default(),
-        consumer: Default::default(),
-        producer: Default::default(),
-        partitions: 1,
-        replication_factor: 1,
-    }
+    KafkaSettings::single_broker(bootstrap, 1)
 }
 
 #[tokio::test(flavor = "multi_thread")]

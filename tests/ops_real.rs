@@ -425,14 +425,7 @@ fn member(bootstrap: &str, group: &str, protocol: &str, topic: &str) -> BaseCons
 async fn groups_of_both_protocols_are_described_with_their_members_and_assignments() {
     require_real_broker();
     let bootstrap = external_broker().expect("broker");
-    let kafka = KafkaSettings {
-        bootstrap_servers: bootstrap.clone(),
-        properties: Default::default(),
-        consumer: Default::default(),
-        producer: Default::default(),
-        partitions: PARTITIONS,
-        replication_factor: 1,
-    };
+    let kafka = KafkaSettings::single_broker(bootstrap.clone(), PARTITIONS);
     let topic = format!("describe-{}", now_ms());
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("admin");

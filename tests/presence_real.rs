@@ -3,21 +3,13 @@
 //! gone at once. On the embedded broker (no DescribeGroups) asking says so at once.
 //! `scripts/with-kafka cargo test --test presence_real -- --include-ignored`.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sluice::config::KafkaSettings;
 use sluice::kafka::presence::{present, Presence, PresenceError};
 
 fn settings(bootstrap: String) -> KafkaSettings {
-    KafkaSettings {
-        bootstrap_servers: bootstrap,
-        properties: BTreeMap::new(),
-        consumer: BTreeMap::new(),
-        producer: BTreeMap::new(),
-        partitions: 2,
-        replication_factor: 1,
-    }
+    KafkaSettings::single_broker(bootstrap, 2)
 }
 
 fn roles(kafka: &KafkaSettings, group: &str) -> Vec<String> {

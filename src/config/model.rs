@@ -176,6 +176,19 @@ pub const CLASSIC_ONLY_SETTINGS: &[&str] = &[
 ];
 
 impl KafkaSettings {
+    /// One broker's settings with nothing set beyond the address: librdkafka's defaults, topics
+    /// of `partitions` partitions and one replica (tests, tools aimed at a single broker).
+    pub fn single_broker(bootstrap_servers: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: Default::default(),
+            consumer: Default::default(),
+            producer: Default::default(),
+            partitions,
+            replication_factor: 1,
+        }
+    }
+
     /// Whether the topology's consumers join KIP-848 groups (`kafka.consumer.group.protocol:
     /// consumer`, Apache Kafka 4.0 and later) rather than classic ones.
     pub fn uses_consumer_group_protocol(&self) -> bool {

@@ -148,14 +148,7 @@ mod tests {
     use super::*;
 
     fn settings(consumer: &[(&str, &str)]) -> KafkaSettings {
-        let mut s = KafkaSettings {
-            bootstrap_servers: "localhost:9092".into(),
-            properties: Default::default(),
-            consumer: Default::default(),
-            producer: Default::default(),
-            partitions: 1,
-            replication_factor: 1,
-        };
+        let mut s = KafkaSettings::single_broker("localhost:9092", 1);
         for (k, v) in consumer {
             s.consumer.insert((*k).into(), (*v).into());
         }

@@ -347,14 +347,7 @@ mod tests {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
         let kafka = crate::devstack::MockKafka::start(1).expect("mock cluster");
         kafka.create_topic("t", 1).expect("topic");
-        let settings = KafkaSettings {
-            bootstrap_servers: kafka.bootstrap_servers().to_owned(),
-            properties: Default::default(),
-            consumer: Default::default(),
-            producer: Default::default(),
-            partitions: 1,
-            replication_factor: 1,
-        };
+        let settings = KafkaSettings::single_broker(kafka.bootstrap_servers(), 1);
         let producer: BaseProducer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", kafka.bootstrap_servers())
             .create()

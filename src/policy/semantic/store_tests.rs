@@ -13,14 +13,7 @@ const TOPIC: &str = "sluice.semantic-cache";
 fn cluster() -> (MockKafka, KafkaSettings) {
     let kafka = MockKafka::start(1).expect("mock cluster");
     kafka.create_topic(TOPIC, 1).expect("topic");
-    let settings = KafkaSettings {
-        bootstrap_servers: kafka.bootstrap_servers().to_owned(),
-        properties: Default::default(),
-        consumer: Default::default(),
-        producer: Default::default(),
-        partitions: 1,
-        replication_factor: 1,
-    };
+    let settings = KafkaSettings::single_broker(kafka.bootstrap_servers(), 1);
     (kafka, settings)
 }
 
