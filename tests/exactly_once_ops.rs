@@ -202,12 +202,10 @@ async fn a_replayed_window_of_an_exactly_once_stage_is_delivered_once_more_and_n
 /// the worker runs dead-letter each of them exactly once more per run (the second run redrives
 /// the letters the first one caused), and the output stays as it was.
 ///
-/// The worker runs through each redrive on purpose: the stage writes its dead letters in
-/// transactions, so each dead-letter partition ends in a commit marker no consumer is given, and
-/// the redrive's walk (which reads up to the high watermark it began with, `o >= end - 1`) waits
-/// for it — holding its batch open for `batch_age` (20 s) — until the letters it caused arrive.
-/// With the worker stopped, it waits 20 s, commits, then stops after 10 s idle with "no record
-/// for 10s before the end of partition(s)" and exits 1 (reported on issue 20, not fixed here).
+/// The stage writes its dead letters in transactions, so each dead-letter partition ends in a
+/// commit marker no consumer is given: the redrive's walk must end a partition once its position
+/// passes the end fixed at start, not wait for a record at `end - 1` (it once waited 20 s, then
+/// exited 1). Round 1 redrives with the stage stopped, round 2 with it running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: scripts/with-kafka … -- --include-ignored"]
 async fn redriven_dead_letters_of_an_exactly_once_stage_come_back_once_per_redrive() {
