@@ -48,6 +48,9 @@ pub struct RunnerContext {
     pub producer: OnceLock<FutureProducer>,
     /// Exactly once: offsets are committed only in the committer's transactions.
     pub txn: OnceLock<Arc<Transactions>>,
+    /// A dynamic member of a classic group: it must leave the group itself when it stops
+    /// without partitions (see [`leave_if_idle`]).
+    pub classic_dynamic: bool,
 }
 
 impl RunnerContext {
@@ -66,6 +69,7 @@ impl RunnerContext {
             topics,
             producer: OnceLock::new(),
             txn: OnceLock::new(),
+            classic_dynamic: false,
         }
     }
 
@@ -343,5 +347,22 @@ pub fn poll_loop(
         }
     }
     consumer.context().queues.lock().expect("queues lock").clear();
+    leave_if_idle(consumer);
     left
+}
+
+/// Makes a stopping member of a classic group that owns no partitions leave the group.
+/// librdkafka (2.12) closes such a member without a LeaveGroup: its close revokes nothing, and
+/// only a revocation leads to the leave. The member then stays in the group until its session
+/// times out, and the rebalance its departure starts — or one already under way, in which its
+/// JoinGroup is parked — waits for it, stranding the other members' partitions for a session
+/// (issue 19: a newcomer stopped before its second cooperative round). Unsubscribing first
+/// takes the path that does leave (a rejoin without a subscription); the close that follows
+/// waits for the answer. A static member (`group.instance.id`) must not leave, and a KIP-848
+/// member leaves on close whatever it owns.
+fn leave_if_idle(consumer: &BaseConsumer<RunnerContext>) {
+    let idle = consumer.assignment().is_ok_and(|assigned| assigned.count() == 0);
+    if consumer.context().classic_dynamic && idle {
+        consumer.unsubscribe();
+    }
 }

@@ -102,9 +102,11 @@ pub async fn run<S: Stage>(
         jobs_tx,
     ));
     let own = inbound::Topics::of(spec, topology.budgets.is_some());
-    let context =
+    let mut context =
         RunnerContext::new(spec.name.clone(), partitions.clone(), spec.shutdown_grace, own);
     let mut config = consumer_config(&topology.kafka, &spec.group);
+    context.classic_dynamic = config.get("group.protocol").is_none_or(|p| p == "classic")
+        && config.get("group.instance.id").is_none();
     if spec.delivery.transactions().is_some() {
         // Offsets are committed in the transactions only.
         config.set("enable.auto.commit", "false");

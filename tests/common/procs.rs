@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
@@ -31,6 +32,17 @@ impl Worker {
     }
 }
 
+/// Where a worker's log goes: the test's stderr, or with `SLUICE_WORKER_LOG_DIR` set, a file of
+/// its own there (`worker-<n>.log`, numbered in start order), so interleaved processes' debug
+/// logs can be told apart.
+fn stderr() -> Stdio {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let Some(dir) = std::env::var_os("SLUICE_WORKER_LOG_DIR") else { return Stdio::inherit() };
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let path = Path::new(&dir).join(format!("worker-{n}.log"));
+    std::fs::File::create(&path).map_or_else(|e| panic!("{}: {e}", path.display()), Stdio::from)
+}
+
 /// Runs stage `work` of `topology` against the given broker and registry.
 pub fn start_worker(topology: &Path, bootstrap: &str, registry_url: &str) -> Worker {
     start_worker_with(topology, bootstrap, registry_url, &[])
@@ -50,6 +62,7 @@ pub fn start_worker_with(
         .env("SCHEMA_REGISTRY_URL", registry_url)
         .env("RUST_LOG", std::env::var("SLUICE_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
+        .stderr(stderr())
         .spawn()
         .expect("start worker");
     Worker(child)
