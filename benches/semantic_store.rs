@@ -12,7 +12,7 @@
 //!   slightly moved, with its own question), each timed alone.
 //! - **store**: the entries produced to a compacted topic (librdkafka's mock cluster in this
 //!   process, or the broker of `KAFKA_BOOTSTRAP_SERVERS`), then a fresh [`SemanticStore::open`]
-//!   reads them back: its own rebuild report, the RSS growth it caused (the index plus whatever
+//!   reads them back (64 partitions, see [`PARTITIONS`]): its own rebuild report, the RSS growth it caused (the index plus whatever
 //!   the Kafka consumer still holds), and lookups through the store.
 //!
 //! Every entry lives under one key, with the key's capacity raised to the size: the flat index's
@@ -44,6 +44,9 @@ use table::Table;
 const DIMENSIONS: usize = 384;
 const THRESHOLD: f32 = 0.93;
 const LOOKUPS: usize = 1000;
+/// Partitions of the entries topic: librdkafka's mock cluster keeps at most 5 MB per partition
+/// (older records are dropped as by retention), and 50,000 records of about 3 KB need 64.
+const PARTITIONS: i32 = 64;
 const TENANT: &str = "acme";
 const DAYS: [&str; 7] =
     ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -164,7 +167,8 @@ fn child_index(n: usize) -> Value {
 async fn create_compacted(bootstrap: &str, topic: &str) {
     let admin: AdminClient<_> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
     let created = admin.create_topics([&new], &AdminOptions::new()).await.expect("create topics");
     for r in created {
         r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
@@ -214,7 +218,7 @@ fn child_store(n: usize) -> Value {
     let bootstrap = match (&real, &mock) {
         (Some(b), _) => b.clone(),
         (None, Some(m)) => {
-            m.create_topic(&topic, 1).expect("topic");
+            m.create_topic(&topic, PARTITIONS).expect("topic");
             m.bootstrap_servers().to_owned()
         }
         (None, None) => unreachable!("one broker or the other"),
@@ -225,7 +229,7 @@ fn child_store(n: usize) -> Value {
         }
         let (bytes, filled) = fill(&bootstrap, &topic, n).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let settings = KafkaSettings::single_broker(bootstrap.clone(), 1);
+        let settings = KafkaSettings::single_broker(bootstrap.clone(), PARTITIONS);
         let before = rss();
         let started = Instant::now();
         let store = SemanticStore::open(&settings, &topic, limits(n)).await.expect("store");
