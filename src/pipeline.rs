@@ -38,7 +38,7 @@ pub enum PipelineError {
 
 /// Every (topic, schema) pair of the topology, for registration.
 pub fn schema_pairs(topology: &Topology) -> Vec<(String, SchemaKind)> {
-    topology.topics().into_iter().map(|t| (t.name, t.schema)).collect()
+    topology.topics().into_iter().filter_map(|t| Some((t.name, t.schema?))).collect()
 }
 
 /// The (topic, schema) pairs a stage reads or writes.
