@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
 use crate::budget::{Budgets, LedgerError};
 use crate::config::{StageSpec, Topology};
+use crate::policy::semantic::{IndexLimits, SemanticStore, StoreError};
 use crate::policy::{Gateway, GatewayError};
 use crate::runner::{self, RunError, RunReport};
 use crate::shutdown::Shutdown;
@@ -34,6 +35,8 @@ pub enum PipelineError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Semantic(#[from] StoreError),
 }
 
 /// Every (topic, schema) pair of the topology, for registration.
@@ -78,7 +81,8 @@ pub async fn run_stages(
     // One gateway per process: every stage shares its rate limits and breakers.
     let budgets =
         Budgets::open(topology, codec.clone(), crate::budget::replica_id()).await?.map(Arc::new);
-    let gateway = Arc::new(Gateway::new(topology)?.with_budgets(budgets));
+    let semantic = open_semantic_cache(topology).await?;
+    let gateway = Arc::new(Gateway::new(topology)?.with_budgets(budgets).with_semantic(semantic));
     let mut tasks = Vec::new();
     for spec in specs {
         let stage = AnyStage::build(spec, topology, gateway.clone()).await?;
@@ -108,6 +112,23 @@ pub async fn run_stages(
         Some(e) => Err(e.into()),
         None => Ok(reports),
     }
+}
+
+/// The semantic cache's entries, read to their end (when a stage has a semantic cache).
+pub async fn open_semantic_cache(
+    topology: &Topology,
+) -> Result<Option<Arc<SemanticStore>>, StoreError> {
+    let Some(topic) = &topology.semantic_cache_topic else { return Ok(None) };
+    let store = SemanticStore::open(&topology.kafka, topic, IndexLimits::default()).await?;
+    let rebuild = store.rebuild();
+    tracing::info!(
+        topic,
+        records = rebuild.records,
+        entries = rebuild.entries,
+        elapsed_ms = rebuild.elapsed.as_millis() as u64,
+        "semantic cache read"
+    );
+    Ok(Some(Arc::new(store)))
 }
 
 /// The topology with its stages' group protocol decided (see [`group_protocol`]): the
