@@ -17,7 +17,7 @@ use crate::stage::{AnyStage, BuildError};
 /// The registry settings live with the other client settings in [`crate::kafka`]; re-exported
 /// for callers that still name them here.
 use crate::kafka::{group_protocol, registry_settings};
-use crate::telemetry::GroupProtocolChosen;
+use crate::telemetry::{GroupProtocolChosen, SemanticCacheRead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -121,13 +121,13 @@ pub async fn open_semantic_cache(
     let Some(topic) = &topology.semantic_cache_topic else { return Ok(None) };
     let store = SemanticStore::open(&topology.kafka, topic, IndexLimits::default()).await?;
     let rebuild = store.rebuild();
-    tracing::info!(
+    SemanticCacheRead {
         topic,
-        records = rebuild.records,
-        entries = rebuild.entries,
-        elapsed_ms = rebuild.elapsed.as_millis() as u64,
-        "semantic cache read"
-    );
+        records: rebuild.records,
+        entries: rebuild.entries,
+        elapsed: rebuild.elapsed,
+    }
+    .emit();
     Ok(Some(Arc::new(store)))
 }
 

@@ -42,7 +42,7 @@ pub use otel_spans::{
 };
 pub use record_events::*;
 pub use review_events::{ReviewDecided, ReviewQueueSize};
-pub use semantic_events::{SemanticCacheFailed, SemanticLookup, SemanticResult};
+pub use semantic_events::{SemanticCacheFailed, SemanticCacheRead, SemanticLookup, SemanticResult};
 pub use transaction_events::{TransactionAborted, TransactionCommitted};
 
 use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};

@@ -7,6 +7,7 @@
 
 use std::fmt::Display;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
@@ -121,6 +122,28 @@ impl SemanticCacheFailed<'_> {
                 "embed" => "the model answers",
                 _ => "the answer is not kept",
             }
+        );
+    }
+}
+
+/// A replica read the semantic cache's entries topic to its end at start (once per process).
+pub struct SemanticCacheRead<'a> {
+    pub topic: &'a str,
+    /// Records read: entries, tombstones and skipped ones.
+    pub records: u64,
+    /// Entries in the index afterwards.
+    pub entries: usize,
+    pub elapsed: Duration,
+}
+
+impl SemanticCacheRead<'_> {
+    pub fn emit(self) {
+        tracing::info!(
+            topic = self.topic,
+            records = self.records,
+            entries = self.entries,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "semantic cache read"
         );
     }
 }
