@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use crate::avro::{check_registered, Codec, RegistryError, SchemaKind};
 use crate::budget::{Budgets, LedgerError};
 use crate::config::{StageSpec, Topology};
+use crate::policy::semantic::{IndexLimits, SemanticStore, StoreError};
 use crate::policy::{Gateway, GatewayError};
 use crate::runner::{self, RunError, RunReport};
 use crate::shutdown::Shutdown;
@@ -16,7 +17,7 @@ use crate::stage::{AnyStage, BuildError};
 /// The registry settings live with the other client settings in [`crate::kafka`]; re-exported
 /// for callers that still name them here.
 use crate::kafka::{group_protocol, registry_settings};
-use crate::telemetry::GroupProtocolChosen;
+use crate::telemetry::{GroupProtocolChosen, SemanticCacheRead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -34,11 +35,13 @@ pub enum PipelineError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Semantic(#[from] StoreError),
 }
 
 /// Every (topic, schema) pair of the topology, for registration.
 pub fn schema_pairs(topology: &Topology) -> Vec<(String, SchemaKind)> {
-    topology.topics().into_iter().map(|t| (t.name, t.schema)).collect()
+    topology.topics().into_iter().filter_map(|t| Some((t.name, t.schema?))).collect()
 }
 
 /// The (topic, schema) pairs a stage reads or writes.
@@ -78,7 +81,8 @@ pub async fn run_stages(
     // One gateway per process: every stage shares its rate limits and breakers.
     let budgets =
         Budgets::open(topology, codec.clone(), crate::budget::replica_id()).await?.map(Arc::new);
-    let gateway = Arc::new(Gateway::new(topology)?.with_budgets(budgets));
+    let semantic = open_semantic_cache(topology).await?;
+    let gateway = Arc::new(Gateway::new(topology)?.with_budgets(budgets).with_semantic(semantic));
     let mut tasks = Vec::new();
     for spec in specs {
         let stage = AnyStage::build(spec, topology, gateway.clone()).await?;
@@ -108,6 +112,23 @@ pub async fn run_stages(
         Some(e) => Err(e.into()),
         None => Ok(reports),
     }
+}
+
+/// The semantic cache's entries, read to their end (when a stage has a semantic cache).
+pub async fn open_semantic_cache(
+    topology: &Topology,
+) -> Result<Option<Arc<SemanticStore>>, StoreError> {
+    let Some(topic) = &topology.semantic_cache_topic else { return Ok(None) };
+    let store = SemanticStore::open(&topology.kafka, topic, IndexLimits::default()).await?;
+    let rebuild = store.rebuild();
+    SemanticCacheRead {
+        topic,
+        records: rebuild.records,
+        entries: rebuild.entries,
+        elapsed: rebuild.elapsed,
+    }
+    .emit();
+    Ok(Some(Arc::new(store)))
 }
 
 /// The topology with its stages' group protocol decided (see [`group_protocol`]): the

@@ -56,6 +56,7 @@ fn entry_for(key: &str) -> Entry {
             response_id: None,
             price_set_on: None,
             budget: None,
+            purpose: None,
         },
     }
 }

@@ -196,6 +196,9 @@ fn answered(id: &str, text: &str, passages: bool) -> Envelope {
         output_tokens: 1,
         finish_reason: "stop".into(),
         latency_ms: 1,
+        cache: "none".into(),
+        similarity: None,
+        reused_from: None,
     });
     e
 }

@@ -43,6 +43,14 @@ pub struct Passage {
     pub source: String,
 }
 
+/// The `cache` of an answer a model call produced (what records written before the field
+/// existed read as).
+pub const MODEL_CALL: &str = "none";
+
+fn model_call() -> String {
+    MODEL_CALL.to_owned()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub text: String,
@@ -52,6 +60,15 @@ pub struct Answer {
     pub output_tokens: i64,
     pub finish_reason: String,
     pub latency_ms: i64,
+    /// How the answer was produced: `none` (a model call), `exact` or `semantic` (a cache).
+    #[serde(default = "model_call")]
+    pub cache: String,
+    /// Semantic cache only: the similarity of this record's variable text to the reused one's.
+    #[serde(default)]
+    pub similarity: Option<f64>,
+    /// Semantic cache only: the document whose answer was reused.
+    #[serde(default)]
+    pub reused_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

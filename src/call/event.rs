@@ -34,6 +34,10 @@ pub struct CostEvent {
     pub response_id: Option<String>,
     pub price_set_on: Option<String>,
     pub budget: Option<String>,
+    /// Why the call was made when not for the stage's own answer (`semantic_lookup`), or
+    /// `semantic_hit` on the event of an answer reused from the semantic cache.
+    #[serde(default)]
+    pub purpose: Option<String>,
 }
 
 impl CostEvent {
@@ -77,6 +81,7 @@ impl CostEvent {
             response_id: None,
             price_set_on: None,
             budget: None,
+            purpose: None,
         }
     }
 }

@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     p.name,
                     p.role.describe(),
                     parts,
-                    p.schema.full_name()
+                    p.schema.map_or("(sluice binary)", |s| s.full_name())
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ use super::policy::{ModelSpec, PromptSpec, ProviderConfig};
 use super::prices;
 use super::providers;
 use super::section::Section;
+use super::semantic;
 use super::stage;
 use super::values::{duration, is_valid_name, is_valid_topic, limit};
 
@@ -105,6 +106,10 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         .map(|(_, t)| t)
         .collect();
     let metering_topic = root.or("metering_topic", d::metering_topic(&pipeline));
+    let semantic_cache_topic = root.or("semantic_cache_topic", d::semantic_cache_topic(&pipeline));
+    if !is_valid_topic(&semantic_cache_topic) {
+        root.error("semantic_cache_topic", "not a legal Kafka topic name");
+    }
     let process_max_in_flight = root
         .nested("runtime", |s| limit(s, "max_in_flight", d::PROCESS_MAX_IN_FLIGHT, 1, 10_000_000));
     let delivery = delivery::topology_wide(&mut root);
@@ -117,6 +122,8 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         .map(|(_, s)| s)
         .collect();
     root.finish();
+    let semantic_cache_topic =
+        stages.iter().any(|s| s.semantic_cache.is_some()).then_some(semantic_cache_topic);
     for (alias, spec) in implicit {
         models.entry(alias).or_insert(spec);
     }
@@ -137,6 +144,7 @@ pub fn compile(path: &Path, text: &str) -> Result<Topology, ConfigErrors> {
         stages,
         metering_topic,
         process_max_in_flight,
+        semantic_cache_topic,
     };
     cross_check(&topology, &mut errors);
     crossref::models(&topology, &mut errors);
@@ -206,6 +214,7 @@ fn cross_check(t: &Topology, errors: &mut Errors) {
             );
         }
         crossref::stage_models(t, s, errors);
+        semantic::check(t, s, errors);
         if s.concurrency.max_in_flight > t.process_max_in_flight {
             errors.push(
                 stage,

@@ -193,7 +193,7 @@ fn unknown_prompt(t: &Topology, name: &str) -> String {
     format!("unknown prompt '{name}' (declared: {})", list(&known))
 }
 
-fn unknown_model(t: &Topology, name: &str) -> String {
+pub(super) fn unknown_model(t: &Topology, name: &str) -> String {
     let known: Vec<&str> =
         t.models.keys().map(String::as_str).filter(|k| !k.contains('/')).collect();
     format!("unknown model '{name}' (declared under models: {})", list(&known))

@@ -78,6 +78,13 @@ pub fn budget_ledger_topic(pipeline: &str) -> String {
     format!("{pipeline}.budgets")
 }
 
+/// How long a semantic cache entry answers: a week, as answers age faster than a replay window.
+pub const SEMANTIC_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub fn semantic_cache_topic(pipeline: &str) -> String {
+    format!("{pipeline}.semantic-cache")
+}
+
 pub fn deferred_topic(pipeline: &str, stage: &str) -> String {
     format!("{pipeline}.{stage}.deferred")
 }

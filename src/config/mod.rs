@@ -15,6 +15,7 @@ mod policy;
 mod prices;
 mod providers;
 mod section;
+mod semantic;
 mod stage;
 mod store_pg;
 mod topics;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::policy::{
     AbSplit, BudgetSpec, ModelChoice, ModelSpec, PiiSpec, PriceTable, PromptSpec, ProviderConfig,
-    SecretSource,
+    SecretSource, SemanticCacheSpec,
 };
 
 /// A compiled topology file.
@@ -40,6 +40,8 @@ pub struct Topology {
     pub metering_topic: String,
     /// Records in flight across all stages of one process.
     pub process_max_in_flight: usize,
+    /// The compacted topic of the semantic cache's entries; `None` when no stage has one.
+    pub semantic_cache_topic: Option<String>,
 }
 
 /// Kafka connection; librdkafka properties pass through untouched.
@@ -226,6 +228,8 @@ pub struct StageSpec {
     pub deferred_topic: String,
     /// At least once (the default) or exactly once (Kafka transactions).
     pub delivery: Delivery,
+    /// The stage's semantic cache; `None` when it has none.
+    pub semantic_cache: Option<SemanticCacheSpec>,
 }
 
 /// How a stage's writes and its input offsets reach Kafka.

@@ -227,3 +227,64 @@ pub enum BudgetWindow {
     /// Fixed periods since the Unix epoch (short ones are for development and tests).
     Every(std::time::Duration),
 }
+
+/// A stage's semantic cache: an earlier answer reused for a record whose variable text means
+/// the same (see `policy::semantic`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemanticCacheSpec {
+    /// The cosine similarity at or above which an earlier answer is reused.
+    pub threshold: f32,
+    /// The logical model that embeds the variable text.
+    pub embedding: String,
+    pub scope: SemanticScope,
+    /// How long an entry answers after it was stored.
+    pub ttl: Duration,
+    /// The parts of the record that are embedded and compared, in this order.
+    pub text: Vec<TextPart>,
+    /// Records that never get (nor leave) a semantic answer.
+    pub exclude: Exclusion,
+}
+
+/// Who shares answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SemanticScope {
+    /// Only records of the same tenant (the default).
+    Tenant,
+    /// Every tenant of the stage.
+    Global,
+}
+
+/// A part of the record that makes up the variable text: never the prompt's fixed
+/// instructions, which would make every prompt look alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextPart {
+    /// The document's content.
+    Document,
+    /// The retrieved passages' texts.
+    Passages,
+    /// The label an earlier classify stage gave.
+    Label,
+}
+
+impl TextPart {
+    pub const NAMES: &'static str = "document, passages, label";
+}
+
+/// Records excluded from the semantic cache: any one listed label or metadata value excludes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Exclusion {
+    pub labels: Vec<String>,
+    /// Metadata field → values that exclude.
+    pub metadata: BTreeMap<String, Vec<String>>,
+}
+
+impl Exclusion {
+    /// Whether a record with this label and metadata is excluded.
+    pub fn excludes(&self, label: Option<&str>, metadata: &BTreeMap<String, String>) -> bool {
+        label.is_some_and(|l| self.labels.iter().any(|x| x == l))
+            || self
+                .metadata
+                .iter()
+                .any(|(k, values)| metadata.get(k).is_some_and(|v| values.contains(v)))
+    }
+}

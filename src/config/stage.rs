@@ -10,6 +10,7 @@ use super::model::{Concurrency, Delivery, RetryPolicy, StageSpec};
 use super::policy::ModelSpec;
 use super::providers::model_choice;
 use super::section::Section;
+use super::semantic;
 use super::values::{duration, is_valid_name, is_valid_topic, limit, parse_duration};
 
 pub const KINDS: &str = "classify, embed, retrieve, generate, review";
@@ -45,6 +46,8 @@ pub fn parse(
     let needs_human = topic(sec, "needs_human_output", false);
     let rejected = topic(sec, "rejected_output", false);
     let delivery = delivery::stage(sec, inherited);
+    let semantic_cache =
+        sec.peek("cache").is_some().then(|| sec.nested("cache", semantic::cache)).flatten();
 
     let kind = match kind_name.as_deref() {
         Some("classify") => sec.nested("classify", kinds::classify),
@@ -94,6 +97,7 @@ pub fn parse(
         shutdown_grace,
         deferred_topic: d::deferred_topic(pipeline, name),
         delivery,
+        semantic_cache,
     })
 }
 

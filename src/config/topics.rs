@@ -28,6 +28,9 @@ pub enum TopicRole {
     /// The review queue's claims and decisions for a review stage's needs-human topic, decided
     /// in log order (one partition) by every console replica.
     ReviewClaims { stage: String },
+    /// The semantic cache's entries of every stage that has one, read by every replica at
+    /// start: the latest entry per key is what matters (a tombstone removes it).
+    SemanticCache,
 }
 
 impl TopicRole {
@@ -44,6 +47,7 @@ impl TopicRole {
             Self::BudgetLedger => "budget ledger".to_owned(),
             Self::ReviewClaims { stage } => format!("review claims of stage '{stage}'"),
             Self::ReviewQueue { stage } => format!("human review queue of stage '{stage}'"),
+            Self::SemanticCache => "semantic cache entries".to_owned(),
         }
     }
 
@@ -60,6 +64,9 @@ impl TopicRole {
             Self::ReviewClaims { .. } => {
                 &[("cleanup.policy", "compact"), ("min.compaction.lag.ms", "604800000")]
             }
+            // Entries expire in the index (their TTL); compaction keeps one value per key and
+            // drops what a tombstone (a false-hit report) removed.
+            Self::SemanticCache => &[("cleanup.policy", "compact")],
             _ => &[],
         }
     }
@@ -71,7 +78,9 @@ pub struct PlannedTopic {
     pub name: String,
     pub role: TopicRole,
     pub partitions: i32,
-    pub schema: SchemaKind,
+    /// The Avro schema of its records; `None` for a topic of sluice's own binary entries (the
+    /// semantic cache's, see `policy::semantic::entry`).
+    pub schema: Option<SchemaKind>,
 }
 
 /// The schema of records a stage of this kind writes to its outputs.
@@ -88,7 +97,7 @@ pub fn output_schema(kind: &StageKindSpec) -> SchemaKind {
 impl Topology {
     /// The schema of records on `topic`, if the topology knows the topic.
     pub fn schema_of(&self, topic: &str) -> Option<SchemaKind> {
-        self.topics().into_iter().find(|t| t.name == topic).map(|t| t.schema)
+        self.topics().into_iter().find(|t| t.name == topic).and_then(|t| t.schema)
     }
 
     /// Every topic of the topology, inputs first, then per stage its outputs, retries and
@@ -102,7 +111,7 @@ impl Topology {
                 name: i.name.clone(),
                 role: TopicRole::Input,
                 partitions: i.partitions,
-                schema: SchemaKind::Document,
+                schema: Some(SchemaKind::Document),
             })
             .collect();
         for s in &self.stages {
@@ -117,13 +126,15 @@ impl Topology {
                         TopicRole::StageOutput { stage }
                     },
                     partitions: parts,
-                    schema: output_schema(&s.kind),
+                    schema: Some(output_schema(&s.kind)),
                 });
             }
         }
         for s in &self.stages {
-            let input_schema =
-                out.iter().find(|t| t.name == s.input).map_or(SchemaKind::Document, |t| t.schema);
+            let input_schema = out
+                .iter()
+                .find(|t| t.name == s.input)
+                .map_or(Some(SchemaKind::Document), |t| t.schema);
             for (name, delay) in s.retry.retry_topics() {
                 let role = TopicRole::Retry { stage: s.name.clone(), delay };
                 out.push(PlannedTopic { name, role, partitions: parts, schema: input_schema });
@@ -140,7 +151,7 @@ impl Topology {
                 name: s.dead_letter_topic.clone(),
                 role: TopicRole::DeadLetter { stage: s.name.clone() },
                 partitions: parts,
-                schema: SchemaKind::DeadLetter,
+                schema: Some(SchemaKind::DeadLetter),
             });
         }
         for s in &self.stages {
@@ -149,7 +160,7 @@ impl Topology {
                     name,
                     role: TopicRole::ReviewClaims { stage: s.name.clone() },
                     partitions: 1,
-                    schema: SchemaKind::ReviewEvent,
+                    schema: Some(SchemaKind::ReviewEvent),
                 });
             }
         }
@@ -157,14 +168,22 @@ impl Topology {
             name: self.metering_topic.clone(),
             role: TopicRole::Metering,
             partitions: parts,
-            schema: SchemaKind::CostEvent,
+            schema: Some(SchemaKind::CostEvent),
         });
         if let Some(b) = &self.budgets {
             out.push(PlannedTopic {
                 name: b.ledger_topic.clone(),
                 role: TopicRole::BudgetLedger,
                 partitions: 1,
-                schema: SchemaKind::BudgetClaim,
+                schema: Some(SchemaKind::BudgetClaim),
+            });
+        }
+        if let Some(name) = &self.semantic_cache_topic {
+            out.push(PlannedTopic {
+                name: name.clone(),
+                role: TopicRole::SemanticCache,
+                partitions: parts,
+                schema: None,
             });
         }
         out
@@ -206,6 +225,7 @@ stages:
                 TopicRole::BudgetLedger
                     | TopicRole::ReviewClaims { .. }
                     | TopicRole::ReviewQueue { .. }
+                    | TopicRole::SemanticCache
             )
         }) {
             assert!(other.role.configs().is_empty(), "{}", other.name);
@@ -235,7 +255,7 @@ stages:
         assert_eq!(queue.role, TopicRole::ReviewQueue { stage: "review".into() });
         assert_eq!(queue.role.configs(), &[("retention.ms", "-1")]);
         let claims = find("p.human.claims");
-        assert_eq!((claims.partitions, claims.schema), (1, SchemaKind::ReviewEvent));
+        assert_eq!((claims.partitions, claims.schema), (1, Some(SchemaKind::ReviewEvent)));
         assert!(claims.role.configs().contains(&("cleanup.policy", "compact")));
         assert_eq!(find("p.ok").role, TopicRole::StageOutput { stage: "review".into() });
     }

@@ -130,7 +130,7 @@ mod tests {
             name: name.to_owned(),
             role,
             partitions: 1,
-            schema: SchemaKind::BudgetClaim,
+            schema: Some(SchemaKind::BudgetClaim),
         };
         let planned =
             [topic("p.budgets", TopicRole::BudgetLedger), topic("p.metering", TopicRole::Metering)];

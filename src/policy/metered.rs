@@ -1,28 +1,16 @@
 //! The gateway's metered entry points: the response cache in front of the fallback walk (its
-//! lookups counted by stage, model and result), and the events of cache hits (a provider call's
-//! own event is kept by [`super::record`]).
-
-use std::time::Duration;
+//! lookups counted by stage, model and result), then a stage's semantic cache for chat calls
+//! ([`super::semantic_call`]), and the events of cache hits (a provider call's own event is kept
+//! by [`super::record`]).
 
 use super::cache::{self, Entry};
-use super::{Answer, Gateway, Op, Served};
+use super::semantic_call::Looked;
+use super::{Answer, Gateway, Op, Provenance, SemanticAsk, Served};
 use crate::call::{now_ms, CostEvent};
 use crate::provider::{
     CallKey, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError,
 };
 use crate::telemetry::{CacheLookups, ModelCall, ModelUsage};
-
-/// On a cache hit, the event of the call that filled the entry again — only when that call was
-/// made for this same document and tenant at this stage (a record redone after a crash that lost
-/// the event: a duplicate by id if it was delivered, its only copy if not). An entry another
-/// record filled is that record's to meter; this record meters its own zero-cost hit.
-fn reemit_own(key: CallKey<'_>, entry: &Entry) {
-    let Some(log) = key.log else { return };
-    let e = &entry.event;
-    if e.document_id == key.document_id && e.tenant == key.tenant && e.stage == log.stage {
-        log.push(e.clone());
-    }
-}
 
 impl Gateway {
     /// A chat call: from the cache when the same prompt version, model, parameters and input
@@ -32,6 +20,19 @@ impl Gateway {
         alias: &str,
         req: &ChatRequest,
         key: CallKey<'_>,
+    ) -> Result<Served<ChatResponse>, ProviderError> {
+        self.chat_with(alias, req, key, None).await
+    }
+
+    /// [`Gateway::chat`] with the stage's semantic cache behind the exact one: on an exact miss,
+    /// an earlier answer to a question that means the same (see [`SemanticAsk`]); on a miss
+    /// there too, the model's answer is kept for later records.
+    pub async fn chat_with(
+        &self,
+        alias: &str,
+        req: &ChatRequest,
+        key: CallKey<'_>,
+        semantic: Option<SemanticAsk<'_>>,
     ) -> Result<Served<ChatResponse>, ProviderError> {
         let cache_key = cache::chat_key(key.prompt_version, alias, req);
         let hit = match &self.cache {
@@ -45,35 +46,22 @@ impl Gateway {
             None => None,
         };
         if let Some(entry) = hit {
-            if let cache::Answer::Chat {
-                text,
-                model,
-                input_tokens,
-                output_tokens,
-                cached_tokens,
-                estimated,
-                finish_reason,
-            } = entry.answer.clone()
-            {
-                reemit_own(key, &entry);
+            if let Some(value) = entry.chat_response() {
+                entry.reemit_own(key);
                 self.cache_hit(key, alias, "chat", &entry);
-                let value = ChatResponse {
-                    text,
-                    model,
-                    input_tokens,
-                    output_tokens,
-                    cached_tokens,
-                    tokens_estimated: estimated,
-                    finish_reason,
-                    latency: Duration::ZERO,
-                    response_id: entry.event.response_id.clone(),
-                };
                 return Ok(served(alias, &entry, value));
             }
         }
+        let pending = match semantic {
+            Some(ask) => match self.semantic_lookup(alias, key, ask).await? {
+                Looked::Hit(served) => return Ok(served),
+                Looked::Miss(pending) => pending,
+            },
+            None => None,
+        };
         let (served, answer, event) = self.call(alias, &Op::Chat(req), key).await?;
         let Answer::Chat(value) = answer else { unreachable!("a chat call answers with chat") };
-        if let (Some(cache), Some(event)) = (&self.cache, event) {
+        if let Some(event) = event {
             let answer = cache::Answer::Chat {
                 text: value.text.clone(),
                 model: value.model.clone(),
@@ -83,7 +71,13 @@ impl Gateway {
                 estimated: value.tokens_estimated,
                 finish_reason: value.finish_reason.clone(),
             };
-            cache.put(&cache_key, &entry_of(&served, answer, event)).await;
+            let entry = entry_of(&served, answer, event);
+            if let Some(cache) = &self.cache {
+                cache.put(&cache_key, &entry).await;
+            }
+            if let Some(pending) = pending {
+                self.semantic_put(key.stage, pending, entry).await;
+            }
         }
         Ok(served.with(value))
     }
@@ -108,7 +102,7 @@ impl Gateway {
             if let Some(entry) = cache.get(k).await {
                 if let cache::Answer::Embedding { vector } = &entry.answer {
                     vectors[i] = Some(vector.clone());
-                    reemit_own(key, &entry);
+                    entry.reemit_own(key);
                     hit.get_or_insert(entry);
                 }
             }
@@ -156,7 +150,7 @@ impl Gateway {
     }
 
     /// A cache hit's own event: no provider call, zero cost, `cached = true`.
-    fn cache_hit(&self, key: CallKey<'_>, alias: &str, operation: &str, entry: &Entry) {
+    pub(super) fn cache_hit(&self, key: CallKey<'_>, alias: &str, operation: &str, entry: &Entry) {
         let endpoint = self.endpoints.get(&entry.provider);
         let call = ModelCall {
             operation,
@@ -203,11 +197,12 @@ impl Gateway {
             response_id: None,
             price_set_on: entry.event.price_set_on.clone(),
             budget: None,
+            purpose: key.purpose.map(str::to_owned),
         });
     }
 }
 
-fn entry_of(served: &Served<()>, answer: cache::Answer, event: CostEvent) -> Entry {
+pub(super) fn entry_of(served: &Served<()>, answer: cache::Answer, event: CostEvent) -> Entry {
     Entry {
         answer,
         served: served.served.clone(),
@@ -217,6 +212,7 @@ fn entry_of(served: &Served<()>, answer: cache::Answer, event: CostEvent) -> Ent
     }
 }
 
+/// An exact cache hit's answer.
 fn served<T>(requested: &str, entry: &Entry, value: T) -> Served<T> {
     Served {
         value,
@@ -224,6 +220,7 @@ fn served<T>(requested: &str, entry: &Entry, value: T) -> Served<T> {
         served: entry.served.clone(),
         provider: entry.provider.clone(),
         model_name: entry.model_name.clone(),
+        provenance: Provenance::Exact,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod prompts;
 mod record;
 pub mod router;
 pub mod semantic;
+mod semantic_call;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use breaker::{Breaker, State as BreakerState};
 pub use cache::{CacheError, ResponseCache};
 pub use limiter::Limiter;
 pub use router::RouteInput;
+pub use semantic_call::{Provenance, SemanticAsk, SEMANTIC_HIT, SEMANTIC_LOOKUP};
 
 use crate::budget::Budgets;
 use crate::call::CostEvent;
@@ -82,6 +84,8 @@ pub struct Served<T> {
     pub provider: String,
     /// The provider's model name that answered.
     pub model_name: String,
+    /// Whether the answer came from the model or from a cache, and which.
+    pub provenance: Provenance,
 }
 
 pub(crate) enum Op<'a> {
@@ -101,6 +105,9 @@ pub struct Gateway {
     prices: PriceTable,
     cache: Option<ResponseCache>,
     budgets: Option<Arc<Budgets>>,
+    /// The semantic cache's entries; `None` when no stage has one (or in tools and tests that
+    /// leave it out: their stages then skip semantic lookups).
+    semantic: Option<Arc<semantic::SemanticStore>>,
 }
 
 impl Gateway {
@@ -146,6 +153,7 @@ impl Gateway {
             prices: topology.prices.clone(),
             cache,
             budgets: None,
+            semantic: None,
         })
     }
 
@@ -200,6 +208,7 @@ impl Gateway {
                         served: hop.clone(),
                         provider: spec.provider.clone(),
                         model_name: spec.name.clone(),
+                        provenance: Provenance::Model,
                     };
                     return Ok((served, answer, event));
                 }
@@ -309,6 +318,7 @@ impl Served<()> {
             served: self.served,
             provider: self.provider,
             model_name: self.model_name,
+            provenance: self.provenance,
         }
     }
 }

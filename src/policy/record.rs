@@ -232,6 +232,7 @@ impl<'a> CallRecord<'a> {
             response_id: usage.response_id,
             price_set_on: (!prices.set_on.is_empty()).then(|| prices.set_on.clone()),
             budget: self.reservation.as_ref().and_then(|r| r.budget()).map(str::to_owned),
+            purpose: key.purpose.map(str::to_owned),
         }
     }
 }

@@ -163,12 +163,22 @@ pub struct CallKey<'a> {
     pub prompt_version: Option<&'a str>,
     /// Where the call's cost events go; `None` for unmetered calls (indexing a knowledge base).
     pub log: Option<&'a CallLog>,
+    /// Why the call is made when not for the stage's own answer (see `CostEvent::purpose`).
+    pub purpose: Option<&'static str>,
 }
 
 impl<'a> CallKey<'a> {
     /// An unmetered call.
     pub fn new(document_id: &'a str, stage: &'a str, attempt: u32) -> Self {
-        Self { document_id, tenant: "", stage, attempt, prompt_version: None, log: None }
+        Self {
+            document_id,
+            tenant: "",
+            stage,
+            attempt,
+            prompt_version: None,
+            log: None,
+            purpose: None,
+        }
     }
 
     pub fn with_prompt(self, version: &'a str) -> Self {

@@ -184,6 +184,7 @@ async fn call(models: &Models, texts: Vec<String>, caller: &Caller) -> Reply {
         attempt: caller.attempt,
         prompt_version: None,
         log: log.as_ref(),
+        purpose: None,
     };
     let request = EmbedRequest { model: String::new(), inputs: texts };
     let served = models.gateway.embed(&models.choice.default, &request, key).await;

@@ -1,16 +1,18 @@
 //! generate: fills the prompt template (or its A/B variant) with the document, its
 //! classification and as many passages as fit the routed model's context window, calls the
-//! model and records the answer with its provenance: model, template version, usage, finish
-//! reason and latency.
+//! model — or, with a semantic cache, reuses the answer to an earlier record that means the
+//! same — and records the answer with its provenance: model, template version, usage, finish
+//! reason, latency, and which cache answered (with the similarity and the reused document).
 
 use std::collections::BTreeMap;
 
 use super::models::{served_name, Models};
 use super::{Emit, StageContext, StageError};
 use crate::avro::{Answer, Envelope, Passage};
-use crate::config::{AbSplit, PromptSpec, Topology};
+use crate::config::{AbSplit, PromptSpec, SemanticCacheSpec, Topology};
 use crate::policy::prompts::{messages, Fill};
 use crate::policy::router::in_variant;
+use crate::policy::SemanticAsk;
 use crate::provider::ChatRequest;
 use crate::tokens;
 
@@ -20,6 +22,7 @@ pub struct Generate {
     prompt: String,
     ab: Option<AbSplit>,
     max_output_tokens: u32,
+    semantic: Option<SemanticCacheSpec>,
 }
 
 /// Tokens kept free for message framing the count does not see.
@@ -39,7 +42,15 @@ impl Generate {
             prompt: prompt.to_owned(),
             ab,
             max_output_tokens,
+            semantic: None,
         }
+    }
+
+    /// Answers records whose variable text means the same as an earlier one's from the
+    /// semantic cache (see [`SemanticAsk`]).
+    pub fn with_semantic_cache(mut self, spec: Option<SemanticCacheSpec>) -> Self {
+        self.semantic = spec;
+        self
     }
 
     /// The template version this document gets: the A/B variant for its share of ids.
@@ -92,8 +103,10 @@ impl Generate {
             max_tokens: self.max_output_tokens,
         };
         let key = cx.call_key(&input.document).with_prompt(&version);
-        let served = self.models.gateway.chat(&alias, &request, key).await?;
+        let ask = self.semantic.as_ref().and_then(|s| SemanticAsk::of(s, cx.stage, &input));
+        let served = self.models.gateway.chat_with(&alias, &request, key, ask).await?;
         let r = served.value;
+        let how = &served.provenance;
         input.answer = Some(Answer {
             text: r.text,
             // The model the endpoint reports (e.g. a dated snapshot), on the provider that served.
@@ -103,6 +116,9 @@ impl Generate {
             output_tokens: r.output_tokens as i64,
             finish_reason: r.finish_reason,
             latency_ms: r.latency.as_millis() as i64,
+            cache: how.cache().to_owned(),
+            similarity: how.similarity(),
+            reused_from: how.source_document().map(str::to_owned),
         });
         Ok(vec![Emit::main(input)])
     }

@@ -157,6 +157,7 @@ impl<'a> StageContext<'a> {
             attempt: self.attempt,
             prompt_version: None,
             log: self.log,
+            purpose: None,
         }
     }
 }
@@ -250,7 +251,8 @@ impl AnyStage {
                 )
             }
             StageKindSpec::Generate { prompt, ab, max_output_tokens } => StageKind::Generate(
-                Generate::new(need("generate")?, topology, prompt, ab.clone(), *max_output_tokens),
+                Generate::new(need("generate")?, topology, prompt, ab.clone(), *max_output_tokens)
+                    .with_semantic_cache(spec.semantic_cache.clone()),
             ),
             StageKindSpec::Review { blocked_terms, judge, .. } => {
                 let judge = judge.as_ref().map(|j| {

@@ -19,6 +19,7 @@ pub mod otel_spans;
 mod record_events;
 mod review_events;
 mod runner_metrics;
+mod semantic_events;
 mod transaction_events;
 
 pub use broker_events::BrokerComingUp;
@@ -41,6 +42,7 @@ pub use otel_spans::{
 };
 pub use record_events::*;
 pub use review_events::{ReviewDecided, ReviewQueueSize};
+pub use semantic_events::{SemanticCacheFailed, SemanticCacheRead, SemanticLookup, SemanticResult};
 pub use transaction_events::{TransactionAborted, TransactionCommitted};
 
 use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};

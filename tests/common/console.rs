@@ -44,6 +44,9 @@ pub async fn needs_human(h: &Harness, id: &str, tenant: &str, content: &str) {
         output_tokens: 5,
         finish_reason: "stop".into(),
         latency_ms: 3,
+        cache: "none".into(),
+        similarity: None,
+        reused_from: None,
     });
     e.review = Some(Review {
         verdict: Verdict::NeedsHuman,

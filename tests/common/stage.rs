@@ -178,5 +178,6 @@ pub fn billed(stage: &str, id: &str, attempt: u32, nth: usize) -> sluice::call::
         response_id: None,
         price_set_on: None,
         budget: None,
+        purpose: None,
     }
 }

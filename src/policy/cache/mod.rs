@@ -9,6 +9,7 @@ mod disk;
 mod redis;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ pub use self::disk::DiskCache;
 pub use self::redis::RedisCache;
 use crate::call::{stable_hash, CostEvent};
 use crate::config::CacheSpec;
-use crate::provider::ChatRequest;
+use crate::provider::{CallKey, ChatRequest, ChatResponse};
 
 /// Why a configured cache cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,48 @@ pub struct Entry {
     pub model_name: String,
     /// The original call's cost event.
     pub event: CostEvent,
+}
+
+impl Entry {
+    /// The chat answer kept; `None` for an embedding's entry.
+    pub fn chat_response(&self) -> Option<ChatResponse> {
+        let Answer::Chat {
+            text,
+            model,
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+            estimated,
+            finish_reason,
+        } = self.answer.clone()
+        else {
+            return None;
+        };
+        Some(ChatResponse {
+            text,
+            model,
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+            tokens_estimated: estimated,
+            finish_reason,
+            latency: Duration::ZERO,
+            response_id: self.event.response_id.clone(),
+        })
+    }
+
+    /// On a cache hit, the event of the call that filled the entry again — only when that call
+    /// was made for this same document and tenant at this stage (a record redone after a crash
+    /// that lost the event: a duplicate by id if it was delivered, its only copy if not). An
+    /// entry another record filled is that record's to meter; this record meters its own
+    /// zero-cost hit.
+    pub fn reemit_own(&self, key: CallKey<'_>) {
+        let Some(log) = key.log else { return };
+        let e = &self.event;
+        if e.document_id == key.document_id && e.tenant == key.tenant && e.stage == log.stage {
+            log.push(e.clone());
+        }
+    }
 }
 
 /// Where answers are kept.
