@@ -78,6 +78,11 @@ pub fn budget_ledger_topic(pipeline: &str) -> String {
     format!("{pipeline}.budgets")
 }
 
+/// The similarity at which a semantic cache entry answers: the lowest that answered no near miss
+/// of the labelled set with all-MiniLM-L6-v2 and the literal guard (0.93), plus a margin of 0.01
+/// over the closest near miss the guard cannot see (docs/BENCHMARKS.md, "Semantic cache").
+pub const SEMANTIC_CACHE_THRESHOLD: f32 = 0.94;
+
 /// How long a semantic cache entry answers: a week, as answers age faster than a replay window.
 pub const SEMANTIC_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 

@@ -4,7 +4,7 @@
 //! ```yaml
 //! cache:
 //!   semantic:
-//!     threshold: 0.93          # cosine similarity, in (0, 1]
+//!     threshold: 0.94          # cosine similarity, in (0, 1] (default 0.94)
 //!     embedding: minilm        # a logical model with an embeddings API
 //!     scope: tenant            # or global (answers shared between tenants)
 //!     ttl: 7d
@@ -28,7 +28,7 @@ pub fn cache(s: &mut Section<'_>) -> Option<SemanticCacheSpec> {
 }
 
 fn semantic(s: &mut Section<'_>) -> Option<SemanticCacheSpec> {
-    let threshold = s.req::<f64>("threshold").and_then(|t| {
+    let threshold = Some(s.or("threshold", f64::from(d::SEMANTIC_CACHE_THRESHOLD))).and_then(|t| {
         let ok = t > 0.0 && t <= 1.0;
         if !ok {
             s.error("threshold", format!("a cosine similarity in (0, 1], got {t}"));

@@ -65,10 +65,10 @@ fn spec(t: &Topology) -> &SemanticCacheSpec {
 }
 
 #[test]
-fn defaults_are_tenant_scope_a_week_and_the_documents_variable_text() {
-    let t = compiled("    cache: { semantic: { threshold: 0.93, embedding: minilm } }");
+fn defaults_are_the_measured_threshold_tenant_scope_a_week_and_the_documents_variable_text() {
+    let t = compiled("    cache: { semantic: { embedding: minilm } }");
     let s = spec(&t);
-    assert_eq!((s.threshold, s.embedding.as_str()), (0.93, "minilm"));
+    assert_eq!((s.threshold, s.embedding.as_str()), (0.94, "minilm"));
     assert_eq!(s.scope, SemanticScope::Tenant);
     assert_eq!(s.ttl, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(s.text, [TextPart::Document, TextPart::Passages]);
@@ -161,6 +161,13 @@ fn the_embedding_model_must_exist_embed_and_have_a_price() {
     let missing = problems("    cache: { semantic: { threshold: 0 } }", "");
     let fields: Vec<&str> = missing.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(fields, ["cache.semantic.threshold", "cache.semantic.embedding"], "{missing:#?}");
+    let no_embedding = problems("    cache: { semantic: {} }", "");
+    let fields: Vec<_> = no_embedding.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["cache.semantic.embedding"],
+        "the threshold has a default: {no_embedding:#?}"
+    );
 }
 
 #[test]
