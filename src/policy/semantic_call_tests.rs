@@ -218,3 +218,36 @@ async fn the_exact_cache_answers_first_without_an_embedding_call() {
     assert!(events.iter().all(|e| e.operation == "chat" && e.cached), "{events:#?}");
     assert_eq!(lookups("exact-first", "hit") + lookups("exact-first", "miss"), 1);
 }
+
+/// Two replicas of the stage, each with its own store on the same topic, and a third started
+/// after the first two stopped: the answer one replica paid for answers the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_answers_and_a_restarted_replica_still_has_them() {
+    let (kafka, first_store) = store().await;
+    let settings = KafkaSettings::single_broker(kafka.bootstrap_servers(), 1);
+    let open = || SemanticStore::open(&settings, TOPIC, IndexLimits::default());
+    let second_store = Arc::new(open().await.expect("second replica's store"));
+    let t = topology("generate", "answer@1", "tenant", "");
+    let (first, second) = (stage(&t, &first_store).await, stage(&t, &second_store).await);
+    let (_, events) = answer(&first, record("d1", "acme", "How reset password?")).await;
+    assert_eq!(paid_chats(&events), 1);
+    // The second replica learns of the entry by following the topic.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while second_store.size().0 == 0 {
+        assert!(std::time::Instant::now() < deadline, "the second replica never saw the entry");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (shared, events) = answer(&second, record("d2", "acme", "How reset my password?")).await;
+    assert_eq!((shared.cache.as_str(), shared.reused_from.as_deref()), ("semantic", Some("d1")));
+    assert_eq!(paid_chats(&events), 0, "{events:#?}");
+    drop((first, second));
+    first_store.stop();
+    second_store.stop();
+    drop((first_store, second_store));
+    // A replica started afterwards rebuilds the entries from the topic before it serves.
+    let restarted_store = Arc::new(open().await.expect("restarted store"));
+    let restarted = stage(&t, &restarted_store).await;
+    let (kept, events) = answer(&restarted, record("d3", "acme", "How reset your password?")).await;
+    assert_eq!((kept.cache.as_str(), kept.reused_from.as_deref()), ("semantic", Some("d1")));
+    assert_eq!(paid_chats(&events), 0, "{events:#?}");
+}
