@@ -162,7 +162,8 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
     };
     let complete = wait_until(Duration::from_secs(30), || async {
         let by_stage = record_spans(&ours(producer_trace));
-        STAGES.iter().all(|s| by_stage.contains_key(*s))
+        let batched = batched_call_traced(&receiver.spans());
+        STAGES.iter().all(|s| by_stage.contains_key(*s)) && batched
     });
     assert!(complete.await, "record spans of all five stages arrive");
     assert!(
@@ -254,11 +255,10 @@ async fn one_trace_follows_a_document_through_five_stages_and_a_retry_hop() {
     assert_eq!(answered.attr("sluice.cached"), "false");
     assert_eq!(answered.attr("sluice.attempt"), "2");
     assert!(answered.attr("sluice.cost.usd").parse::<f64>().expect("cost") > 0.0);
-    let embedded = calls
-        .iter()
-        .find(|c| c.attr("gen_ai.operation.name") == "embeddings")
-        .expect("the embed stage's batched call, traced below the record");
-    assert_eq!(stage_of(embedded).as_deref(), Some("embed"));
+    assert!(
+        batched_call_traced(&receiver.spans()),
+        "the embed stage's batched call, traced below an embed record's span"
+    );
     let generated =
         calls.iter().find(|c| stage_of(c).as_deref() == Some("generate")).expect("generate's call");
     assert!(generated.attr("sluice.prompt.version").starts_with("answer@"));
@@ -370,4 +370,21 @@ async fn without_an_endpoint_the_demo_connects_to_no_collector() {
     assert_eq!(receiver.requests(), 0, "nothing was exported");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("exporting traces"), "no exporter:\n{stderr}");
+}
+
+/// Whether an embeddings call is traced below an embed record's span. The embed stage batches:
+/// its call is traced below the first record of the batch, which can be another document's (tr-2
+/// and tr-3 catch up with tr-1 while it waits on its retry rung when the machine is slow), so it
+/// is looked for in every trace received.
+fn batched_call_traced(spans: &[Got]) -> bool {
+    let embed_records: HashSet<&str> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Consumer && s.attr("sluice.stage") == "embed")
+        .map(|s| s.id.as_str())
+        .collect();
+    spans.iter().any(|c| {
+        c.kind == SpanKind::Client
+            && c.attr("gen_ai.operation.name") == "embeddings"
+            && embed_records.contains(c.parent.as_str())
+    })
 }
