@@ -60,6 +60,7 @@ pub fn entry(
         response_id: Some(format!("chatcmpl-{document_id}")),
         price_set_on: Some("2026-12-01".into()),
         budget: None,
+        purpose: None,
     };
     SemanticEntry {
         key,
