@@ -61,7 +61,9 @@ impl Gateway {
         };
         let (served, answer, event) = self.call(alias, &Op::Chat(req), key).await?;
         let Answer::Chat(value) = answer else { unreachable!("a chat call answers with chat") };
-        if let Some(event) = event {
+        // Kept only where a cache will hold it: no copy of the answer on the record path else.
+        let kept = self.cache.is_some() || pending.is_some();
+        if let Some(event) = event.filter(|_| kept) {
             let answer = cache::Answer::Chat {
                 text: value.text.clone(),
                 model: value.model.clone(),
